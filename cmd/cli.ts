@@ -1,0 +1,52 @@
+// The command line: citty commands, with nsrun's own handling of --help, --version and errors
+// (help after `--` belongs to the box's command; errors exit 125 like podman's).
+import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import pkg from "../package.json" with { type: "json" };
+import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
+import { runArgs, unknownFlag } from "./args";
+import run from "./run";
+
+const root = defineCommand({
+  meta: { name: "nsrun", version: pkg.version, description: "Run a program in its own Linux namespaces, as root or as an ordinary user" },
+  args: runArgs,
+  subCommands: { run },
+  run(ctx) {
+    if (ctx.rawArgs.includes("run")) return; // citty calls the parent's run after a subcommand's
+    if (!ctx.args.config) {
+      process.stdout.write(`${USAGE_HINT}\n`);
+      process.exit(0);
+    }
+    return run.run?.(ctx as never);
+  },
+});
+
+const USAGE_HINT = "nsrun --config box.toml | nsrun run [--config box.toml] [-- CMD ARG...]; see nsrun --help";
+
+export async function main(rawArgs: string[]): Promise<void> {
+  const dashes = rawArgs.indexOf("--");
+  const own = dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
+  const isRun = own[0] === "run";
+  const cmd = (isRun ? run : root) as unknown as CommandDef;
+  if (own.includes("--help") || own.includes("-h")) {
+    process.stdout.write(`${await renderUsage(cmd, isRun ? (root as unknown as CommandDef) : undefined)}\n`);
+    process.exit(0);
+  }
+  if (own.length === 1 && own[0] === "--version") {
+    process.stdout.write(`${pkg.version}\n`);
+    process.exit(0);
+  }
+  const bad = unknownFlag(isRun ? own.slice(1) : own, cmd.args as ArgsDef);
+  if (bad) fail(`unknown option ${bad}; see nsrun ${isRun ? "run " : ""}--help`);
+  try {
+    await runCommand(root, { rawArgs });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof StageError) fail(e.message, (e as StageError).hint, e.exitCode);
+    if (own.includes("--log-level=debug") || own.includes("-v") || own.includes("--verbose")) console.error(e);
+    fail((e as Error).message);
+  }
+}
+
+function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
+  process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
+  process.exit(code);
+}

@@ -1,0 +1,15 @@
+// Entry point of the nsrun executable. A stage process (`nsrun __stage ns|init ...`) must load as
+// little as possible before its first syscall, so every branch imports its code lazily.
+import { STAGE_ARG } from "../core/stages/self";
+
+const argv = process.argv.slice(2);
+if (argv[0] === STAGE_ARG && argv[1] === "ns") {
+  const { namespaceStage } = await import("../core/stages/ns");
+  await namespaceStage(Number(argv[2]));
+} else if (argv[0] === STAGE_ARG && argv[1] === "init") {
+  const { initStage } = await import("../core/stages/init");
+  await initStage();
+} else {
+  const { main } = await import("./cli");
+  await main(argv);
+}

@@ -1,0 +1,146 @@
+// Named constants for the syscalls nsrun makes, with the header each comes from.
+// Values are for Linux on x86-64 and arm64 (asm-generic); they are ABI and never change.
+
+// <linux/sched.h>: namespace flags for unshare(2) and setns(2)
+export const CLONE_NEWTIME = 0x00000080;
+export const CLONE_NEWNS = 0x00020000;
+export const CLONE_NEWCGROUP = 0x02000000;
+export const CLONE_NEWUTS = 0x04000000;
+export const CLONE_NEWIPC = 0x08000000;
+export const CLONE_NEWUSER = 0x10000000;
+export const CLONE_NEWPID = 0x20000000;
+export const CLONE_NEWNET = 0x40000000;
+
+// <linux/mount.h>: mount(2) flags
+export const MS_RDONLY = 0x1;
+export const MS_NOSUID = 0x2;
+export const MS_NODEV = 0x4;
+export const MS_NOEXEC = 0x8;
+export const MS_SYNCHRONOUS = 0x10;
+export const MS_REMOUNT = 0x20;
+export const MS_NOATIME = 0x400;
+export const MS_NODIRATIME = 0x800;
+export const MS_BIND = 0x1000;
+export const MS_REC = 0x4000;
+export const MS_SILENT = 0x8000;
+export const MS_PRIVATE = 0x40000;
+export const MS_SLAVE = 0x80000;
+export const MS_RELATIME = 0x200000;
+export const MS_STRICTATIME = 0x1000000;
+
+// <linux/mount.h>: mount_setattr(2) attributes
+export const MOUNT_ATTR_RDONLY = 0x1;
+export const MOUNT_ATTR_NOSUID = 0x2;
+export const MOUNT_ATTR_NODEV = 0x4;
+export const MOUNT_ATTR_NOEXEC = 0x8;
+
+// <sys/mount.h>: umount2(2)
+export const MNT_DETACH = 0x2;
+
+// <fcntl.h>
+export const AT_FDCWD = -100;
+export const AT_EMPTY_PATH = 0x1000;
+export const AT_RECURSIVE = 0x8000;
+export const O_RDONLY = 0x0;
+export const O_WRONLY = 0x1;
+export const O_RDWR = 0x2;
+export const O_CREAT = 0x40;
+export const O_EXCL = 0x80;
+export const O_NOCTTY = 0x100;
+export const O_NONBLOCK = 0x800;
+export const O_DIRECTORY = 0x10000;
+export const O_NOFOLLOW = 0x20000;
+export const O_CLOEXEC = 0x80000;
+export const O_PATH = 0x200000;
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const FD_CLOEXEC = 1;
+
+// <linux/openat2.h>: resolve flags
+export const RESOLVE_NO_XDEV = 0x01;
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+export const RESOLVE_BENEATH = 0x08;
+export const RESOLVE_IN_ROOT = 0x10;
+
+// <linux/close_range.h>
+export const CLOSE_RANGE_CLOEXEC = 0x4;
+
+// <sys/prctl.h>
+export const PR_SET_PDEATHSIG = 1;
+export const PR_SET_CHILD_SUBREAPER = 36;
+
+// <signal.h>
+export const SIGKILL = 9;
+
+// <poll.h>
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+
+// <sys/socket.h>, <linux/sockios.h>, <net/if.h>
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0x80000;
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const IFF_UP = 0x1;
+export const IFNAMSIZ = 16;
+
+// <asm/unistd_64.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for
+export const SYS_pivot_root = 155;
+export const SYS_close_range = 436;
+export const SYS_openat2 = 437;
+export const SYS_mount_setattr = 442;
+
+/** Names for the bits of a flags word, so traces and errors read `MS_BIND|MS_REC`, not 20480. */
+export function flagNames(value: number, table: Record<string, number>): string {
+  const names: string[] = [];
+  let rest = value;
+  for (const [name, bit] of Object.entries(table)) {
+    if (bit !== 0 && (value & bit) === bit) {
+      names.push(name);
+      rest &= ~bit;
+    }
+  }
+  if (rest !== 0) names.push(`0x${rest.toString(16)}`);
+  return names.length ? names.join("|") : "0";
+}
+
+export const CLONE_FLAGS = {
+  CLONE_NEWUSER,
+  CLONE_NEWNS,
+  CLONE_NEWPID,
+  CLONE_NEWUTS,
+  CLONE_NEWIPC,
+  CLONE_NEWNET,
+  CLONE_NEWCGROUP,
+  CLONE_NEWTIME,
+};
+
+export const MS_FLAGS = {
+  MS_RDONLY,
+  MS_NOSUID,
+  MS_NODEV,
+  MS_NOEXEC,
+  MS_SYNCHRONOUS,
+  MS_REMOUNT,
+  MS_NOATIME,
+  MS_NODIRATIME,
+  MS_BIND,
+  MS_REC,
+  MS_SILENT,
+  MS_PRIVATE,
+  MS_SLAVE,
+  MS_RELATIME,
+  MS_STRICTATIME,
+};
+
+export const MOUNT_ATTR_FLAGS = {
+  MOUNT_ATTR_RDONLY,
+  MOUNT_ATTR_NOSUID,
+  MOUNT_ATTR_NODEV,
+  MOUNT_ATTR_NOEXEC,
+};

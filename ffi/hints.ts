@@ -1,0 +1,65 @@
+// One sentence of advice for the errnos people meet at each step, like bubblewrap's per-errno messages.
+// Keyed by syscall, then errno name; "*" matches any syscall.
+import { getSystemErrorName } from "node:util";
+
+const HINTS: Record<string, Record<string, string>> = {
+  unshare: {
+    EPERM:
+      "creating namespaces needs CAP_SYS_ADMIN, or a user namespace first; check `sysctl kernel.unprivileged_userns_clone` (Debian) and `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10+)",
+    ENOSPC: "the per-user namespace limit is reached: raise `sysctl user.max_user_namespaces`",
+    EUSERS: "the namespace nesting limit is reached",
+    EINVAL:
+      "CLONE_NEWUSER needs a single-threaded process; nsrun's namespace stage must run with BUN_JSC_useConcurrentJIT=0",
+  },
+  write: {
+    EPERM:
+      "writing uid_map/gid_map was refused; on Ubuntu 23.10+ this is AppArmor's `kernel.apparmor_restrict_unprivileged_userns`: allow nsrun with an AppArmor profile, or set that sysctl to 0",
+  },
+  mount: {
+    EPERM:
+      "mounting needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace; an ordinary user gets it from a user namespace (set [namespaces] user = true)",
+    ENOENT: "the source or target does not exist",
+    ENODEV: "the kernel has no such filesystem type",
+    EACCES: "a directory on the way is not searchable by the caller, or the source is on a nodev/noexec mount",
+  },
+  pivot_root: {
+    EINVAL:
+      "the new root must be a mount point and `/` must not be shared; nsrun binds the rootfs and makes `/` private first",
+    EPERM: "pivot_root needs CAP_SYS_ADMIN in the mount namespace's owner; use a user namespace",
+  },
+  chroot: {
+    EPERM: "chroot(2) needs CAP_SYS_CHROOT; an ordinary user gets it inside a user namespace, which nsrun creates by default",
+  },
+  mkdirat: {
+    EROFS: "the rootfs is read-only: create the mount target in the rootfs, or set ephemeral = true",
+    EACCES: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
+    EPERM: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
+  },
+  openat: {
+    EROFS: "the rootfs is read-only: create the mount target in the rootfs, or set ephemeral = true",
+    EACCES: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
+  },
+  openat2: {
+    EXDEV: "the path leaves the rootfs",
+    ELOOP: "the path has too many symbolic links, or a magic link",
+  },
+  sethostname: {
+    EPERM: "setting the hostname needs a UTS namespace: set [namespaces] uts = true",
+  },
+  setresuid: {
+    EINVAL: "the uid is not mapped in the box's user namespace; a rootless box maps only uid 0",
+  },
+  setresgid: {
+    EINVAL: "the gid is not mapped in the box's user namespace; a rootless box maps only gid 0",
+  },
+};
+
+export function hintFor(syscall: string, errno: number): string | undefined {
+  let name: string;
+  try {
+    name = getSystemErrorName(-errno);
+  } catch {
+    return undefined;
+  }
+  return HINTS[syscall]?.[name] ?? HINTS["*"]?.[name];
+}

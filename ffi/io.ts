@@ -1,0 +1,55 @@
+// Pipes between nsrun's own processes: raw fds, blocking reads, no event loop needed.
+import { ptr } from "bun:ffi";
+import * as F from "./flags";
+import { check, errno, libc } from "./libc";
+
+const EINTR = 4;
+
+/** pipe2(2); with `cloexec` false the fds survive execve, which is how a plan reaches the next stage. */
+export function pipe(cloexec: boolean): [read: number, write: number] {
+  const fds = new Int32Array(2);
+  check("pipe2", libc.pipe2(fds, cloexec ? F.O_CLOEXEC : 0), "pipe2()");
+  return [fds[0], fds[1]];
+}
+
+export function writeAll(fd: number, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) {
+    const n = Number(libc.write(fd, ptr(data, off), data.length - off));
+    if (n < 0) check("write", n, `write(fd ${fd})`);
+    off += n;
+  }
+}
+
+/** Reads until end of file (every writer closed). */
+export function readAll(fd: number): Buffer {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    const n = Number(libc.read(fd, buf, buf.length));
+    if (n === 0) break;
+    if (n < 0) {
+      if (errno() === EINTR) continue;
+      check("read", n, `read(fd ${fd})`);
+    }
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** True when the other end of a pipe we write to has gone: the reader exited. */
+export function peerGone(fd: number): boolean {
+  // struct pollfd { int fd; short events; short revents; }
+  const pfd = new Int32Array([fd, F.POLLOUT]);
+  if (libc.poll(pfd, 1, 0) < 0) return false;
+  const revents = new Uint16Array(pfd.buffer)[3];
+  return (revents & (F.POLLERR | F.POLLHUP)) !== 0;
+}
+
+export function setCloexec(fd: number): void {
+  libc.fcntl(fd, F.F_SETFD, F.FD_CLOEXEC);
+}
+
+export function closeFd(fd: number): void {
+  libc.close(fd);
+}

@@ -1,0 +1,97 @@
+// The one place nsrun touches libc. Everything else calls the typed wrappers in ./sys.ts.
+import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+import { getSystemErrorName } from "node:util";
+import { hintFor } from "./hints";
+
+const { i32, i64, u32, u64, ptr } = FFIType;
+
+export const libc = dlopen("libc.so.6", {
+  __errno_location: { args: [], returns: ptr },
+  strerror: { args: [i32], returns: FFIType.cstring },
+  // Older glibc has no wrappers for pivot_root, openat2, mount_setattr, close_range.
+  syscall: { args: [i64, i64, i64, i64, i64, i64], returns: i64 },
+  unshare: { args: [i32], returns: i32 },
+  mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
+  umount2: { args: [ptr, i32], returns: i32 },
+  chdir: { args: [ptr], returns: i32 },
+  fchdir: { args: [i32], returns: i32 },
+  getcwd: { args: [ptr, u64], returns: ptr },
+  openat: { args: [i32, ptr, i32, u32], returns: i32 },
+  mkdirat: { args: [i32, ptr, u32], returns: i32 },
+  symlinkat: { args: [ptr, i32, ptr], returns: i32 },
+  close: { args: [i32], returns: i32 },
+  read: { args: [i32, ptr, u64], returns: i64 },
+  write: { args: [i32, ptr, u64], returns: i64 },
+  pipe2: { args: [ptr, i32], returns: i32 },
+  poll: { args: [ptr, u64, i32], returns: i32 },
+  fcntl: { args: [i32, i32, i64], returns: i32 },
+  sethostname: { args: [ptr, u64], returns: i32 },
+  setresuid: { args: [u32, u32, u32], returns: i32 },
+  setresgid: { args: [u32, u32, u32], returns: i32 },
+  setgroups: { args: [u64, ptr], returns: i32 },
+  prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+  execve: { args: [ptr, ptr, ptr], returns: i32 },
+  socket: { args: [i32, i32, i32], returns: i32 },
+  ioctl: { args: [i32, u64, ptr], returns: i32 },
+  kill: { args: [i32, i32], returns: i32 },
+  waitid: { args: [i32, u32, ptr, i32], returns: i32 },
+  waitpid: { args: [i32, ptr, i32], returns: i32 },
+  getuid: { args: [], returns: u32 },
+  getgid: { args: [], returns: u32 },
+}).symbols;
+
+/** errno of the last failed call; read it right after the call, before anything else can change it. */
+export function errno(): number {
+  return read.i32(libc.__errno_location() as Pointer, 0);
+}
+
+export function errnoName(code: number): string {
+  try {
+    return getSystemErrorName(-code);
+  } catch {
+    return `errno ${code}`;
+  }
+}
+
+export function strerror(code: number): string {
+  return String(libc.strerror(code));
+}
+
+/**
+ * A failed syscall, in the shape crun prints it: ``mount "/data": EPERM (Operation not permitted)``.
+ * `call` is the syscall with its main arguments, paths quoted; `hint` says what to do where we know.
+ */
+export class SyscallError extends Error {
+  constructor(
+    readonly syscall: string,
+    readonly call: string,
+    readonly errno: number,
+    readonly hint?: string,
+  ) {
+    super(`${call}: ${errnoName(errno)} (${strerror(errno)})`);
+    this.name = "SyscallError";
+  }
+  get errnoName(): string {
+    return errnoName(this.errno);
+  }
+}
+
+/** Throws a SyscallError with errno when a libc call returned -1. */
+export function check(syscall: string, ret: number | bigint, call: string): number {
+  const n = Number(ret);
+  if (n < 0) {
+    const code = errno();
+    throw new SyscallError(syscall, call, code, hintFor(syscall, code));
+  }
+  return n;
+}
+
+/** A NUL-terminated copy of a string for a `const char *` argument. */
+export function cstr(s: string): Buffer {
+  return Buffer.from(`${s}\0`);
+}
+
+/** Quote a path the way errors show it. */
+export function q(s: string): string {
+  return JSON.stringify(s);
+}
