@@ -128,6 +128,7 @@ function describe(issue: v.BaseIssue<unknown>): string {
     if (issue.received === "undefined") return `missing; expected ${issue.expected}`;
     return `expected ${issue.expected}, got ${issue.received}`;
   }
+  if (issue.type === "min_length") return issue.message;
   return `${issue.message}, got ${issue.received}`;
 }
 
