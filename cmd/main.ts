@@ -5,7 +5,7 @@ import { STAGE_ARG } from "../core/stages/self";
 const argv = process.argv.slice(2);
 if (argv[0] === STAGE_ARG && argv[1] === "ns") {
   const { namespaceStage } = await import("../core/stages/ns");
-  await namespaceStage(Number(argv[2]));
+  await namespaceStage();
 } else if (argv[0] === STAGE_ARG && argv[1] === "init") {
   const { initStage } = await import("../core/stages/init");
   await initStage();

@@ -7,8 +7,8 @@ import { createLogger } from "./log";
 export default defineCommand({
   meta: { name: "run", description: "Run a command in a box (the default box when there is no --config)" },
   args: runArgs,
-  run({ args, rawArgs }) {
+  async run({ args, rawArgs }) {
     const log = createLogger(args["log-level"], args.verbose === true);
-    runBox({ configFile: args.config, args: commandAfterDashes(rawArgs), trace: args.trace === true, log });
+    await runBox({ configFile: args.config, args: commandAfterDashes(rawArgs), trace: args.trace === true, log });
   },
 });

@@ -34,6 +34,7 @@ export const libc = dlopen("libc.so.6", {
   socket: { args: [i32, i32, i32], returns: i32 },
   ioctl: { args: [i32, u64, ptr], returns: i32 },
   kill: { args: [i32, i32], returns: i32 },
+  _exit: { args: [i32], returns: FFIType.void },
   waitid: { args: [i32, u32, ptr, i32], returns: i32 },
   waitpid: { args: [i32, ptr, i32], returns: i32 },
   getuid: { args: [], returns: u32 },

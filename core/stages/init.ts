@@ -12,14 +12,20 @@ import type { BoxPlan } from "../plan";
 import { dropPrivileges, enterCwd, execCommand, sealFds } from "../process";
 import { applyRootfs, NEWROOT, OLDROOT } from "../rootfs";
 import { tracerFor } from "./self";
-import { INIT_ERROR_FD, INIT_PLAN_FD } from "./supervise";
+import { FD } from "./fds";
 
 export async function initStage(): Promise<never> {
-  // First: if nsrun dies from here on, so does the box (and with PID 1, its whole PID namespace).
-  new LinuxSys().prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
-  const plan = JSON.parse(readAll(INIT_PLAN_FD).toString()) as BoxPlan;
+  const plan = JSON.parse(readAll(FD.plan).toString()) as BoxPlan;
   const sys = new LinuxSys(tracerFor("init", plan.trace));
-  sys.close(INIT_PLAN_FD);
+  sys.close(FD.plan);
+  // Our parent, the namespace stage, exits right after starting us; the host, a child subreaper,
+  // adopts us. Once the alive pipe reads end of file that has happened: from then on, if the host
+  // dies, so does the box (and with PID 1, its whole PID namespace). The error pipe's read end is
+  // the host's, so it tells whether the host died before the death signal was armed.
+  readAll(FD.alive);
+  sys.close(FD.alive);
+  sys.prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
+  if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
   try {
     during("namespaces", "unshare the mount namespace", () => sys.unshare(F.CLONE_NEWNS));
     applyRootfs(sys, plan.rootfs);
@@ -34,19 +40,19 @@ export async function initStage(): Promise<never> {
     sys.close(rootfd);
     enterCwd(sys, plan.process);
     dropPrivileges(sys, plan.process);
-    // Changing credentials cleared the parent-death signal; set it again, then make sure the parent
-    // did not die in between (it holds the read end of our error pipe).
+    // Changing credentials cleared the parent-death signal; set it again, then make sure the host
+    // did not die in between.
     sys.prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
-    if (peerGone(INIT_ERROR_FD)) process.exit(EXIT_NSRUN_FAILED);
+    if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
     sealFds(sys);
     if (plan.process.init) {
       const { runAsInit } = await import("./pid1");
-      return await runAsInit(plan.process, INIT_ERROR_FD);
+      return await runAsInit(plan.process, FD.error);
     }
     return execCommand(sys, plan.process);
   } catch (e) {
     const report = toReport(e, "init");
-    writeAll(INIT_ERROR_FD, Buffer.from(JSON.stringify(report)));
+    writeAll(FD.error, Buffer.from(JSON.stringify(report)));
     process.exit(report.exitCode);
   }
 }

@@ -1,23 +1,29 @@
-// The namespace stage: the process `nsrun` became by execve. It must create the user namespace
-// while it still has one thread, so this module imports only what that needs (early.ts binds five
-// libc symbols); everything else loads after the unshare.
+// The namespace stage: a short-lived process that creates the box's namespaces and starts the init
+// stage inside them. It must create the user namespace while it still has one thread, so this
+// module imports only what that needs (early.ts binds five libc symbols); the rest loads after.
+//
+// It exits as soon as the init stage has started. After unshare(CLONE_NEWPID) a process can no
+// longer create threads (clone(CLONE_THREAD) fails with EINVAL while pid_for_children differs from
+// its own PID namespace), and a Bun process that lives on will want new threads sooner or later:
+// under load it aborted. So the long-lived supervisor is the host process, a child subreaper,
+// which adopts the init stage when this stage exits.
 import { readFileSync } from "node:fs";
 import { type EarlyFailure, earlyUnshare, earlyWriteFile } from "../../ffi/early";
-import { flagNames, CLONE_FLAGS } from "../../ffi/flags";
+import { CLONE_FLAGS, flagNames } from "../../ffi/flags";
 import { unshareFlags } from "../namespaces";
 import type { BoxPlan } from "../plan";
 import { idMapWrites } from "../userns";
+import { FD } from "./fds";
 
-export async function namespaceStage(planFd: number): Promise<never> {
-  const plan = JSON.parse(readFileSync(planFd, "utf8")) as BoxPlan;
+export async function namespaceStage(): Promise<never> {
+  const plan = JSON.parse(readFileSync(FD.plan, "utf8")) as BoxPlan;
   // Every kind but mount is created here. The mount namespace is the init stage's own: pivot_root
-  // moves the root of every process in the namespace, and this process must keep the host's view
-  // (its /proc is where it watches the box's PID 1).
+  // moves the root of every process in a mount namespace, and nsrun's other processes keep the host's.
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));
   const shown = flagNames(flags, CLONE_FLAGS);
   const done: string[] = [];
   let failure: EarlyFailure | null = flags ? earlyUnshare(flags, shown) : null;
-  if (!failure) done.push(`unshare(${shown}) = 0`);
+  if (!failure && flags) done.push(`unshare(${shown}) = 0`);
   if (!failure && plan.idMap) {
     for (const [path, text] of idMapWrites(plan.idMap)) {
       failure = earlyWriteFile(path, text);
@@ -25,6 +31,6 @@ export async function namespaceStage(planFd: number): Promise<never> {
       done.push(`write(${JSON.stringify(path)}, ${JSON.stringify(text.trimEnd())}) = ${text.length}`);
     }
   }
-  const { supervise } = await import("./supervise");
-  return supervise(plan, failure, done);
+  const { startInit } = await import("./ns-start");
+  return startInit(plan, failure, done);
 }

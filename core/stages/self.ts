@@ -18,7 +18,7 @@ export function selfCommand(): string[] {
  * before the first line of the stage runs. The third keeps the garbage collector from adding
  * HeapHelper threads should it run before the unshare. Measured with Bun 1.4.5.
  */
-export const SINGLE_THREAD_ENV = ["BUN_JSC_useConcurrentJIT=0", "BUN_JSC_useWarmUpMarkedBlocks=0", "BUN_JSC_useConcurrentGC=0"];
+export const SINGLE_THREAD_ENV = ["BUN_JSC_useConcurrentJIT=0", "BUN_JSC_useWarmUpMarkedBlocks=0"];
 
 /** Trace lines go straight to fd 2: a stage may execve right after, and buffered output would be lost. */
 export function tracerFor(stage: string, enabled: boolean): ((line: string) => void) | null {

@@ -1,84 +1,96 @@
-// The namespace stage, after the unshare: start the init stage as the first process of the new
-// PID namespace, relay its setup error (if any) to the user, pass signals on, and exit with the
-// box's status. This is the one nsrun process that stays while the box runs.
+// The host process, after planning: it starts the namespace stage, adopts the init stage (as a
+// child subreaper), relays a setup error if there is one, passes signals on to the box, and exits
+// with the box's status. It is the one nsrun process that stays while the box runs.
 import { readFileSync } from "node:fs";
-import { constants } from "node:os";
-import { readAll, pipe, writeAll } from "../../ffi/io";
-import { type EarlyFailure } from "../../ffi/early";
-import { hintFor } from "../../ffi/hints";
-import { libc, SyscallError } from "../../ffi/libc";
-import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport } from "../errors";
+import * as F from "../../ffi/flags";
+import { pipe, readAll, writeAll } from "../../ffi/io";
+import { libc } from "../../ffi/libc";
+import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { deliveryFor, FORWARDED_SIGNALS, type ForwardedSignal, SIGNAL_NUMBERS } from "../signals";
-import { selfCommand, STAGE_ARG, tracerFor } from "./self";
+import { SINGLE_THREAD_ENV, selfCommand, STAGE_ARG } from "./self";
 
-/** The fds the init stage finds its plan on, and writes a setup error to. */
-export const INIT_PLAN_FD = 3;
-export const INIT_ERROR_FD = 4;
+const WNOHANG = 1;
 
-export async function supervise(plan: BoxPlan, failure: EarlyFailure | null, done: string[]): Promise<never> {
-  const trace = tracerFor("ns", plan.trace);
-  for (const line of done) trace?.(line);
-  if (failure) {
-    const err = new SyscallError(failure.syscall, failure.call, failure.errno, hintFor(failure.syscall, failure.errno));
-    trace?.(`${failure.call} = -1 ${err.errnoName}`);
-    return fail(toReport(err, failure.syscall === "unshare" ? "namespaces" : "userns"));
-  }
-
+export async function supervise(plan: BoxPlan): Promise<never> {
+  // Orphans of our children become ours: the init stage, once the namespace stage has exited.
+  libc.prctl(F.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const [planRead, planWrite] = pipe(true);
   const [errRead, errWrite] = pipe(true);
-  let pid1: ReturnType<typeof Bun.spawn> | null = null;
+  const [pidRead, pidWrite] = pipe(true);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  for (const kv of SINGLE_THREAD_ENV) env[kv.slice(0, kv.indexOf("="))] = kv.slice(kv.indexOf("=") + 1);
+
+  let init = 0;
   let killedBy: number | null = null;
+  let exitStatus: number | null = null;
   const early: ForwardedSignal[] = [];
   const deliver = (sig: ForwardedSignal) => {
-    if (!pid1) return void early.push(sig);
+    if (!init || exitStatus !== null) return void early.push(sig);
     let status: string | null = null;
     if (!plan.process.init) {
       try {
-        status = readFileSync(`/proc/${pid1.pid}/status`, "utf8");
+        status = readFileSync(`/proc/${init}/status`, "utf8");
       } catch {
         return; // already gone
       }
     }
     if (deliveryFor(sig, status) === "kill") {
       killedBy ??= SIGNAL_NUMBERS[sig];
-      pid1.kill("SIGKILL");
+      libc.kill(init, F.SIGKILL);
     } else {
-      pid1.kill(sig);
+      libc.kill(init, SIGNAL_NUMBERS[sig]);
     }
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, () => deliver(sig));
 
-  try {
-    // Started from this (the main) thread: the init stage's PR_SET_PDEATHSIG fires when it exits.
-    pid1 = Bun.spawn([...selfCommand(), STAGE_ARG, "init"], {
-      stdio: ["inherit", "inherit", "inherit", planRead, errWrite],
-      env: {},
-    });
-  } catch (e) {
-    return fail(toReport(e, "spawn init"));
-  } finally {
-    libc.close(planRead);
-    libc.close(errWrite);
-  }
-  trace?.(`spawn init stage = pid ${pid1.pid}`);
+  const ns = Bun.spawn([...selfCommand(), STAGE_ARG, "ns"], {
+    stdio: ["inherit", "inherit", "inherit", planRead, errWrite, pidWrite],
+    env,
+  });
+  for (const fd of [planRead, errWrite, pidWrite]) libc.close(fd);
   writeAll(planWrite, Buffer.from(JSON.stringify(plan)));
   libc.close(planWrite);
 
-  // Blocks until the init stage execs the command (the pipe closes on exec) or reports a failure.
+  // Both reads block only for the few milliseconds of setup: the pid arrives when the namespace
+  // stage exits, and the error pipe closes unwritten when the init stage execs the command.
+  init = Number(readAll(pidRead).toString().trim()) || 0;
+  libc.close(pidRead);
   const reportBytes = readAll(errRead);
   libc.close(errRead);
+  const nsCode = await ns.exited;
   if (reportBytes.length) {
-    const report = JSON.parse(reportBytes.toString()) as ErrorReport;
-    await pid1.exited;
-    return fail(report);
+    if (init) await waitFor(init);
+    return fail(JSON.parse(reportBytes.toString()) as ErrorReport);
   }
-  for (const sig of early.splice(0)) deliver(sig);
+  if (!init) return fail({ message: `namespace stage: exited with ${ns.signalCode ?? nsCode} before starting the box`, exitCode: EXIT_NSRUN_FAILED });
 
-  const code = await pid1.exited;
+  for (const sig of early.splice(0)) deliver(sig);
+  const status = await waitFor(init);
   if (killedBy !== null) process.exit(128 + killedBy);
-  if (pid1.signalCode) process.exit(128 + (constants.signals[pid1.signalCode as keyof typeof constants.signals] ?? 0));
-  process.exit(code);
+  process.exit(status);
+
+  /** The init stage is not Bun's own child, so wait for it ourselves, on each SIGCHLD. */
+  function waitFor(pid: number): Promise<number> {
+    return new Promise((resolve) => {
+      const st = new Int32Array(1);
+      const check = () => {
+        if (exitStatus !== null) return;
+        if (libc.waitpid(pid, st, WNOHANG) !== pid) return;
+        const raw = st[0];
+        const signal = raw & 0x7f;
+        exitStatus = signal === 0 ? (raw >> 8) & 0xff : 128 + signal;
+        process.off("SIGCHLD", check);
+        clearInterval(backstop);
+        resolve(exitStatus);
+      };
+      process.on("SIGCHLD", check);
+      // A SIGCHLD that came before the listener is not repeated; look now and now and then.
+      const backstop = setInterval(check, 250);
+      check();
+    });
+  }
 }
 
 function fail(report: ErrorReport): never {

@@ -1,0 +1,149 @@
+// Runs the real compiled binary, as root and as an ordinary user, in a throw-away test area:
+//   /tmp/nsrun-test-XXXX/nsrun                        a copy of dist/nsrun
+//   /tmp/nsrun-test-XXXX/{root,user}/rootfs|configs|data   one per actor, owned by that actor
+// The copy keeps the tests independent of where the clone lives (an ordinary user may not be able
+// to reach it) and of later rebuilds.
+import { spawnSync } from "bun";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { buildRootfs } from "../fixtures/build-rootfs";
+
+export const REPO = resolve(import.meta.dir, "..");
+export const DIST = join(REPO, "dist/nsrun");
+export const TEST_USER = "nsrun-test";
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface Actor {
+  name: "root" | "user";
+  uid: number;
+  gid: number;
+  /** The actor's own folder: rootfs/, configs/, data/. */
+  area: string;
+}
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TestArea {
+  bin: string;
+  actors: Actor[];
+  /** Why an actor is missing, printed instead of passing silently. */
+  skipped: string[];
+  cleanup(): void;
+}
+
+function ensureBinary(): void {
+  if (existsSync(DIST)) return;
+  const r = spawnSync(["bun", "run", "build"], { cwd: REPO, stdout: "inherit", stderr: "inherit" });
+  if (r.exitCode !== 0) throw new Error("bun run build failed");
+}
+
+function ensureTestUser(): { uid: number; gid: number } {
+  const id = () => spawnSync(["id", "-u", TEST_USER], { stdout: "pipe", stderr: "pipe" });
+  if (id().exitCode !== 0) {
+    const r = spawnSync(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`useradd ${TEST_USER}: ${r.stderr}`);
+  }
+  const uid = Number(id().stdout.toString().trim());
+  const gid = Number(spawnSync(["id", "-g", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
+  return { uid, gid };
+}
+
+function prepareActor(top: string, name: Actor["name"], uid: number, gid: number): Actor {
+  const area = join(top, name);
+  buildRootfs(join(area, "rootfs"));
+  cpSync(join(REPO, "fixtures/configs"), join(area, "configs"), { recursive: true });
+  cpSync(join(REPO, "fixtures/data"), join(area, "data"), { recursive: true });
+  if (name === "user") spawnSync(["chown", "-R", `${uid}:${gid}`, area]);
+  return { name, uid, gid, area };
+}
+
+export function setupTestArea(): TestArea {
+  ensureBinary();
+  const top = mkdtempSync("/tmp/nsrun-test-");
+  chmodSync(top, 0o755);
+  const bin = join(top, "nsrun");
+  copyFileSync(DIST, bin);
+  chmodSync(bin, 0o755);
+  const actors: Actor[] = [];
+  const skipped: string[] = [];
+  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  if (me.uid === 0) {
+    actors.push(prepareActor(top, "root", 0, 0));
+    const u = ensureTestUser();
+    actors.push(prepareActor(top, "user", u.uid, u.gid));
+  } else {
+    skipped.push("root boxes: the tests run as an ordinary user (run them as root to cover both)");
+    actors.push(prepareActor(top, "user", me.uid, me.gid));
+  }
+  for (const s of skipped) console.warn(`skipped: ${s}`);
+  return { bin, actors, skipped, cleanup: () => rmSync(top, { recursive: true, force: true }) };
+}
+
+/** The argv that runs nsrun as the actor (setpriv drops to the ordinary user, with no groups). */
+export function command(bin: string, actor: Actor, args: string[]): string[] {
+  const self = process.getuid?.() ?? 0;
+  if (actor.uid === self) return [bin, ...args];
+  return ["setpriv", `--reuid=${actor.uid}`, `--regid=${actor.gid}`, "--clear-groups", bin, ...args];
+}
+
+export function run(bin: string, actor: Actor, args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Result {
+  const r = spawnSync(command(bin, actor, args), {
+    env: { PATH, ...opts.env },
+    cwd: opts.cwd ?? actor.area,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: opts.timeoutMs ?? 30_000,
+  });
+  return { code: r.exitCode ?? 128 + (r.signalCode ? 9 : 0), stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+export function start(bin: string, actor: Actor, args: string[]) {
+  return Bun.spawn(command(bin, actor, args), { env: { PATH }, cwd: actor.area, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+}
+
+/** A config file in the actor's configs/ folder (so `../rootfs` and `../data` resolve to its own). */
+export function writeConfig(actor: Actor, name: string, toml: string): string {
+  const path = join(actor.area, "configs", name);
+  writeFileSync(path, toml);
+  if (actor.name === "user") spawnSync(["chown", `${actor.uid}:${actor.gid}`, path]);
+  return path;
+}
+
+/** PIDs of host processes whose command line contains `marker`. */
+export function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ").includes(marker)) pids.push(Number(name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+/** The host's mount table, as this (host) process sees it. */
+export function hostMounts(): string {
+  return readFileSync("/proc/self/mountinfo", "utf8");
+}
+
+export async function waitFor(check: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await Bun.sleep(20);
+  }
+  return check();
+}
+
+/** A stable digest of a directory tree: paths, types, modes, link targets, file contents. */
+export function treeDigest(dir: string): string {
+  const r = spawnSync(["sh", "-c", 'find . -printf "%p %y %m %l %s\\n" | sort; find . -type f -print0 | sort -z | xargs -0 sha256sum'], { cwd: dir, stdout: "pipe" });
+  return new Bun.CryptoHasher("sha256").update(r.stdout).digest("hex");
+}
