@@ -5,7 +5,7 @@ export const runArgs = {
   config: { type: "string", alias: "c", description: "The box's TOML config (without it: the default box)", valueHint: "box.toml" },
   "log-level": { type: "string", description: "error | warn | info | debug", default: "warn", valueHint: "level" },
   verbose: { type: "boolean", alias: "v", description: "Same as --log-level debug" },
-  trace: { type: "boolean", description: "Print every syscall of every stage to stderr" },
+  trace: { type: "boolean", description: "Print each setup syscall of every stage, with its result and time, to stderr" },
 } satisfies ArgsDef;
 
 /** Flags a command knows, in every spelling, to refuse a typo such as --confg. */

@@ -11,7 +11,7 @@ const root = defineCommand({
   args: runArgs,
   subCommands: { run },
   run(ctx) {
-    if (ctx.rawArgs.includes("run")) return; // citty calls the parent's run after a subcommand's
+    if (ownArgs(ctx.rawArgs)[0] === "run") return; // citty calls the parent's run after a subcommand's
     if (!ctx.args.config) {
       process.stdout.write(`${USAGE_HINT}\n`);
       process.exit(0);
@@ -22,10 +22,16 @@ const root = defineCommand({
 
 const USAGE_HINT = "nsrun --config box.toml | nsrun run [--config box.toml] [-- CMD ARG...]; see nsrun --help";
 
-export async function main(rawArgs: string[]): Promise<void> {
+/** nsrun's own arguments: everything before `--`. */
+function ownArgs(rawArgs: string[]): string[] {
   const dashes = rawArgs.indexOf("--");
-  const own = dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
+  return dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
+}
+
+export async function main(rawArgs: string[]): Promise<void> {
+  const own = ownArgs(rawArgs);
   const isRun = own[0] === "run";
+  if (!isRun && own.includes("run")) fail("options go after the command: nsrun run [OPTIONS] [-- CMD ARG...]");
   const cmd = (isRun ? run : root) as unknown as CommandDef;
   if (own.includes("--help") || own.includes("-h")) {
     process.stdout.write(`${await renderUsage(cmd, isRun ? (root as unknown as CommandDef) : undefined)}\n`);
@@ -41,7 +47,8 @@ export async function main(rawArgs: string[]): Promise<void> {
     await runCommand(root, { rawArgs });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof StageError) fail(e.message, (e as StageError).hint, e.exitCode);
-    if (own.includes("--log-level=debug") || own.includes("-v") || own.includes("--verbose")) console.error(e);
+    const debug = own.includes("-v") || own.includes("--verbose") || own.join(" ").match(/--log-level[= ]debug/);
+    if (debug) console.error(e);
     fail((e as Error).message);
   }
 }

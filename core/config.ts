@@ -1,7 +1,7 @@
 // Stage 1: load and validate box.toml. Every key is checked; an unknown key is an error, because a
 // typo (`readonyl = true`) must never silently weaken isolation.
 import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, posix, resolve } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "./errors";
 
@@ -33,7 +33,7 @@ export const ConfigSchema = v.strictObject({
   hostname: v.optional(
     v.pipe(
       v.string(),
-      v.regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/, "expected 1-64 letters, digits, dots or dashes"),
+      v.regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,63})$/, "expected 1-64 letters, digits, dots or dashes"),
     ),
   ),
   /** Mount the rootfs read-only. Default false. */
@@ -103,7 +103,8 @@ export function loadConfig(file: string): LoadedConfig {
 export function parseConfig(raw: unknown, file: string): Config {
   const result = v.safeParse(ConfigSchema, raw);
   if (!result.success) {
-    const issue = result.issues[0];
+    // An unknown key first: a misspelt required key is reported as the typo, not as "missing".
+    const issue = result.issues.find((i) => i.expected === "never") ?? result.issues[0];
     throw new ConfigError(file, keyPath(issue.path), describe(issue));
   }
   const config = result.output;
@@ -139,7 +140,11 @@ function checkMounts(config: Config, file: string): void {
       throw new ConfigError(file, `mounts[${i}].source`, 'missing; a mount of type = "bind" needs a source path');
     if (m.type !== "bind" && m.source !== undefined)
       throw new ConfigError(file, `mounts[${i}].source`, `only a bind mount has a source; type = "${m.type}"`);
-    if (m.target === "/" || m.target.split("/").includes(".."))
+    if (m.target.split("/").includes("..") || posix.normalize(m.target).replace(/\/+$/, "") === "")
       throw new ConfigError(file, `mounts[${i}].target`, `expected a path below / without "..", got "${m.target}"`);
+    if (m.readonly && m.options.includes("rw"))
+      throw new ConfigError(file, `mounts[${i}].options`, '"rw" contradicts readonly = true');
+    // One spelling per target, so "/tmp/", "//tmp" and "/tmp/." all replace the default /tmp.
+    m.target = posix.normalize(m.target).replace(/\/+$/, "");
   });
 }

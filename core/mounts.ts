@@ -129,7 +129,7 @@ export function planMount(m: MountConfig, index: number, source: SourceFact | nu
 
 /** Defaults first (minus any target the config mounts itself), then the configured mounts in order. */
 export function planMounts(mounts: MountConfig[], sources: (SourceFact | null)[], ctx: MountContext): MountOp[] {
-  const configured = new Set(mounts.map((m) => m.target.replace(/\/+$/, "")));
+  const configured = new Set(mounts.map((m) => m.target));
   const ops: MountOp[] = [];
   for (const [target, list] of defaultMounts(ctx)) if (!configured.has(target)) ops.push(...list);
   mounts.forEach((m, i) => ops.push(planMount(m, i, sources[i])));

@@ -2,8 +2,9 @@
 //
 // The layout follows bubblewrap: a tmpfs is mounted (in our private mount namespace only) and
 // pivot_root(2) moves us into it, so the host's root is reachable at /oldroot while the box's root
-// is put together at /newroot. Nothing is created on the host: mount points live in the scratch
-// tmpfs, and an ephemeral box's overlay upper and work dirs too, so they vanish with the namespace.
+// is put together at /newroot. nsrun's own mount points live in the scratch tmpfs, and an ephemeral
+// box's overlay upper and work dirs too, so they vanish with the namespace. (A mount target missing
+// from a writable, non-ephemeral rootfs is created in that directory, as bubblewrap does.)
 import * as F from "../ffi/flags";
 import type { Sys } from "../ffi/sys";
 import { during } from "./errors";
@@ -13,6 +14,8 @@ export const SCRATCH_MOUNTPOINT = "/tmp";
 export const OLDROOT = "/oldroot";
 export const NEWROOT = "/newroot";
 const UPPER = "/upper";
+const EPERM = 1;
+const EINVAL = 22;
 const WORK = "/work";
 
 export interface RootfsPlan {
@@ -38,23 +41,29 @@ export function applyRootfs(sys: Sys, plan: RootfsPlan): void {
   during("rootfs", `mount the scratch tmpfs on "${SCRATCH_MOUNTPOINT}"`, () =>
     sys.mount("nsrun", SCRATCH_MOUNTPOINT, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "mode=0700"),
   );
-  for (const dir of [OLDROOT, NEWROOT]) sys.mkdirat(F.AT_FDCWD, `${SCRATCH_MOUNTPOINT}${dir}`, 0o700);
   during("rootfs", "pivot_root into the scratch tmpfs", () => {
+    for (const dir of [OLDROOT, NEWROOT]) sys.mkdirat(F.AT_FDCWD, `${SCRATCH_MOUNTPOINT}${dir}`, 0o700);
     sys.pivotRoot(SCRATCH_MOUNTPOINT, `${SCRATCH_MOUNTPOINT}${OLDROOT}`);
     sys.chdir("/");
   });
 
   const lower = hostPathInScratch(plan.hostPath);
   if (plan.ephemeral) {
-    sys.mkdirat(F.AT_FDCWD, UPPER, 0o755);
-    sys.mkdirat(F.AT_FDCWD, WORK, 0o700);
     const data = `lowerdir=${lower},upperdir=${UPPER},workdir=${WORK}`;
     during("rootfs", `mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, () => {
+      sys.mkdirat(F.AT_FDCWD, UPPER, 0o755);
+      sys.mkdirat(F.AT_FDCWD, WORK, 0o700);
       try {
         sys.mount("overlay", NEWROOT, "overlay", 0, data);
-      } catch {
-        // Inside a user namespace overlayfs may not use trusted.* xattrs; userxattr uses user.* instead.
-        sys.mount("overlay", NEWROOT, "overlay", 0, `${data},userxattr`);
+      } catch (first) {
+        // Inside a user namespace overlayfs may refuse trusted.* xattrs; userxattr uses user.* instead.
+        const code = (first as { errno?: number }).errno;
+        if (code !== EPERM && code !== EINVAL) throw first;
+        try {
+          sys.mount("overlay", NEWROOT, "overlay", 0, `${data},userxattr`);
+        } catch {
+          throw first;
+        }
       }
     });
   } else {

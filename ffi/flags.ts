@@ -1,5 +1,6 @@
 // Named constants for the syscalls nsrun makes, with the header each comes from.
-// Values are for Linux on x86-64 and arm64 (asm-generic); they are ABI and never change.
+// Values are Linux ABI and never change; the few that differ between x86-64 and arm64 say so.
+const ARM64 = process.arch === "arm64";
 
 // <linux/sched.h>: namespace flags for unshare(2) and setns(2)
 export const CLONE_NEWTIME = 0x00000080;
@@ -48,8 +49,8 @@ export const O_CREAT = 0x40;
 export const O_EXCL = 0x80;
 export const O_NOCTTY = 0x100;
 export const O_NONBLOCK = 0x800;
-export const O_DIRECTORY = 0x10000;
-export const O_NOFOLLOW = 0x20000;
+export const O_DIRECTORY = ARM64 ? 0x4000 : 0x10000;
+export const O_NOFOLLOW = ARM64 ? 0x8000 : 0x20000;
 export const O_CLOEXEC = 0x80000;
 export const O_PATH = 0x200000;
 export const F_GETFD = 1;
@@ -89,8 +90,9 @@ export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
 export const IFNAMSIZ = 16;
 
-// <asm/unistd_64.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for
-export const SYS_pivot_root = 155;
+// <asm/unistd.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for.
+// The newer ones have one number on every architecture; pivot_root does not.
+export const SYS_pivot_root = ARM64 ? 41 : 155;
 export const SYS_close_range = 436;
 export const SYS_openat2 = 437;
 export const SYS_mount_setattr = 442;

@@ -9,7 +9,7 @@ const HINTS: Record<string, Record<string, string>> = {
     ENOSPC: "the per-user namespace limit is reached: raise `sysctl user.max_user_namespaces`",
     EUSERS: "the namespace nesting limit is reached",
     EINVAL:
-      "CLONE_NEWUSER needs a single-threaded process; nsrun's namespace stage must run with BUN_JSC_useConcurrentJIT=0",
+      "CLONE_NEWUSER needs a single-threaded process; nsrun starts its namespace stage with the BUN_JSC_* settings in core/stages/self.ts for that",
   },
   write: {
     EPERM:
@@ -32,12 +32,12 @@ const HINTS: Record<string, Record<string, string>> = {
   },
   mkdirat: {
     EROFS: "the rootfs is read-only: create the mount target in the rootfs, or set ephemeral = true",
-    EACCES: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
-    EPERM: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
+    EACCES: "the box's root may not write there (a rootless box cannot write to directories owned by other host users): create the mount target in the rootfs, or use a rootfs you own",
+    EPERM: "the box's root may not write there: create the mount target in the rootfs, or use a rootfs you own",
   },
   openat: {
     EROFS: "the rootfs is read-only: create the mount target in the rootfs, or set ephemeral = true",
-    EACCES: "the caller cannot write to the rootfs: use ephemeral = true, or a rootfs the caller owns",
+    EACCES: "the box's root may not write there (a rootless box cannot write to directories owned by other host users): create the mount target in the rootfs, or use a rootfs you own",
   },
   openat2: {
     EXDEV: "the path leaves the rootfs",
