@@ -26,6 +26,39 @@ const MountSchema = v.strictObject({
   options: v.optional(v.array(v.string()), []),
 });
 
+/** "256M", "1G", "512K", "1048576" or a TOML integer -> bytes (K/M/G are powers of 1024); null if not a size. */
+export function parseSize(input: string | number): number | null {
+  if (typeof input === "number") return Number.isSafeInteger(input) && input >= 0 ? input : null;
+  const m = input.trim().match(/^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i);
+  if (!m) return null;
+  const scale = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2].toUpperCase() as "" | "K"];
+  const bytes = Math.round(Number(m[1]) * scale);
+  return Number.isSafeInteger(bytes) ? bytes : null;
+}
+
+const size = (min: number) =>
+  v.pipe(
+    v.union([v.string(), v.number()], 'expected a size such as "256M"'),
+    v.check((s) => (parseSize(s) ?? -1) >= min, `expected a size such as "256M" (bytes, or with K, M, G)${min > 0 ? ", above 0" : ""}`),
+  );
+
+const weight = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(1, "expected 1 to 10000"), v.maxValue(10000, "expected 1 to 10000"));
+
+const LimitsSchema = v.strictObject({
+  /** Memory for the box; past it the kernel's OOM killer ends the box. Bytes, or "256M". */
+  memory: v.optional(size(1)),
+  /** Swap the box may use on top of memory. "0": none. */
+  memory_swap: v.optional(size(0)),
+  /** Processes and threads in the box. */
+  pids: v.optional(v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(1, "expected 1 or more"))),
+  /** CPUs' worth of time per period (cpu.max quota/period); 1.5 is one and a half CPUs. */
+  cpu: v.optional(v.pipe(v.number(), v.check((n) => n > 0 && Number.isFinite(n), "expected a number of CPUs above 0, e.g. 1.5"))),
+  /** Relative CPU share, 1-10000 (cgroup v2 cpu.weight; default 100). */
+  cpu_weight: v.optional(weight),
+  /** Relative I/O share, 1-10000, where the io controller is available. */
+  io_weight: v.optional(weight),
+});
+
 export const ConfigSchema = v.strictObject({
   /** The box's root filesystem: a directory, relative to the config file's folder. Required. */
   rootfs: v.pipe(v.string(), v.minLength(1, "expected a directory path")),
@@ -70,6 +103,8 @@ export const ConfigSchema = v.strictObject({
     {},
   ),
   mounts: v.optional(v.array(MountSchema), []),
+  /** Resource limits, enforced with a cgroup of the box's own. Default: none. */
+  limits: v.optional(LimitsSchema, {}),
 });
 
 export type Config = v.InferOutput<typeof ConfigSchema>;
@@ -129,7 +164,7 @@ function describe(issue: v.BaseIssue<unknown>): string {
     if (issue.received === "undefined") return `missing; expected ${issue.expected}`;
     return `expected ${issue.expected}, got ${issue.received}`;
   }
-  if (issue.type === "min_length") return issue.message;
+  if (issue.type === "min_length" || issue.type === "check" || issue.type === "union") return `${issue.message}, got ${JSON.stringify(issue.input)}`;
   return `${issue.message}, got ${issue.received}`;
 }
 

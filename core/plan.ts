@@ -3,7 +3,8 @@
 // end (box.toml today, an OCI bundle later) can drive them.
 import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { type Config, DEFAULT_PATH, type LoadedConfig } from "./config";
+import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
+import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
 import { ConfigError } from "./errors";
 import { MountPlanError, type MountOp, planMounts, type SourceFact } from "./mounts";
 import { type NamespaceKind, planNamespaces } from "./namespaces";
@@ -19,6 +20,8 @@ export interface BoxPlan {
   hostname: string | null;
   loopback: boolean;
   process: ProcessPlan;
+  /** The box's own cgroup, when [limits] asks for any. */
+  cgroup: CgroupPlan | null;
   /** Print every syscall of every stage to stderr. */
   trace: boolean;
 }
@@ -27,11 +30,15 @@ export interface BoxPlan {
 export interface HostFacts {
   rootfs: string;
   sources: (SourceFact | null)[];
+  /** Read only when [limits] asks for something. */
+  cgroups?: CgroupHost | null;
 }
 
 export interface Caller {
   uid: number;
   gid: number;
+  /** Names the box's cgroup (nsrun-PID); default this process's PID. */
+  pid?: number;
 }
 
 export interface PlanOptions {
@@ -61,6 +68,7 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
   return {
     rootfs: real(config.rootfs, "rootfs", true).path,
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
+    cgroups: Object.keys(config.limits).length ? inspectCgroups() : null,
   };
 }
 
@@ -99,6 +107,25 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     throw e;
   }
 
+  const l = config.limits;
+  const limits: Limits = {
+    memory: l.memory === undefined ? undefined : (parseSize(l.memory) ?? undefined),
+    memorySwap: l.memory_swap === undefined ? undefined : (parseSize(l.memory_swap) ?? undefined),
+    pids: l.pids,
+    cpu: l.cpu,
+    cpuWeight: l.cpu_weight,
+    ioWeight: l.io_weight,
+  };
+  if (limits.memorySwap !== undefined && limits.memory === undefined) fail("limits.memory_swap", "needs limits.memory too");
+  let cgroup: CgroupPlan | null = null;
+  try {
+    const memoryText = l.memory === undefined ? null : String(l.memory);
+    cgroup = facts.cgroups ? planCgroup(limits, facts.cgroups, `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
+  } catch (e) {
+    if (e instanceof CgroupUnavailable) fail("limits", e.message);
+    throw e;
+  }
+
   return {
     namespaces: planNamespaces(wanted),
     idMap,
@@ -116,6 +143,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       setgroups: !idMap,
       init: config.process.init,
     },
+    cgroup,
     trace: opts.trace ?? false,
   };
 }
@@ -132,6 +160,7 @@ export function defaultBoxConfig(cwd: string): LoadedConfig {
     process: { args: ["/bin/sh"], cwd, init: false, user: "0:0" },
     namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
     mounts: [],
+    limits: {},
   };
   return { config, file: "(default box)", dir: "/" };
 }

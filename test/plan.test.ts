@@ -38,6 +38,7 @@ describe("parseConfig", () => {
       process: { args: ["/bin/sh"], cwd: "/", user: "0:0", init: false },
       namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
       mounts: [],
+      limits: {},
     });
   });
 

@@ -17,7 +17,7 @@ export interface RunOptions {
 export async function runBox(opts: RunOptions): Promise<never> {
   const loaded = opts.configFile ? loadConfig(opts.configFile) : defaultBoxConfig(process.cwd());
   const facts = inspectHost(loaded);
-  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const plan = planBox(loaded, facts, caller, { args: opts.args, cwdFallback: !opts.configFile, trace: opts.trace });
   opts.log.debug("plan", plan);
   return supervise(plan);

@@ -16,7 +16,8 @@ export function startInit(plan: BoxPlan, failure: EarlyFailure | null, done: str
   if (failure) {
     const err = new SyscallError(failure.syscall, failure.call, failure.errno, hintFor(failure.syscall, failure.errno));
     trace?.(`${failure.call} = -1 ${err.errnoName}`);
-    return exitWith(toReport(err, failure.syscall === "unshare" ? "namespaces" : "userns"));
+    const stage = failure.syscall === "unshare" ? "namespaces" : failure.call.includes("/proc/self/") ? "userns" : "cgroup";
+    return exitWith(toReport(err, stage));
   }
   const [planRead, planWrite] = pipe(true);
   const [aliveRead, aliveWrite] = pipe(true);

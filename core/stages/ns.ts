@@ -22,7 +22,15 @@ export async function namespaceStage(): Promise<never> {
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));
   const shown = flagNames(flags, CLONE_FLAGS);
   const done: string[] = [];
-  let failure: EarlyFailure | null = flags ? earlyUnshare(flags, shown) : null;
+  let failure: EarlyFailure | null = null;
+  // Into the box's cgroup first: the init stage and the command inherit it, and the cgroup
+  // namespace made next takes it as its root, so the box sees itself at "/".
+  for (const procs of plan.cgroup?.procs ?? []) {
+    failure = earlyWriteFile(procs, `${process.pid}\n`);
+    if (failure) break;
+    done.push(`write(${JSON.stringify(procs)}, "${process.pid}")`);
+  }
+  if (!failure && flags) failure = earlyUnshare(flags, shown);
   if (!failure && flags) done.push(`unshare(${shown}) = 0`);
   if (!failure && plan.idMap) {
     for (const [path, text] of idMapWrites(plan.idMap)) {

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import { pipe, readAll, writeAll } from "../../ffi/io";
 import { libc } from "../../ffi/libc";
+import { applyCgroup, oomKilled, removeCgroup } from "../cgroup";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { deliveryFor, FORWARDED_SIGNALS, type ForwardedSignal, SIGNAL_NUMBERS } from "../signals";
@@ -45,6 +46,25 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, () => deliver(sig));
 
+  /** Every way out goes through here, so the box's cgroup never outlives it. */
+  const finish = async (code: number, report?: ErrorReport): Promise<never> => {
+    if (plan.cgroup) {
+      if (code === 137 && !report && oomKilled(plan.cgroup))
+        process.stderr.write(`nsrun: the box ran out of memory: the kernel's OOM killer ended it at its limit of ${plan.cgroup.memoryText}\n`);
+      await removeCgroup(plan.cgroup);
+    }
+    if (report) process.stderr.write(formatReport(report));
+    process.exit(code);
+  };
+
+  if (plan.cgroup) {
+    try {
+      applyCgroup(plan.cgroup);
+    } catch (e) {
+      return finish(EXIT_NSRUN_FAILED, { message: `cgroup: ${(e as Error).message}`, hint: cgroupHint(plan.cgroup.version), exitCode: EXIT_NSRUN_FAILED });
+    }
+  }
+
   const ns = Bun.spawn([...selfCommand(), STAGE_ARG, "ns"], {
     stdio: ["inherit", "inherit", "inherit", planRead, errWrite, pidWrite],
     env,
@@ -62,14 +82,14 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   const nsCode = await ns.exited;
   if (reportBytes.length) {
     if (init) await waitFor(init);
-    return fail(JSON.parse(reportBytes.toString()) as ErrorReport);
+    const report = JSON.parse(reportBytes.toString()) as ErrorReport;
+    return finish(report.exitCode ?? EXIT_NSRUN_FAILED, report);
   }
-  if (!init) return fail({ message: `namespace stage: exited with ${ns.signalCode ?? nsCode} before starting the box`, exitCode: EXIT_NSRUN_FAILED });
+  if (!init) return finish(EXIT_NSRUN_FAILED, { message: `namespace stage: exited with ${ns.signalCode ?? nsCode} before starting the box`, exitCode: EXIT_NSRUN_FAILED });
 
   for (const sig of early.splice(0)) deliver(sig);
   const status = await waitFor(init);
-  if (killedBy !== null) process.exit(128 + killedBy);
-  process.exit(status);
+  return finish(killedBy !== null ? 128 + killedBy : status);
 
   /** The init stage is not Bun's own child, so wait for it ourselves, on each SIGCHLD. */
   function waitFor(pid: number): Promise<number> {
@@ -93,7 +113,8 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   }
 }
 
-function fail(report: ErrorReport): never {
-  process.stderr.write(formatReport(report));
-  process.exit(report.exitCode ?? EXIT_NSRUN_FAILED);
+function cgroupHint(version: 1 | 2): string {
+  return version === 2
+    ? "nsrun's own cgroup must be delegated to you and hand its controllers down (no processes of its own): e.g. `systemd-run --user --scope -p Delegate=yes nsrun ...`, or a drop-in for user@.service with `Delegate=cpu cpuset io memory pids`"
+    : "cgroup v1 needs root";
 }

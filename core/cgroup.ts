@@ -1,0 +1,229 @@
+// Stage: resource limits with a cgroup of the box's own (cgroups(7)).
+//
+// planCgroup turns [limits] and the host's cgroup layout into plain data: the directories to make,
+// the files to write (in order), the cgroup.procs files the box's first process writes itself
+// into, and what to read afterwards. applyCgroup/removeCgroup carry it out with ordinary file I/O;
+// the root of the hierarchy is data too, so tests point it at a temporary folder.
+//
+// cgroup v2 is the main target. cgroup v1 (a hierarchy per controller) is the fallback for root.
+// Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+
+export interface Limits {
+  memory?: number;
+  memorySwap?: number;
+  pids?: number;
+  cpu?: number;
+  cpuWeight?: number;
+  ioWeight?: number;
+}
+
+/** The host's cgroup layout, as /proc/self/mountinfo and /proc/self/cgroup describe it. */
+export interface CgroupHost {
+  /** The cgroup2 mount, nsrun's cgroup in it, and the controllers its root offers. */
+  v2: { mount: string; own: string; controllers: string[]; delegated: string[] } | null;
+  /** Per v1 controller: its hierarchy's mount and nsrun's cgroup in it. */
+  v1: Record<string, { mount: string; own: string }>;
+}
+
+export interface CgroupPlan {
+  version: 1 | 2;
+  /** Made in this order (parents first); removed in reverse. */
+  dirs: string[];
+  /** Written in this order. */
+  writes: Array<[file: string, value: string]>;
+  /** The box's first process writes its PID into each before it creates its namespaces. */
+  procs: string[];
+  /** v2: memory.events; v1: memory.oom_control. Both count `oom_kill`. */
+  oomFile: string | null;
+  /** The memory limit as the config said it, for the out-of-memory message. */
+  memoryText: string | null;
+}
+
+/** A host that cannot give the limits asked for: the message says what is missing and how to fix it. */
+export class CgroupUnavailable extends Error {}
+
+type Controller = "memory" | "pids" | "cpu" | "io";
+
+function neededControllers(l: Limits): Controller[] {
+  const out: Controller[] = [];
+  if (l.memory !== undefined || l.memorySwap !== undefined) out.push("memory");
+  if (l.pids !== undefined) out.push("pids");
+  if (l.cpu !== undefined || l.cpuWeight !== undefined) out.push("cpu");
+  if (l.ioWeight !== undefined) out.push("io");
+  return out;
+}
+
+export const CPU_PERIOD_US = 100_000;
+
+/** runc's mapping of cgroup v2 weights (1-10000) onto v1 cpu.shares (2-262144). */
+export function weightToShares(weight: number): number {
+  return Math.round(2 + ((weight - 1) * 262142) / 9999);
+}
+
+/** ... and onto v1 blkio.weight (10-1000). */
+export function weightToBlkio(weight: number): number {
+  return Math.round(10 + ((weight - 1) * 990) / 9999);
+}
+
+export function planCgroup(limits: Limits, host: CgroupHost, name: string, memoryText: string | null, rootless: boolean): CgroupPlan | null {
+  const needed = neededControllers(limits);
+  if (!needed.length) return null;
+  if (host.v2 && needed.every((c) => host.v2?.controllers.includes(c))) return planV2(limits, host.v2, name, needed, memoryText);
+  const v1Names: Record<Controller, string> = { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" };
+  const missing = needed.filter((c) => !host.v1[v1Names[c]]);
+  if (missing.length) {
+    const have = host.v2 ? `cgroup v2 offers ${host.v2.controllers.join(" ") || "no controllers"}` : "there is no cgroup v2";
+    throw new CgroupUnavailable(`no cgroup controller for ${missing.join(", ")} (${have}, and cgroup v1 has no ${missing.join(", ")} hierarchy)`);
+  }
+  if (rootless)
+    throw new CgroupUnavailable(
+      "this host has the controllers only as cgroup v1, where an ordinary user cannot make cgroups; run nsrun as root, or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate it (Delegate=yes)",
+    );
+  return planV1(limits, host.v1, name, needed, v1Names, memoryText);
+}
+
+function planV2(l: Limits, v2: NonNullable<CgroupHost["v2"]>, name: string, needed: Controller[], memoryText: string | null): CgroupPlan {
+  const own = `${v2.mount}${v2.own === "/" ? "" : v2.own}`;
+  const dir = `${own}/${name}`;
+  const writes: CgroupPlan["writes"] = [];
+  // The box's cgroup gets the controllers only if nsrun's own cgroup hands them down.
+  const toEnable = needed.filter((c) => !v2.delegated.includes(c));
+  if (toEnable.length) writes.push([`${own}/cgroup.subtree_control`, toEnable.map((c) => `+${c}`).join(" ")]);
+  if (l.memory !== undefined) writes.push([`${dir}/memory.max`, String(l.memory)]);
+  if (l.memorySwap !== undefined) writes.push([`${dir}/memory.swap.max`, String(l.memorySwap)]);
+  if (l.pids !== undefined) writes.push([`${dir}/pids.max`, String(l.pids)]);
+  if (l.cpu !== undefined) writes.push([`${dir}/cpu.max`, `${Math.round(l.cpu * CPU_PERIOD_US)} ${CPU_PERIOD_US}`]);
+  if (l.cpuWeight !== undefined) writes.push([`${dir}/cpu.weight`, String(l.cpuWeight)]);
+  if (l.ioWeight !== undefined) writes.push([`${dir}/io.weight`, `default ${l.ioWeight}`]);
+  return { version: 2, dirs: [dir], writes, procs: [`${dir}/cgroup.procs`], oomFile: l.memory !== undefined ? `${dir}/memory.events` : null, memoryText };
+}
+
+function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controller[], names: Record<Controller, string>, memoryText: string | null): CgroupPlan {
+  const dirOf = (c: Controller) => {
+    const h = v1[names[c]];
+    return `${h.mount}${h.own === "/" ? "" : h.own}/${name}`;
+  };
+  const dirs = [...new Set(needed.map(dirOf))];
+  const writes: CgroupPlan["writes"] = [];
+  if (l.memory !== undefined) {
+    writes.push([`${dirOf("memory")}/memory.limit_in_bytes`, String(l.memory)]);
+    // memsw counts memory plus swap, so it can be set only after, and never below, the memory limit.
+    if (l.memorySwap !== undefined) writes.push([`${dirOf("memory")}/memory.memsw.limit_in_bytes`, String(l.memory + l.memorySwap)]);
+  }
+  if (l.pids !== undefined) writes.push([`${dirOf("pids")}/pids.max`, String(l.pids)]);
+  if (l.cpu !== undefined) {
+    writes.push([`${dirOf("cpu")}/cpu.cfs_period_us`, String(CPU_PERIOD_US)]);
+    writes.push([`${dirOf("cpu")}/cpu.cfs_quota_us`, String(Math.round(l.cpu * CPU_PERIOD_US))]);
+  }
+  if (l.cpuWeight !== undefined) writes.push([`${dirOf("cpu")}/cpu.shares`, String(weightToShares(l.cpuWeight))]);
+  if (l.ioWeight !== undefined) writes.push([`${dirOf("io")}/blkio.weight`, String(weightToBlkio(l.ioWeight))]);
+  return {
+    version: 1,
+    dirs,
+    writes,
+    procs: dirs.map((d) => `${d}/cgroup.procs`),
+    oomFile: l.memory !== undefined ? `${dirOf("memory")}/memory.oom_control` : null,
+    memoryText,
+  };
+}
+
+/** Read the host's layout. `procRoot` is "/proc" except in tests. */
+export function inspectCgroups(procRoot = "/proc"): CgroupHost {
+  const host: CgroupHost = { v2: null, v1: {} };
+  const mounts = readFileSync(`${procRoot}/self/mountinfo`, "utf8").split("\n");
+  const membership = readFileSync(`${procRoot}/self/cgroup`, "utf8").split("\n").filter(Boolean);
+  for (const line of mounts) {
+    const [pre, post] = line.split(" - ");
+    if (!post) continue;
+    const [fstype, , superOpts] = post.split(" ");
+    const mountPoint = pre.split(" ")[4];
+    if (fstype === "cgroup2") {
+      const own = membership.find((m) => m.startsWith("0::"))?.slice(3) ?? "/";
+      const ownDir = `${mountPoint}${own === "/" ? "" : own}`;
+      const controllers = readWords(`${mountPoint}/cgroup.controllers`);
+      host.v2 = { mount: mountPoint, own, controllers, delegated: readWords(`${ownDir}/cgroup.subtree_control`) };
+    } else if (fstype === "cgroup") {
+      for (const opt of superOpts.split(",")) {
+        const entry = membership.find((m) => m.split(":")[1]?.split(",").includes(opt));
+        if (entry && !host.v1[opt]) host.v1[opt] = { mount: mountPoint, own: entry.split(":").slice(2).join(":") };
+      }
+    }
+  }
+  return host;
+}
+
+function readWords(file: string): string[] {
+  try {
+    return readFileSync(file, "utf8").trim().split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Make the cgroup and write its limits. On failure, undo what was made and throw a one-line reason. */
+export function applyCgroup(plan: CgroupPlan): void {
+  const made: string[] = [];
+  try {
+    for (const dir of plan.dirs) {
+      mkdirSync(dir);
+      made.push(dir);
+    }
+    for (const [file, value] of plan.writes) {
+      try {
+        writeFileSync(file, value);
+      } catch (e) {
+        throw new Error(`write ${JSON.stringify(value)} to ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
+    }
+  } catch (e) {
+    for (const dir of made.reverse()) tryRmdir(dir);
+    throw e;
+  }
+}
+
+/** True when the kernel's OOM killer killed a process of the box. */
+export function oomKilled(plan: CgroupPlan): boolean {
+  if (!plan.oomFile) return false;
+  try {
+    const m = readFileSync(plan.oomFile, "utf8").match(/^oom_kill (\d+)/m);
+    return m !== null && Number(m[1]) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Remove the box's cgroup, killing whatever the box left in it first (cgroup.kill on v2, else
+ * SIGKILL to each member). Waits briefly for the members to be gone: rmdir fails while any remain.
+ */
+export async function removeCgroup(plan: CgroupPlan): Promise<void> {
+  for (const dir of [...plan.dirs].reverse()) {
+    if (!existsSync(dir)) continue;
+    const kill = `${dir}/cgroup.kill`;
+    for (let i = 0; i < 100; i++) {
+      const members = readWords(`${dir}/cgroup.procs`).map(Number);
+      if (!members.length) break;
+      if (plan.version === 2 && existsSync(kill)) writeFileSync(kill, "1");
+      else for (const pid of members) killQuietly(pid);
+      await Bun.sleep(10);
+    }
+    tryRmdir(dir);
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+function tryRmdir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // reported by the caller's check, if it matters
+  }
+}
