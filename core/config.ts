@@ -44,6 +44,10 @@ const size = (min: number) =>
 
 const weight = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(1, "expected 1 to 10000"), v.maxValue(10000, "expected 1 to 10000"));
 
+/** An rlimit: a number, "unlimited", or [soft, hard]. */
+const rlimitValue = v.union([v.pipe(v.number(), v.integer(), v.minValue(0)), v.literal("unlimited")], 'expected a whole number >= 0 or "unlimited"');
+const rlimit = v.union([rlimitValue, v.tuple([rlimitValue, rlimitValue])], 'expected a number, "unlimited", or [soft, hard]');
+
 const LimitsSchema = v.strictObject({
   /** Memory for the box; past it the kernel's OOM killer ends the box. Bytes, or "256M". */
   memory: v.optional(size(1)),
@@ -57,6 +61,26 @@ const LimitsSchema = v.strictObject({
   cpu_weight: v.optional(weight),
   /** Relative I/O share, 1-10000, where the io controller is available. */
   io_weight: v.optional(weight),
+  /** rlimits (setrlimit(2)): a number, "unlimited", or [soft, hard]. Unset ones are inherited, except core = 0. */
+  nofile: v.optional(rlimit),
+  nproc: v.optional(rlimit),
+  core: v.optional(rlimit),
+  fsize: v.optional(rlimit),
+  stack: v.optional(rlimit),
+  as: v.optional(rlimit),
+});
+
+const SecuritySchema = v.strictObject({
+  /** The capabilities the box keeps (names as in capabilities(7), with or without CAP_). Default: podman's set. */
+  capabilities: v.optional(v.array(v.string())),
+  /** prctl(PR_SET_NO_NEW_PRIVS): setuid binaries and file capabilities grant nothing. Default true. */
+  no_new_privileges: v.optional(v.boolean(), true),
+  /** "default", "unconfined", or a path to an OCI/docker seccomp profile (JSON). Default "default". */
+  seccomp: v.optional(v.pipe(v.string(), v.minLength(1, "expected \"default\", \"unconfined\" or a file path")), "default"),
+  /** Paths hidden inside the box (an empty file or folder is mounted over them). */
+  masked_paths: v.optional(v.array(absolutePath)),
+  /** Paths made read-only inside the box. */
+  readonly_paths: v.optional(v.array(absolutePath)),
 });
 
 export const ConfigSchema = v.strictObject({
@@ -103,8 +127,10 @@ export const ConfigSchema = v.strictObject({
     {},
   ),
   mounts: v.optional(v.array(MountSchema), []),
-  /** Resource limits, enforced with a cgroup of the box's own. Default: none. */
+  /** Resource limits: a cgroup of the box's own, and rlimits. Default: core = 0 only. */
   limits: v.optional(LimitsSchema, {}),
+  /** What the box's process may do: capabilities, seccomp, masked and read-only paths. */
+  security: v.optional(SecuritySchema, {}),
 });
 
 export type Config = v.InferOutput<typeof ConfigSchema>;
@@ -164,7 +190,7 @@ function describe(issue: v.BaseIssue<unknown>): string {
     if (issue.received === "undefined") return `missing; expected ${issue.expected}`;
     return `expected ${issue.expected}, got ${issue.received}`;
   }
-  if (issue.type === "min_length" || issue.type === "check" || issue.type === "union") return `${issue.message}, got ${JSON.stringify(issue.input)}`;
+  if (issue.type === "min_length" || issue.type === "check" || issue.type === "union" || issue.type === "min_value") return `${issue.message}, got ${JSON.stringify(issue.input)}`;
   return `${issue.message}, got ${issue.received}`;
 }
 

@@ -12,6 +12,10 @@ export type MountOp =
   /** A bind of a host path; `attrs` are MOUNT_ATTR_* applied afterwards with mount_setattr(2). */
   | { op: "bind"; source: string; target: string; recursive: boolean; attrs: number; file: boolean; origin: string }
   | { op: "mkdir"; target: string; origin: string }
+  /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a folder. Missing paths are skipped. */
+  | { op: "mask"; target: string; origin: string }
+  /** Bind a path onto itself, read-only. Missing paths are skipped. */
+  | { op: "readonly"; target: string; origin: string }
   | { op: "symlink"; target: string; linkTo: string; origin: string };
 
 /** Facts about the host that planning needs: each bind source's real path and whether it is a directory. */
@@ -163,6 +167,10 @@ function describeOp(op: MountOp): string {
       return `${op.origin}: mkdir ${JSON.stringify(op.target)}`;
     case "symlink":
       return `${op.origin}: symlink ${JSON.stringify(op.target)} -> ${JSON.stringify(op.linkTo)}`;
+    case "mask":
+      return `${op.origin}: mask ${JSON.stringify(op.target)}`;
+    case "readonly":
+      return `${op.origin}: make ${JSON.stringify(op.target)} read-only`;
   }
 }
 
@@ -173,6 +181,14 @@ function applyOne(sys: Sys, rootfd: number, op: MountOp, env: MountEnv): void {
       return;
     case "symlink":
       return symlinkInRoot(sys, rootfd, op.target, op.linkTo);
+    case "mask":
+      return maskInRoot(sys, rootfd, op.target, env);
+    case "readonly": {
+      const fd = openIfPresent(sys, rootfd, op.target);
+      if (fd === null) return;
+      sys.close(fd);
+      return bindInRoot(sys, rootfd, null, op.target, true, F.MOUNT_ATTR_RDONLY, false, env);
+    }
     case "bind":
       return bindInRoot(sys, rootfd, `${env.hostRoot}${op.source}`, op.target, op.recursive, op.attrs, op.file, env);
     case "mount": {
@@ -191,10 +207,11 @@ function applyOne(sys: Sys, rootfd: number, op: MountOp, env: MountEnv): void {
   }
 }
 
-function bindInRoot(sys: Sys, rootfd: number, source: string, target: string, recursive: boolean, attrs: number, file: boolean, env: MountEnv): void {
+/** Bind `source` (a host path, or null for the target itself) onto `target` inside the root. */
+function bindInRoot(sys: Sys, rootfd: number, source: string | null, target: string, recursive: boolean, attrs: number, file: boolean, env: MountEnv): void {
   const fd = openInRoot(sys, rootfd, target, file ? "file" : "dir");
   try {
-    sys.mount(source, env.fdPath(fd), null, F.MS_BIND | (recursive ? F.MS_REC : 0), null);
+    sys.mount(source ?? env.fdPath(fd), env.fdPath(fd), null, F.MS_BIND | (recursive ? F.MS_REC : 0), null);
   } finally {
     sys.close(fd);
   }
@@ -208,6 +225,37 @@ function bindInRoot(sys: Sys, rootfd: number, source: string, target: string, re
     sys.close(top);
   }
 }
+
+/** O_PATH fd of `target`, or null when it does not exist (masked and read-only paths are optional). */
+function openIfPresent(sys: Sys, rootfd: number, target: string): number | null {
+  try {
+    return openInRoot(sys, rootfd, target, null);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === ENOENT) return null;
+    throw e;
+  }
+}
+
+function maskInRoot(sys: Sys, rootfd: number, target: string, env: MountEnv): void {
+  const fd = openIfPresent(sys, rootfd, target);
+  if (fd === null) return;
+  try {
+    let isDir = true;
+    try {
+      sys.close(sys.openat2(rootfd, target, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS));
+    } catch (e) {
+      if ((e as { errno?: number }).errno !== ENOTDIR) throw e;
+      isDir = false;
+    }
+    if (isDir) sys.mount("tmpfs", env.fdPath(fd), "tmpfs", F.MS_RDONLY | F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC, "size=0,mode=000");
+    else sys.mount(`${env.hostRoot}/dev/null`, env.fdPath(fd), null, F.MS_BIND, null);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+const ENOENT = 2;
+const ENOTDIR = 20;
 
 function symlinkInRoot(sys: Sys, rootfd: number, target: string, linkTo: string): void {
   const slash = target.lastIndexOf("/");

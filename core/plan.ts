@@ -3,13 +3,18 @@
 // end (box.toml today, an OCI bundle later) can drive them.
 import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
 import { ConfigError } from "./errors";
 import { MountPlanError, type MountOp, planMounts, type SourceFact } from "./mounts";
 import { type NamespaceKind, planNamespaces } from "./namespaces";
 import type { ProcessPlan } from "./process";
+import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./rlimits";
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
+import { compileProfile, defaultProfile, type Insn } from "./seccomp";
+import { ParseProfileError, parseProfile } from "./seccomp-profile";
 import { type IdMapPlan, planIdMaps } from "./userns";
 
 export interface BoxPlan {
@@ -22,8 +27,18 @@ export interface BoxPlan {
   process: ProcessPlan;
   /** The box's own cgroup, when [limits] asks for any. */
   cgroup: CgroupPlan | null;
+  rlimits: RlimitPlan[];
+  security: SecurityPlan;
   /** Print every syscall of every stage to stderr. */
   trace: boolean;
+}
+
+export interface SecurityPlan {
+  /** Capability numbers the box keeps. */
+  capabilities: number[];
+  noNewPrivileges: boolean;
+  /** The compiled filter, or null for "unconfined". */
+  seccomp: Insn[] | null;
 }
 
 /** What planning needs to know about the host; gathered by inspectHost, the one impure step. */
@@ -32,6 +47,8 @@ export interface HostFacts {
   sources: (SourceFact | null)[];
   /** Read only when [limits] asks for something. */
   cgroups?: CgroupHost | null;
+  /** The text of a seccomp profile file, when [security] seccomp names one. */
+  seccompProfile?: string;
 }
 
 export interface Caller {
@@ -68,8 +85,22 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
   return {
     rootfs: real(config.rootfs, "rootfs", true).path,
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
-    cgroups: Object.keys(config.limits).length ? inspectCgroups() : null,
+    cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
+    seccompProfile: readProfile(config.security.seccomp, dir, file),
   };
+}
+
+const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight"] as const;
+const RLIMIT_KEYS: RlimitName[] = ["nofile", "nproc", "core", "fsize", "stack", "as"];
+
+function readProfile(seccomp: string, dir: string, file: string): string | undefined {
+  if (seccomp === "default" || seccomp === "unconfined") return undefined;
+  const path = resolve(dir, seccomp);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(file, "security.seccomp", `cannot read the profile ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
+  }
 }
 
 export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, opts: PlanOptions = {}): BoxPlan {
@@ -126,6 +157,18 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     throw e;
   }
 
+  for (const k of RLIMIT_KEYS) {
+    const value = l[k];
+    const problem = value === undefined ? null : rlimitProblem(value);
+    if (problem) fail(`limits.${k}`, problem);
+  }
+  const rlimits = planRlimits(Object.fromEntries(RLIMIT_KEYS.map((k) => [k, l[k]])));
+  const security = planSecurity(config, fail, facts.seccompProfile);
+  mounts.push(
+    ...(config.security.masked_paths ?? DEFAULT_MASKED).map((target, i): MountOp => ({ op: "mask", target, origin: `security.masked_paths[${i}]` })),
+    ...(config.security.readonly_paths ?? DEFAULT_READONLY).map((target, i): MountOp => ({ op: "readonly", target, origin: `security.readonly_paths[${i}]` })),
+  );
+
   return {
     namespaces: planNamespaces(wanted),
     idMap,
@@ -144,6 +187,8 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       init: config.process.init,
     },
     cgroup,
+    rlimits,
+    security,
     trace: opts.trace ?? false,
   };
 }
@@ -161,6 +206,32 @@ export function defaultBoxConfig(cwd: string): LoadedConfig {
     namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
     mounts: [],
     limits: {},
+    security: { no_new_privileges: true, seccomp: "default" },
   };
   return { config, file: "(default box)", dir: "/" };
+}
+
+/** podman's masked and read-only paths. */
+export const DEFAULT_MASKED = [
+  "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+  "/proc/scsi", "/proc/acpi", "/sys/firmware", "/sys/devices/virtual/powercap",
+];
+export const DEFAULT_READONLY = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+function planSecurity(config: Config, fail: (key: string, problem: string) => never, profileText: string | undefined): SecurityPlan {
+  const sec = config.security;
+  const names = sec.capabilities ?? DEFAULT_CAPABILITIES;
+  const capabilities = names.map((name, i) => capabilityNumber(name) ?? fail(`security.capabilities[${i}]`, `unknown capability ${JSON.stringify(name)}`));
+  let seccomp: Insn[] | null = null;
+  if (sec.seccomp !== "unconfined") {
+    if (process.arch !== "x64") fail("security.seccomp", `nsrun's seccomp compiler knows only x86-64 syscalls; set seccomp = "unconfined" on ${process.arch}`);
+    try {
+      const capNames = capabilities.map((c) => names[capabilities.indexOf(c)].toUpperCase().replace(/^CAP_/, ""));
+      seccomp = compileProfile(profileText === undefined ? defaultProfile() : parseProfile(profileText, capNames));
+    } catch (e) {
+      if (e instanceof ParseProfileError) fail("security.seccomp", `${JSON.stringify(sec.seccomp)}: ${e.message}`);
+      throw e;
+    }
+  }
+  return { capabilities: [...new Set(capabilities)].sort((a, b) => a - b), noNewPrivileges: sec.no_new_privileges, seccomp };
 }

@@ -37,6 +37,11 @@ export function enterCwd(sys: Sys, plan: ProcessPlan): void {
   });
 }
 
+/** A session of its own, so the box cannot reach the caller's terminal (TIOCSTI and the like). */
+export function newSession(sys: Sys): void {
+  during("process", "start a new session", () => sys.setsid());
+}
+
 export function dropPrivileges(sys: Sys, plan: ProcessPlan): void {
   during("process", `switch to user ${plan.uid}:${plan.gid}`, () => {
     // Group first: after setresuid to a non-root uid we could no longer change groups.

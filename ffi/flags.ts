@@ -71,7 +71,31 @@ export const CLOSE_RANGE_CLOEXEC = 0x4;
 
 // <sys/prctl.h>
 export const PR_SET_PDEATHSIG = 1;
+export const PR_SET_DUMPABLE = 4;
+export const PR_CAPBSET_DROP = 24;
 export const PR_SET_CHILD_SUBREAPER = 36;
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+export const PR_NAMES: Record<number, string> = {
+  [PR_SET_PDEATHSIG]: "PR_SET_PDEATHSIG",
+  [PR_SET_DUMPABLE]: "PR_SET_DUMPABLE",
+  [PR_CAPBSET_DROP]: "PR_CAPBSET_DROP",
+  [PR_SET_CHILD_SUBREAPER]: "PR_SET_CHILD_SUBREAPER",
+  [PR_SET_NO_NEW_PRIVS]: "PR_SET_NO_NEW_PRIVS",
+  [PR_CAP_AMBIENT]: "PR_CAP_AMBIENT",
+};
+
+// <linux/capability.h>: capset(2) header version with two 32-bit data words
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+
+// <linux/seccomp.h>
+export const SECCOMP_SET_MODE_FILTER = 1;
+export const SECCOMP_FILTER_FLAG_TSYNC = 1;
+
+// <sys/resource.h>
+export const RLIMIT = { fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7, as: 9 } as const;
 
 // <signal.h>
 export const SIGKILL = 9;
@@ -96,6 +120,7 @@ export const SYS_pivot_root = ARM64 ? 41 : 155;
 export const SYS_close_range = 436;
 export const SYS_openat2 = 437;
 export const SYS_mount_setattr = 442;
+export const SYS_seccomp = ARM64 ? 277 : 317;
 
 /** Names for the bits of a flags word, so traces and errors read `MS_BIND|MS_REC`, not 20480. */
 export function flagNames(value: number, table: Record<string, number>): string {

@@ -22,7 +22,14 @@ export interface Sys {
   setgroups(groups: number[]): void;
   setresgid(gid: number): void;
   setresuid(uid: number): void;
-  prctl(option: number, arg: number): void;
+  prctl(option: number, arg: number, arg3?: number): void;
+  /** capset(2) for this process: effective, permitted, inheritable masks. */
+  capset(effective: bigint, permitted: bigint, inheritable: bigint): void;
+  setsid(): void;
+  /** -1 is RLIM_INFINITY. */
+  setrlimit(resource: number, soft: number, hard: number): void;
+  /** seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program of [code, jt, jf, k] instructions. */
+  seccompFilter(program: Array<[number, number, number, number]>, tsync: boolean): void;
   loopbackUp(): void;
   closeRangeCloexec(first: number): void;
   clearNonblock(fd: number): void;
@@ -162,9 +169,48 @@ export class LinuxSys implements Sys {
     this.call("setresuid", `setresuid(${uid}, ${uid}, ${uid})`, () => libc.setresuid(uid, uid, uid));
   }
 
-  prctl(option: number, arg: number): void {
-    const name = option === F.PR_SET_PDEATHSIG ? "PR_SET_PDEATHSIG" : String(option);
-    this.call("prctl", `prctl(${name}, ${arg})`, () => libc.prctl(option, arg, 0, 0, 0));
+  prctl(option: number, arg: number, arg3 = 0): void {
+    const name = F.PR_NAMES[option] ?? String(option);
+    this.call("prctl", `prctl(${name}, ${arg}${arg3 ? `, ${arg3}` : ""})`, () => libc.prctl(option, arg, arg3, 0, 0));
+  }
+
+  capset(effective: bigint, permitted: bigint, inheritable: bigint): void {
+    const header = new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]);
+    const words = (m: bigint) => [Number(m & 0xffffffffn), Number(m >> 32n)];
+    const [e0, e1] = words(effective);
+    const [p0, p1] = words(permitted);
+    const [i0, i1] = words(inheritable);
+    // struct __user_cap_data_struct { u32 effective, permitted, inheritable; } [2]
+    const data = new Uint32Array([e0, p0, i0, e1, p1, i1]);
+    const hex = (m: bigint) => `0x${m.toString(16).padStart(16, "0")}`;
+    this.call("capset", `capset(eff=${hex(effective)}, prm=${hex(permitted)}, inh=${hex(inheritable)})`, () => libc.capset(header, data));
+  }
+
+  setsid(): void {
+    this.call("setsid", "setsid()", () => libc.setsid());
+  }
+
+  setrlimit(resource: number, soft: number, hard: number): void {
+    const v = (n: number) => (n < 0 ? 0xffffffffffffffffn : BigInt(n));
+    const lim = new BigUint64Array([v(soft), v(hard)]);
+    const show = (n: number) => (n < 0 ? "RLIM_INFINITY" : String(n));
+    this.call("prlimit", `setrlimit(${resource}, {${show(soft)}, ${show(hard)}})`, () => libc.prlimit(0, resource, lim, null));
+  }
+
+  seccompFilter(program: Array<[number, number, number, number]>, tsync: boolean): void {
+    const insns = new DataView(new ArrayBuffer(program.length * 8));
+    program.forEach(([code, jt, jf, k], i) => {
+      insns.setUint16(i * 8, code, true);
+      insns.setUint8(i * 8 + 2, jt);
+      insns.setUint8(i * 8 + 3, jf);
+      insns.setUint32(i * 8 + 4, k, true);
+    });
+    // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    const fprog = new BigUint64Array([BigInt(program.length), BigInt(ptr(new Uint8Array(insns.buffer)))]);
+    const flags = tsync ? F.SECCOMP_FILTER_FLAG_TSYNC : 0;
+    this.call("seccomp", `seccomp(SECCOMP_SET_MODE_FILTER, ${tsync ? "SECCOMP_FILTER_FLAG_TSYNC" : "0"}, {${program.length} instructions})`, () =>
+      libc.syscall(F.SYS_seccomp, F.SECCOMP_SET_MODE_FILTER, flags, ptr(fprog), 0, 0),
+    );
   }
 
   loopbackUp(): void {

@@ -113,8 +113,21 @@ export class FakeSys implements Sys {
   setresuid(uid: number): void {
     this.record("setresuid", uid);
   }
-  prctl(option: number, arg: number): void {
-    this.record("prctl", option, arg);
+  prctl(option: number, arg: number, arg3?: number): void {
+    if (arg3 === undefined) this.record("prctl", option, arg);
+    else this.record("prctl", option, arg, arg3);
+  }
+  capset(effective: bigint, permitted: bigint, inheritable: bigint): void {
+    this.record("capset", effective, permitted, inheritable);
+  }
+  setsid(): void {
+    this.record("setsid");
+  }
+  setrlimit(resource: number, soft: number, hard: number): void {
+    this.record("setrlimit", resource, soft, hard);
+  }
+  seccompFilter(program: Array<[number, number, number, number]>, tsync: boolean): void {
+    this.record("seccompFilter", program, tsync);
   }
   loopbackUp(): void {
     this.record("loopbackUp");

@@ -39,6 +39,7 @@ describe("parseConfig", () => {
       namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
       mounts: [],
       limits: {},
+      security: { no_new_privileges: true, seccomp: "default" },
     });
   });
 

@@ -9,7 +9,11 @@ import { applyMounts } from "../mounts";
 import { applyLoopback } from "../network";
 import { applyPivot } from "../pivot";
 import type { BoxPlan } from "../plan";
-import { dropPrivileges, enterCwd, execCommand, sealFds } from "../process";
+import { readFileSync } from "node:fs";
+import { applyBoundingSet, applyCapabilitySets, lastCapability } from "../capabilities";
+import { dropPrivileges, enterCwd, execCommand, newSession, sealFds } from "../process";
+import { applyRlimits } from "../rlimits";
+import { applySeccomp } from "../seccomp";
 import { applyRootfs, NEWROOT, OLDROOT } from "../rootfs";
 import { tracerFor } from "./self";
 import { FD } from "./fds";
@@ -27,6 +31,7 @@ export async function initStage(): Promise<never> {
   sys.prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
   if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
   try {
+    const lastCap = lastCapability((path) => readFileSync(path, "utf8")); // the host's /proc, while we see it
     during("namespaces", "unshare the mount namespace", () => sys.unshare(F.CLONE_NEWNS));
     applyRootfs(sys, plan.rootfs);
     const rootfd = sys.openat(F.AT_FDCWD, NEWROOT, F.O_PATH | F.O_DIRECTORY);
@@ -39,12 +44,24 @@ export async function initStage(): Promise<never> {
     applyPivot(sys);
     sys.close(rootfd);
     enterCwd(sys, plan.process);
+    applyRlimits(sys, plan.rlimits); // raising a hard limit needs CAP_SYS_RESOURCE: before the drop
+    newSession(sys);
+    const sec = plan.security;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (as runc does).
+    if (sec.seccomp && !sec.noNewPrivileges) applySeccomp(sys, sec.seccomp);
+    applyBoundingSet(sys, sec.capabilities, lastCap); // needs CAP_SETPCAP: before the switch of user
     dropPrivileges(sys, plan.process);
+    applyCapabilitySets(sys, sec.capabilities, plan.process.uid);
     // Changing credentials cleared the parent-death signal; set it again, then make sure the host
     // did not die in between.
     sys.prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
     if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
+    if (sec.noNewPrivileges) during("process", "set no_new_privs", () => sys.prctl(F.PR_SET_NO_NEW_PRIVS, 1));
+    // An init that stays as PID 1 is nsrun itself: non-dumpable, so the box cannot open /proc/1/exe.
+    if (plan.process.init) sys.prctl(F.PR_SET_DUMPABLE, 0);
     sealFds(sys);
+    // Last: the filter refuses mount() and friends, which the stages above needed.
+    if (sec.seccomp && sec.noNewPrivileges) applySeccomp(sys, sec.seccomp);
     if (plan.process.init) {
       const { runAsInit } = await import("./pid1");
       return await runAsInit(plan.process, FD.error);
