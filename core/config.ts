@@ -13,6 +13,8 @@ const absolutePath = v.pipe(
   v.check((s) => !s.includes("\0"), "a path cannot contain NUL"),
 );
 
+const boxPath = v.pipe(absolutePath, v.check((s) => !s.split("/").includes(".."), 'expected a path without ".."'));
+
 const MountSchema = v.strictObject({
   /** bind | tmpfs | proc | sysfs | devpts | mqueue */
   type: v.picklist(["bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue"]),
@@ -78,9 +80,9 @@ const SecuritySchema = v.strictObject({
   /** "default", "unconfined", or a path to an OCI/docker seccomp profile (JSON). Default "default". */
   seccomp: v.optional(v.pipe(v.string(), v.minLength(1, "expected \"default\", \"unconfined\" or a file path")), "default"),
   /** Paths hidden inside the box (an empty file or folder is mounted over them). */
-  masked_paths: v.optional(v.array(absolutePath)),
+  masked_paths: v.optional(v.array(boxPath)),
   /** Paths made read-only inside the box. */
-  readonly_paths: v.optional(v.array(absolutePath)),
+  readonly_paths: v.optional(v.array(boxPath)),
 });
 
 export const ConfigSchema = v.strictObject({

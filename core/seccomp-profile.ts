@@ -46,9 +46,10 @@ function action(name: unknown, errnoRet: unknown, where: string): Action {
 }
 
 function toBig(v: unknown, where: string): bigint {
-  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return BigInt(v);
+  // JSON numbers above 2^53 have already lost precision (and 2^64-1 became 2^64): refuse them.
+  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
   if (typeof v === "bigint" && v >= 0n) return v;
-  throw new ParseProfileError(where, `expected a whole number >= 0, got ${JSON.stringify(v)}`);
+  throw new ParseProfileError(where, `expected a whole number from 0 to 2^53-1 (larger ones lose precision in JSON), got ${JSON.stringify(v)}`);
 }
 
 /** Whether docker would apply a rule with these includes/excludes to a box with `caps`. */
@@ -62,8 +63,8 @@ function applies(rule: Json, caps: string[], where: string): boolean {
   };
   const incArches = list(inc.arches, `${where}.includes.arches`);
   const excArches = list(exc.arches, `${where}.excludes.arches`);
-  const incCaps = list(inc.caps, `${where}.includes.caps`).map((c) => c.replace(/^CAP_/, ""));
-  const excCaps = list(exc.caps, `${where}.excludes.caps`).map((c) => c.replace(/^CAP_/, ""));
+  const incCaps = list(inc.caps, `${where}.includes.caps`).map((c) => c.toUpperCase().replace(/^CAP_/, ""));
+  const excCaps = list(exc.caps, `${where}.excludes.caps`).map((c) => c.toUpperCase().replace(/^CAP_/, ""));
   if (incArches.length && !incArches.some((a) => THIS_ARCH.includes(a))) return false;
   if (excArches.some((a) => THIS_ARCH.includes(a))) return false;
   if (!incCaps.every((c) => caps.includes(c))) return false;

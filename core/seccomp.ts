@@ -97,7 +97,7 @@ export const DEFAULT_DENIED = [
   "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "acct", "iopl", "ioperm", "syslog", "quotactl", "uselib",
   "lookup_dcookie", "_sysctl",
   // the mount family: a box must not rearrange its own view, nor undo a read-only bind
-  "mount", "umount2", "pivot_root", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "mount_setattr",
+  "mount", "umount2", "pivot_root", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "open_tree_attr", "mount_setattr",
   // other processes' memory, and handles that bypass path checks
   "ptrace", "process_vm_readv", "process_vm_writev", "open_by_handle_at", "userfaultfd",
   // the host's clock

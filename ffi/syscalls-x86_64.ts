@@ -1,4 +1,5 @@
-// x86-64 syscall numbers, generated from Debian 12's <asm/unistd_64.h> (linux-libc-dev 6.1):
+// x86-64 syscall numbers, generated from Debian 12's <asm/unistd_64.h> (linux-libc-dev 6.1),
+// then extended by hand to Linux 6.15 (the block at the end):
 //   grep '#define __NR_' /usr/include/x86_64-linux-gnu/asm/unistd_64.h
 // Used to compile seccomp profiles, which name syscalls. ABI: numbers never change.
 export const SYSCALLS_X86_64: Record<string, number> = {
@@ -377,4 +378,9 @@ export const SYSCALLS_X86_64: Record<string, number> = {
   lsm_set_self_attr: 460,
   lsm_list_modules: 461,
   mseal: 462,
+  setxattrat: 463,
+  getxattrat: 464,
+  listxattrat: 465,
+  removexattrat: 466,
+  open_tree_attr: 467,
 };
