@@ -3,6 +3,7 @@
 // signals reach the box and whose exit status is the box's.
 import { loadConfig } from "../config";
 import { defaultBoxConfig, inspectHost, planBox } from "../plan";
+import { tracerFor } from "./self";
 import { supervise } from "./supervise";
 
 export interface RunOptions {
@@ -15,10 +16,14 @@ export interface RunOptions {
 
 /** Stages 1 and 2, load and plan, then start the box and supervise it until it exits. */
 export async function runBox(opts: RunOptions): Promise<never> {
+  const trace = tracerFor("host", opts.trace);
+  trace?.(`start  +${performance.now().toFixed(1)}ms since exec`);
   const loaded = opts.configFile ? loadConfig(opts.configFile) : defaultBoxConfig(process.cwd());
+  trace?.(`load config ${JSON.stringify(loaded.file)}  +${performance.now().toFixed(1)}ms`);
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const plan = planBox(loaded, facts, caller, { args: opts.args, cwdFallback: !opts.configFile, trace: opts.trace });
+  trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
   return supervise(plan);
 }

@@ -21,6 +21,7 @@ import { FD } from "./fds";
 export async function initStage(): Promise<never> {
   const plan = JSON.parse(readAll(FD.plan).toString()) as BoxPlan;
   const sys = new LinuxSys(tracerFor("init", plan.trace));
+  if (plan.trace) tracerFor("init", true)?.(`start  +${performance.now().toFixed(1)}ms since exec`);
   sys.close(FD.plan);
   // Our parent, the namespace stage, exits right after starting us; the host, a child subreaper,
   // adopts us. Once the alive pipe reads end of file that has happened: from then on, if the host

@@ -21,7 +21,7 @@ export async function namespaceStage(): Promise<never> {
   // moves the root of every process in a mount namespace, and nsrun's other processes keep the host's.
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));
   const shown = flagNames(flags, CLONE_FLAGS);
-  const done: string[] = [];
+  const done: string[] = [`start  +${performance.now().toFixed(1)}ms since exec`];
   let failure: EarlyFailure | null = null;
   // Into the box's cgroup first: the init stage and the command inherit it, and the cgroup
   // namespace made next takes it as its root, so the box sees itself at "/".

@@ -1,0 +1,147 @@
+// Start-up benchmark: nsrun side by side with bubblewrap and runc, on the same busybox rootfs,
+// running /bin/true. Not a test: it measures and prints, it never fails because a machine is slow.
+//
+//   bun run bench            (builds dist/nsrun and the fixture rootfs first)
+//
+// Uses hyperfine when installed (apt-get install hyperfine); each competitor is skipped with a note
+// when it is not installed or cannot run here. As root it also measures rootless boxes, as the
+// ordinary user the tests use (nsrun-test), and what a cgroup with limits adds to nsrun's start.
+import { spawnSync } from "bun";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { buildRootfs } from "../../fixtures/build-rootfs";
+
+const REPO = resolve(import.meta.dir, "../..");
+const RUNS = Number(process.env.BENCH_RUNS ?? 50);
+const PARALLEL = 50;
+const USER = "nsrun-test";
+const has = (cmd: string) => spawnSync(["sh", "-c", `command -v ${cmd}`], { stdout: "pipe" }).exitCode === 0;
+const notes: string[] = [];
+
+interface Row {
+  name: string;
+  median: number;
+  mean: number;
+  stddev: number;
+  min: number;
+  max: number;
+}
+
+function hyperfine(commands: Array<[name: string, cmd: string]>, runs = RUNS): Row[] {
+  const out = join(work, `hf-${Date.now()}.json`);
+  const args = ["hyperfine", "-N", "--warmup", "5", "--runs", String(runs), "--export-json", out, "--style", "none"];
+  for (const [name, cmd] of commands) args.push("-n", name, cmd);
+  const r = spawnSync(args, { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) {
+    notes.push(`hyperfine failed for ${commands.map((c) => c[0]).join(", ")}: ${r.stderr.toString().trim().split("\n").pop()}`);
+    return [];
+  }
+  const json = JSON.parse(readFileSync(out, "utf8")) as { results: Array<{ command: string; median: number; mean: number; stddev: number; min: number; max: number }> };
+  return json.results.map((x) => ({ name: x.command, median: x.median * 1000, mean: x.mean * 1000, stddev: x.stddev * 1000, min: x.min * 1000, max: x.max * 1000 }));
+}
+
+/** Whether a command works at all here, so a broken competitor is a note, not a wrong figure. */
+function works(name: string, cmd: string): boolean {
+  const r = spawnSync(["sh", "-c", cmd], { stdout: "pipe", stderr: "pipe", cwd: work });
+  if (r.exitCode === 0) return true;
+  notes.push(`${name} skipped: \`${cmd}\` failed here: ${r.stderr.toString().trim().split("\n").pop()}`);
+  return false;
+}
+
+function table(title: string, rows: Row[]): void {
+  if (!rows.length) return;
+  console.log(`\n### ${title}\n`);
+  console.log("| command | median | mean ± σ | min … max |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const r of rows) console.log(`| ${r.name} | ${r.median.toFixed(1)} ms | ${r.mean.toFixed(1)} ± ${r.stddev.toFixed(1)} ms | ${r.min.toFixed(1)} … ${r.max.toFixed(1)} ms |`);
+}
+
+function runcBundle(rootless: boolean): string {
+  const bundle = join(work, rootless ? "runc-rootless" : "runc-root");
+  cpSync(rootfs, join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
+  spawnSync(["runc", "spec", ...(rootless ? ["--rootless"] : [])], { cwd: bundle });
+  const spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
+  spec.process.args = ["/bin/true"];
+  spec.process.terminal = false;
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
+  return bundle;
+}
+
+/** Start a box running `sleep`, then count nsrun processes on the host and their resident memory. */
+async function residentFootprint(prefix: string): Promise<string> {
+  const box = Bun.spawn(["sh", "-c", `${prefix}${bin} run --config ${config} -- /bin/sleep 2`], { stdout: "ignore", stderr: "ignore" });
+  await Bun.sleep(1000);
+  let count = 0;
+  let rssKb = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(bin)) continue;
+      count++;
+      rssKb += Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0);
+    } catch {
+      // gone
+    }
+  }
+  await box.exited;
+  return `${count} nsrun process${count === 1 ? "" : "es"}, ${(rssKb / 1024).toFixed(1)} MiB resident`;
+}
+
+if (!has("hyperfine")) {
+  console.log("hyperfine is not installed (apt-get install hyperfine); nothing to measure.");
+  process.exit(0);
+}
+spawnSync(["bun", "run", "build"], { cwd: REPO, stdout: "inherit", stderr: "inherit" });
+const work = mkdtempSync("/tmp/nsrun-bench-");
+chmodSync(work, 0o755);
+const bin = join(work, "nsrun");
+copyFileSync(join(REPO, "dist/nsrun"), bin);
+chmodSync(bin, 0o755);
+const rootfs = buildRootfs(join(work, "rootfs"));
+const config = join(work, "box.toml");
+writeFileSync(config, `rootfs = "${rootfs}"\n`);
+const limited = join(work, "limits.toml");
+writeFileSync(limited, `rootfs = "${rootfs}"\n[limits]\nmemory = "256M"\npids = 128\ncpu = 1\n`);
+const isRoot = process.getuid?.() === 0;
+const asUser = isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode === 0 ? `setpriv --reuid=${USER} --regid=${USER} --clear-groups ` : "";
+const ver = (cmd: string) => spawnSync(["sh", "-c", `${cmd} 2>&1 | head -1`], { stdout: "pipe" }).stdout.toString().trim();
+
+console.log(`## Start-up, /bin/true in a busybox rootfs (${RUNS} runs each, hyperfine; ${new Date().toISOString().slice(0, 10)})`);
+console.log(`\nnsrun ${ver(`${bin} --version`)}; ${has("bwrap") ? ver("bwrap --version") : "no bwrap"}; ${has("runc") ? ver("runc --version") : "no runc"}; ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}, ${navigator.hardwareConcurrency} CPUs`);
+
+const bwrap = `bwrap --unshare-all --bind ${rootfs} / --proc /proc --dev /dev /bin/true`;
+const nsrunCmd = `${bin} run --config ${config} -- /bin/true`;
+if (isRoot) {
+  const rows: Array<[string, string]> = [["nsrun (root)", nsrunCmd]];
+  if (has("bwrap") && works("bwrap", bwrap)) rows.push(["bwrap (root)", bwrap]);
+  if (has("runc")) {
+    const b = runcBundle(false);
+    const cmd = `sh -c 'cd ${b} && runc run nsrun-bench-$$ >/dev/null'`;
+    if (works("runc", cmd)) rows.push(["runc (root)", cmd]);
+  }
+  table("As root", hyperfine(rows));
+}
+if (!isRoot || asUser) {
+  const rows: Array<[string, string]> = [["nsrun (rootless)", `${asUser}${nsrunCmd}`]];
+  if (has("bwrap") && works("bwrap rootless", `${asUser}${bwrap}`)) rows.push(["bwrap (rootless)", `${asUser}${bwrap}`]);
+  if (has("runc")) {
+    const b = runcBundle(true);
+    if (isRoot) spawnSync(["chown", "-R", USER, b]);
+    const cmd = `${asUser}sh -c 'cd ${b} && XDG_RUNTIME_DIR=${b} runc --root ${b}/state run nsrun-bench-$$ </dev/null >/dev/null'`;
+    if (works("runc rootless", cmd)) rows.push(["runc (rootless)", cmd]);
+  }
+  table("Rootless", hyperfine(rows));
+}
+if (isRoot) table("What a cgroup with limits adds (root, memory + pids + cpu)", hyperfine([["nsrun, no limits", nsrunCmd], ["nsrun, [limits]", `${bin} run --config ${limited} -- /bin/true`]]));
+
+const parallel = (cmd: string) => `sh -c 'for i in $(seq ${PARALLEL}); do ${cmd.replaceAll("'", "'\\''")} & done; wait'`;
+const par: Array<[string, string]> = [[`${PARALLEL} × nsrun at once`, parallel(`${asUser}${nsrunCmd}`)]];
+if (has("bwrap") && works("bwrap", bwrap)) par.push([`${PARALLEL} × bwrap at once`, parallel(`${asUser}${bwrap}`)]);
+if (isRoot && has("runc")) {
+  const b = join(work, "runc-root");
+  if (existsSync(b)) par.push([`${PARALLEL} × runc at once (root)`, `sh -c 'cd ${b}; for i in $(seq ${PARALLEL}); do runc run nsrun-par-$$-$i >/dev/null & done; wait'`]);
+}
+table(`${PARALLEL} boxes started at once (total time)`, hyperfine(par, 5));
+
+console.log(`\nWhile a box runs (rootless): ${await residentFootprint(asUser)}`);
+if (notes.length) console.log(`\nNotes:\n${notes.map((n) => `- ${n}`).join("\n")}`);
+rmSync(work, { recursive: true, force: true });
