@@ -16,7 +16,10 @@ import { idMapWrites } from "../userns";
 import { FD } from "./fds";
 
 export async function namespaceStage(): Promise<never> {
-  const plan = JSON.parse(readFileSync(FD.plan, "utf8")) as BoxPlan;
+  const text = readFileSync(FD.plan, "utf8");
+  // No plan: the host found an error in the config and reports it itself (see launch.ts).
+  if (!text) process.exit(0);
+  const plan = JSON.parse(text) as BoxPlan;
   // Every kind but mount is created here. The mount namespace is the init stage's own: pivot_root
   // moves the root of every process in a mount namespace, and nsrun's other processes keep the host's.
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));

@@ -3,26 +3,17 @@
 // with the box's status. It is the one nsrun process that stays while the box runs.
 import { readFileSync } from "node:fs";
 import * as F from "../../ffi/flags";
-import { pipe, readAll, writeAll } from "../../ffi/io";
+import { readAll, writeAll } from "../../ffi/io";
 import { libc } from "../../ffi/libc";
 import { applyCgroup, oomKilled, removeCgroup } from "../cgroup";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { deliveryFor, FORWARDED_SIGNALS, type ForwardedSignal, SIGNAL_NUMBERS } from "../signals";
-import { SINGLE_THREAD_ENV, selfCommand, STAGE_ARG } from "./self";
+import { launchNamespaceStage } from "./launch";
 
 const WNOHANG = 1;
 
 export async function supervise(plan: BoxPlan): Promise<never> {
-  // Orphans of our children become ours: the init stage, once the namespace stage has exited.
-  libc.prctl(F.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  const [planRead, planWrite] = pipe(true);
-  const [errRead, errWrite] = pipe(true);
-  const [pidRead, pidWrite] = pipe(true);
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  for (const kv of SINGLE_THREAD_ENV) env[kv.slice(0, kv.indexOf("="))] = kv.slice(kv.indexOf("=") + 1);
-
   let init = 0;
   let killedBy: number | null = null;
   let exitStatus: number | null = null;
@@ -65,11 +56,8 @@ export async function supervise(plan: BoxPlan): Promise<never> {
     }
   }
 
-  const ns = Bun.spawn([...selfCommand(), STAGE_ARG, "ns"], {
-    stdio: ["inherit", "inherit", "inherit", planRead, errWrite, pidWrite],
-    env,
-  });
-  for (const fd of [planRead, errWrite, pidWrite]) libc.close(fd);
+  // Usually started already, while the host was planning (launch.ts).
+  const { ns, planWrite, errRead, pidRead } = launchNamespaceStage();
   writeAll(planWrite, Buffer.from(JSON.stringify(plan)));
   libc.close(planWrite);
 
