@@ -162,15 +162,17 @@ function readWords(file: string): string[] {
 }
 
 /** Make the cgroup and write its limits. On failure, undo what was made and throw a one-line reason. */
-export function applyCgroup(plan: CgroupPlan): void {
+export function applyCgroup(plan: CgroupPlan, trace: ((line: string) => void) | null = null): void {
   const made: string[] = [];
   try {
     for (const dir of plan.dirs) {
+      trace?.(`mkdir(${JSON.stringify(dir)})`);
       mkdirSync(dir);
       made.push(dir);
     }
     for (const [file, value] of plan.writes) {
       try {
+        trace?.(`write(${JSON.stringify(file)}, ${JSON.stringify(value)})`);
         writeFileSync(file, value);
       } catch (e) {
         throw new Error(`write ${JSON.stringify(value)} to ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? e}`);

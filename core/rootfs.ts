@@ -34,7 +34,8 @@ export function hostPathInScratch(hostPath: string): string {
   return hostPath === "/" ? OLDROOT : `${OLDROOT}${hostPath}`;
 }
 
-export function applyRootfs(sys: Sys, plan: RootfsPlan): void {
+/** Make `/` private and move into a scratch tmpfs, with the host's root at /oldroot. */
+export function applyPrivateRoot(sys: Sys): void {
   // The box's mount namespace starts as a copy of the host's, with the same propagation: while `/` is
   // shared, every mount below would appear on the host too, and pivot_root refuses with EINVAL.
   during("rootfs", 'make "/" private', () => sys.mount(null, "/", null, F.MS_REC | F.MS_PRIVATE, null));
@@ -46,7 +47,10 @@ export function applyRootfs(sys: Sys, plan: RootfsPlan): void {
     sys.pivotRoot(SCRATCH_MOUNTPOINT, `${SCRATCH_MOUNTPOINT}${OLDROOT}`);
     sys.chdir("/");
   });
+}
 
+/** Put the box's root together at /newroot: a bind of the rootfs, or an overlay on it. */
+export function applyRootfs(sys: Sys, plan: RootfsPlan): void {
   const lower = hostPathInScratch(plan.hostPath);
   if (plan.ephemeral) {
     const data = `lowerdir=${lower},upperdir=${UPPER},workdir=${WORK}`;

@@ -7,7 +7,7 @@ import { StageError } from "../core/errors";
 import { applyMounts, type MountEnv, type MountOp } from "../core/mounts";
 import { applyPivot } from "../core/pivot";
 import { dropPrivileges, enterCwd, execCommand, type ProcessPlan } from "../core/process";
-import { applyRootfs, type RootfsPlan } from "../core/rootfs";
+import { applyPrivateRoot, applyRootfs, type RootfsPlan } from "../core/rootfs";
 import { type Call, ExecReplaced, FakeSys } from "./fake-sys";
 
 const EPERM = 1;
@@ -51,6 +51,7 @@ describe("FakeSys", () => {
 describe("applyRootfs", () => {
   const plan = (over: Partial<RootfsPlan> = {}): RootfsPlan => ({ hostPath: "/r", readonly: false, ephemeral: false, ...over });
   const run = (p: RootfsPlan, sys = new FakeSys()) => {
+    applyPrivateRoot(sys);
     applyRootfs(sys, p);
     return sys;
   };
@@ -97,7 +98,7 @@ describe("applyRootfs", () => {
 
   test("a failing pivot_root is a rootfs StageError with the errno and the mount-point hint", () => {
     const sys = new FakeSys().failOn("pivotRoot", 1, EINVAL);
-    const e = stageError(() => applyRootfs(sys, plan()));
+    const e = stageError(() => applyPrivateRoot(sys));
     expect(e.stage).toBe("rootfs");
     expect(e.message).toContain("EINVAL");
     expect(e.hint).toContain("mount point");

@@ -3,6 +3,7 @@
 // signals reach the box and whose exit status is the box's.
 import { loadConfig } from "../config";
 import { defaultBoxConfig, inspectHost, planBox } from "../plan";
+import { stageLine } from "../pipeline";
 import { tracerFor } from "./self";
 import { supervise } from "./supervise";
 
@@ -18,8 +19,10 @@ export interface RunOptions {
 export async function runBox(opts: RunOptions): Promise<never> {
   const trace = tracerFor("host", opts.trace);
   trace?.(`start  +${performance.now().toFixed(1)}ms since exec`);
+  trace?.(stageLine("load config"));
   const loaded = opts.configFile ? loadConfig(opts.configFile) : defaultBoxConfig(process.cwd());
   trace?.(`load config ${JSON.stringify(loaded.file)}  +${performance.now().toFixed(1)}ms`);
+  trace?.(stageLine("plan"));
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const plan = planBox(loaded, facts, caller, { args: opts.args, cwdFallback: !opts.configFile, trace: opts.trace });

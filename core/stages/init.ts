@@ -14,14 +14,17 @@ import { applyBoundingSet, applyCapabilitySets, lastCapability } from "../capabi
 import { dropPrivileges, enterCwd, execCommand, newSession, sealFds } from "../process";
 import { applyRlimits } from "../rlimits";
 import { applySeccomp } from "../seccomp";
-import { applyRootfs, NEWROOT, OLDROOT } from "../rootfs";
+import { type StageTitle, stageLine } from "../pipeline";
+import { applyPrivateRoot, applyRootfs, NEWROOT, OLDROOT } from "../rootfs";
 import { tracerFor } from "./self";
 import { FD } from "./fds";
 
 export async function initStage(): Promise<never> {
   const plan = JSON.parse(readAll(FD.plan).toString()) as BoxPlan;
-  const sys = new LinuxSys(tracerFor("init", plan.trace));
-  if (plan.trace) tracerFor("init", true)?.(`start  +${performance.now().toFixed(1)}ms since exec`);
+  const trace = tracerFor("init", plan.trace);
+  trace?.(`start  +${performance.now().toFixed(1)}ms since exec`);
+  const stage = (title: StageTitle) => trace?.(stageLine(title));
+  const sys = new LinuxSys(trace);
   sys.close(FD.plan);
   // Our parent, the namespace stage, exits right after starting us; the host, a child subreaper,
   // adopts us. Once the alive pipe reads end of file that has happened: from then on, if the host
@@ -33,20 +36,37 @@ export async function initStage(): Promise<never> {
   if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
   try {
     const lastCap = lastCapability((path) => readFileSync(path, "utf8")); // the host's /proc, while we see it
+
+    stage("mount namespace and private root");
     during("namespaces", "unshare the mount namespace", () => sys.unshare(F.CLONE_NEWNS));
+    applyPrivateRoot(sys);
+
+    stage("rootfs");
     applyRootfs(sys, plan.rootfs);
     const rootfd = sys.openat(F.AT_FDCWD, NEWROOT, F.O_PATH | F.O_DIRECTORY);
+
+    stage("mounts");
     // Mounts go onto O_PATH fds, named through the host's /proc, which is still at /oldroot/proc.
     // /proc for the box is mounted here, before the pivot: an unprivileged proc mount is allowed
     // only while a fully visible proc is mounted in the namespace (the host's, until we detach it).
     applyMounts(sys, rootfd, plan.mounts, { hostRoot: OLDROOT, fdPath: (fd) => `${OLDROOT}/proc/self/fd/${fd}` });
+
+    stage("hostname");
     applyHostname(sys, plan.hostname);
+
+    stage("network");
     applyLoopback(sys, plan.loopback);
+
+    stage("pivot_root");
     applyPivot(sys);
     sys.close(rootfd);
+
+    stage("process");
     enterCwd(sys, plan.process);
     applyRlimits(sys, plan.rlimits); // raising a hard limit needs CAP_SYS_RESOURCE: before the drop
     newSession(sys);
+
+    stage("capabilities and user");
     const sec = plan.security;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (as runc does).
     if (sec.seccomp && !sec.noNewPrivileges) applySeccomp(sys, sec.seccomp);
@@ -60,6 +80,8 @@ export async function initStage(): Promise<never> {
     if (sec.noNewPrivileges) during("process", "set no_new_privs", () => sys.prctl(F.PR_SET_NO_NEW_PRIVS, 1));
     // An init that stays as PID 1 is nsrun itself: non-dumpable, so the box cannot open /proc/1/exe.
     if (plan.process.init) sys.prctl(F.PR_SET_DUMPABLE, 0);
+
+    stage("seccomp and execve");
     sealFds(sys);
     // Last: the filter refuses mount() and friends, which the stages above needed.
     if (sec.seccomp && sec.noNewPrivileges) applySeccomp(sys, sec.seccomp);

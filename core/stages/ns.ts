@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { type EarlyFailure, earlyUnshare, earlyWriteFile } from "../../ffi/early";
 import { CLONE_FLAGS, flagNames } from "../../ffi/flags";
 import { unshareFlags } from "../namespaces";
+import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { idMapWrites } from "../userns";
 import { FD } from "./fds";
@@ -24,22 +25,28 @@ export async function namespaceStage(): Promise<never> {
   // moves the root of every process in a mount namespace, and nsrun's other processes keep the host's.
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));
   const shown = flagNames(flags, CLONE_FLAGS);
-  const done: string[] = [`start  +${performance.now().toFixed(1)}ms since exec`];
+  const done: string[] = [`start  +${performance.now().toFixed(1)}ms since exec`, stageLine("namespaces")];
+  const took = (t0: number) => `  ${(performance.now() - t0).toFixed(3)}ms`;
+  let t0 = performance.now();
   let failure: EarlyFailure | null = null;
   // Into the box's cgroup first: the init stage and the command inherit it, and the cgroup
   // namespace made next takes it as its root, so the box sees itself at "/".
   for (const procs of plan.cgroup?.procs ?? []) {
+    t0 = performance.now();
     failure = earlyWriteFile(procs, `${process.pid}\n`);
     if (failure) break;
-    done.push(`write(${JSON.stringify(procs)}, "${process.pid}")`);
+    done.push(`write(${JSON.stringify(procs)}, "${process.pid}")${took(t0)}`);
   }
+  t0 = performance.now();
   if (!failure && flags) failure = earlyUnshare(flags, shown);
-  if (!failure && flags) done.push(`unshare(${shown}) = 0`);
+  if (!failure && flags) done.push(`unshare(${shown}) = 0${took(t0)}`);
+  done.push(stageLine("user namespace"));
   if (!failure && plan.idMap) {
     for (const [path, text] of idMapWrites(plan.idMap)) {
+      t0 = performance.now();
       failure = earlyWriteFile(path, text);
       if (failure) break;
-      done.push(`write(${JSON.stringify(path)}, ${JSON.stringify(text.trimEnd())}) = ${text.length}`);
+      done.push(`write(${JSON.stringify(path)}, ${JSON.stringify(text.trimEnd())}) = ${text.length}${took(t0)}`);
     }
   }
   const { startInit } = await import("./ns-start");

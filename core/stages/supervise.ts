@@ -9,7 +9,9 @@ import { applyCgroup, oomKilled, removeCgroup } from "../cgroup";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { deliveryFor, FORWARDED_SIGNALS, type ForwardedSignal, SIGNAL_NUMBERS } from "../signals";
+import { stageLine } from "../pipeline";
 import { launchNamespaceStage } from "./launch";
+import { tracerFor } from "./self";
 
 const WNOHANG = 1;
 
@@ -48,9 +50,11 @@ export async function supervise(plan: BoxPlan): Promise<never> {
     process.exit(code);
   };
 
+  const trace = tracerFor("host", plan.trace);
+  trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
     try {
-      applyCgroup(plan.cgroup);
+      applyCgroup(plan.cgroup, trace);
     } catch (e) {
       return finish(EXIT_NSRUN_FAILED, { message: `cgroup: ${(e as Error).message}`, hint: cgroupHint(plan.cgroup.version), exitCode: EXIT_NSRUN_FAILED });
     }
