@@ -17,7 +17,9 @@ const HINTS: Record<string, Record<string, string>> = {
   },
   mount: {
     EPERM:
-      "mounting needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace; an ordinary user gets it from a user namespace (set [namespaces] user = true)",
+      "mount(2) needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace; an ordinary user has it only inside a user namespace of their own, which nsrun creates by default (do not set [namespaces] user = false)",
+    EBUSY: "something is already mounted there in a way that conflicts, or the target is in use",
+    EINVAL: "the kernel refused the options or flags for this filesystem; check [[mounts]] options",
     ENOENT: "the source or target does not exist",
     ENODEV: "the kernel has no such filesystem type",
     EACCES: "a directory on the way is not searchable by the caller, or the source is on a nodev/noexec mount",
@@ -28,7 +30,7 @@ const HINTS: Record<string, Record<string, string>> = {
     EPERM: "pivot_root needs CAP_SYS_ADMIN in the mount namespace's owner; use a user namespace",
   },
   chroot: {
-    EPERM: "chroot(2) needs CAP_SYS_CHROOT; an ordinary user gets it inside a user namespace, which nsrun creates by default",
+    EPERM: "chroot(2) needs CAP_SYS_CHROOT in the caller's user namespace: an ordinary user has it only inside a user namespace of their own (what the classic fork + chroot attempt lacks, and nsrun creates by default)",
   },
   mkdirat: {
     EROFS: "the rootfs is read-only: create the mount target in the rootfs, or set ephemeral = true",
@@ -42,6 +44,32 @@ const HINTS: Record<string, Record<string, string>> = {
   openat2: {
     EXDEV: "the path leaves the rootfs",
     ELOOP: "the path has too many symbolic links, or a magic link",
+    ENOSYS: "openat2(2) needs Linux 5.6 or later; nsrun resolves paths in the rootfs with it",
+    ENOENT: "the path does not exist in the rootfs (a symlink on the way may point at something missing)",
+  },
+  mount_setattr: {
+    ENOSYS: "mount_setattr(2) needs Linux 5.12 or later",
+    EPERM: "the mount's flags are locked by the host (a rootless box cannot clear them), or CAP_SYS_ADMIN is missing",
+  },
+  close_range: {
+    ENOSYS: "close_range(2) needs Linux 5.9 or later",
+  },
+  open: {
+    EACCES: "permission denied: for /proc/self/uid_map this is AppArmor or a sysctl; for a cgroup file, the cgroup is not delegated to you",
+    ENOENT: "the file does not exist; for a cgroup this means the controller is not enabled there",
+  },
+  seccomp: {
+    EACCES: "loading a seccomp filter needs no_new_privileges = true, or CAP_SYS_ADMIN",
+    EINVAL: "the kernel rejected the filter; check the seccomp profile",
+  },
+  capset: {
+    EPERM: "a capability can be kept only if the process still has it; the box's user namespace or the bounding set lacks it",
+  },
+  prlimit: {
+    EPERM: "raising a hard limit above the caller's needs CAP_SYS_RESOURCE in the initial user namespace; a rootless box can only lower limits",
+  },
+  ioctl: {
+    EPERM: "configuring a network interface needs CAP_NET_ADMIN in the network namespace's owner",
   },
   sethostname: {
     EPERM: "setting the hostname needs a UTS namespace: set [namespaces] uts = true",
