@@ -6,12 +6,18 @@ import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
 import { runArgs, unknownFlag } from "./args";
 import run from "./run";
 
+/** Subcommands load only when used: a box's start-up should not pay for `doctor`. */
+const SUBCOMMANDS: Record<string, () => Promise<CommandDef>> = {
+  run: async () => run as unknown as CommandDef,
+  ns: () => import("./ns").then((m) => m.default as unknown as CommandDef),
+};
+
 const root = defineCommand({
   meta: { name: "nsrun", version: pkg.version, description: "Run a program in its own Linux namespaces, as root or as an ordinary user" },
   args: runArgs,
-  subCommands: { run },
+  subCommands: SUBCOMMANDS,
   run(ctx) {
-    if (ownArgs(ctx.rawArgs)[0] === "run") return; // citty calls the parent's run after a subcommand's
+    if (ownArgs(ctx.rawArgs)[0] in SUBCOMMANDS) return; // citty calls the parent's run after a subcommand's
     if (!ctx.args.config) {
       process.stdout.write(`${USAGE_HINT}\n`);
       process.exit(0);
@@ -30,19 +36,20 @@ function ownArgs(rawArgs: string[]): string[] {
 
 export async function main(rawArgs: string[]): Promise<void> {
   const own = ownArgs(rawArgs);
-  const isRun = own[0] === "run";
-  if (!isRun && own.includes("run")) fail("options go after the command: nsrun run [OPTIONS] [-- CMD ARG...]");
-  const cmd = (isRun ? run : root) as unknown as CommandDef;
+  const sub = own[0] in SUBCOMMANDS ? own[0] : null;
+  const misplaced = !sub && own.find((a) => a in SUBCOMMANDS);
+  if (misplaced) fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
+  const cmd = sub ? await SUBCOMMANDS[sub]() : (root as unknown as CommandDef);
   if (own.includes("--help") || own.includes("-h")) {
-    process.stdout.write(`${await renderUsage(cmd, isRun ? (root as unknown as CommandDef) : undefined)}\n`);
+    process.stdout.write(`${await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)}\n`);
     process.exit(0);
   }
   if (own.length === 1 && own[0] === "--version") {
     process.stdout.write(`${pkg.version}\n`);
     process.exit(0);
   }
-  const bad = unknownFlag(isRun ? own.slice(1) : own, cmd.args as ArgsDef);
-  if (bad) fail(`unknown option ${bad}; see nsrun ${isRun ? "run " : ""}--help`);
+  const bad = unknownFlag(sub ? own.slice(1) : own, (cmd.args ?? {}) as ArgsDef);
+  if (bad) fail(`unknown option ${bad}; see nsrun ${sub ? `${sub} ` : ""}--help`);
   try {
     await runCommand(root, { rawArgs });
   } catch (e) {

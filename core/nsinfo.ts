@@ -83,6 +83,7 @@ export function inspectNamespaces(pid: number, procRoot = "/proc", io: NsIO = li
   const dir = `${procRoot}/${pid}`;
   const read = (name: string) => readProc(io, pid, `${dir}/${name}`);
   const status = read("status");
+  if (/^State:\s*Z/m.test(status)) throw new StageError("ns", `process ${pid} has exited (a zombie): it has no namespaces left`);
   const cmdline = read("cmdline").split("\0").filter(Boolean).join(" ");
   const command = cmdline || `[${/^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?"}]`;
   const nspid = (/^NSpid:\s*(.*)$/m.exec(status)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
@@ -146,7 +147,7 @@ function withFd<T>(io: NsIO, fd: number, fn: (fd: number) => T): T {
 
 function describe(e: unknown): string {
   const c = code(e);
-  return c === "EACCES" ? " (permission denied)" : c === "EPERM" ? " (operation not permitted)" : "";
+  return c === "EACCES" ? " (Permission denied)" : c === "EPERM" ? " (Operation not permitted)" : "";
 }
 
 function attempt<T>(fn: () => T): T | null {
@@ -212,7 +213,7 @@ function showChain(chain: NsChain): string {
 /** The tree drawn in the terminal. */
 export function renderTree(info: NamespaceInfo): string {
   const out = [`pid ${info.pid} (${info.command})`];
-  const userNs = info.namespaces.find((n) => n.kind === "user")?.inode;
+  const userNs = info.namespaces.find((n) => n.kind === "user");
   info.namespaces.forEach((ns, i) => {
     const last = i === info.namespaces.length - 1;
     const details: string[] = [];
@@ -223,10 +224,11 @@ export function renderTree(info: NamespaceInfo): string {
     } else if (ns.kind === "pid") {
       details.push(`NSpid: ${info.pidNs.nspid.join(" ") || "?"}`, showChain(info.pidNs));
     }
-    if (ns.ownerUserns !== null && ns.ownerUserns !== userNs) details.push(`owned by user ${ns.ownerUserns}`);
-    const head = `${ns.kind.padEnd(6)}${String(ns.inode).padEnd(12)}${ns.new ? "new   " : "shared"}`;
-    out.push(`${last ? "└─ " : "├─ "}${head}${details.length ? `  ${details.join("   ")}` : ""}`);
-    for (const line of more) out.push(`${last ? "   " : "│  "}${" ".repeat(6)}${line}`);
+    if (ns.ownerUserns !== null && ns.ownerUserns !== userNs?.inode)
+      details.push(`owned by user ${ns.ownerUserns}${ns.ownerUserns === userNs?.ours ? " (nsrun's)" : ""}`);
+    const head = `${ns.kind.padEnd(7)}${String(ns.inode).padEnd(12)}${ns.new ? "new   " : "shared"}`;
+    out.push(`${last ? "└─ " : "├─ "}${head}  ${details.join("   ")}`.trimEnd());
+    for (const line of more) out.push(`${last ? "   " : "│  "}${" ".repeat(7)}${line}`);
   });
   return `${out.join("\n")}\n`;
 }
