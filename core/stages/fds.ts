@@ -3,10 +3,11 @@
 //   host  --plan-->  ns stage  --plan-->  init stage
 //   host  <--error-- ns stage, init stage   (closed unreported on the command's execve: setup is over)
 //   host  <--pid---  ns stage               (the init stage's PID, for the host to wait on)
-//   init  <--alive-- ns stage               (end of file once the ns stage is gone: init is the host's child now)
+//   host  --go-->    ns stage, init stage   (end of file once the host has reaped the ns stage:
+//                                            init is the host's child now, and may arm its death signal)
 export const FD = {
   plan: 3,
   error: 4,
   pid: 5,
-  alive: 5,
+  go: 6,
 } as const;

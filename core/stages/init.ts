@@ -26,12 +26,14 @@ export async function initStage(): Promise<never> {
   const stage = (title: StageTitle) => trace?.(stageLine(title));
   const sys = new LinuxSys(trace);
   sys.close(FD.plan);
-  // Our parent, the namespace stage, exits right after starting us; the host, a child subreaper,
-  // adopts us. Once the alive pipe reads end of file that has happened: from then on, if the host
-  // dies, so does the box (and with PID 1, its whole PID namespace). The error pipe's read end is
-  // the host's, so it tells whether the host died before the death signal was armed.
-  readAll(FD.alive);
-  sys.close(FD.alive);
+  // Our parent, the namespace stage, exits right after starting us, and the host, a child subreaper,
+  // adopts us. A parent-death signal armed before that hand-over would fire at it (the kernel sends
+  // it when the parent exits, whoever adopts us), so wait: the host closes the go pipe once it has
+  // reaped the namespace stage. From then on, if the host dies, so does the box (and with PID 1,
+  // its whole PID namespace). The error pipe's read end is the host's, so it tells whether the
+  // host died before the signal was armed (its death also closes the go pipe).
+  readAll(FD.go);
+  sys.close(FD.go);
   sys.prctl(F.PR_SET_PDEATHSIG, F.SIGKILL);
   if (peerGone(FD.error)) process.exit(EXIT_NSRUN_FAILED);
   try {

@@ -14,6 +14,8 @@ export interface Launched {
   errRead: number;
   /** The init stage's PID arrives here. */
   pidRead: number;
+  /** Closed once the namespace stage is reaped: the init stage waits for that (see init.ts). */
+  goWrite: number;
 }
 
 let launched: Launched | null = null;
@@ -26,14 +28,15 @@ export function launchNamespaceStage(): Launched {
   const [planRead, planWrite] = pipe(true);
   const [errRead, errWrite] = pipe(true);
   const [pidRead, pidWrite] = pipe(true);
+  const [goRead, goWrite] = pipe(true);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   for (const kv of SINGLE_THREAD_ENV) env[kv.slice(0, kv.indexOf("="))] = kv.slice(kv.indexOf("=") + 1);
   const ns = Bun.spawn([...selfCommand(), STAGE_ARG, "ns"], {
-    stdio: ["inherit", "inherit", "inherit", planRead, errWrite, pidWrite],
+    stdio: ["inherit", "inherit", "inherit", planRead, errWrite, pidWrite, goRead],
     env,
   });
-  for (const fd of [planRead, errWrite, pidWrite]) libc.close(fd);
-  launched = { ns, planWrite, errRead, pidRead };
+  for (const fd of [planRead, errWrite, pidWrite, goRead]) libc.close(fd);
+  launched = { ns, planWrite, errRead, pidRead, goWrite };
   return launched;
 }

@@ -20,12 +20,11 @@ export function startInit(plan: BoxPlan, failure: EarlyFailure | null, done: str
     return exitWith(toReport(err, stage));
   }
   const [planRead, planWrite] = pipe(true);
-  const [aliveRead, aliveWrite] = pipe(true);
   let pid: number;
   try {
     // The first process started after unshare(CLONE_NEWPID) is PID 1 of the new namespace.
     pid = Bun.spawn([...selfCommand(), STAGE_ARG, "init"], {
-      stdio: ["inherit", "inherit", "inherit", planRead, FD.error, aliveRead],
+      stdio: ["inherit", "inherit", "inherit", planRead, FD.error, null, FD.go],
       env: {},
     }).pid;
   } catch (e) {
@@ -34,9 +33,7 @@ export function startInit(plan: BoxPlan, failure: EarlyFailure | null, done: str
   trace?.(`spawn init stage = pid ${pid}`);
   writeAll(planWrite, Buffer.from(JSON.stringify(plan)));
   writeSync(FD.pid, `${pid}\n`);
-  // _exit, not process.exit: no shutdown work that might want a thread. The init stage sees
-  // end of file on its alive pipe and knows the host has adopted it.
-  void aliveWrite;
+  // _exit, not process.exit: no shutdown work that might want a thread.
   libc._exit(0);
   throw new Error("unreachable");
 }

@@ -1,7 +1,7 @@
 // How nsrun starts its own stages: as new processes of the same executable (fork(2) through
 // bun:ffi crashes the child, so JavaScript never runs in a forked copy).
 
-/** argv[1] of a stage process: `nsrun __stage ns 3`. Not a user command; --help does not list it. */
+/** The first argument of a stage process: `nsrun __stage ns`. Not a user command; --help does not list it. */
 export const STAGE_ARG = "__stage";
 
 /** The command that runs this program again: the compiled binary, or bun with the entry script. */
@@ -14,11 +14,11 @@ export function selfCommand(): string[] {
 /**
  * Env vars that make a Bun process start, and stay for a while, with one thread, so it may
  * unshare(CLONE_NEWUSER). Without the first, JSC starts a JIT worker at once. Without the second,
- * parsing nsrun's whole bundle (about 1 MB) is enough allocation to start JSCWarmUp and mi-scavenger
+ * loading nsrun's whole bundle is enough allocation to start JSCWarmUp and mi-scavenger
  * before the first line of the stage runs. The third keeps the garbage collector from adding
  * HeapHelper threads should it run before the unshare. Measured with Bun 1.4.5.
  */
-export const SINGLE_THREAD_ENV = ["BUN_JSC_useConcurrentJIT=0", "BUN_JSC_useWarmUpMarkedBlocks=0"];
+export const SINGLE_THREAD_ENV = ["BUN_JSC_useConcurrentJIT=0", "BUN_JSC_useWarmUpMarkedBlocks=0", "BUN_JSC_useConcurrentGC=0"];
 
 /** Trace lines go straight to fd 2: a stage may execve right after, and buffered output would be lost. */
 export function tracerFor(stage: string, enabled: boolean): ((line: string) => void) | null {

@@ -61,17 +61,19 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   }
 
   // Usually started already, while the host was planning (launch.ts).
-  const { ns, planWrite, errRead, pidRead } = launchNamespaceStage();
+  const { ns, planWrite, errRead, pidRead, goWrite } = launchNamespaceStage();
   writeAll(planWrite, Buffer.from(JSON.stringify(plan)));
   libc.close(planWrite);
 
-  // Both reads block only for the few milliseconds of setup: the pid arrives when the namespace
-  // stage exits, and the error pipe closes unwritten when the init stage execs the command.
+  // The reads block only for the few milliseconds of setup: the pid arrives as the namespace stage
+  // exits; once it is reaped (and so the init stage is ours) the go pipe tells init to carry on; the
+  // error pipe closes unwritten when the init stage execs the command.
   init = Number(readAll(pidRead).toString().trim()) || 0;
   libc.close(pidRead);
+  const nsCode = await ns.exited;
+  libc.close(goWrite);
   const reportBytes = readAll(errRead);
   libc.close(errRead);
-  const nsCode = await ns.exited;
   if (reportBytes.length) {
     if (init) await waitFor(init);
     const report = JSON.parse(reportBytes.toString()) as ErrorReport;
@@ -83,19 +85,26 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   const status = await waitFor(init);
   return finish(killedBy !== null ? 128 + killedBy : status);
 
-  /** The init stage is not Bun's own child, so wait for it ourselves, on each SIGCHLD. */
+  /**
+   * The init stage is not Bun's own child, so wait for it ourselves, on each SIGCHLD. Bun's only
+   * child, the namespace stage, is reaped by now, so everything else that exits is ours: orphans the
+   * box left behind (with pid = false they are adopted by us) are reaped too, and ignored.
+   */
   function waitFor(pid: number): Promise<number> {
     return new Promise((resolve) => {
       const st = new Int32Array(1);
       const check = () => {
-        if (exitStatus !== null) return;
-        if (libc.waitpid(pid, st, WNOHANG) !== pid) return;
-        const raw = st[0];
-        const signal = raw & 0x7f;
-        exitStatus = signal === 0 ? (raw >> 8) & 0xff : 128 + signal;
-        process.off("SIGCHLD", check);
-        clearInterval(backstop);
-        resolve(exitStatus);
+        while (exitStatus === null) {
+          const reaped = libc.waitpid(-1, st, WNOHANG);
+          if (reaped <= 0) return;
+          if (reaped !== pid) continue;
+          const raw = st[0];
+          const signal = raw & 0x7f;
+          exitStatus = signal === 0 ? (raw >> 8) & 0xff : 128 + signal;
+          process.off("SIGCHLD", check);
+          clearInterval(backstop);
+          resolve(exitStatus);
+        }
       };
       process.on("SIGCHLD", check);
       // A SIGCHLD that came before the listener is not repeated; look now and now and then.
