@@ -61,6 +61,9 @@ export function searchPath(plan: ProcessPlan): string[] {
 
 /** execve the command; returns never. A failure is a StageError with 126 or 127, as podman exits. */
 export function execCommand(sys: Sys, plan: ProcessPlan): never {
+  // Bun ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: the command must start
+  // with default dispositions, or `yes | head -1` complains and a file-size limit never kills.
+  sys.resetIgnoredSignals();
   let denied: SyscallError | null = null;
   for (const candidate of searchPath(plan)) {
     try {

@@ -36,6 +36,7 @@ export const libc = dlopen("libc.so.6", {
   kill: { args: [i32, i32], returns: i32 },
   capset: { args: [ptr, ptr], returns: i32 },
   setsid: { args: [], returns: i32 },
+  signal: { args: [i32, ptr], returns: ptr },
   prlimit: { args: [i32, i32, ptr, ptr], returns: i32 },
   _exit: { args: [i32], returns: FFIType.void },
   waitid: { args: [i32, u32, ptr, i32], returns: i32 },

@@ -33,6 +33,8 @@ export interface Sys {
   loopbackUp(): void;
   closeRangeCloexec(first: number): void;
   clearNonblock(fd: number): void;
+  /** Set every signal the process ignores back to its default: ignored signals survive execve. */
+  resetIgnoredSignals(): void;
   /** Returns only on failure, by throwing. */
   execve(path: string, argv: string[], env: string[]): never;
 }
@@ -233,6 +235,13 @@ export class LinuxSys implements Sys {
     this.call("close_range", `close_range(${first}, ~0U, CLOSE_RANGE_CLOEXEC)`, () =>
       libc.syscall(F.SYS_close_range, first, 0xffffffff, F.CLOSE_RANGE_CLOEXEC, 0, 0, 0),
     );
+  }
+
+  resetIgnoredSignals(): void {
+    // SIGKILL and SIGSTOP cannot be changed; 32 and 33 are glibc's own (SIGCANCEL, SIGSETXID).
+    const SIG_DFL = null;
+    for (let sig = 1; sig <= 64; sig++) if (![9, 19, 32, 33].includes(sig)) libc.signal(sig, SIG_DFL);
+    this.trace?.("signal(1..64, SIG_DFL) = 0");
   }
 
   clearNonblock(fd: number): void {

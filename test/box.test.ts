@@ -103,6 +103,12 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     expect(c.stdout.split("\n").filter(Boolean).sort()).toEqual(["FOO=bar", "PATH=/bin"]);
   });
 
+  test("the command starts with no signal ignored (Bun's SIGPIPE/SIGXFSZ do not leak in)", () => {
+    const r = sh(actor, "grep SigIgn /proc/self/status; yes | head -1");
+    expect(r.stdout).toBe("SigIgn:\t0000000000000000\ny\n");
+    expect(r.stderr).toBe("");
+  });
+
   test("exit codes: the command's own, 126, 127", () => {
     expect(sh(actor, "exit 0").code).toBe(0);
     expect(sh(actor, "exit 7").code).toBe(7);

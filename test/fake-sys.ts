@@ -135,6 +135,9 @@ export class FakeSys implements Sys {
   closeRangeCloexec(first: number): void {
     this.record("closeRangeCloexec", first);
   }
+  resetIgnoredSignals(): void {
+    this.record("resetIgnoredSignals");
+  }
   clearNonblock(fd: number): void {
     this.record("clearNonblock", fd);
   }
