@@ -10,6 +10,7 @@ import run from "./run";
 const SUBCOMMANDS: Record<string, () => Promise<CommandDef>> = {
   run: async () => run as unknown as CommandDef,
   ns: () => import("./ns").then((m) => m.default as unknown as CommandDef),
+  doctor: () => import("./doctor").then((m) => m.default as unknown as CommandDef),
 };
 
 const root = defineCommand({
