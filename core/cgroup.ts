@@ -20,7 +20,7 @@ export interface Limits {
 
 /** The host's cgroup layout, as /proc/self/mountinfo and /proc/self/cgroup describe it. */
 export interface CgroupHost {
-  /** The cgroup2 mount, nsrun's cgroup in it, and the controllers its root offers. */
+  /** The cgroup2 mount, nsrun's cgroup in it, the controllers that cgroup offers and hands down. */
   v2: { mount: string; own: string; controllers: string[]; delegated: string[] } | null;
   /** Per v1 controller: its hierarchy's mount and nsrun's cgroup in it. */
   v1: Record<string, { mount: string; own: string }>;
@@ -34,6 +34,10 @@ export interface CgroupPlan {
   writes: Array<[file: string, value: string]>;
   /** The box's first process writes its PID into each before it creates its namespaces. */
   procs: string[];
+  /** The box's own cgroups: their members are killed at the end. */
+  boxDirs: string[];
+  /** Written (best effort) after the box's cgroups are emptied and before the folders go. */
+  undo: Array<[file: string, value: string]>;
   /** v2: memory.events; v1: memory.oom_control. Both count `oom_kill`. */
   oomFile: string | null;
   /** The memory limit as the config said it, for the out-of-memory message. */
@@ -83,20 +87,46 @@ export function planCgroup(limits: Limits, host: CgroupHost, name: string, memor
   return planV1(limits, host.v1, name, needed, v1Names, memoryText);
 }
 
+/**
+ * cgroup v2 forbids "internal processes": a cgroup other than the root may hand controllers down to
+ * children only while no process is in it, and nsrun itself is in its own cgroup C. So, unless C is
+ * the root, nsrun first moves itself into a leaf of its own, C/nsrun-PID/supervisor, leaving C empty
+ * (when nsrun is alone there: a `systemd-run --scope` of its own), enables the controllers on the
+ * way down, and puts the box in C/nsrun-PID/box. Its own memory then never counts against the box's.
+ * At the end the steps are undone in reverse, and nsrun moves back into C.
+ */
 function planV2(l: Limits, v2: NonNullable<CgroupHost["v2"]>, name: string, needed: Controller[], memoryText: string | null): CgroupPlan {
   const own = `${v2.mount}${v2.own === "/" ? "" : v2.own}`;
-  const dir = `${own}/${name}`;
+  const isRoot = v2.own === "/";
+  const top = `${own}/${name}`;
+  const dir = isRoot ? top : `${top}/box`;
+  const supervisor = `${top}/supervisor`;
   const writes: CgroupPlan["writes"] = [];
-  // The box's cgroup gets the controllers only if nsrun's own cgroup hands them down.
+  const undo: CgroupPlan["undo"] = [];
   const toEnable = needed.filter((c) => !v2.delegated.includes(c));
+  const on = needed.map((c) => `+${c}`).join(" ");
+  if (!isRoot) writes.push([`${supervisor}/cgroup.procs`, "0"]); // "0": the process that writes
   if (toEnable.length) writes.push([`${own}/cgroup.subtree_control`, toEnable.map((c) => `+${c}`).join(" ")]);
+  if (!isRoot) writes.push([`${top}/cgroup.subtree_control`, on]);
+  if (!isRoot) undo.push([`${top}/cgroup.subtree_control`, needed.map((c) => `-${c}`).join(" ")]);
+  if (toEnable.length) undo.push([`${own}/cgroup.subtree_control`, toEnable.map((c) => `-${c}`).join(" ")]);
+  if (!isRoot) undo.push([`${own}/cgroup.procs`, "0"]);
   if (l.memory !== undefined) writes.push([`${dir}/memory.max`, String(l.memory)]);
   if (l.memorySwap !== undefined) writes.push([`${dir}/memory.swap.max`, String(l.memorySwap)]);
   if (l.pids !== undefined) writes.push([`${dir}/pids.max`, String(l.pids)]);
   if (l.cpu !== undefined) writes.push([`${dir}/cpu.max`, `${Math.round(l.cpu * CPU_PERIOD_US)} ${CPU_PERIOD_US}`]);
   if (l.cpuWeight !== undefined) writes.push([`${dir}/cpu.weight`, String(l.cpuWeight)]);
   if (l.ioWeight !== undefined) writes.push([`${dir}/io.weight`, `default ${l.ioWeight}`]);
-  return { version: 2, dirs: [dir], writes, procs: [`${dir}/cgroup.procs`], oomFile: l.memory !== undefined ? `${dir}/memory.events` : null, memoryText };
+  return {
+    version: 2,
+    dirs: isRoot ? [dir] : [top, supervisor, dir],
+    writes,
+    procs: [`${dir}/cgroup.procs`],
+    boxDirs: [dir],
+    undo,
+    oomFile: l.memory !== undefined ? `${dir}/memory.events` : null,
+    memoryText,
+  };
 }
 
 function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controller[], names: Record<Controller, string>, memoryText: string | null): CgroupPlan {
@@ -123,6 +153,8 @@ function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controlle
     dirs,
     writes,
     procs: dirs.map((d) => `${d}/cgroup.procs`),
+    boxDirs: dirs,
+    undo: [],
     oomFile: l.memory !== undefined ? `${dirOf("memory")}/memory.oom_control` : null,
     memoryText,
   };
@@ -141,7 +173,7 @@ export function inspectCgroups(procRoot = "/proc"): CgroupHost {
     if (fstype === "cgroup2") {
       const own = membership.find((m) => m.startsWith("0::"))?.slice(3) ?? "/";
       const ownDir = `${mountPoint}${own === "/" ? "" : own}`;
-      const controllers = readWords(`${mountPoint}/cgroup.controllers`);
+      const controllers = readWords(`${ownDir}/cgroup.controllers`);
       host.v2 = { mount: mountPoint, own, controllers, delegated: readWords(`${ownDir}/cgroup.subtree_control`) };
     } else if (fstype === "cgroup") {
       for (const opt of superOpts.split(",")) {
@@ -179,8 +211,19 @@ export function applyCgroup(plan: CgroupPlan, trace: ((line: string) => void) | 
       }
     }
   } catch (e) {
+    undoWrites(plan);
     for (const dir of made.reverse()) tryRmdir(dir);
     throw e;
+  }
+}
+
+function undoWrites(plan: CgroupPlan): void {
+  for (const [file, value] of plan.undo) {
+    try {
+      writeFileSync(file, value);
+    } catch {
+      // best effort: a step that was never done cannot be undone
+    }
   }
 }
 
@@ -200,7 +243,7 @@ export function oomKilled(plan: CgroupPlan): boolean {
  * SIGKILL to each member). Waits briefly for the members to be gone: rmdir fails while any remain.
  */
 export async function removeCgroup(plan: CgroupPlan): Promise<void> {
-  for (const dir of [...plan.dirs].reverse()) {
+  for (const dir of [...plan.boxDirs].reverse()) {
     if (!existsSync(dir)) continue;
     const kill = `${dir}/cgroup.kill`;
     for (let i = 0; i < 100; i++) {
@@ -210,8 +253,9 @@ export async function removeCgroup(plan: CgroupPlan): Promise<void> {
       else for (const pid of members) killQuietly(pid);
       await Bun.sleep(10);
     }
-    tryRmdir(dir);
   }
+  undoWrites(plan);
+  for (const dir of [...plan.dirs].reverse()) if (existsSync(dir)) tryRmdir(dir);
 }
 
 function killQuietly(pid: number): void {

@@ -28,13 +28,17 @@ describe("planning (no privileges)", () => {
     v1: {},
   });
 
-  test("v2: one cgroup beneath nsrun's own, controllers enabled first, then the limits", () => {
+  test("v2: nsrun moves itself to a leaf, enables the controllers on the way down, then limits the box's cgroup", () => {
     const plan = planCgroup({ memory: 1024, memorySwap: 0, pids: 16, cpu: 1.5, cpuWeight: 50, ioWeight: 200 }, v2Host([]), "nsrun-7", "1K", true);
-    const dir = `${tmp}/v2/user.slice/me/nsrun-7`;
+    const own = `${tmp}/v2/user.slice/me`;
+    const top = `${own}/nsrun-7`;
+    const dir = `${top}/box`;
     expect(plan?.version).toBe(2);
-    expect(plan?.dirs).toEqual([dir]);
+    expect(plan?.dirs).toEqual([top, `${top}/supervisor`, dir]);
     expect(plan?.writes).toEqual([
-      [`${tmp}/v2/user.slice/me/cgroup.subtree_control`, "+memory +pids +cpu +io"],
+      [`${top}/supervisor/cgroup.procs`, "0"],
+      [`${own}/cgroup.subtree_control`, "+memory +pids +cpu +io"],
+      [`${top}/cgroup.subtree_control`, "+memory +pids +cpu +io"],
       [`${dir}/memory.max`, "1024"],
       [`${dir}/memory.swap.max`, "0"],
       [`${dir}/pids.max`, "16"],
@@ -42,13 +46,31 @@ describe("planning (no privileges)", () => {
       [`${dir}/cpu.weight`, "50"],
       [`${dir}/io.weight`, "default 200"],
     ]);
+    // Undone children first: a parent cannot drop a controller a child still hands down.
+    expect(plan?.undo).toEqual([
+      [`${top}/cgroup.subtree_control`, "-memory -pids -cpu -io"],
+      [`${own}/cgroup.subtree_control`, "-memory -pids -cpu -io"],
+      [`${own}/cgroup.procs`, "0"],
+    ]);
     expect(plan?.procs).toEqual([`${dir}/cgroup.procs`]);
+    expect(plan?.boxDirs).toEqual([dir]);
     expect(plan?.oomFile).toBe(`${dir}/memory.events`);
+  });
+
+  test("v2 in the root cgroup: no leaf for nsrun is needed (the root may hold processes and hand controllers down)", () => {
+    const host: CgroupHost = { v2: { mount: `${tmp}/v2`, own: "/", controllers: ["pids"], delegated: [] }, v1: {} };
+    const plan = planCgroup({ pids: 3 }, host, "nsrun-8", null, false);
+    expect(plan?.dirs).toEqual([`${tmp}/v2/nsrun-8`]);
+    expect(plan?.writes).toEqual([
+      [`${tmp}/v2/cgroup.subtree_control`, "+pids"],
+      [`${tmp}/v2/nsrun-8/pids.max`, "3"],
+    ]);
+    expect(plan?.undo).toEqual([[`${tmp}/v2/cgroup.subtree_control`, "-pids"]]);
   });
 
   test("v2: controllers already handed down are not enabled again; no limits, no cgroup", () => {
     const plan = planCgroup({ pids: 4 }, v2Host(["pids", "memory"]), "nsrun-7", null, false);
-    expect(plan?.writes.map(([f]) => f.split("/").pop())).toEqual(["pids.max"]);
+    expect(plan?.writes.map(([f]) => f.split("/").slice(-2).join("/"))).toEqual(["supervisor/cgroup.procs", "nsrun-7/cgroup.subtree_control", "box/pids.max"]);
     expect(planCgroup({}, v2Host([]), "nsrun-7", null, false)).toBeNull();
   });
 

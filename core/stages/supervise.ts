@@ -116,6 +116,6 @@ export async function supervise(plan: BoxPlan): Promise<never> {
 
 function cgroupHint(version: 1 | 2): string {
   return version === 2
-    ? "nsrun's own cgroup must be delegated to you and hand its controllers down (no processes of its own): e.g. `systemd-run --user --scope -p Delegate=yes nsrun ...`, or a drop-in for user@.service with `Delegate=cpu cpuset io memory pids`"
+    ? "nsrun needs a cgroup v2 delegated to you in which it is alone (it moves itself to a leaf so its cgroup can hand controllers down): run it as `systemd-run --user --scope -p Delegate=yes nsrun ...`, or delegate with a user@.service drop-in `Delegate=cpu cpuset io memory pids`"
     : "cgroup v1 needs root";
 }
