@@ -51,6 +51,8 @@ function fakeView(f: Fake = {}): HostView {
   }
   mkdirSync(`${cg}/user.slice/alice`, { recursive: true });
   writeFileSync(`${cg}/cgroup.controllers`, "cpuset cpu io memory hugetlb pids\n");
+  // What nsrun's own cgroup may hand down is what its parent enabled for it (cgroup v2).
+  writeFileSync(`${cg}/user.slice/alice/cgroup.controllers`, "cpuset cpu io memory pids\n");
   writeFileSync(`${cg}/user.slice/alice/cgroup.subtree_control`, f.subtree ?? "cpu io memory pids\n");
   const stats: Fake["stats"] = { "/usr/bin/newuidmap": { mode: 0o104755, uid: 0 }, "/usr/bin/newgidmap": { mode: 0o104755, uid: 0 }, ...f.stats };
   const real = hostView(root);
