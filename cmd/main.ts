@@ -11,7 +11,8 @@ if (argv[0] === STAGE_ARG && argv[1] === "ns") {
   await initStage();
 } else {
   const own = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
-  const startsABox = (own[0] === "run" || own[0] === "--config" || own[0] === "-c") && !own.some((a) => ["--help", "-h", "--version"].includes(a));
+  const namesConfig = own.some((a) => a === "--config" || a === "-c" || a.startsWith("--config="));
+  const startsABox = (own[0] === "run" || (namesConfig && !own.some((a) => a === "ns" || a === "doctor"))) && !own.some((a) => ["--help", "-h", "--version"].includes(a));
   if (startsABox) (await import("../core/stages/launch")).launchNamespaceStage(); // boots while we plan
   const { main } = await import("./cli");
   await main(argv);

@@ -102,6 +102,8 @@ export const DEFAULT_DENIED = [
   "ptrace", "process_vm_readv", "process_vm_writev", "open_by_handle_at", "userfaultfd",
   // the host's clock
   "clock_settime", "settimeofday", "adjtimex", "clock_adjtime",
+  // io_uring: a large kernel surface that seccomp cannot see into (docker and podman refuse it too)
+  "io_uring_setup", "io_uring_enter", "io_uring_register",
   // joining namespaces (new user namespaces through unshare/clone are refused by argument below)
   "setns",
 ];

@@ -196,7 +196,8 @@ export class LinuxSys implements Sys {
     const v = (n: number) => (n < 0 ? 0xffffffffffffffffn : BigInt(n));
     const lim = new BigUint64Array([v(soft), v(hard)]);
     const show = (n: number) => (n < 0 ? "RLIM_INFINITY" : String(n));
-    this.call("prlimit", `setrlimit(${resource}, {${show(soft)}, ${show(hard)}})`, () => libc.prlimit(0, resource, lim, null));
+    const name = Object.entries(F.RLIMIT).find(([, v]) => v === resource)?.[0].toUpperCase() ?? String(resource);
+    this.call("prlimit", `prlimit(0, RLIMIT_${name}, {${show(soft)}, ${show(hard)}})`, () => libc.prlimit(0, resource, lim, null));
   }
 
   seccompFilter(program: Array<[number, number, number, number]>, tsync: boolean): void {

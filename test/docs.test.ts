@@ -1,0 +1,171 @@
+// The docs against the code:
+//   (a) docs/algorithm.md has one "### N. title" section per stage of core/pipeline.ts, in order;
+//   (b) a real `--trace` run of the compiled binary prints the same stages' markers, in the same
+//       order, each from the process that docs/algorithm.md says runs it;
+//   (c) the README's config reference names exactly the keys core/config.ts accepts, and its full
+//       example config passes parseConfig (which rejects unknown keys).
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { spawnSync } from "bun";
+import { ConfigSchema, parseConfig } from "../core/config";
+import { STAGES, stageLine } from "../core/pipeline";
+
+const REPO = join(import.meta.dir, "..");
+const DIST = join(REPO, "dist/nsrun");
+const ALGORITHM = join(REPO, "docs/algorithm.md");
+const README = join(REPO, "README.md");
+
+/** Markdown without its fenced code blocks: a "### 1." inside a code block is not a heading. */
+function withoutCode(md: string): string {
+  return md.replace(/^```[^\n]*\n[\s\S]*?^```[ \t]*$/gm, "");
+}
+
+/** The text of every "## " or "### " section, keyed by its heading line. */
+function sections(md: string, level: "##" | "###"): Map<string, string> {
+  const out = new Map<string, string>();
+  const re = new RegExp(`^${level} .*$`, "gm");
+  const heads = [...md.matchAll(re)];
+  heads.forEach((h, i) => {
+    const end = i + 1 < heads.length ? heads[i + 1].index : md.length;
+    out.set(h[0].trim(), md.slice(h.index + h[0].length, end));
+  });
+  return out;
+}
+
+const EXPECTED_HEADINGS = STAGES.map((title, i) => `### ${i + 1}. ${title}`);
+
+describe("docs/algorithm.md", () => {
+  const doc = withoutCode(readFileSync(ALGORITHM, "utf8"));
+
+  test("its numbered level-3 headings are core/pipeline.ts STAGES, in order, and nothing else", () => {
+    // Any level-3 heading that starts with a number counts, however it is spelt ("### 12.", "###3 .").
+    const numbered = doc
+      .split("\n")
+      .filter((line) => /^###\s*\d/.test(line))
+      .map((line) => line.trimEnd());
+    expect(numbered).toEqual(EXPECTED_HEADINGS);
+  });
+
+  test("each stage's section says which process runs it", () => {
+    const runsIn = stageProcessesInDoc(doc);
+    // The sections without a "**Runs in:** the host process|namespace stage|init stage" line.
+    expect(EXPECTED_HEADINGS.filter((_, i) => runsIn[i] === null)).toEqual([]);
+  });
+});
+
+/** Per stage, in STAGES order: "host", "ns" or "init", from the section's "**Runs in:**" line. */
+function stageProcessesInDoc(doc: string): Array<string | null> {
+  const bySection = sections(doc, "###");
+  return EXPECTED_HEADINGS.map((heading) => {
+    const text = bySection.get(heading) ?? "";
+    const m = text.match(/\*\*Runs in:\*\* the (host process|namespace stage|init stage)\b/);
+    if (!m) return null;
+    return { "host process": "host", "namespace stage": "ns", "init stage": "init" }[m[1]] ?? null;
+  });
+}
+
+describe("nsrun --trace", () => {
+  const missing = existsSync(DIST) ? null : `${DIST} is missing: build it with \`npm run build\` (npm test does)`;
+  if (missing) console.warn(`docs.test.ts: skipping the --trace run: ${missing}`);
+
+  test.skipIf(missing !== null)(
+    `prints the == N. title marker of every stage, exactly in STAGES order, from the process the doc names${missing ? ` (skipped: ${missing})` : ""}`,
+    () => {
+      // The default box: it needs no rootfs, only the host's /bin/true, and it goes through every stage.
+      const r = spawnSync([DIST, "run", "--trace", "--", "/bin/true"], {
+        cwd: "/",
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      });
+      const stderr = r.stderr.toString();
+      const markers = stderr
+        .split("\n")
+        .map((line) => line.match(/^nsrun\[(\w+)\] (== \d+\. .*)$/))
+        .filter((m): m is RegExpMatchArray => m !== null);
+      // Both at once, so a failed run shows its error next to the markers it got to.
+      expect({ code: r.exitCode, markers: markers.map((m) => m[2]), errors: stderr.split("\n").filter((l) => l.startsWith("nsrun: ")) }).toEqual({
+        code: 0,
+        markers: STAGES.map((title) => stageLine(title)),
+        errors: [],
+      });
+      const doc = withoutCode(readFileSync(ALGORITHM, "utf8"));
+      expect(markers.map((m, i) => `${i + 1}. ${m[1]}`)).toEqual(stageProcessesInDoc(doc).map((p, i) => `${i + 1}. ${p}`));
+    },
+  );
+});
+
+describe("README.md config reference", () => {
+  const readme = readFileSync(README, "utf8");
+  const reference = sections(readme, "##").get("## Config reference (box.toml)") ?? "";
+  const E = ConfigSchema.entries;
+  /** Each table of box.toml and its keys, as core/config.ts's schema has them. */
+  const TABLES = {
+    process: Object.keys(E.process.wrapped.entries),
+    namespaces: Object.keys(E.namespaces.wrapped.entries),
+    mounts: Object.keys(E.mounts.wrapped.item.entries),
+    limits: Object.keys(E.limits.wrapped.entries),
+    security: Object.keys(E.security.wrapped.entries),
+  };
+  const tableNames = Object.keys(TABLES) as Array<keyof typeof TABLES>;
+  const topLevel = Object.keys(E).filter((k) => !(tableNames as string[]).includes(k));
+  const isArray = (name: keyof typeof TABLES) => E[name].wrapped.type === "array";
+
+  test("the schema's tables are the ones this test knows (a new table needs a README section)", () => {
+    const tablesInSchema = Object.entries(E)
+      .filter(([, s]) => "wrapped" in s && ["strict_object", "array"].includes((s.wrapped as { type: string }).type))
+      .map(([k]) => k)
+      .sort();
+    expect(tablesInSchema).toEqual([...tableNames].sort());
+  });
+
+  test("each table of the schema has a section whose key table lists exactly the schema's keys", () => {
+    const subs = sections(reference, "###");
+    const documented: Record<string, string[]> = {};
+    const expected: Record<string, string[]> = { "Top level": [...topLevel].sort() };
+    documented["Top level"] = keyColumn(subs.get("### Top level"));
+    for (const name of tableNames) {
+      const heading = isArray(name) ? `\`[[${name}]]\`` : `\`[${name}]\``;
+      expected[heading] = [...TABLES[name]].sort();
+      documented[heading] = keyColumn(subs.get(`### ${heading}`));
+    }
+    expect(documented).toEqual(expected);
+  });
+
+  test("the full example config passes parseConfig and sets every key of the schema", () => {
+    const subs = sections(reference, "###");
+    const example = (subs.get("### A full example") ?? "").match(/```toml\n([\s\S]*?)\n```/)?.[1];
+    expect(example).toBeString();
+    const raw = Bun.TOML.parse(example ?? "") as Record<string, unknown>;
+    // parseConfig rejects unknown keys: every key the example shows exists in the schema.
+    expect(() => parseConfig(raw, "README.md: A full example")).not.toThrow();
+    const shown: string[] = [];
+    for (const [k, v] of Object.entries(raw)) {
+      shown.push(k);
+      if (!(tableNames as string[]).includes(k)) continue;
+      const entries = Array.isArray(v) ? v : [v];
+      for (const entry of entries) for (const sub of Object.keys(entry as object)) shown.push(`${k}.${sub}`);
+    }
+    const schema = [...topLevel, ...tableNames, ...tableNames.flatMap((t) => TABLES[t].map((k) => `${t}.${k}`))];
+    expect([...new Set(shown)].sort()).toEqual(schema.sort());
+    // A [[table]] is written as one in the example, a [table] as one.
+    for (const name of tableNames) expect(new RegExp(`^${isArray(name) ? `\\[\\[${name}\\]\\]` : `\\[${name}\\]`}`, "m").test(example ?? "")).toBe(true);
+  });
+});
+
+/** The first column of the section's tables headed `| key |`: "`memory`" -> "memory", sorted. */
+function keyColumn(section: string | undefined): string[] {
+  const keys: string[] = [];
+  let inKeyTable = false;
+  for (const line of withoutCode(section ?? "").split("\n")) {
+    if (!line.startsWith("|")) {
+      inKeyTable = false;
+      continue;
+    }
+    const first = line.split("|")[1].trim();
+    if (/^key$/i.test(first)) inKeyTable = true;
+    else if (inKeyTable && !/^-+$/.test(first.replace(/:/g, ""))) keys.push(first.replace(/^`|`$/g, ""));
+  }
+  return keys.sort();
+}
