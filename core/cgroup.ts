@@ -242,20 +242,24 @@ export function oomKilled(plan: CgroupPlan): boolean {
  * Remove the box's cgroup, killing whatever the box left in it first (cgroup.kill on v2, else
  * SIGKILL to each member). Waits briefly for the members to be gone: rmdir fails while any remain.
  */
-export async function removeCgroup(plan: CgroupPlan): Promise<void> {
+export async function removeCgroup(plan: CgroupPlan, trace: ((line: string) => void) | null = null): Promise<void> {
   for (const dir of [...plan.boxDirs].reverse()) {
     if (!existsSync(dir)) continue;
     const kill = `${dir}/cgroup.kill`;
     for (let i = 0; i < 100; i++) {
       const members = readWords(`${dir}/cgroup.procs`).map(Number);
       if (!members.length) break;
+      trace?.(`${members.length} process${members.length === 1 ? "" : "es"} left in ${JSON.stringify(dir)}: SIGKILL`);
       if (plan.version === 2 && existsSync(kill)) writeFileSync(kill, "1");
       else for (const pid of members) killQuietly(pid);
       await Bun.sleep(10);
     }
   }
   undoWrites(plan);
-  for (const dir of [...plan.dirs].reverse()) if (existsSync(dir)) tryRmdir(dir);
+  for (const dir of [...plan.dirs].reverse()) {
+    trace?.(`rmdir(${JSON.stringify(dir)})`);
+    if (existsSync(dir)) tryRmdir(dir);
+  }
 }
 
 function killQuietly(pid: number): void {

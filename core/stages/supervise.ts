@@ -39,18 +39,18 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, () => deliver(sig));
 
+  const trace = tracerFor("host", plan.trace);
   /** Every way out goes through here, so the box's cgroup never outlives it. */
   const finish = async (code: number, report?: ErrorReport): Promise<never> => {
     if (plan.cgroup) {
       if (code === 137 && !report && oomKilled(plan.cgroup))
         process.stderr.write(`nsrun: the box ran out of memory: the kernel's OOM killer ended it at its limit of ${plan.cgroup.memoryText}\n`);
-      await removeCgroup(plan.cgroup);
+      await removeCgroup(plan.cgroup, trace);
     }
     if (report) process.stderr.write(formatReport(report));
     process.exit(code);
   };
 
-  const trace = tracerFor("host", plan.trace);
   trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
     try {
