@@ -1,48 +1,13 @@
 // The namespace files /proc/PID/ns/*: open one, ask the kernel about it with the nsfs ioctls
-// (ioctl_ns(2)), close it. The only code that touches libc for `nsrun ns`.
-//
-// It binds its own four symbols, lazily: cli.ts loads this module in every `nsrun run` too, and
-// that host process has no use for them.
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+// (ioctl_ns(2)), close it. The libc calls for `nsrun ns`, through ffi/libc.ts's symbol table.
 import { fstatSync } from "node:fs";
-import { getSystemErrorName } from "node:util";
-
-const { i32, u64, ptr } = FFIType;
+import { AT_FDCWD, O_CLOEXEC, O_RDONLY } from "./flags";
+import { errno as errnoNow, errnoName, libc } from "./libc";
 
 // _IO(0xb7, n) from <linux/nsfs.h>: no size or direction bits, so the numbers are plain.
 export const NS_GET_USERNS = 0xb701;
 export const NS_GET_PARENT = 0xb702;
 export const NS_GET_OWNER_UID = 0xb704;
-
-const O_RDONLY_CLOEXEC = 0x80000; // O_RDONLY | O_CLOEXEC, the same on x86-64 and arm64
-
-let bound: ReturnType<typeof bind> | null = null;
-
-function bind() {
-  return dlopen("libc.so.6", {
-    open: { args: [ptr, i32], returns: i32 },
-    ioctl: { args: [i32, u64, ptr], returns: i32 },
-    close: { args: [i32], returns: i32 },
-    __errno_location: { args: [], returns: ptr },
-  }).symbols;
-}
-
-function libc() {
-  bound ??= bind();
-  return bound;
-}
-
-function errnoNow(): number {
-  return read.i32(libc().__errno_location() as Pointer, 0);
-}
-
-function nameOf(errno: number): string {
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `errno ${errno}`;
-  }
-}
 
 /** A failed nsfs call. `code` is the errno's name ("EPERM"), as on Node's own fs errors. */
 export class NsfsError extends Error {
@@ -51,7 +16,7 @@ export class NsfsError extends Error {
     readonly call: string,
     readonly errno: number,
   ) {
-    const code = nameOf(errno);
+    const code = errnoName(errno);
     super(`${call}: ${code}`);
     this.name = "NsfsError";
     this.code = code;
@@ -66,7 +31,7 @@ function checked(ret: number, call: () => string): number {
 
 /** open(2) a namespace file read-only; the kernel checks ptrace read access to the process. */
 export function openNs(path: string): number {
-  return checked(libc().open(Buffer.from(`${path}\0`), O_RDONLY_CLOEXEC), () => `open(${JSON.stringify(path)})`);
+  return checked(libc.openat(AT_FDCWD, Buffer.from(`${path}\0`), O_RDONLY | O_CLOEXEC, 0), () => `open(${JSON.stringify(path)})`);
 }
 
 /** The namespace's inode number: what `ls -l /proc/PID/ns` shows in brackets. */
@@ -76,21 +41,21 @@ export function nsInode(fd: number): number {
 
 /** NS_GET_PARENT: a new fd for the parent user or PID namespace. EPERM: no parent, or outside our scope. */
 export function nsParent(fd: number): number {
-  return checked(libc().ioctl(fd, NS_GET_PARENT, null), () => `ioctl(fd ${fd}, NS_GET_PARENT)`);
+  return checked(libc.ioctl(fd, NS_GET_PARENT, null), () => `ioctl(fd ${fd}, NS_GET_PARENT)`);
 }
 
 /** NS_GET_USERNS: a new fd for the user namespace that owns this namespace. */
 export function nsOwnerUserns(fd: number): number {
-  return checked(libc().ioctl(fd, NS_GET_USERNS, null), () => `ioctl(fd ${fd}, NS_GET_USERNS)`);
+  return checked(libc.ioctl(fd, NS_GET_USERNS, null), () => `ioctl(fd ${fd}, NS_GET_USERNS)`);
 }
 
 /** NS_GET_OWNER_UID: the uid (in our user namespace) of the user namespace's creator. */
 export function nsOwnerUid(fd: number): number {
   const uid = new Uint32Array(1);
-  checked(libc().ioctl(fd, NS_GET_OWNER_UID, uid), () => `ioctl(fd ${fd}, NS_GET_OWNER_UID)`);
+  checked(libc.ioctl(fd, NS_GET_OWNER_UID, uid), () => `ioctl(fd ${fd}, NS_GET_OWNER_UID)`);
   return uid[0];
 }
 
 export function closeNs(fd: number): void {
-  libc().close(fd);
+  libc.close(fd);
 }
