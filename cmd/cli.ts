@@ -42,7 +42,10 @@ export async function main(rawArgs: string[]): Promise<void> {
   if (misplaced) fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
   const cmd = sub ? await SUBCOMMANDS[sub]() : (root as unknown as CommandDef);
   if (own.includes("--help") || own.includes("-h")) {
-    process.stdout.write(`${await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)}\n`);
+    // Plain text (citty colours it), and the root's usage line says where options go.
+    let usage = (await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)).replace(/\x1b\[[0-9;]*m/g, "");
+    if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS]\n      nsrun run|ns|doctor [OPTIONS] ...");
+    process.stdout.write(`${usage}\n`);
     process.exit(0);
   }
   if (own.length === 1 && own[0] === "--version") {
