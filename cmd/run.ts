@@ -5,7 +5,7 @@ import { commandAfterDashes, runArgs } from "./args";
 import { createLogger } from "./log";
 
 export default defineCommand({
-  meta: { name: "run", description: "Run a command in a box (the default box when there is no --config)" },
+  meta: { name: "run", description: "Run a command in a box: nsrun run [--config box.toml] [-- CMD ARG...] (the default box when there is no --config)" },
   args: runArgs,
   async run({ args, rawArgs }) {
     const log = createLogger(args["log-level"], args.verbose === true);
