@@ -3,6 +3,7 @@
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
+import { abandonNamespaceStage } from "../core/stages/launch";
 import { runArgs, unknownFlag } from "./args";
 import run from "./run";
 
@@ -39,7 +40,7 @@ export async function main(rawArgs: string[]): Promise<void> {
   const own = ownArgs(rawArgs);
   const sub = own[0] in SUBCOMMANDS ? own[0] : null;
   const misplaced = !sub && own.find((a) => a in SUBCOMMANDS);
-  if (misplaced) fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
+  if (misplaced) await fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
   const cmd = sub ? await SUBCOMMANDS[sub]() : (root as unknown as CommandDef);
   if (own.includes("--help") || own.includes("-h")) {
     // Plain text (citty colours it), and the root's usage line says where options go.
@@ -53,18 +54,20 @@ export async function main(rawArgs: string[]): Promise<void> {
     process.exit(0);
   }
   const bad = unknownFlag(sub ? own.slice(1) : own, (cmd.args ?? {}) as ArgsDef);
-  if (bad) fail(`unknown option ${bad}; see nsrun ${sub ? `${sub} ` : ""}--help`);
+  if (bad) await fail(`unknown option ${bad}; see nsrun ${sub ? `${sub} ` : ""}--help`);
   try {
     await runCommand(root, { rawArgs });
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof StageError) fail(e.message, (e as StageError).hint, e.exitCode);
+    if (e instanceof ConfigError || e instanceof StageError) await fail(e.message, (e as StageError).hint, e.exitCode);
     const debug = own.includes("-v") || own.includes("--verbose") || own.join(" ").match(/--log-level[= ]debug/);
     if (debug) console.error(e);
-    fail((e as Error).message);
+    await fail((e as Error).message);
   }
 }
 
-function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
+/** Report and exit; a namespace stage started speculatively (cmd/main.ts) goes first, so nothing is left. */
+async function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): Promise<never> {
+  await abandonNamespaceStage();
   process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
   process.exit(code);
 }

@@ -40,3 +40,13 @@ export function launchNamespaceStage(): Launched {
   launched = { ns, planWrite, errRead, pidRead, goWrite };
   return launched;
 }
+
+/** The host failed before planning a box: take the speculative namespace stage down, and wait for it. */
+export async function abandonNamespaceStage(): Promise<void> {
+  if (!launched) return;
+  const { ns, planWrite, errRead, pidRead, goWrite } = launched;
+  launched = null;
+  ns.kill("SIGKILL");
+  await ns.exited;
+  for (const fd of [planWrite, errRead, pidRead, goWrite]) libc.close(fd);
+}
