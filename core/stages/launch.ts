@@ -41,7 +41,14 @@ export function launchNamespaceStage(): Launched {
   return launched;
 }
 
-/** The host failed before planning a box: take the speculative namespace stage down, and wait for it. */
+/** Take the namespace stage (started now if it was not yet) to hand it a plan; it is ours alone from here. */
+export function claimNamespaceStage(): Launched {
+  const claimed = launchNamespaceStage();
+  launched = null;
+  return claimed;
+}
+
+/** The host failed before handing over a plan: take the speculative namespace stage down, and wait for it. */
 export async function abandonNamespaceStage(): Promise<void> {
   if (!launched) return;
   const { ns, planWrite, errRead, pidRead, goWrite } = launched;

@@ -10,7 +10,7 @@ import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { deliveryFor, FORWARDED_SIGNALS, type ForwardedSignal, SIGNAL_NUMBERS } from "../signals";
 import { stageLine } from "../pipeline";
-import { launchNamespaceStage } from "./launch";
+import { abandonNamespaceStage, claimNamespaceStage } from "./launch";
 import { tracerFor } from "./self";
 
 const WNOHANG = 1;
@@ -42,6 +42,7 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   const trace = tracerFor("host", plan.trace);
   /** Every way out goes through here, so the box's cgroup never outlives it. */
   const finish = async (code: number, report?: ErrorReport): Promise<never> => {
+    await abandonNamespaceStage(); // when we fail before handing it the plan
     if (plan.cgroup) {
       if (code === 137 && !report && oomKilled(plan.cgroup))
         process.stderr.write(`nsrun: the box ran out of memory: the kernel's OOM killer ended it at its limit of ${plan.cgroup.memoryText}\n`);
@@ -61,7 +62,7 @@ export async function supervise(plan: BoxPlan): Promise<never> {
   }
 
   // Usually started already, while the host was planning (launch.ts).
-  const { ns, planWrite, errRead, pidRead, goWrite } = launchNamespaceStage();
+  const { ns, planWrite, errRead, pidRead, goWrite } = claimNamespaceStage();
   writeAll(planWrite, Buffer.from(JSON.stringify(plan)));
   libc.close(planWrite);
 
