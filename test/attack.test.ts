@@ -50,6 +50,12 @@ describe.each(variants)("a box ($label)", ({ a, init }) => {
     expect(c.stdout).not.toContain(`CapEff:\t${want}`);
   });
 
+  test("rlimits: no core dumps by default (control: core and nofile as configured)", () => {
+    expect(sh(a, on, "ulimit -c").stdout).toBe("0\n");
+    const lim = box(a, `rlimits-${init}.toml`, { init, extra: '[limits]\ncore = "unlimited"\nnofile = [64, 128]' });
+    expect(sh(a, lim, "ulimit -c; ulimit -n; ulimit -Hn").stdout).toBe("unlimited\n64\n128\n");
+  });
+
   test("cannot remount a read-only bind read-write, nor unmount it (control: can)", () => {
     const probe = "mount -o remount,bind,rw /ro && touch /ro/probe && echo REMOUNTED; umount /ro && echo UNMOUNTED; true";
     const r = sh(a, on, probe);
