@@ -3,6 +3,9 @@
 // a HostView (ffi/probe.ts), so tests can point them at a folder of fake /proc and /etc files. Only
 // the live probe runs something: nsrun itself, in a rootless-style box, with its config on stdin.
 // Nothing is written to the host.
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe, userName } from "../ffi/probe";
 import { inspectCgroups } from "./cgroup";
 import { selfCommand } from "./stages/self";
@@ -233,9 +236,27 @@ export function checkCgroup(ctx: DoctorContext): Check {
   return { id: "cgroup", status: "warn", summary, detail: `${lines.join("\n")}\nboxes without [limits] do not need a cgroup`, fix };
 }
 
-export function checkOverlay(ctx: DoctorContext): Check {
+/**
+ * An ephemeral box over an empty folder: overlayfs mounted inside a user namespace, for real. (Not
+ * over the host's /: the kernel refuses to overlay a mount with locked submounts in a user namespace.)
+ * The folder has no program, so success is exit 127 after every mount is in place.
+ */
+export const overlayProbeConfig = (rootfs: string) =>
+  `rootfs = ${JSON.stringify(rootfs)}\nephemeral = true\n\n[namespaces]\nuser = true\n\n[process]\nargs = ["/nsrun-doctor-probe"]\n`;
+
+export async function checkOverlay(ctx: DoctorContext): Promise<Check> {
   const fs = ctx.view.read("/proc/filesystems") ?? "";
-  if (/^\S*\s+overlay$/m.test(fs)) return { id: "overlay", status: "ok", summary: "overlayfs: available (ephemeral = true)" };
+  if (/^\S*\s+overlay$/m.test(fs)) {
+    if (!ctx.probe) return { id: "overlay", status: "ok", summary: "overlayfs: available (ephemeral = true); live probe skipped" };
+    const empty = mkdtempSync(join(tmpdir(), "nsrun-doctor-"));
+    chmodSync(empty, 0o755);
+    const { code, stderr, ms } = await runProbe([...ctx.probe, "run", "--config", "/dev/stdin"], overlayProbeConfig(empty), ctx.probeTimeoutMs).finally(() =>
+      rmSync(empty, { recursive: true, force: true }),
+    );
+    if (code === 127) return { id: "overlay", status: "ok", summary: `overlayfs: an ephemeral box mounted it inside a user namespace (${ms} ms)` };
+    const fix = "ephemeral = true needs overlayfs in user namespaces (Linux 5.11+, or Ubuntu's patched kernels); use a writable rootfs you own instead";
+    return { id: "overlay", status: "warn", summary: `overlayfs: available, but an ephemeral box failed, exit ${code}: ${stderr.trim().split("\n")[0] || "(no message)"}`, fix };
+  }
   const fix = "sudo modprobe overlay (to load it at boot: echo overlay | sudo tee /etc/modules-load.d/overlay.conf)";
   return { id: "overlay", status: "warn", summary: "overlayfs: not in /proc/filesystems; boxes with ephemeral = true will fail", fix };
 }
@@ -285,9 +306,10 @@ export function doctorContext(o: Partial<DoctorContext> = {}): DoctorContext {
 export async function runDoctor(options: Partial<DoctorContext> = {}): Promise<Check[]> {
   const ctx = doctorContext(options);
   const live = probeLive(ctx);
+  const overlay = checkOverlay(ctx);
   const userns = [checkKernel, checkNamespaces, checkUserNsLimit, checkOtherNsLimits, checkUnprivilegedClone, checkAppArmor, checkOwnUserNs].map((f) => f(ctx));
-  const rest = [checkSubIds, checkIdMapHelpers, checkCgroup, checkOverlay, checkPivotRoot, checkProc].map((f) => f(ctx));
-  return [...userns, await live, ...rest];
+  const rest = [checkSubIds, checkIdMapHelpers, checkCgroup].map((f) => f(ctx));
+  return [...userns, await live, ...rest, await overlay, checkPivotRoot(ctx), checkProc(ctx)];
 }
 
 /** 0 when a rootless box can run here (no check failed), 1 otherwise. */

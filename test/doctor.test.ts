@@ -69,7 +69,9 @@ const ORDER = ["kernel", "namespaces", "userns.max", "ns.max", "userns.clone", "
 
 describe("checks against a fake host", () => {
   test("a healthy host: every check ok, in order, exit 0; the user's name comes from /etc/passwd", async () => {
-    const checks = await D.runDoctor({ view: fakeView(), uid: 1000, nsrunPath: NSRUN, probe: ["/bin/true"] });
+    // A stand-in for nsrun: the overlay probe's box has no program, so nsrun's success there is 127.
+    const probe = ["/bin/sh", "-c", 'grep -q "ephemeral = true" && exit 127; exit 0', "probe"];
+    const checks = await D.runDoctor({ view: fakeView(), uid: 1000, nsrunPath: NSRUN, probe });
     expect(checks.map((c) => c.id)).toEqual(ORDER);
     expect(checks.filter((c) => c.status !== "ok")).toEqual([]);
     expect(D.doctorExitCode(checks)).toBe(0);
@@ -185,8 +187,8 @@ describe("checks against a fake host", () => {
     expect(root).toMatchObject({ status: "warn", summary: "cgroup: v1; [limits] cannot use pids cpu io" });
   });
 
-  test("overlay missing warns; / on the initial ramfs fails pivot_root", () => {
-    expect(D.checkOverlay(ctx({ files: { "/proc/filesystems": "nodev\tproc\n\text4\n" } })).status).toBe("warn");
+  test("overlay missing warns; / on the initial ramfs fails pivot_root", async () => {
+    expect((await D.checkOverlay(ctx({ files: { "/proc/filesystems": "nodev\tproc\n\text4\n" } }))).status).toBe("warn");
     const ramfs = { "/proc/self/mountinfo": "1 1 0:2 / / rw - rootfs rootfs rw\n22 1 0:21 / /proc rw - proc proc rw\n" };
     expect(D.checkPivotRoot(ctx({ files: ramfs }))).toMatchObject({ status: "fail", summary: expect.stringContaining("initial ramfs (rootfs)") });
     expect(D.checkPivotRoot(ctx()).summary).toBe("pivot_root: / is ext4 (/dev/sda1), not the initial ramfs");
