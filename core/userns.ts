@@ -25,10 +25,3 @@ export function idMapWrites(plan: IdMapPlan): Array<[path: string, text: string]
     ["/proc/self/gid_map", plan.gidMap],
   ];
 }
-
-/** Which ids exist inside a box with this map (only the ones mapped). */
-export function mappedInside(plan: IdMapPlan | null): { uids: number[] | "all"; gids: number[] | "all" } {
-  if (!plan) return { uids: "all", gids: "all" };
-  const firstInside = (map: string) => Number(map.trim().split(/\s+/)[0]);
-  return { uids: [firstInside(plan.uidMap)], gids: [firstInside(plan.gidMap)] };
-}

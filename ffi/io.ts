@@ -45,11 +45,3 @@ export function peerGone(fd: number): boolean {
   const revents = new Uint16Array(pfd.buffer)[3];
   return (revents & (F.POLLERR | F.POLLHUP)) !== 0;
 }
-
-export function setCloexec(fd: number): void {
-  libc.fcntl(fd, F.F_SETFD, F.FD_CLOEXEC);
-}
-
-export function closeFd(fd: number): void {
-  libc.close(fd);
-}
