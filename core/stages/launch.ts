@@ -1,6 +1,6 @@
 // Starting the namespace stage. A Bun process takes about 11 ms to start here, so the host starts
 // this one speculatively, first thing, and loads and plans while it boots; the stage waits on its
-// plan pipe. When the host finds an error instead, it closes the pipe and the stage exits quietly.
+// plan pipe. When the host fails before handing over a plan, it kills the stage and reaps it.
 import * as F from "../../ffi/flags";
 import { pipe } from "../../ffi/io";
 import { libc } from "../../ffi/libc";

@@ -1,23 +1,22 @@
 // The namespace stage, after its unshare: start the init stage as PID 1 of the new PID namespace,
 // tell the host its PID, and exit at once (see ns.ts for why this process must not linger).
 import { writeSync } from "node:fs";
-import { type EarlyFailure } from "../../ffi/early";
 import { hintFor } from "../../ffi/hints";
 import { pipe, writeAll } from "../../ffi/io";
 import { libc, SyscallError } from "../../ffi/libc";
 import { EXIT_NSRUN_FAILED, toReport } from "../errors";
 import type { BoxPlan } from "../plan";
 import { FD } from "./fds";
+import type { StageFailure } from "./ns";
 import { selfCommand, STAGE_ARG, tracerFor } from "./self";
 
-export function startInit(plan: BoxPlan, failure: EarlyFailure | null, done: string[]): never {
+export function startInit(plan: BoxPlan, failure: StageFailure | null, done: string[]): never {
   const trace = tracerFor("ns", plan.trace);
   for (const line of done) trace?.(line);
   if (failure) {
     const err = new SyscallError(failure.syscall, failure.call, failure.errno, hintFor(failure.syscall, failure.errno));
     trace?.(`${failure.call} = -1 ${err.errnoName}`);
-    const stage = failure.syscall === "unshare" ? "namespaces" : failure.call.includes("/proc/self/") ? "userns" : "cgroup";
-    return exitWith(toReport(err, stage));
+    return exitWith(toReport(err, failure.stage));
   }
   const [planRead, planWrite] = pipe(true);
   let pid: number;

@@ -16,9 +16,12 @@ import type { BoxPlan } from "../plan";
 import { idMapWrites } from "../userns";
 import { FD } from "./fds";
 
+/** A failed early call, and the stage (as errors name it) it belongs to. */
+export type StageFailure = EarlyFailure & { stage: string };
+
 export async function namespaceStage(): Promise<never> {
   const text = readFileSync(FD.plan, "utf8");
-  // No plan: the host found an error in the config and reports it itself (see launch.ts).
+  // No plan: the host failed before handing one over (it reports that itself, see launch.ts).
   if (!text) process.exit(0);
   const plan = JSON.parse(text) as BoxPlan;
   // Every kind but mount is created here. The mount namespace is the init stage's own: pivot_root
@@ -26,28 +29,26 @@ export async function namespaceStage(): Promise<never> {
   const flags = unshareFlags(plan.namespaces.filter((k) => k !== "mount"));
   const shown = flagNames(flags, CLONE_FLAGS);
   const done: string[] = [`start  +${performance.now().toFixed(1)}ms since exec`, stageLine("namespaces")];
-  const took = (t0: number) => `  ${(performance.now() - t0).toFixed(3)}ms`;
-  let t0 = performance.now();
-  let failure: EarlyFailure | null = null;
+  /** One early call: its trace line (held until tracing can load), or its failure with the stage it belongs to. */
+  const attempt = (stage: string, shown: string, call: () => EarlyFailure | null): StageFailure | null => {
+    const t0 = performance.now();
+    const failed = call();
+    if (failed) return { ...failed, stage };
+    done.push(`${shown}  ${(performance.now() - t0).toFixed(3)}ms`);
+    return null;
+  };
+  let failure: StageFailure | null = null;
   // Into the box's cgroup first: the init stage and the command inherit it, and the cgroup
   // namespace made next takes it as its root, so the box sees itself at "/".
   for (const procs of plan.cgroup?.procs ?? []) {
-    t0 = performance.now();
-    failure = earlyWriteFile(procs, `${process.pid}\n`);
+    failure = attempt("cgroup", `write(${JSON.stringify(procs)}, "${process.pid}")`, () => earlyWriteFile(procs, `${process.pid}\n`));
     if (failure) break;
-    done.push(`write(${JSON.stringify(procs)}, "${process.pid}")${took(t0)}`);
   }
-  t0 = performance.now();
-  if (!failure && flags) failure = earlyUnshare(flags, shown);
-  if (!failure && flags) done.push(`unshare(${shown}) = 0${took(t0)}`);
+  if (!failure && flags) failure = attempt("namespaces", `unshare(${shown}) = 0`, () => earlyUnshare(flags, shown));
   done.push(stageLine("user namespace"));
-  if (!failure && plan.idMap) {
-    for (const [path, text] of idMapWrites(plan.idMap)) {
-      t0 = performance.now();
-      failure = earlyWriteFile(path, text);
-      if (failure) break;
-      done.push(`write(${JSON.stringify(path)}, ${JSON.stringify(text.trimEnd())}) = ${text.length}${took(t0)}`);
-    }
+  for (const [path, text] of plan.idMap && !failure ? idMapWrites(plan.idMap) : []) {
+    failure = attempt("userns", `write(${JSON.stringify(path)}, ${JSON.stringify(text.trimEnd())}) = ${text.length}`, () => earlyWriteFile(path, text));
+    if (failure) break;
   }
   const { startInit } = await import("./ns-start");
   return startInit(plan, failure, done);
