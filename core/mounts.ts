@@ -25,8 +25,8 @@ export interface SourceFact {
 }
 
 export interface MountContext {
-  /** A user namespace is created: devpts cannot use gid=5 (unmapped). */
-  userns: boolean;
+  /** gid 5 (tty) exists in the box's user namespace, so devpts may give its ptys that group. */
+  ttyGroup: boolean;
   /** The box has its own PID namespace (proc shows only its processes) and network namespace (sysfs). */
   pidns: boolean;
   netns: boolean;
@@ -43,7 +43,7 @@ export function defaultMounts(ctx: MountContext): Map<string, MountOp[]> {
     ...DEV_NODES.map((n): MountOp => ({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: o("/dev") })),
     { op: "mkdir", target: "/dev/pts", origin: o("/dev") },
     // A new devpts instance, so the box cannot see the host's terminals. gid=5 (tty) only where it is mapped.
-    { op: "mount", fstype: "devpts", source: "devpts", target: "/dev/pts", flags: F.MS_NOSUID | F.MS_NOEXEC, data: `newinstance,ptmxmode=0666,mode=0620${ctx.userns ? "" : ",gid=5"}`, origin: o("/dev") },
+    { op: "mount", fstype: "devpts", source: "devpts", target: "/dev/pts", flags: F.MS_NOSUID | F.MS_NOEXEC, data: `newinstance,ptmxmode=0666,mode=0620${ctx.ttyGroup ? ",gid=5" : ""}`, origin: o("/dev") },
     { op: "symlink", target: "/dev/ptmx", linkTo: "pts/ptmx", origin: o("/dev") },
     { op: "mkdir", target: "/dev/shm", origin: o("/dev") },
     { op: "mount", fstype: "tmpfs", source: "shm", target: "/dev/shm", flags: NOSUID_NODEV_NOEXEC, data: "mode=1777,size=65536k", origin: o("/dev") },

@@ -49,6 +49,10 @@ export interface HostFacts {
   cgroups?: CgroupHost | null;
   /** The text of a seccomp profile file, when [security] seccomp names one. */
   seccompProfile?: string;
+  /** gid 5 (tty) is mapped in nsrun's own user namespace (not so when nsrun itself runs in one). */
+  ttyGroupMapped?: boolean;
+  /** /proc/self/setgroups says "allow" (a user namespace nsrun runs in may have said "deny"). */
+  setgroupsAllowed?: boolean;
 }
 
 export interface Caller {
@@ -87,11 +91,22 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
     cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
     seccompProfile: readProfile(config.security.seccomp, dir, file),
+    ttyGroupMapped: idMapped(readFileSync("/proc/self/gid_map", "utf8"), 5),
+    setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
   };
 }
 
 const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight"] as const;
 const RLIMIT_KEYS: RlimitName[] = ["nofile", "nproc", "core", "fsize", "stack", "as"];
+
+/** Whether `id` falls in one of a uid_map/gid_map's ranges ("inside outside count" lines). */
+export function idMapped(map: string, id: number): boolean {
+  return map
+    .trim()
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number))
+    .some(([inside, , count]) => id >= inside && id < inside + count);
+}
 
 function readProfile(seccomp: string, dir: string, file: string): string | undefined {
   if (seccomp === "default" || seccomp === "unconfined") return undefined;
@@ -132,7 +147,9 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
 
   let mounts: MountOp[];
   try {
-    mounts = planMounts(config.mounts, facts.sources, { userns: wanted.user, pidns: wanted.pid, netns: wanted.net });
+    // A box with its own user namespace maps only 0; one without shares ours, where gid 5 may be unmapped too.
+    const ttyGroup = !wanted.user && (facts.ttyGroupMapped ?? true);
+    mounts = planMounts(config.mounts, facts.sources, { ttyGroup, pidns: wanted.pid, netns: wanted.net });
   } catch (e) {
     if (e instanceof MountPlanError) fail(e.key, e.message);
     throw e;
@@ -183,7 +200,9 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       env: Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`),
       uid,
       gid,
-      setgroups: !idMap,
+      // In a user namespace of the box's own, setgroups is "deny" (user_namespaces(7)); in a shared
+      // one it is whatever nsrun's own namespace says.
+      setgroups: !idMap && (facts.setgroupsAllowed ?? true),
       init: config.process.init,
     },
     cgroup,

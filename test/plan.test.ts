@@ -10,7 +10,7 @@ import { ConfigError } from "../core/errors";
 import { DEFAULT_PATH, type LoadedConfig, loadConfig, parseConfig } from "../core/config";
 import { defaultMounts, type MountOp, MountPlanError, planMount, planMounts } from "../core/mounts";
 import { NAMESPACE_ORDER, planNamespaces, unshareFlags } from "../core/namespaces";
-import { type HostFacts, planBox } from "../core/plan";
+import { type HostFacts, idMapped, planBox } from "../core/plan";
 import { type ProcessPlan, searchPath } from "../core/process";
 import { deliveryFor, maskHas } from "../core/signals";
 import { idMapWrites, planIdMaps } from "../core/userns";
@@ -112,6 +112,25 @@ describe("planBox", () => {
   const planKey = (raw: Record<string, unknown>, caller = user, rootfs = "/r") =>
     configError(() => planBox(loaded(raw), facts(rootfs), caller)).key;
 
+  test("devpts gets the tty group only when the box shares a user namespace that maps gid 5", () => {
+    const ptsData = (caller: typeof user, ttyGroupMapped: boolean) =>
+      (planBox(loaded(), { ...facts(), ttyGroupMapped }, caller).mounts.find((o) => o.target === "/dev/pts" && o.op === "mount") as { data: string }).data;
+    expect(ptsData(root, true)).toContain(",gid=5");
+    // uid 0 inside someone else's user namespace (`unshare -Ur nsrun ...`): gid 5 is not mapped there.
+    expect(ptsData(root, false)).not.toContain("gid=5");
+    expect(ptsData(user, true)).not.toContain("gid=5");
+    expect(idMapped("         0          0 4294967295\n", 5)).toBe(true);
+    expect(idMapped("         0       1000          1\n", 5)).toBe(false);
+    expect(idMapped("0 1000 1\n5 100005 1\n", 5)).toBe(true);
+  });
+
+  test("setgroups(2) is called only where /proc/self/setgroups allows it", () => {
+    const setgroups = (caller: typeof user, setgroupsAllowed: boolean) => planBox(loaded(), { ...facts(), setgroupsAllowed }, caller).process.setgroups;
+    expect(setgroups(root, true)).toBe(true);
+    expect(setgroups(root, false)).toBe(false); // uid 0 in an `unshare -r` namespace, which wrote "deny"
+    expect(setgroups(user, true)).toBe(false); // the box's own user namespace denies it
+  });
+
   test("an ordinary user gets a user namespace mapping 0 to their uid", () => {
     const p = plan({}, { uid: 1000, gid: 1001 });
     expect(p.idMap).toEqual({ setgroups: "deny", uidMap: "0 1000 1\n", gidMap: "0 1001 1\n" });
@@ -172,7 +191,7 @@ describe("planBox", () => {
   });
 });
 
-const ctx = { userns: true, pidns: true, netns: true };
+const ctx = { ttyGroup: false, pidns: true, netns: true };
 const sig = (o: MountOp) => `${o.op}:${o.target}`;
 const mountsOf = (raw: unknown[]) => parse({ mounts: raw }).mounts;
 
@@ -209,11 +228,11 @@ describe("planMounts and defaultMounts", () => {
     expect(ops.slice(-2).map((o) => o.origin)).toEqual(["mounts[0]", "mounts[1]"]);
   });
 
-  test("devpts gets gid=5 only without a user namespace; /proc falls back only without a PID namespace", () => {
+  test("devpts gets gid=5 only where the tty group is mapped; /proc falls back only without a PID namespace", () => {
     const find = (c: typeof ctx, t: string) => planMounts([], [], c).find((o) => o.target === t && o.op === "mount");
     const data = (c: typeof ctx) => (find(c, "/dev/pts") as { data: string }).data;
     expect(data(ctx)).not.toContain("gid=5");
-    expect(data({ ...ctx, userns: false })).toContain(",gid=5");
+    expect(data({ ...ctx, ttyGroup: true })).toContain(",gid=5");
     expect(find(ctx, "/proc")).toHaveProperty("fallbackBind", undefined);
     expect(find({ ...ctx, pidns: false }, "/proc")).toHaveProperty("fallbackBind", "/proc");
     expect(find(ctx, "/sys")).toHaveProperty("fallbackBind", "/sys");
