@@ -1,13 +1,13 @@
 // The command line: citty commands, with nsrun's own handling of --help, --version and errors
-// (help after `--` belongs to the box's command; errors exit 125 like podman's).
+// (help after `--` belongs to the box's command; errors exit 125 like podman's). Starting a box
+// does not come through here (cmd/main.ts goes straight to cmd/run.ts).
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
-import { abandonNamespaceStage } from "../core/stages/launch";
-import { runArgs, unknownFlag } from "./args";
-import run from "./run";
+import { ArgsError, ownArgs, parseArgs, runArgs } from "./args";
+import run, { runFromArgs } from "./run";
 
-/** Subcommands load only when used: a box's start-up should not pay for `doctor`. */
+/** Subcommands load only when used. */
 const SUBCOMMANDS: Record<string, () => Promise<CommandDef>> = {
   run: async () => run as unknown as CommandDef,
   ns: () => import("./ns").then((m) => m.default as unknown as CommandDef),
@@ -18,34 +18,21 @@ const root = defineCommand({
   meta: { name: "nsrun", version: pkg.version, description: "Run a program in its own Linux namespaces, as root or as an ordinary user" },
   args: runArgs,
   subCommands: SUBCOMMANDS,
-  run(ctx) {
-    if (ownArgs(ctx.rawArgs)[0] in SUBCOMMANDS) return; // citty calls the parent's run after a subcommand's
-    if (!ctx.args.config) {
-      process.stdout.write(`${USAGE_HINT}\n`);
-      process.exit(0);
-    }
-    return run.run?.(ctx as never);
-  },
 });
 
-const USAGE_HINT = "nsrun --config box.toml | nsrun run [--config box.toml] [-- CMD ARG...]; see nsrun --help";
-
-/** nsrun's own arguments: everything before `--`. */
-function ownArgs(rawArgs: string[]): string[] {
-  const dashes = rawArgs.indexOf("--");
-  return dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
-}
+const USAGE_HINT = "nsrun --config box.toml | nsrun run [--config box.toml] [CMD ARG...]; see nsrun --help";
 
 export async function main(rawArgs: string[]): Promise<void> {
   const own = ownArgs(rawArgs);
   const sub = own[0] in SUBCOMMANDS ? own[0] : null;
   const misplaced = !sub && own.find((a) => a in SUBCOMMANDS);
-  if (misplaced) await fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
+  if (misplaced) fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
   const cmd = sub ? await SUBCOMMANDS[sub]() : (root as unknown as CommandDef);
   if (own.includes("--help") || own.includes("-h")) {
-    // Plain text (citty colours it), and the root's usage line says where options go.
+    // Plain text (citty colours it), and the usage lines say where options and the command go.
     let usage = (await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)).replace(/\x1b\[[0-9;]*m/g, "");
-    if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS]\n      nsrun run|ns|doctor [OPTIONS] ...");
+    if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS] [-- CMD ARG...]\n      nsrun run|ns|doctor [OPTIONS] ...");
+    if (sub === "run") usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun run [OPTIONS] [CMD ARG...]");
     process.stdout.write(`${usage}\n`);
     process.exit(0);
   }
@@ -53,21 +40,24 @@ export async function main(rawArgs: string[]): Promise<void> {
     process.stdout.write(`${pkg.version}\n`);
     process.exit(0);
   }
-  const bad = unknownFlag(sub ? own.slice(1) : own, (cmd.args ?? {}) as ArgsDef);
-  if (bad) await fail(`unknown option ${bad}; see nsrun ${sub ? `${sub} ` : ""}--help`);
+  if (!sub && own.length === 0) {
+    process.stdout.write(`${USAGE_HINT}\n`);
+    process.exit(0);
+  }
+  if (!sub || sub === "run") return void (await runFromArgs(sub ? rawArgs.slice(1) : rawArgs));
   try {
-    await runCommand(root, { rawArgs });
+    // A command with subcommands of its own (image) checks its flags at the next level.
+    if (!cmd.subCommands) parseArgs(own.slice(1), (cmd.args ?? {}) as ArgsDef, { command: false, positionals: true });
+    await runCommand(cmd, { rawArgs: rawArgs.slice(1) });
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof StageError) await fail(e.message, (e as StageError).hint, e.exitCode);
-    const debug = own.includes("-v") || own.includes("--verbose") || own.join(" ").match(/--log-level[= ]debug/);
-    if (debug) console.error(e);
-    await fail((e as Error).message);
+    if (e instanceof ArgsError) fail(`${e.message}; see nsrun ${sub} --help`);
+    if (e instanceof ConfigError || e instanceof StageError) fail(e.message, (e as StageError).hint, e.exitCode);
+    if (own.includes("-v") || own.includes("--verbose")) console.error(e);
+    fail((e as Error).message);
   }
 }
 
-/** Report and exit; a namespace stage started speculatively (cmd/main.ts) goes first, so nothing is left. */
-async function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): Promise<never> {
-  await abandonNamespaceStage();
+function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
   process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
   process.exit(code);
 }

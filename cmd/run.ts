@@ -1,14 +1,34 @@
-// `nsrun run [--config box.toml] [-- CMD ARG...]` (and the root form `nsrun --config box.toml`).
-import { defineCommand } from "citty";
-import { runBox } from "../core/stages/host";
-import { commandAfterDashes, runArgs } from "./args";
+// `nsrun run [OPTIONS] [CMD ARG...]` (and the root form `nsrun --config box.toml`).
+import type { CommandDef } from "citty";
+import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
+import { ArgsError, parseArgs, runArgs } from "./args";
 import { createLogger } from "./log";
 
-export default defineCommand({
-  meta: { name: "run", description: "Run a command in a box: nsrun run [--config box.toml] [-- CMD ARG...] (the default box when there is no --config)" },
-  args: runArgs,
-  async run({ args, rawArgs }) {
-    const log = createLogger(args["log-level"], args.verbose === true);
-    await runBox({ configFile: args.config, args: commandAfterDashes(rawArgs), trace: args.trace === true, log });
+const run: CommandDef<typeof runArgs> = {
+  meta: {
+    name: "run",
+    description: "Run a command in a box: nsrun run [--config box.toml] [CMD ARG...] (the default box when there is no --config)",
   },
-});
+  args: runArgs,
+};
+
+export default run;
+
+/** Start a box from the command line (`nsrun run ...`, or `nsrun --config ...` with `root` true). Never returns. */
+export async function runFromArgs(raw: string[]): Promise<never> {
+  try {
+    const { values, command } = parseArgs(raw, runArgs, { command: true });
+    const log = createLogger(String(values["log-level"]), values.verbose === true);
+    const { runBoxCommand } = await import("../core/host/run");
+    return await runBoxCommand({ configFile: values.config as string | undefined, args: command, trace: values.trace === true, log });
+  } catch (e) {
+    if (e instanceof ArgsError) return fail(`${e.message}; see nsrun run --help`);
+    if (e instanceof ConfigError || e instanceof StageError) return fail(e.message, (e as StageError).hint, e.exitCode);
+    throw e;
+  }
+}
+
+function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
+  process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
+  process.exit(code);
+}

@@ -1,10 +1,10 @@
-// Stage: capabilities (capabilities(7)). The box keeps only the set it was given, podman's by
-// default, in its bounding, permitted, effective and inheritable sets; the ambient set is empty.
-// The bounding set is cut first, while we still hold CAP_SETPCAP; it is what limits everything a
-// later execve can give, even to uid 0.
+// Stage: capabilities (capabilities(7)) and the switch to the box's user. The box keeps only the
+// set it was given, podman's by default, in its bounding, permitted, effective and inheritable
+// sets; the ambient set is empty. The bounding set is cut first, while we still hold CAP_SETPCAP;
+// it is what limits everything a later execve can give, even to uid 0.
 import * as F from "../ffi/flags";
-import type { Sys } from "../ffi/sys";
-import { during } from "./errors";
+import { capset, prctl, setgroups, setresgid, setresuid } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 
 /** <linux/capability.h>, in number order. */
 export const CAPABILITIES = [
@@ -32,27 +32,33 @@ export function capabilityMask(caps: number[]): bigint {
   return caps.reduce((m, c) => m | (1n << BigInt(c)), 0n);
 }
 
-/** Cut the bounding set to `keep`. Needs CAP_SETPCAP, so it comes before the switch of user. */
-export function applyBoundingSet(sys: Sys, keep: number[], lastCap: number): void {
-  during("capabilities", `keep only ${keep.map((c) => CAPABILITIES[c]).join(",") || "none"} in the bounding set`, () => {
-    for (let cap = 0; cap <= lastCap; cap++) if (!keep.includes(cap)) sys.prctl(F.PR_CAPBSET_DROP, cap);
-  });
+/** Tape: cut the bounding set to `keep`. Needs CAP_SETPCAP, so it comes before the switch of user. */
+export function emitBoundingSet(t: Tape, keep: number[], lastCap: number): void {
+  t.doing(`keep only ${keep.map((c) => CAPABILITIES[c]).join(",") || "none"} in the bounding set`);
+  for (let cap = 0; cap <= lastCap; cap++) if (!keep.includes(cap)) prctl(t, F.PR_CAPBSET_DROP, cap, `CAP_${CAPABILITIES[cap] ?? cap}`);
 }
 
-/** After the switch to the box's user: uid 0 keeps exactly the set; any other uid has lost them all. */
-export function applyCapabilitySets(sys: Sys, keep: number[], uid: number): void {
-  during("capabilities", "set the permitted, effective and inheritable sets", () => {
-    const mask = uid === 0 ? capabilityMask(keep) : 0n;
-    sys.capset(mask, mask, mask);
-    sys.prctl(F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL);
-  });
+export interface UserPlan {
+  uid: number;
+  gid: number;
+  setgroups: boolean;
 }
 
-/** The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap); read before the pivot. */
-export function lastCapability(read: (path: string) => string): number {
-  try {
-    return Number(read("/proc/sys/kernel/cap_last_cap"));
-  } catch {
-    return CAPABILITIES.length - 1;
-  }
+/** Tape: become the box's user. Group first: after setresuid to a non-root uid it could no longer change. */
+export function emitUser(t: Tape, u: UserPlan): void {
+  t.doing(`switch to user ${u.uid}:${u.gid}`, {
+    EINVAL: "the uid or gid is not mapped in the box's user namespace; a rootless box maps only 0 unless subordinate ids are set up",
+  });
+  if (u.setgroups) setgroups(t, []);
+  setresgid(t, u.gid);
+  setresuid(t, u.uid);
+}
+
+/** Tape: after the switch, uid 0 keeps exactly the set; any other uid has lost them all already. */
+export function emitCapabilitySets(t: Tape, keep: number[], uid: number): void {
+  t.doing("set the permitted, effective and inheritable sets", {
+    EPERM: "a capability can be kept only if the process still has it; the box's user namespace or the bounding set lacks it",
+  });
+  capset(t, uid === 0 ? capabilityMask(keep) : 0n);
+  prctl(t, F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL, "PR_CAP_AMBIENT_CLEAR_ALL");
 }

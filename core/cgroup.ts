@@ -7,7 +7,8 @@
 //
 // cgroup v2 is the main target. cgroup v1 (a hierarchy per controller) is the fallback for root.
 // Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { O_CLOEXEC } from "../ffi/flags";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 
 export interface Limits {
   memory?: number;
@@ -225,6 +226,25 @@ function undoWrites(plan: CgroupPlan): void {
       // best effort: a step that was never done cannot be undone
     }
   }
+}
+
+/**
+ * How the box's first process gets into its cgroup: on v2 the directory, for clone3's
+ * CLONE_INTO_CGROUP (it starts there, atomically); on v1 each controller's cgroup.procs, which the
+ * process writes itself into. The caller closes them once the process exists.
+ */
+export function openCgroupJoin(plan: CgroupPlan): { dir: number | null; procs: number[] } {
+  if (plan.version === 2) return { dir: openSync(plan.boxDirs[0], constants.O_RDONLY | constants.O_DIRECTORY | O_CLOEXEC), procs: [] };
+  return { dir: null, procs: plan.procs.map((file) => openSync(file, constants.O_WRONLY | O_CLOEXEC)) };
+}
+
+export function closeCgroupJoin(join: { dir: number | null; procs: number[] }): void {
+  for (const fd of [join.dir, ...join.procs]) if (fd !== null) closeSync(fd);
+}
+
+/** The supervisor's clean-up, as data: kill what is left in the box's cgroups, undo, remove. */
+export function cleanupSteps(plan: CgroupPlan): { kill: string[]; writes: Array<[string, string]>; rmdirs: string[] } {
+  return { kill: [...plan.boxDirs].reverse(), writes: plan.undo, rmdirs: [...plan.dirs].reverse() };
 }
 
 /** True when the kernel's OOM killer killed a process of the box. */

@@ -8,7 +8,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe, userName } from "../ffi/probe";
 import { inspectCgroups } from "./cgroup";
-import { selfCommand } from "./stages/self";
 
 export type Status = "ok" | "warn" | "fail";
 /** One line of the report; `fix` says what to do when the status is not ok. */
@@ -315,4 +314,11 @@ export async function runDoctor(options: Partial<DoctorContext> = {}): Promise<C
 /** 0 when a rootless box can run here (no check failed), 1 otherwise. */
 export function doctorExitCode(checks: Check[]): 0 | 1 {
   return checks.some((c) => c.status === "fail") ? 1 : 0;
+}
+
+/** The command that runs this program again: the compiled binary, or bun with the entry script. */
+function selfCommand(): string[] {
+  const script = process.argv[1] ?? "";
+  // In a compiled executable argv[1] is the embedded entry ("/$bunfs/root/nsrun"), not a file on disk.
+  return script.startsWith("/$bunfs/") || script === "" ? [process.execPath] : [process.execPath, script];
 }

@@ -1,9 +1,10 @@
 // Stage: the box's hostname (uts_namespaces(7)). Only in a UTS namespace of the box's own;
 // planning refuses a hostname without one, so the host's name is never changed.
-import type { Sys } from "../ffi/sys";
-import { during } from "./errors";
+import { sethostname } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 
-export function applyHostname(sys: Sys, hostname: string | null): void {
+export function emitHostname(t: Tape, hostname: string | null): void {
   if (hostname === null) return;
-  during("hostname", `set the hostname to ${JSON.stringify(hostname)}`, () => sys.sethostname(hostname));
+  t.doing(`set the hostname to ${JSON.stringify(hostname)}`);
+  sethostname(t, hostname);
 }

@@ -1,20 +1,28 @@
 // Stage: the box's mounts. planMounts turns config into a list of operations (pure data);
-// applyMounts walks the list and only calls Sys, like bubblewrap's setup-op list.
+// emitMounts compiles the list into tape ops, each mount made with the new mount API (Linux 5.2):
+// a filesystem is created detached (fsopen, fsconfig, fsmount) or a tree is copied detached
+// (open_tree OPEN_TREE_CLONE), its attributes are set while nobody can see it yet, and only then is
+// it attached onto an fd of the target that the kernel resolved inside the root (move_mount).
+import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
-import type { Sys } from "../ffi/sys";
 import type { MountConfig } from "./config";
-import { during } from "./errors";
-import { openInRoot } from "./resolve";
+import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
+import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
+import type { Reg, Tape } from "./tape/tape";
 
 export type MountOp =
-  /** A new filesystem; `fallbackBind` is a host path bound read-only instead when the kernel says EPERM. */
-  | { op: "mount"; fstype: string; source: string; target: string; flags: number; data: string | null; fallbackBind?: string; origin: string }
-  /** A bind of a host path; `attrs` are MOUNT_ATTR_* applied afterwards with mount_setattr(2). */
+  /**
+   * A new filesystem. `attrs` are MOUNT_ATTR_* for fsmount(2); `options` go to fsconfig(2) ("mode=755",
+   * or a flag such as "newinstance"). `special`: proc, sysfs, devpts, mqueue and /dev are mounted only
+   * on a real directory, reached without symlinks, and paths below them are resolved from the mount
+   * itself. `fallbackBind`: when the kernel says EPERM, that host path is bound read-only instead.
+   */
+  | { op: "mount"; fstype: string; target: string; attrs: number; options: string[]; special: boolean; fallbackBind?: string; origin: string }
+  /** A copy of a host path's mount tree; `attrs` (MOUNT_ATTR_*) are set before it is attached. */
   | { op: "bind"; source: string; target: string; recursive: boolean; attrs: number; file: boolean; origin: string }
-  | { op: "mkdir"; target: string; origin: string }
-  /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a folder. Missing paths are skipped. */
+  /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a folder. A missing path is left alone. */
   | { op: "mask"; target: string; origin: string }
-  /** Bind a path onto itself, read-only. Missing paths are skipped. */
+  /** Bind a path onto itself, read-only. A missing path is left alone. */
   | { op: "readonly"; target: string; origin: string }
   | { op: "symlink"; target: string; linkTo: string; origin: string };
 
@@ -32,21 +40,26 @@ export interface MountContext {
   netns: boolean;
 }
 
-const NOSUID_NODEV_NOEXEC = F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC;
+const A = { RO: F.MOUNT_ATTR_RDONLY, NOSUID: F.MOUNT_ATTR_NOSUID, NODEV: F.MOUNT_ATTR_NODEV, NOEXEC: F.MOUNT_ATTR_NOEXEC };
+const LOCKED_DOWN = A.NOSUID | A.NODEV | A.NOEXEC;
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+const SPECIAL_TYPES = new Set(["proc", "sysfs", "devpts", "mqueue"]);
+
+function fs(fstype: string, target: string, attrs: number, options: string[], origin: string, fallbackBind?: string): MountOp {
+  return { op: "mount", fstype, target, attrs, options, special: SPECIAL_TYPES.has(fstype) || target === "/dev", fallbackBind, origin };
+}
 
 /** /proc, /dev, /sys and /tmp, as podman and runc give them, unless the config mounts the same target. */
 export function defaultMounts(ctx: MountContext): Map<string, MountOp[]> {
   const o = (target: string) => `default ${target}`;
   const dev: MountOp[] = [
-    { op: "mount", fstype: "tmpfs", source: "tmpfs", target: "/dev", flags: F.MS_NOSUID | F.MS_STRICTATIME, data: "mode=755,size=65536k", origin: o("/dev") },
+    fs("tmpfs", "/dev", A.NOSUID | F.MOUNT_ATTR_STRICTATIME, ["mode=755", "size=65536k"], o("/dev")),
+    // Device nodes are binds of the host's own: a box can never make one (nodev everywhere else, no CAP_MKNOD).
     ...DEV_NODES.map((n): MountOp => ({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: o("/dev") })),
-    { op: "mkdir", target: "/dev/pts", origin: o("/dev") },
     // A new devpts instance, so the box cannot see the host's terminals. gid=5 (tty) only where it is mapped.
-    { op: "mount", fstype: "devpts", source: "devpts", target: "/dev/pts", flags: F.MS_NOSUID | F.MS_NOEXEC, data: `newinstance,ptmxmode=0666,mode=0620${ctx.ttyGroup ? ",gid=5" : ""}`, origin: o("/dev") },
+    fs("devpts", "/dev/pts", A.NOSUID | A.NOEXEC, ["newinstance", "ptmxmode=0666", "mode=0620", ...(ctx.ttyGroup ? ["gid=5"] : [])], o("/dev")),
     { op: "symlink", target: "/dev/ptmx", linkTo: "pts/ptmx", origin: o("/dev") },
-    { op: "mkdir", target: "/dev/shm", origin: o("/dev") },
-    { op: "mount", fstype: "tmpfs", source: "shm", target: "/dev/shm", flags: NOSUID_NODEV_NOEXEC, data: "mode=1777,size=65536k", origin: o("/dev") },
+    fs("tmpfs", "/dev/shm", LOCKED_DOWN, ["mode=1777", "size=65536k"], o("/dev")),
     { op: "symlink", target: "/dev/fd", linkTo: "/proc/self/fd", origin: o("/dev") },
     { op: "symlink", target: "/dev/stdin", linkTo: "/proc/self/fd/0", origin: o("/dev") },
     { op: "symlink", target: "/dev/stdout", linkTo: "/proc/self/fd/1", origin: o("/dev") },
@@ -54,44 +67,40 @@ export function defaultMounts(ctx: MountContext): Map<string, MountOp[]> {
   ];
   return new Map<string, MountOp[]>([
     // Without a PID namespace of its own, a rootless box may not mount proc: it gets the host's, read-only.
-    ["/proc", [{ op: "mount", fstype: "proc", source: "proc", target: "/proc", flags: NOSUID_NODEV_NOEXEC, data: null, fallbackBind: ctx.pidns ? undefined : "/proc", origin: o("/proc") }]],
+    ["/proc", [fs("proc", "/proc", LOCKED_DOWN, [], o("/proc"), ctx.pidns ? undefined : "/proc")]],
     ["/dev", dev],
     // sysfs may be mounted only by the owner of the network namespace; otherwise bind the host's, read-only.
-    ["/sys", [{ op: "mount", fstype: "sysfs", source: "sysfs", target: "/sys", flags: NOSUID_NODEV_NOEXEC | F.MS_RDONLY, data: null, fallbackBind: "/sys", origin: o("/sys") }]],
-    ["/tmp", [{ op: "mount", fstype: "tmpfs", source: "tmpfs", target: "/tmp", flags: F.MS_NOSUID | F.MS_NODEV, data: "mode=1777", origin: o("/tmp") }]],
+    ["/sys", [fs("sysfs", "/sys", LOCKED_DOWN | A.RO, [], o("/sys"), "/sys")]],
+    ["/tmp", [fs("tmpfs", "/tmp", A.NOSUID | A.NODEV, ["mode=1777"], o("/tmp"))]],
   ]);
 }
 
-const FLAG_OPTIONS: Record<string, [set: number, clear: number]> = {
-  ro: [F.MS_RDONLY, 0],
-  rw: [0, F.MS_RDONLY],
-  nosuid: [F.MS_NOSUID, 0],
-  suid: [0, F.MS_NOSUID],
-  nodev: [F.MS_NODEV, 0],
-  dev: [0, F.MS_NODEV],
-  noexec: [F.MS_NOEXEC, 0],
-  exec: [0, F.MS_NOEXEC],
-  noatime: [F.MS_NOATIME, 0],
-  nodiratime: [F.MS_NODIRATIME, 0],
-  relatime: [F.MS_RELATIME, 0],
-  strictatime: [F.MS_STRICTATIME, 0],
-  sync: [F.MS_SYNCHRONOUS, 0],
+/** Mount options that are mount attributes: [set, clear]. Everything else goes to the filesystem. */
+const ATTR_OPTIONS: Record<string, [set: number, clear: number]> = {
+  ro: [A.RO, 0],
+  rw: [0, A.RO],
+  nosuid: [A.NOSUID, 0],
+  suid: [0, A.NOSUID],
+  nodev: [A.NODEV, 0],
+  dev: [0, A.NODEV],
+  noexec: [A.NOEXEC, 0],
+  exec: [0, A.NOEXEC],
+  noatime: [F.MOUNT_ATTR_NOATIME, F.MOUNT_ATTR_STRICTATIME],
+  nodiratime: [F.MOUNT_ATTR_NODIRATIME, 0],
+  relatime: [0, F.MOUNT_ATTR_NOATIME | F.MOUNT_ATTR_STRICTATIME],
+  strictatime: [F.MOUNT_ATTR_STRICTATIME, F.MOUNT_ATTR_NOATIME],
 };
 
-/** Where a bind mount's flags go: mount_setattr attributes, since MS_* flags are ignored on a bind. */
-const BIND_ATTRS: Record<string, number> = {
-  ro: F.MOUNT_ATTR_RDONLY,
-  nosuid: F.MOUNT_ATTR_NOSUID,
-  nodev: F.MOUNT_ATTR_NODEV,
-  noexec: F.MOUNT_ATTR_NOEXEC,
-};
+/** Options for a bind mount; nodev always (only nsrun's own /dev has devices). */
+const BIND_ATTRS: Record<string, number> = { ro: A.RO, nosuid: A.NOSUID, nodev: A.NODEV, noexec: A.NOEXEC };
 
-const FS_DEFAULTS: Record<string, { source: string; flags: number; data: string | null }> = {
-  tmpfs: { source: "tmpfs", flags: F.MS_NOSUID | F.MS_NODEV, data: null },
-  proc: { source: "proc", flags: NOSUID_NODEV_NOEXEC, data: null },
-  sysfs: { source: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: null },
-  devpts: { source: "devpts", flags: F.MS_NOSUID | F.MS_NOEXEC, data: "newinstance,ptmxmode=0666" },
-  mqueue: { source: "mqueue", flags: NOSUID_NODEV_NOEXEC, data: null },
+const FS_DEFAULTS: Record<string, { attrs: number; options: string[] }> = {
+  tmpfs: { attrs: A.NOSUID | A.NODEV, options: [] },
+  proc: { attrs: LOCKED_DOWN, options: [] },
+  // Read-only unless the config says "rw": a writable sysfs changes the host's devices and settings.
+  sysfs: { attrs: LOCKED_DOWN | A.RO, options: [] },
+  devpts: { attrs: A.NOSUID | A.NOEXEC, options: ["newinstance", "ptmxmode=0666"] },
+  mqueue: { attrs: LOCKED_DOWN, options: [] },
 };
 
 /** A config error found while planning, with the key it is about. */
@@ -105,30 +114,32 @@ export class MountPlanError extends Error {
 }
 
 /** One configured [[mounts]] entry -> one operation. */
-export function planMount(m: MountConfig, index: number, source: SourceFact | null): MountOp {
+export function planMount(m: MountConfig, index: number, source: SourceFact | null, ctx: MountContext): MountOp {
   const origin = `mounts[${index}]`;
   if (m.type === "bind") {
     if (!source) throw new MountPlanError(`${origin}.source`, "missing");
-    let attrs = m.readonly ? F.MOUNT_ATTR_RDONLY : 0;
+    let attrs = A.NODEV | (m.readonly ? A.RO : 0);
     let recursive = true;
     m.options.forEach((opt, j) => {
       if (opt === "rbind") recursive = true;
       else if (opt === "bind") recursive = false;
       else if (opt in BIND_ATTRS) attrs |= BIND_ATTRS[opt];
-      else if (opt === "rw") attrs &= ~F.MOUNT_ATTR_RDONLY;
+      else if (opt === "rw") attrs &= ~A.RO;
       else throw new MountPlanError(`${origin}.options[${j}]`, `"${opt}" is not an option for a bind mount (ro, rw, nosuid, nodev, noexec, bind, rbind)`);
     });
     return { op: "bind", source: source.path, target: m.target, recursive, attrs, file: !source.isDir, origin };
   }
   const d = FS_DEFAULTS[m.type];
-  let flags = d.flags | (m.readonly ? F.MS_RDONLY : 0);
-  const data: string[] = d.data ? [d.data] : [];
+  let attrs = d.attrs | (m.readonly ? A.RO : 0);
+  const options = [...d.options];
   for (const opt of m.options) {
-    const flag = FLAG_OPTIONS[opt];
-    if (flag) flags = (flags | flag[0]) & ~flag[1];
-    else data.push(opt); // filesystem-specific (size=64m, mode=755); the kernel rejects what it does not know
+    const attr = ATTR_OPTIONS[opt];
+    if (attr) attrs = (attrs | attr[0]) & ~attr[1];
+    else options.push(opt); // filesystem-specific (size=64m, mode=755); the kernel rejects what it does not know
   }
-  return { op: "mount", fstype: m.type, source: d.source, target: m.target, flags, data: data.length ? data.join(",") : null, origin };
+  if (m.type === "sysfs" && !(attrs & A.RO) && !ctx.netns)
+    throw new MountPlanError(`${origin}.options`, 'a read-write sysfs needs a network namespace of the box\'s own ([namespaces] net = true): it would change the host\'s settings');
+  return fs(m.type, m.target, attrs, options, origin);
 }
 
 /** Defaults first (minus any target the config mounts itself), then the configured mounts in order. */
@@ -136,136 +147,200 @@ export function planMounts(mounts: MountConfig[], sources: (SourceFact | null)[]
   const configured = new Set(mounts.map((m) => m.target));
   const ops: MountOp[] = [];
   for (const [target, list] of defaultMounts(ctx)) if (!configured.has(target)) ops.push(...list);
-  mounts.forEach((m, i) => ops.push(planMount(m, i, sources[i])));
+  mounts.forEach((m, i) => ops.push(planMount(m, i, sources[i], ctx)));
   return ops;
 }
 
-/** How the applier reaches things: host paths under the old root, and an fd as a path. */
-export interface MountEnv {
-  /** Where the host's root is while the box is assembled, e.g. "/oldroot". */
-  hostRoot: string;
-  /** A path that names an open fd, e.g. "/oldroot/proc/self/fd/7". */
-  fdPath(fd: number): string;
-}
+// ---- compiling ---------------------------------------------------------------------------------
 
-const EPERM = 1;
+const q = JSON.stringify;
 
-export function applyMounts(sys: Sys, rootfd: number, ops: MountOp[], env: MountEnv): void {
-  for (const op of ops) {
-    const what = describeOp(op);
-    during("mounts", what, () => applyOne(sys, rootfd, op, env));
-  }
-}
-
-function describeOp(op: MountOp): string {
+export function describeMount(op: MountOp): string {
   switch (op.op) {
     case "mount":
-      return `${op.origin}: mount ${op.fstype} on ${JSON.stringify(op.target)}`;
+      return `${op.origin}: mount ${op.fstype} on ${q(op.target)}`;
     case "bind":
-      return `${op.origin}: bind ${JSON.stringify(op.source)} on ${JSON.stringify(op.target)}`;
-    case "mkdir":
-      return `${op.origin}: mkdir ${JSON.stringify(op.target)}`;
+      return `${op.origin}: bind ${q(op.source)} on ${q(op.target)}`;
     case "symlink":
-      return `${op.origin}: symlink ${JSON.stringify(op.target)} -> ${JSON.stringify(op.linkTo)}`;
+      return `${op.origin}: symlink ${q(op.target)} -> ${q(op.linkTo)}`;
     case "mask":
-      return `${op.origin}: mask ${JSON.stringify(op.target)}`;
+      return `${op.origin}: mask ${q(op.target)}`;
     case "readonly":
-      return `${op.origin}: make ${JSON.stringify(op.target)} read-only`;
+      return `${op.origin}: make ${q(op.target)} read-only`;
   }
 }
 
-function applyOne(sys: Sys, rootfd: number, op: MountOp, env: MountEnv): void {
-  switch (op.op) {
-    case "mkdir":
-      sys.close(openInRoot(sys, rootfd, op.target, "dir"));
-      return;
-    case "symlink":
-      return symlinkInRoot(sys, rootfd, op.target, op.linkTo);
-    case "mask":
-      return maskInRoot(sys, rootfd, op.target, env);
-    case "readonly": {
-      const fd = openIfPresent(sys, rootfd, op.target);
-      if (fd === null) return;
-      sys.close(fd);
-      return bindInRoot(sys, rootfd, null, op.target, true, F.MOUNT_ATTR_RDONLY, false, env);
+/** Where paths below a special mount are resolved from: the mount nsrun made there, not the rootfs. */
+class Bases {
+  private readonly mounts: Array<{ target: string; reg: Reg }> = [];
+  constructor(private readonly root: Reg) {}
+
+  keep(target: string, reg: Reg): void {
+    this.mounts.push({ target, reg });
+  }
+
+  /** The lookup for `path`: below the deepest special mount that holds it, else in the root. */
+  lookup(path: string, noSymlinks: boolean): { lookup: Lookup; rel: string } {
+    let best: { target: string; reg: Reg } | null = null;
+    for (const m of this.mounts) if ((path === m.target || path.startsWith(`${m.target}/`)) && (!best || m.target.length > best.target.length)) best = m;
+    if (!best) return { lookup: { base: this.root, noSymlinks }, rel: path };
+    return { lookup: { base: best.reg, beneath: true, noSymlinks: true }, rel: path.slice(best.target.length) || "/" };
+  }
+
+  regs(): Reg[] {
+    return this.mounts.map((m) => m.reg);
+  }
+}
+
+const HINTS = {
+  special: {
+    ELOOP: "nsrun mounts proc, sysfs, devpts, mqueue and /dev only on a real directory, and this path in the rootfs is a symbolic link",
+    ENOTDIR: "nsrun mounts proc, sysfs, devpts, mqueue and /dev only on a real directory, and this path in the rootfs is not one",
+  },
+};
+
+/** Tape: every mount op, in order. `root` is the box's root mount. */
+export function emitMounts(t: Tape, root: Reg, ops: MountOp[]): void {
+  const bases = new Bases(root);
+  ops.forEach((op, i) => {
+    t.doing(describeMount(op), op.op === "mount" && op.special ? HINTS.special : undefined);
+    switch (op.op) {
+      case "mount":
+        return emitFilesystem(t, bases, op, i);
+      case "bind":
+        return emitBind(t, bases, op);
+      case "symlink":
+        return emitSymlink(t, bases, op);
+      case "mask":
+        return emitMask(t, bases, op, i);
+      case "readonly":
+        return emitReadonly(t, bases, op, i);
     }
-    case "bind":
-      return bindInRoot(sys, rootfd, `${env.hostRoot}${op.source}`, op.target, op.recursive, op.attrs, op.file, env);
-    case "mount": {
-      const fd = openInRoot(sys, rootfd, op.target, "dir");
-      try {
-        sys.mount(op.source, env.fdPath(fd), op.fstype, op.flags, op.data);
-      } catch (e) {
-        const code = (e as { errno?: number }).errno;
-        if (!op.fallbackBind || code !== EPERM) throw e;
-        bindInRoot(sys, rootfd, `${env.hostRoot}${op.fallbackBind}`, op.target, true, F.MOUNT_ATTR_RDONLY | F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC, false, env);
-      } finally {
-        sys.close(fd);
-      }
-      return;
-    }
-  }
+  });
+  for (const reg of bases.regs()) close(t, reg);
 }
 
-/** Bind `source` (a host path, or null for the target itself) onto `target` inside the root. */
-function bindInRoot(sys: Sys, rootfd: number, source: string | null, target: string, recursive: boolean, attrs: number, file: boolean, env: MountEnv): void {
-  const fd = openInRoot(sys, rootfd, target, file ? "file" : "dir");
-  try {
-    sys.mount(source ?? env.fdPath(fd), env.fdPath(fd), null, F.MS_BIND | (recursive ? F.MS_REC : 0), null);
-  } finally {
-    sys.close(fd);
+function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount" }>, i: number): void {
+  const ctx = t.reg("ctx");
+  const mnt = op.special ? t.reg(`mnt${i}`) : t.reg("mnt");
+  const target = t.reg("target");
+  // The kernel may refuse this filesystem here (proc without a PID namespace of the box's own, sysfs
+  // without its network namespace), at any of the three calls that make it: then the host's,
+  // read-only, instead.
+  const eperm = op.fallbackBind ? { ok: [ERRNO.EPERM] } : {};
+  const refused = t.label(`refused${i}`);
+  const refusedWithCtx = t.label(`refused${i}_ctx`);
+  fsopen(t, op.fstype, ctx, eperm);
+  if (op.fallbackBind) t.jumpIf(ctx, "LT", 0, refused);
+  // What /proc/mounts shows as the source (mount(2) took it as an argument; "none" otherwise).
+  fsconfigSet(t, ctx, "source", op.fstype === "tmpfs" && op.target === "/dev/shm" ? "shm" : op.fstype);
+  for (const opt of op.options) {
+    const eq = opt.indexOf("=");
+    fsconfigSet(t, ctx, eq === -1 ? opt : opt.slice(0, eq), eq === -1 ? null : opt.slice(eq + 1));
   }
-  if (!attrs) return;
-  // The fd above names what was under the mount; open the target again to reach the new mount itself.
-  // mount_setattr only adds attributes, so flags the kernel locked on a host mount (nosuid, nodev) stay.
-  const top = openInRoot(sys, rootfd, target, null);
-  try {
-    sys.mountSetattr(top, "", F.AT_EMPTY_PATH | (recursive ? F.AT_RECURSIVE : 0), attrs);
-  } finally {
-    sys.close(top);
+  const created = t.reg("created");
+  fsconfigCreate(t, ctx, { dst: created, ...eperm });
+  if (op.fallbackBind) t.jumpIf(created, "LT", 0, refusedWithCtx);
+  fsmount(t, ctx, op.attrs, { dst: mnt, ...eperm });
+  close(t, ctx);
+  if (op.fallbackBind) {
+    const attach = t.label(`attach${i}`);
+    t.jumpIf(mnt, "GE", 0, attach);
+    t.jump(refused);
+    t.place(refusedWithCtx);
+    close(t, ctx);
+    t.place(refused);
+    openTree(t, F.AT_FDCWD, op.fallbackBind, F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_RECURSIVE, { dst: mnt });
+    mountSetattr(t, mnt, true, A.RO | LOCKED_DOWN);
+    t.place(attach);
   }
+  const { lookup, rel } = bases.lookup(op.target, op.special);
+  openInRoot(t, lookup, rel, "dir", target);
+  moveMount(t, mnt, target);
+  close(t, target);
+  if (op.special) bases.keep(op.target, mnt);
+  else close(t, mnt);
 }
 
-/** O_PATH fd of `target`, or null when it does not exist (masked and read-only paths are optional). */
-function openIfPresent(sys: Sys, rootfd: number, target: string): number | null {
-  try {
-    return openInRoot(sys, rootfd, target, null);
-  } catch (e) {
-    if ((e as { errno?: number }).errno === ENOENT) return null;
-    throw e;
-  }
+function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>): void {
+  const src = t.reg("src");
+  const tree = t.reg("tree");
+  const target = t.reg("target");
+  // The source is opened once, by the path planning found (symlinks already resolved there), and
+  // refused if a symlink appears on the way since: a bind can never be swapped for another tree.
+  openat2(t, F.AT_FDCWD, op.source, F.O_PATH, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: src });
+  openTree(t, src, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | (op.recursive ? F.AT_RECURSIVE : 0), { dst: tree });
+  close(t, src);
+  if (op.attrs) mountSetattr(t, tree, op.recursive, op.attrs);
+  const { lookup, rel } = bases.lookup(op.target, false);
+  openInRoot(t, lookup, rel, op.file ? "file" : "dir", target);
+  moveMount(t, tree, target);
+  close(t, tree);
+  close(t, target);
 }
 
-function maskInRoot(sys: Sys, rootfd: number, target: string, env: MountEnv): void {
-  const fd = openIfPresent(sys, rootfd, target);
-  if (fd === null) return;
-  try {
-    let isDir = true;
-    try {
-      sys.close(sys.openat2(rootfd, target, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS));
-    } catch (e) {
-      if ((e as { errno?: number }).errno !== ENOTDIR) throw e;
-      isDir = false;
-    }
-    if (isDir) sys.mount("tmpfs", env.fdPath(fd), "tmpfs", F.MS_RDONLY | F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC, "size=0,mode=000");
-    else sys.mount(`${env.hostRoot}/dev/null`, env.fdPath(fd), null, F.MS_BIND, null);
-  } finally {
-    sys.close(fd);
-  }
+function emitSymlink(t: Tape, bases: Bases, op: Extract<MountOp, { op: "symlink" }>): void {
+  const parts = components(op.target);
+  const parentPath = `/${parts.slice(0, -1).join("/")}`;
+  const parent = t.reg("parent");
+  const { lookup, rel } = bases.lookup(parentPath, false);
+  openInRoot(t, lookup, rel, "dir", parent);
+  // EEXIST: the rootfs has one already, and it is left as it is.
+  symlinkat(t, op.linkTo, parent, parts[parts.length - 1], { ok: [ERRNO.EEXIST] });
+  close(t, parent);
 }
 
-const ENOENT = 2;
-const ENOTDIR = 20;
-
-function symlinkInRoot(sys: Sys, rootfd: number, target: string, linkTo: string): void {
-  const slash = target.lastIndexOf("/");
-  const parent = openInRoot(sys, rootfd, target.slice(0, slash) || "/", "dir");
-  try {
-    sys.symlinkat(linkTo, parent, target.slice(slash + 1));
-  } catch (e) {
-    if ((e as { errno?: number }).errno !== 17) throw e; // EEXIST: the rootfs has it already
-  } finally {
-    sys.close(parent);
-  }
+/**
+ * How masked and read-only paths are found: below the special mount that holds them (the box's own
+ * procfs or sysfs, never wherever a rootfs's symlinks would lead), else in the root.
+ */
+function existing(bases: Bases, target: string): { lookup: Lookup; path: string; resolve: number } {
+  const { lookup, rel } = bases.lookup(target, false);
+  return { lookup, path: lookup.beneath ? components(rel).join("/") || "." : rel, resolve: resolveFlags(lookup) };
 }
 
+function emitMask(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mask" }>, i: number): void {
+  const target = t.reg("target");
+  const probe = t.reg("probe");
+  const cover = t.reg("cover");
+  const ctx = t.reg("ctx");
+  const absent = t.label(`absent${i}`);
+  const file = t.label(`file${i}`);
+  const attach = t.label(`attach${i}`);
+  const { lookup, path, resolve } = existing(bases, op.target);
+  // Only ENOENT may skip a mask: the path does not exist, so there is nothing to hide. Any other
+  // failure stops the box (a protection is never silently dropped).
+  openat2(t, lookup.base, path, F.O_PATH, resolve, { dst: target, ok: [ERRNO.ENOENT] });
+  t.jumpIf(target, "LT", 0, absent);
+  openat2(t, lookup.base, path, F.O_PATH | F.O_DIRECTORY, resolve, { dst: probe, ok: [ERRNO.ENOTDIR] });
+  t.jumpIf(probe, "LT", 0, file);
+  close(t, probe);
+  fsopen(t, "tmpfs", ctx);
+  fsconfigSet(t, ctx, "mode", "000");
+  fsconfigCreate(t, ctx);
+  fsmount(t, ctx, A.RO | LOCKED_DOWN, { dst: cover });
+  close(t, ctx);
+  t.jump(attach);
+  t.place(file);
+  openTree(t, F.AT_FDCWD, "/dev/null", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC, { dst: cover });
+  t.place(attach);
+  moveMount(t, cover, target);
+  close(t, cover);
+  close(t, target);
+  t.place(absent);
+}
+
+function emitReadonly(t: Tape, bases: Bases, op: Extract<MountOp, { op: "readonly" }>, i: number): void {
+  const target = t.reg("target");
+  const tree = t.reg("tree");
+  const absent = t.label(`absent${i}`);
+  const { lookup, path, resolve } = existing(bases, op.target);
+  openat2(t, lookup.base, path, F.O_PATH, resolve, { dst: target, ok: [ERRNO.ENOENT] });
+  t.jumpIf(target, "LT", 0, absent);
+  openTree(t, target, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | F.AT_RECURSIVE, { dst: tree });
+  mountSetattr(t, tree, true, A.RO | A.NOSUID | A.NODEV);
+  moveMount(t, tree, target);
+  close(t, tree);
+  close(t, target);
+  t.place(absent);
+}

@@ -1,10 +1,10 @@
-// Stage: unshare the namespaces. The order is data (as in youki): one list, walked by one function.
+// Stage: the namespaces. The order is data (as in youki): one list, walked by one function.
 //
-// All kinds are created by ONE unshare(2) call. When CLONE_NEWUSER is among the flags the kernel
-// creates the user namespace first and makes it the owner of the others, which is what later
-// permits an ordinary user to mount, pivot_root and set the hostname in them (user_namespaces(7)).
-// CLONE_NEWPID and CLONE_NEWTIME do not move the caller: they apply to its next child, which is
-// why the init stage is a new process (pid_namespaces(7), time_namespaces(7)).
+// All kinds are created by ONE clone3(2) call, which starts the box's first process in them. When
+// CLONE_NEWUSER is among the flags the kernel creates the user namespace first and makes it the owner
+// of the others, which is what later permits an ordinary user to mount, pivot_root and set the
+// hostname in them (user_namespaces(7)). The new process is PID 1 of the new PID namespace, which is
+// why it, not nsrun, mounts the box's /proc (pid_namespaces(7)).
 import * as F from "../ffi/flags";
 
 export const NAMESPACE_ORDER = [
@@ -29,4 +29,13 @@ export function unshareFlags(kinds: readonly NamespaceKind[]): number {
   let flags = 0;
   for (const [kind, flag] of NAMESPACE_ORDER) if (kinds.includes(kind)) flags |= flag;
   return flags;
+}
+
+/**
+ * The clone3(2) flags. A cgroup namespace takes the process's cgroup at creation as its root, so
+ * when the box joins its cgroup from inside (cgroup v1: it writes cgroup.procs itself), the cgroup
+ * namespace is made after that, with unshare(2), instead of here.
+ */
+export function cloneFlags(kinds: readonly NamespaceKind[], cgroupJoinedInside: boolean): number {
+  return unshareFlags(cgroupJoinedInside ? kinds.filter((k) => k !== "cgroup") : kinds);
 }

@@ -1,26 +1,31 @@
-// The algorithm's stages, in the order a box goes through them, across nsrun's three processes.
+// The algorithm's stages, in the order a box goes through them, and the process that runs each.
 // --trace prints a marker line as each begins, and docs/algorithm.md has one section per stage,
 // with these titles, in this order; test/docs.test.ts holds the two to each other.
 export const STAGES = [
-  "load config", // host
-  "plan", // host
-  "cgroup", // host
-  "namespaces", // namespace stage
-  "user namespace", // namespace stage
-  "mount namespace and private root", // init stage, from here on
-  "rootfs",
-  "mounts",
-  "hostname",
-  "network",
-  "pivot_root",
-  "process",
-  "capabilities and user",
-  "seccomp and execve",
+  ["load config", "host"],
+  ["plan", "host"],
+  ["cgroup", "host"],
+  ["compile", "host"],
+  ["namespaces", "executor"],
+  ["user namespace", "executor"],
+  ["mount namespace and private root", "executor"],
+  ["rootfs", "executor"],
+  ["mounts", "executor"],
+  ["hostname", "executor"],
+  ["network", "executor"],
+  ["pivot_root", "executor"],
+  ["process", "executor"],
+  ["capabilities and user", "executor"],
+  ["seccomp and execve", "executor"],
+  ["supervise", "supervisor"],
 ] as const;
 
-export type StageTitle = (typeof STAGES)[number];
+export type StageTitle = (typeof STAGES)[number][0];
+export type StageProcess = (typeof STAGES)[number][1];
 
-/** The trace line that opens a stage: `== 7. rootfs`. */
+export const STAGE_TITLES: StageTitle[] = STAGES.map(([title]) => title);
+
+/** The trace line that opens a stage: `== 8. rootfs`. */
 export function stageLine(title: StageTitle): string {
-  return `== ${STAGES.indexOf(title) + 1}. ${title}`;
+  return `== ${STAGE_TITLES.indexOf(title) + 1}. ${title}`;
 }

@@ -29,8 +29,6 @@ export interface BoxPlan {
   cgroup: CgroupPlan | null;
   rlimits: RlimitPlan[];
   security: SecurityPlan;
-  /** Print every syscall of every stage to stderr. */
-  trace: boolean;
 }
 
 export interface SecurityPlan {
@@ -66,7 +64,8 @@ export interface PlanOptions {
   /** Replaces [process].args (from `nsrun run -- CMD ARG...`). */
   args?: string[];
   cwdFallback?: boolean;
-  trace?: boolean;
+  /** The name of the box's cgroup, when it has one. Default nsrun-<caller's PID>. */
+  cgroupName?: string;
 }
 
 /** Resolve the rootfs and bind sources against the config's folder; missing ones are config errors. */
@@ -168,7 +167,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   let cgroup: CgroupPlan | null = null;
   try {
     const memoryText = l.memory === undefined ? null : String(l.memory);
-    cgroup = facts.cgroups ? planCgroup(limits, facts.cgroups, `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
+    cgroup = facts.cgroups ? planCgroup(limits, facts.cgroups, opts.cgroupName ?? `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
   } catch (e) {
     if (e instanceof CgroupUnavailable) fail("limits", e.message);
     throw e;
@@ -189,7 +188,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   return {
     namespaces: planNamespaces(wanted),
     idMap,
-    rootfs: { hostPath: facts.rootfs, readonly: config.readonly, ephemeral: config.ephemeral },
+    rootfs: { hostPath: facts.rootfs, readonly: config.readonly, ephemeral: config.ephemeral, userns: wanted.user },
     mounts,
     hostname: wanted.uts ? (config.hostname ?? "nsrun") : null,
     loopback: wanted.net,
@@ -208,7 +207,6 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     cgroup,
     rlimits,
     security,
-    trace: opts.trace ?? false,
   };
 }
 
@@ -237,6 +235,14 @@ export const DEFAULT_MASKED = [
 ];
 export const DEFAULT_READONLY = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+let compiledDefault: Insn[] | null = null;
+
+/** The default profile's filter, compiled once per process (a process may plan many boxes). */
+function defaultFilter(): Insn[] {
+  compiledDefault ??= compileProfile(defaultProfile());
+  return compiledDefault;
+}
+
 function planSecurity(config: Config, fail: (key: string, problem: string) => never, profileText: string | undefined): SecurityPlan {
   const sec = config.security;
   const names = sec.capabilities ?? DEFAULT_CAPABILITIES;
@@ -246,7 +252,7 @@ function planSecurity(config: Config, fail: (key: string, problem: string) => ne
     if (process.arch !== "x64") fail("security.seccomp", `nsrun's seccomp compiler knows only x86-64 syscalls; set seccomp = "unconfined" on ${process.arch}`);
     try {
       const capNames = capabilities.map((c) => names[capabilities.indexOf(c)].toUpperCase().replace(/^CAP_/, ""));
-      seccomp = compileProfile(profileText === undefined ? defaultProfile() : parseProfile(profileText, capNames));
+      seccomp = profileText === undefined ? defaultFilter() : compileProfile(parseProfile(profileText, capNames));
     } catch (e) {
       if (e instanceof ParseProfileError) fail("security.seccomp", `${JSON.stringify(sec.seccomp)}: ${e.message}`);
       throw e;

@@ -1,10 +1,10 @@
-// Stage: become the box's process. Enter the working directory, drop to the configured user,
-// hand over only fds 0-2, and execve(2) the command with exactly the configured environment.
-import { accessSync, constants, statSync } from "node:fs";
-import { SyscallError } from "../ffi/libc";
-import type { Sys } from "../ffi/sys";
+// Stages: become the box's process. Enter the working directory, start a new session, and, last,
+// hand over to the stub, which execve(2)s the command with exactly the configured environment.
+import { ERRNO } from "../ffi/errno";
+import * as F from "../ffi/flags";
 import { DEFAULT_PATH } from "./config";
-import { during, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, StageError } from "./errors";
+import { chdir, closeRange, execveat, fcntl, getcwd, setsid } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 
 export interface ProcessPlan {
   args: string[];
@@ -21,36 +21,6 @@ export interface ProcessPlan {
   init: boolean;
 }
 
-const ENOENT = 2;
-
-export function enterCwd(sys: Sys, plan: ProcessPlan): void {
-  during("process", `chdir to ${JSON.stringify(plan.cwd)}`, () => {
-    try {
-      sys.chdir(plan.cwd);
-    } catch (e) {
-      if (!plan.cwdFallback || !(e instanceof SyscallError && e.errno === ENOENT)) throw e;
-      sys.chdir("/");
-    }
-    // runc's CVE-2024-21626: a leaked fd could leave the cwd outside the root; getcwd then says "(unreachable)".
-    const cwd = sys.getcwd();
-    if (!cwd.startsWith("/")) throw new StageError("process", `the working directory is outside the box (${cwd})`);
-  });
-}
-
-/** A session of its own, so the box cannot reach the caller's terminal (TIOCSTI and the like). */
-export function newSession(sys: Sys): void {
-  during("process", "start a new session", () => sys.setsid());
-}
-
-export function dropPrivileges(sys: Sys, plan: ProcessPlan): void {
-  during("process", `switch to user ${plan.uid}:${plan.gid}`, () => {
-    // Group first: after setresuid to a non-root uid we could no longer change groups.
-    if (plan.setgroups) sys.setgroups([]);
-    sys.setresgid(plan.gid);
-    sys.setresuid(plan.uid);
-  });
-}
-
 /** The box's PATH, the way execvp(3) would search it, but from the box's env, not ours. */
 export function searchPath(plan: ProcessPlan): string[] {
   const cmd = plan.args[0];
@@ -59,48 +29,59 @@ export function searchPath(plan: ProcessPlan): string[] {
   return path.split(":").map((dir) => `${dir || "."}/${cmd}`);
 }
 
-/** execve the command; returns never. A failure is a StageError with 126 or 127, as podman exits. */
-export function execCommand(sys: Sys, plan: ProcessPlan): never {
-  // Bun ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: the command must start
-  // with default dispositions, or `yes | head -1` complains and a file-size limit never kills.
-  sys.resetIgnoredSignals();
-  let denied: SyscallError | null = null;
-  for (const candidate of searchPath(plan)) {
-    try {
-      sys.execve(candidate, plan.args, plan.env);
-    } catch (e) {
-      if (!(e instanceof SyscallError)) throw e;
-      if (e.errnoName === "ENOENT" || e.errnoName === "ENOTDIR") continue;
-      if (e.errnoName === "EACCES") {
-        denied ??= e;
-        continue;
-      }
-      throw new StageError("exec", `${JSON.stringify(plan.args[0])}: ${e.message}`, undefined, EXIT_CANNOT_EXECUTE);
-    }
+/** Tape: the working directory, checked to be inside the box, then a session of its own. */
+export function emitProcess(t: Tape, plan: ProcessPlan): void {
+  t.doing(`chdir to ${JSON.stringify(plan.cwd)}`);
+  if (plan.cwdFallback) {
+    const entered = t.reg("cwd");
+    const ok = t.label("cwd_entered");
+    chdir(t, plan.cwd, { dst: entered, ok: [ERRNO.ENOENT] });
+    t.jumpIf(entered, "GE", 0, ok);
+    chdir(t, "/");
+    t.place(ok);
+  } else {
+    chdir(t, plan.cwd);
   }
-  if (denied) throw new StageError("exec", `${JSON.stringify(plan.args[0])}: permission denied`, undefined, EXIT_CANNOT_EXECUTE);
-  throw new StageError("exec", `${JSON.stringify(plan.args[0])}: command not found in the box`, undefined, EXIT_NOT_FOUND);
+  // runc's CVE-2024-21626: a cwd reached through a leaked fd lies outside the root, and getcwd then
+  // starts with "(unreachable)". Nothing is leaked here, and this makes sure of it.
+  const buf = t.slot(4096, "cwd");
+  const first = t.reg("first");
+  const inside = t.label("cwd_inside");
+  getcwd(t, buf, 4096);
+  t.load(buf, 1, first);
+  t.jumpIf(first, "EQ", "/".charCodeAt(0), inside);
+  t.fail(ERRNO.ENOENT, "the working directory is outside the box");
+  t.place(inside);
+  // A session of its own, so the box cannot reach the caller's terminal (TIOCSTI and the like).
+  t.doing("start a new session");
+  setsid(t);
 }
 
-/** For the init stage, which starts the command with Bun.spawn: the path execve would have run. */
-export function resolveCommand(plan: ProcessPlan): string {
-  let sawDenied = false;
-  for (const candidate of searchPath(plan)) {
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EACCES") sawDenied = true;
-    }
-  }
-  if (sawDenied) throw new StageError("exec", `${JSON.stringify(plan.args[0])}: permission denied`, undefined, EXIT_CANNOT_EXECUTE);
-  throw new StageError("exec", `${JSON.stringify(plan.args[0])}: command not found in the box`, undefined, EXIT_NOT_FOUND);
+export interface StubHandOver {
+  /** The sealed memfd holding the stub (ffi/executor.ts). */
+  stubFd: number;
+  /** The report pipe, through which the stub says why a command could not start. */
+  reportFd: number;
 }
 
-/** Only 0, 1 and 2 reach the command: everything above, Bun's own fds included, closes at execve. */
-export function sealFds(sys: Sys): void {
-  for (const fd of [0, 1, 2]) sys.clearNonblock(fd);
-  sys.closeRangeCloexec(3);
+/**
+ * Tape: only fds 0-2 reach the command. Every other fd is marked close-on-exec, except the report
+ * pipe, which the stub needs and closes itself.
+ */
+export function emitSealFds(t: Tape, reportFd: number): void {
+  t.doing("mark every fd above 2 close-on-exec");
+  closeRange(t, 3, 0xffffffff, F.CLOSE_RANGE_CLOEXEC);
+  fcntl(t, reportFd, F.F_SETFD, 0, "F_SETFD, 0");
 }
 
+/**
+ * Tape: the last op, execveat(2) of the stub, which execs the command (or, with init = true, stays
+ * PID 1 and runs it). The box's command never starts from a process whose /proc/self/exe is the
+ * nsrun file (see stub.c).
+ */
+export function emitExec(t: Tape, plan: ProcessPlan, fds: StubHandOver): void {
+  t.doing(`start ${JSON.stringify(plan.args[0])}`);
+  const paths = searchPath(plan);
+  const argv = ["nsrun", plan.init ? "init" : "exec", String(fds.reportFd), String(paths.length), ...paths, "--", ...plan.args];
+  execveat(t, fds.stubFd, argv, plan.env);
+}

@@ -2,8 +2,8 @@
 // CAP_SYS_RESOURCE. An unset limit is inherited, except core, which is 0 unless configured, so a
 // crashing program in a box leaves no core file (which could hold its secrets) behind.
 import { RLIMIT } from "../ffi/flags";
-import type { Sys } from "../ffi/sys";
-import { during } from "./errors";
+import { setrlimit } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 
 export type RlimitName = keyof typeof RLIMIT;
 type Value = number | "unlimited";
@@ -38,6 +38,12 @@ export function planRlimits(limits: Partial<Record<RlimitName, RlimitConfig>>): 
   return out;
 }
 
-export function applyRlimits(sys: Sys, plan: RlimitPlan[]): void {
-  for (const r of plan) during("rlimits", `set ${r.name}`, () => sys.setrlimit(r.resource, r.soft, r.hard));
+/** Tape: before the switch of user, since raising a hard limit needs CAP_SYS_RESOURCE. */
+export function emitRlimits(t: Tape, plan: RlimitPlan[]): void {
+  for (const r of plan) {
+    t.doing(`set the ${r.name} limit`, {
+      EPERM: "raising a hard limit above nsrun's own needs CAP_SYS_RESOURCE in the initial user namespace; a rootless box can only lower limits",
+    });
+    setrlimit(t, r.resource, r.name, r.soft, r.hard);
+  }
 }

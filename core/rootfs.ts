@@ -1,85 +1,85 @@
-// Stage: make `/` private and assemble the box's root at /newroot, inside a scratch tmpfs.
+// Stages: make `/` private, then put the box's root together as a mount of its own.
 //
-// The layout follows bubblewrap: a tmpfs is mounted (in our private mount namespace only) and
-// pivot_root(2) moves us into it, so the host's root is reachable at /oldroot while the box's root
-// is put together at /newroot. nsrun's own mount points live in the scratch tmpfs, and an ephemeral
-// box's overlay upper and work dirs too, so they vanish with the namespace. (A mount target missing
-// from a writable, non-ephemeral rootfs is created in that directory, as bubblewrap does.)
+// The rootfs directory is opened once, by the path planning found (with symlinks resolved), and a
+// symlink appearing on the way since is refused (RESOLVE_NO_SYMLINKS): another user who can write a
+// parent folder cannot swap it for the host's `/` between the check and the mount. From that fd:
+//   plain:      open_tree(OPEN_TREE_CLONE|AT_RECURSIVE) copies its mount tree, detached;
+//   ephemeral:  an overlay whose upper and work dirs live in a detached tmpfs, so they vanish with it;
+// then mount attributes are set while the tree is still detached (nodev always, read-only when asked),
+// and move_mount attaches it on top of the rootfs directory itself: a mount point to pivot into.
 import * as F from "../ffi/flags";
-import type { Sys } from "../ffi/sys";
-import { during } from "./errors";
-
-/** Where the scratch tmpfs is mounted before we pivot into it. Any directory would do; /tmp exists everywhere. */
-export const SCRATCH_MOUNTPOINT = "/tmp";
-export const OLDROOT = "/oldroot";
-export const NEWROOT = "/newroot";
-const UPPER = "/upper";
-const EPERM = 1;
-const EINVAL = 22;
-const WORK = "/work";
+import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree } from "./tape/calls";
+import type { Reg, Tape } from "./tape/tape";
 
 export interface RootfsPlan {
   /** Absolute, symlink-free host path of the rootfs directory. */
   hostPath: string;
   readonly: boolean;
   ephemeral: boolean;
+  /** The box has a user namespace: overlayfs keeps its metadata in user.* xattrs (userxattr). */
+  userns: boolean;
 }
 
-/** Characters overlayfs would read as separators in lowerdir=. */
+/** Characters overlayfs would read as separators in a lowerdir= path. */
 export function overlayUnsafe(path: string): boolean {
   return /[,:\\]/.test(path);
 }
 
-export function hostPathInScratch(hostPath: string): string {
-  return hostPath === "/" ? OLDROOT : `${OLDROOT}${hostPath}`;
-}
-
-/** Make `/` private and move into a scratch tmpfs, with the host's root at /oldroot. */
-export function applyPrivateRoot(sys: Sys): void {
+/** Tape: make every mount in the box's copy of the host's tree private. */
+export function emitPrivateRoot(t: Tape): void {
   // The box's mount namespace starts as a copy of the host's, with the same propagation: while `/` is
-  // shared, every mount below would appear on the host too, and pivot_root refuses with EINVAL.
-  during("rootfs", 'make "/" private', () => sys.mount(null, "/", null, F.MS_REC | F.MS_PRIVATE, null));
-  during("rootfs", `mount the scratch tmpfs on "${SCRATCH_MOUNTPOINT}"`, () =>
-    sys.mount("nsrun", SCRATCH_MOUNTPOINT, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "mode=0700"),
-  );
-  during("rootfs", "pivot_root into the scratch tmpfs", () => {
-    for (const dir of [OLDROOT, NEWROOT]) sys.mkdirat(F.AT_FDCWD, `${SCRATCH_MOUNTPOINT}${dir}`, 0o700);
-    sys.pivotRoot(SCRATCH_MOUNTPOINT, `${SCRATCH_MOUNTPOINT}${OLDROOT}`);
-    sys.chdir("/");
-  });
+  // shared, a mount below would appear on the host too, and pivot_root refuses with EINVAL.
+  t.doing('make "/" private');
+  mount(t, null, "/", null, F.MS_REC | F.MS_PRIVATE, null);
 }
 
-/** Put the box's root together at /newroot: a bind of the rootfs, or an overlay on it. */
-export function applyRootfs(sys: Sys, plan: RootfsPlan): void {
-  const lower = hostPathInScratch(plan.hostPath);
+const EPHEMERAL_HINTS = {
+  EINVAL: "overlayfs refused this rootfs as a lower layer (it may itself be an overlay, or have mounts below it): use a plain directory, or ephemeral = false",
+  EPERM: "overlayfs refused this rootfs as a lower layer (it may itself be an overlay, or have mounts below it): use a plain directory, or ephemeral = false",
+};
+
+/** Tape: the box's root, attached on top of the rootfs directory; its fd ends up in `root`. */
+export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
+  const dir = t.reg("rootfs_dir");
+  t.doing(`open the rootfs ${JSON.stringify(plan.hostPath)}`, {
+    ELOOP: "a symbolic link appeared in the rootfs's path after nsrun checked it; nsrun refuses to follow it",
+  });
+  openat2(t, F.AT_FDCWD, plan.hostPath, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: dir });
+  // nodev: a device node shipped in the rootfs opens nothing; the box's devices are nsrun's own /dev.
+  const attrs = F.MOUNT_ATTR_NODEV | (plan.readonly ? F.MOUNT_ATTR_RDONLY : 0);
   if (plan.ephemeral) {
-    const data = `lowerdir=${lower},upperdir=${UPPER},workdir=${WORK}`;
-    during("rootfs", `mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, () => {
-      sys.mkdirat(F.AT_FDCWD, UPPER, 0o755);
-      sys.mkdirat(F.AT_FDCWD, WORK, 0o700);
-      try {
-        sys.mount("overlay", NEWROOT, "overlay", 0, data);
-      } catch (first) {
-        // Inside a user namespace overlayfs may refuse trusted.* xattrs; userxattr uses user.* instead.
-        const code = (first as { errno?: number }).errno;
-        if (code !== EPERM && code !== EINVAL) throw first;
-        try {
-          sys.mount("overlay", NEWROOT, "overlay", 0, `${data},userxattr`);
-        } catch {
-          throw first;
-        }
-      }
-    });
+    t.doing(`mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, EPHEMERAL_HINTS);
+    const ctx = t.reg("ctx");
+    const scratch = t.reg("scratch");
+    fsopen(t, "tmpfs", ctx);
+    fsconfigSet(t, ctx, "mode", "0700");
+    fsconfigCreate(t, ctx);
+    fsmount(t, ctx, F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV, { dst: scratch });
+    close(t, ctx);
+    mkdirat(t, scratch, "upper", 0o755);
+    mkdirat(t, scratch, "work", 0o700);
+    // overlayfs takes only paths: name the fds through /proc/self/fd (no commas, no colons).
+    const lower = t.fdpath(dir, "");
+    const upper = t.fdpath(scratch, "/upper");
+    const work = t.fdpath(scratch, "/work");
+    fsopen(t, "overlay", ctx);
+    fsconfigSet(t, ctx, "lowerdir", lower);
+    fsconfigSet(t, ctx, "upperdir", upper);
+    fsconfigSet(t, ctx, "workdir", work);
+    // In a user namespace overlayfs may not use trusted.* xattrs; user.* instead.
+    if (plan.userns) fsconfigSet(t, ctx, "userxattr", null);
+    fsconfigCreate(t, ctx);
+    fsmount(t, ctx, attrs, { dst: root });
+    close(t, ctx);
+    close(t, scratch); // the overlay keeps its upper layer alive
   } else {
-    during("rootfs", `bind ${JSON.stringify(plan.hostPath)} as the box's root`, () =>
-      sys.mount(lower, NEWROOT, null, F.MS_BIND | F.MS_REC, null),
-    );
+    t.doing(`bind ${JSON.stringify(plan.hostPath)} as the box's root`);
+    openTree(t, dir, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | F.AT_RECURSIVE, { dst: root });
+    // Recursive, so host mounts below the rootfs are read-only too; the box's own /proc, /dev, /tmp
+    // are attached afterwards and stay writable.
+    mountSetattr(t, root, true, attrs);
   }
-  if (plan.readonly) {
-    // Recursive, so host mounts below the rootfs are read-only too; the box's own /proc, /dev,
-    // /tmp are mounted afterwards and stay writable. Missing mount targets can no longer be created.
-    during("rootfs", "make the rootfs read-only", () =>
-      sys.mountSetattr(F.AT_FDCWD, NEWROOT, F.AT_RECURSIVE, F.MOUNT_ATTR_RDONLY),
-    );
-  }
+  t.doing(`attach the box's root on ${JSON.stringify(plan.hostPath)}`);
+  moveMount(t, root, dir);
+  close(t, dir);
 }

@@ -5,8 +5,8 @@
 // The filter first checks the architecture: a syscall made through another ABI (int 0x80 for i386,
 // or the x32 numbers) would have other numbers, so it never reaches the rules.
 import { CLONE_NEWUSER } from "../ffi/flags";
-import type { Sys } from "../ffi/sys";
-import { during } from "./errors";
+import { seccompFilter } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
 
 export type Action =
@@ -251,7 +251,8 @@ export function evaluate(prog: Insn[], call: { nr: number; arch?: number; args?:
 
 export const RET = { ALLOW: SECCOMP_RET_ALLOW, KILL_PROCESS: SECCOMP_RET_KILL_PROCESS, errno: (e: number) => (SECCOMP_RET_ERRNO | e) >>> 0 };
 
-/** Load the filter on every thread of this process (TSYNC): a Bun init keeps running after it. */
-export function applySeccomp(sys: Sys, program: Insn[]): void {
-  during("seccomp", `load the filter (${program.length} instructions)`, () => sys.seccompFilter(program, true));
+/** Tape: load the filter. The executor's child is one thread, so no TSYNC is needed. */
+export function emitSeccomp(t: Tape, program: Insn[]): void {
+  t.doing(`load the seccomp filter (${program.length} instructions)`);
+  seccompFilter(t, program);
 }

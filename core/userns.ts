@@ -4,6 +4,9 @@
 // map exactly one id, its own: "0 <uid> 1". And it must write "deny" to setgroups before gid_map,
 // or the kernel refuses gid_map with EPERM (since Linux 3.19, so that an unprivileged user cannot
 // drop a group that a file's permissions deny them).
+import * as F from "../ffi/flags";
+import { close, openat, writeText } from "./tape/calls";
+import type { Tape } from "./tape/tape";
 
 export interface IdMapPlan {
   /** Written to /proc/self/setgroups first. */
@@ -25,3 +28,19 @@ export function idMapWrites(plan: IdMapPlan): Array<[path: string, text: string]
     ["/proc/self/gid_map", plan.gidMap],
   ];
 }
+
+/** Tape: the box's first process writes its own maps, in the kernel's order. */
+export function emitIdMaps(t: Tape, plan: IdMapPlan): void {
+  const file = t.reg("file");
+  for (const [path, text] of idMapWrites(plan)) {
+    t.doing(`write ${JSON.stringify(text.trimEnd())} to ${path}`, WRITE_HINTS);
+    openat(t, F.AT_FDCWD, path, F.O_WRONLY, 0, { dst: file });
+    writeText(t, file, text);
+    close(t, file);
+  }
+}
+
+const WRITE_HINTS = {
+  EPERM:
+    "writing uid_map/gid_map was refused; on Ubuntu 23.10+ this is AppArmor's `kernel.apparmor_restrict_unprivileged_userns`: allow nsrun with an AppArmor profile, or set that sysctl to 0",
+};

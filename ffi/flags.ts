@@ -29,11 +29,25 @@ export const MS_SLAVE = 0x80000;
 export const MS_RELATIME = 0x200000;
 export const MS_STRICTATIME = 0x1000000;
 
-// <linux/mount.h>: mount_setattr(2) attributes
+// <linux/mount.h>: mount attributes, for fsmount(2) and mount_setattr(2)
 export const MOUNT_ATTR_RDONLY = 0x1;
 export const MOUNT_ATTR_NOSUID = 0x2;
 export const MOUNT_ATTR_NODEV = 0x4;
 export const MOUNT_ATTR_NOEXEC = 0x8;
+export const MOUNT_ATTR_NOATIME = 0x10;
+export const MOUNT_ATTR_STRICTATIME = 0x20;
+export const MOUNT_ATTR_NODIRATIME = 0x80;
+
+// <linux/mount.h>: the new mount API (Linux 5.2): open_tree(2), move_mount(2), fsopen(2), fsconfig(2), fsmount(2)
+export const OPEN_TREE_CLONE = 0x1;
+export const OPEN_TREE_CLOEXEC = 0x80000;
+export const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
+export const MOVE_MOUNT_T_EMPTY_PATH = 0x40;
+export const FSOPEN_CLOEXEC = 0x1;
+export const FSMOUNT_CLOEXEC = 0x1;
+export const FSCONFIG_SET_FLAG = 0;
+export const FSCONFIG_SET_STRING = 1;
+export const FSCONFIG_CMD_CREATE = 6;
 
 // <sys/mount.h>: umount2(2)
 export const MNT_DETACH = 0x2;
@@ -54,6 +68,11 @@ export const O_NOFOLLOW = ARM64 ? 0x8000 : 0x20000;
 export const O_CLOEXEC = 0x80000;
 export const O_PATH = 0x200000;
 export const F_GETFD = 1;
+export const F_ADD_SEALS = 1033;
+export const F_SEAL_SEAL = 0x1;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const F_SEAL_WRITE = 0x8;
 export const F_SETFD = 2;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
@@ -66,12 +85,18 @@ export const RESOLVE_NO_SYMLINKS = 0x04;
 export const RESOLVE_BENEATH = 0x08;
 export const RESOLVE_IN_ROOT = 0x10;
 
+// <linux/memfd.h>
+export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+export const MFD_EXEC = 0x10;
+
 // <linux/close_range.h>
 export const CLOSE_RANGE_CLOEXEC = 0x4;
 
 // <sys/prctl.h>
 export const PR_SET_PDEATHSIG = 1;
 export const PR_SET_DUMPABLE = 4;
+export const PR_SET_KEEPCAPS = 8;
 export const PR_CAPBSET_DROP = 24;
 export const PR_SET_CHILD_SUBREAPER = 36;
 export const PR_SET_NO_NEW_PRIVS = 38;
@@ -99,8 +124,16 @@ export const RLIMIT = { fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7, as: 9 
 
 // <signal.h>
 export const SIGKILL = 9;
+export const SIGCHLD = 17;
+
+// <sys/wait.h>: waitid(2)
+export const P_PID = 1;
+export const P_PIDFD = 3;
+export const WNOHANG = 1;
+export const WEXITED = 4;
 
 // <poll.h>
+export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
@@ -112,6 +145,7 @@ export const SOCK_CLOEXEC = 0x80000;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
+export const IFF_LOOPBACK = 0x8;
 export const IFNAMSIZ = 16;
 
 // <asm/unistd.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for.
@@ -170,4 +204,34 @@ export const MOUNT_ATTR_FLAGS = {
   MOUNT_ATTR_NOSUID,
   MOUNT_ATTR_NODEV,
   MOUNT_ATTR_NOEXEC,
+  MOUNT_ATTR_NOATIME,
+  MOUNT_ATTR_STRICTATIME,
+  MOUNT_ATTR_NODIRATIME,
+};
+
+export const O_FLAGS = {
+  O_WRONLY,
+  O_RDWR,
+  O_CREAT,
+  O_EXCL,
+  O_NOCTTY,
+  O_DIRECTORY,
+  O_NOFOLLOW,
+  O_CLOEXEC,
+  O_PATH,
+};
+
+export const RESOLVE_FLAGS = {
+  RESOLVE_NO_XDEV,
+  RESOLVE_NO_MAGICLINKS,
+  RESOLVE_NO_SYMLINKS,
+  RESOLVE_BENEATH,
+  RESOLVE_IN_ROOT,
+};
+
+export const AT_FLAGS = {
+  AT_EMPTY_PATH,
+  AT_RECURSIVE,
+  OPEN_TREE_CLONE,
+  OPEN_TREE_CLOEXEC,
 };

@@ -45,3 +45,34 @@ export function peerGone(fd: number): boolean {
   const revents = new Uint16Array(pfd.buffer)[3];
   return (revents & (F.POLLERR | F.POLLHUP)) !== 0;
 }
+
+/** True when a read on the fd would not block: data, end of file, or an error waits there. */
+export function readable(fd: number): boolean {
+  const pfd = new Int32Array([fd, F.POLLIN]);
+  if (libc.poll(pfd, 1, 0) <= 0) return false;
+  return (new Uint16Array(pfd.buffer)[3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0;
+}
+
+/** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC): two connected Unix sockets. */
+export function socketPair(): [number, number] {
+  const fds = new Int32Array(2);
+  check("socketpair", libc.socketpair(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | F.O_CLOEXEC, 0, fds), "socketpair(AF_UNIX)");
+  return [fds[0], fds[1]];
+}
+
+/** recvmsg(2) of one fd sent with SCM_RIGHTS (see core/tape/calls.ts sendFd); null at end of file. */
+export function receiveFd(sock: number): number | null {
+  const byte = new Uint8Array(1);
+  const iov = new BigUint64Array([BigInt(ptr(byte)), 1n]);
+  const control = new Uint8Array(24);
+  const msg = new BigUint64Array(7);
+  msg[2] = BigInt(ptr(iov));
+  msg[3] = 1n;
+  msg[4] = BigInt(ptr(control));
+  msg[5] = 24n;
+  const n = Number(libc.recvmsg(sock, msg, 0x40000000 /* MSG_CMSG_CLOEXEC */));
+  if (n <= 0) return null;
+  const view = new DataView(control.buffer);
+  if (view.getInt32(8, true) !== 1 || view.getInt32(12, true) !== 1) return null; // SOL_SOCKET, SCM_RIGHTS
+  return view.getInt32(16, true);
+}

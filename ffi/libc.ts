@@ -42,6 +42,9 @@ export const libc = dlopen("libc.so.6", {
   waitid: { args: [i32, u32, ptr, i32], returns: i32 },
   waitpid: { args: [i32, ptr, i32], returns: i32 },
   getuid: { args: [], returns: u32 },
+  memfd_create: { args: [ptr, u32], returns: i32 },
+  socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
+  recvmsg: { args: [i32, ptr, i32], returns: i64 },
   getgid: { args: [], returns: u32 },
 }).symbols;
 
@@ -99,4 +102,10 @@ export function cstr(s: string): Buffer {
 /** Quote a path the way errors show it. */
 export function q(s: string): string {
   return JSON.stringify(s);
+}
+
+/** Clear O_NONBLOCK on an fd (a no-op when it is not set). */
+export function clearNonblock(fd: number): void {
+  const fl = libc.fcntl(fd, 3 /* F_GETFL */, 0);
+  if (fl >= 0 && fl & 0x800 /* O_NONBLOCK */) libc.fcntl(fd, 4 /* F_SETFL */, fl & ~0x800);
 }

@@ -109,7 +109,7 @@ describe.each(variants)("a box ($label)", ({ a, init }) => {
   });
 
   test("no nsrun process is reachable: none visible, or a non-dumpable init whose exe cannot be opened", () => {
-    const r = sh(a, on, "cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c '__stag[e]'; cat /proc/1/exe > /dev/null && echo READ; echo x >> /proc/1/exe && echo WROTE; cat /proc/self/exe | wc -c");
+    const r = sh(a, on, "cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c '^nsrun ini[t]'; cat /proc/1/exe > /dev/null && echo READ; echo x >> /proc/1/exe && echo WROTE; cat /proc/self/exe | wc -c");
     const [count, ...rest] = r.stdout.trim().split("\n");
     expect(Number(count)).toBe(init ? 1 : 0);
     if (init) expect(rest.join("\n")).not.toMatch(/READ|WROTE/);

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commandAfterDashes, runArgs, unknownFlag } from "../cmd/args";
+import { ArgsError, parseArgs, runArgs, startsABox } from "../cmd/args";
 import * as F from "../ffi/flags";
 import { ConfigError } from "../core/errors";
 import { DEFAULT_PATH, type LoadedConfig, loadConfig, parseConfig } from "../core/config";
@@ -114,8 +114,8 @@ describe("planBox", () => {
 
   test("devpts gets the tty group only when the box shares a user namespace that maps gid 5", () => {
     const ptsData = (caller: typeof user, ttyGroupMapped: boolean) =>
-      (planBox(loaded(), { ...facts(), ttyGroupMapped }, caller).mounts.find((o) => o.target === "/dev/pts" && o.op === "mount") as { data: string }).data;
-    expect(ptsData(root, true)).toContain(",gid=5");
+      (planBox(loaded(), { ...facts(), ttyGroupMapped }, caller).mounts.find((o) => o.target === "/dev/pts" && o.op === "mount") as { options: string[] }).options;
+    expect(ptsData(root, true)).toContain("gid=5");
     // uid 0 inside someone else's user namespace (`unshare -Ur nsrun ...`): gid 5 is not mapped there.
     expect(ptsData(root, false)).not.toContain("gid=5");
     expect(ptsData(user, true)).not.toContain("gid=5");
@@ -163,7 +163,7 @@ describe("planBox", () => {
     expect(planKey({ hostname: "box", namespaces: { uts: false } })).toBe("hostname");
     expect(planKey({ namespaces: { mount: false } })).toBe("namespaces.mount");
     expect(planKey({ ephemeral: true }, user, "/srv/a,b")).toBe("rootfs");
-    expect(planBox(loaded({ ephemeral: true }), facts("/srv/ab"), user).rootfs).toEqual({ hostPath: "/srv/ab", readonly: false, ephemeral: true });
+    expect(planBox(loaded({ ephemeral: true }), facts("/srv/ab"), user).rootfs).toEqual({ hostPath: "/srv/ab", readonly: false, ephemeral: true, userns: true });
   });
 
   test("a mount planning error becomes a ConfigError with the option's key", () => {
@@ -202,17 +202,18 @@ describe("planMounts and defaultMounts", () => {
       "mount:/proc",
       "mount:/dev",
       ...["null", "zero", "full", "random", "urandom", "tty"].map((n) => `bind:/dev/${n}`),
-      "mkdir:/dev/pts",
       "mount:/dev/pts",
       "symlink:/dev/ptmx",
-      "mkdir:/dev/shm",
       "mount:/dev/shm",
       ...["fd", "stdin", "stdout", "stderr"].map((n) => `symlink:/dev/${n}`),
       "mount:/sys",
       "mount:/tmp",
     ]);
     const nodes = planMounts([], [], ctx).filter((o) => o.op === "bind");
-    expect(nodes.every((o) => o.op === "bind" && o.file && !o.recursive && o.source === o.target)).toBe(true);
+    // The device nodes are the only binds without nodev: nsrun's own /dev is where devices work.
+    expect(nodes.every((o) => o.op === "bind" && o.file && !o.recursive && o.source === o.target && o.attrs === 0)).toBe(true);
+    const special = planMounts([], [], ctx).filter((o) => o.op === "mount" && o.special).map((o) => o.target);
+    expect(special).toEqual(["/proc", "/dev", "/dev/pts", "/sys"]);
   });
 
   test.each(["/tmp", "/tmp/"])("a configured mount on %p replaces only the default /tmp", (target) => {
@@ -230,9 +231,9 @@ describe("planMounts and defaultMounts", () => {
 
   test("devpts gets gid=5 only where the tty group is mapped; /proc falls back only without a PID namespace", () => {
     const find = (c: typeof ctx, t: string) => planMounts([], [], c).find((o) => o.target === t && o.op === "mount");
-    const data = (c: typeof ctx) => (find(c, "/dev/pts") as { data: string }).data;
-    expect(data(ctx)).not.toContain("gid=5");
-    expect(data({ ...ctx, ttyGroup: true })).toContain(",gid=5");
+    const options = (c: typeof ctx) => (find(c, "/dev/pts") as { options: string[] }).options;
+    expect(options(ctx)).not.toContain("gid=5");
+    expect(options({ ...ctx, ttyGroup: true })).toContain("gid=5");
     expect(find(ctx, "/proc")).toHaveProperty("fallbackBind", undefined);
     expect(find({ ...ctx, pidns: false }, "/proc")).toHaveProperty("fallbackBind", "/proc");
     expect(find(ctx, "/sys")).toHaveProperty("fallbackBind", "/sys");
@@ -242,15 +243,15 @@ describe("planMounts and defaultMounts", () => {
 
 describe("planMount", () => {
   const dirSrc = { path: "/host/d", isDir: true };
-  const bind = (extra: Record<string, unknown>) => planMount(mountsOf([{ type: "bind", source: "d", target: "/d", ...extra }])[0], 0, dirSrc);
+  const bind = (extra: Record<string, unknown>) => planMount(mountsOf([{ type: "bind", source: "d", target: "/d", ...extra }])[0], 0, dirSrc, ctx);
 
-  test("a bind defaults to recursive without attributes", () => {
-    expect(bind({})).toEqual({ op: "bind", source: "/host/d", target: "/d", recursive: true, attrs: 0, file: false, origin: "mounts[0]" });
-    expect(planMount(mountsOf([{ type: "bind", source: "f", target: "/f" }])[0], 0, { path: "/host/f", isDir: false })).toHaveProperty("file", true);
+  test("a bind defaults to recursive, nodev", () => {
+    expect(bind({})).toEqual({ op: "bind", source: "/host/d", target: "/d", recursive: true, attrs: F.MOUNT_ATTR_NODEV, file: false, origin: "mounts[0]" });
+    expect(planMount(mountsOf([{ type: "bind", source: "f", target: "/f" }])[0], 0, { path: "/host/f", isDir: false }, ctx)).toHaveProperty("file", true);
   });
 
-  test("bind options become mount_setattr attributes", () => {
-    expect(bind({ readonly: true })).toHaveProperty("attrs", F.MOUNT_ATTR_RDONLY);
+  test("bind options become mount attributes", () => {
+    expect(bind({ readonly: true })).toHaveProperty("attrs", F.MOUNT_ATTR_RDONLY | F.MOUNT_ATTR_NODEV);
     expect(bind({ options: ["nosuid", "nodev", "noexec"] })).toHaveProperty("attrs", F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC);
     expect(bind({ options: ["bind"] })).toHaveProperty("recursive", false);
   });
@@ -266,11 +267,19 @@ describe("planMount", () => {
     expect((err as MountPlanError).key).toBe("mounts[0].options[1]");
   });
 
-  test("filesystem options: flags become MS_*, the rest go to data", () => {
-    const op = planMount(mountsOf([{ type: "tmpfs", target: "/t", options: ["nosuid", "noexec", "size=1m", "mode=700"] }])[0], 3, null);
-    expect(op).toEqual({ op: "mount", fstype: "tmpfs", source: "tmpfs", target: "/t", flags: F.MS_NOSUID | F.MS_NODEV | F.MS_NOEXEC, data: "size=1m,mode=700", origin: "mounts[3]" });
-    const ro = planMount(mountsOf([{ type: "tmpfs", target: "/t", readonly: true }])[0], 0, null);
-    expect(ro).toMatchObject({ flags: F.MS_NOSUID | F.MS_NODEV | F.MS_RDONLY, data: null });
+  test("filesystem options: flags become mount attributes, the rest go to the filesystem", () => {
+    const op = planMount(mountsOf([{ type: "tmpfs", target: "/t", options: ["nosuid", "noexec", "size=1m", "mode=700"] }])[0], 3, null, ctx);
+    expect(op).toEqual({ op: "mount", fstype: "tmpfs", target: "/t", attrs: F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC, options: ["size=1m", "mode=700"], special: false, origin: "mounts[3]" });
+    const ro = planMount(mountsOf([{ type: "tmpfs", target: "/t", readonly: true }])[0], 0, null, ctx);
+    expect(ro).toMatchObject({ attrs: F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_RDONLY, options: [] });
+  });
+
+  test("sysfs is read-only unless asked, and read-write only with a network namespace of the box's own", () => {
+    const sysfs = (options: string[], netns: boolean) => planMount(mountsOf([{ type: "sysfs", target: "/s", options }])[0], 0, null, { ...ctx, netns });
+    expect(sysfs([], true)).toMatchObject({ attrs: F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC | F.MOUNT_ATTR_RDONLY, special: true });
+    expect(sysfs(["rw"], true)).toMatchObject({ attrs: F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC });
+    expect(() => sysfs(["rw"], false)).toThrow(MountPlanError);
+    expect(sysfs([], false)).toHaveProperty("special", true);
   });
 });
 
@@ -341,20 +350,40 @@ describe("searchPath", () => {
 });
 
 describe("cmd/args", () => {
-  test("a misspelt flag is found; known spellings are not", () => {
-    expect(unknownFlag(["run", "--confg", "x"], runArgs)).toBe("--confg");
-    for (const ok of ["-v", "--trace", "--config=x", "-c", "--verbose", "--log-level", "--help"])
-      expect(unknownFlag(["run", ok], runArgs)).toBeNull();
+  const parse = (raw: string[]) => parseArgs(raw, runArgs, { command: true });
+  const refused = (raw: string[]) => {
+    try {
+      parse(raw);
+    } catch (e) {
+      if (e instanceof ArgsError) return e.message;
+      throw e;
+    }
+    return null;
+  };
+
+  test("a misspelt flag is refused; every known spelling is taken", () => {
+    expect(refused(["--confg", "x"])).toBe("unknown option --confg");
+    expect(parse(["-v", "--trace", "--config=x", "--log-level", "info"]).values).toEqual({ config: "x", "log-level": "info", verbose: true, trace: true });
+    expect(parse(["-c", "y", "--no-trace"]).values).toMatchObject({ config: "y", trace: false });
   });
 
-  test("flags after -- belong to the command", () => {
-    expect(unknownFlag(["run", "--", "ls", "--bogus"], runArgs)).toBeNull();
-    expect(unknownFlag(["run", "--bogus", "--", "ls"], runArgs)).toBe("--bogus");
+  test("a flag that needs a value and has none is refused, and so is a value on a switch", () => {
+    expect(refused(["--config"])).toBe("--config needs a value");
+    expect(refused(["--trace=yes"])).toBe("--trace takes no value");
   });
 
-  test("commandAfterDashes", () => {
-    expect(commandAfterDashes(["run", "--", "ls", "-l"])).toEqual(["ls", "-l"]);
-    expect(commandAfterDashes(["run", "-v"])).toEqual([]);
-    expect(commandAfterDashes(["--", "a", "--", "b"])).toEqual(["a", "--", "b"]);
+  test("the command starts at --, or at the first word that is not an option; what follows is the command's", () => {
+    expect(parse(["--", "ls", "--bogus"]).command).toEqual(["ls", "--bogus"]);
+    expect(parse(["--trace", "ls", "-l", "--", "x"]).command).toEqual(["ls", "-l", "--", "x"]);
+    expect(parse(["-c", "box.toml"]).command).toEqual([]);
+    expect(refused(["--bogus", "--", "ls"])).toBe("unknown option --bogus");
+  });
+
+  test("startsABox: run, or --config outside a subcommand; never with --help", () => {
+    expect(startsABox(["run", "ls"])).toBe(true);
+    expect(startsABox(["--config", "b.toml"])).toBe(true);
+    expect(startsABox(["run", "--help"])).toBe(false);
+    expect(startsABox(["run", "--", "sh", "--help"])).toBe(true);
+    expect(startsABox(["doctor", "--config", "x"])).toBe(false);
   });
 });

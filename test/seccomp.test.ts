@@ -2,16 +2,16 @@
 // parsing, capabilities, rlimits, and how planBox turns [security]/[limits] into a plan. The BPF is
 // run with evaluate(); its structure is checked against the kernel's own rules for classic BPF.
 import { describe, expect, test } from "bun:test";
-import { applyBoundingSet, applyCapabilitySets, capabilityMask, capabilityNumber, CAPABILITIES, DEFAULT_CAPABILITIES } from "../core/capabilities";
+import { capabilityMask, capabilityNumber, CAPABILITIES, DEFAULT_CAPABILITIES, emitBoundingSet, emitCapabilitySets } from "../core/capabilities";
 import { parseConfig } from "../core/config";
 import { ConfigError } from "../core/errors";
 import { DEFAULT_MASKED, DEFAULT_READONLY, type HostFacts, planBox } from "../core/plan";
-import { applyRlimits, planRlimits, rlimitProblem } from "../core/rlimits";
+import { emitRlimits, planRlimits, rlimitProblem } from "../core/rlimits";
 import { type Action, AUDIT_ARCH_X86_64, actionValue, type CmpOp, compileProfile, DEFAULT_DENIED, defaultProfile, evaluate, type Insn, type Profile, RET } from "../core/seccomp";
 import { ParseProfileError, parseProfile } from "../core/seccomp-profile";
 import * as F from "../ffi/flags";
 import { SYSCALLS_X86_64 as NR } from "../ffi/syscalls-x86_64";
-import { FakeSys } from "./fake-sys";
+import { Tape } from "../core/tape/tape";
 
 const EPERM = RET.errno(1);
 const CLONE_NEWUSER = 0x10000000n;
@@ -312,38 +312,37 @@ describe("planBox security and limits", () => {
   });
 });
 
-describe("applying capabilities and rlimits", () => {
+describe("compiling capabilities and rlimits into tape ops", () => {
   const keep = DEFAULT_CAPABILITIES.map((c) => capabilityNumber(c)!);
+  /** The ops `emit` puts on a fresh tape, as the listing spells them. */
+  const ops = (emit: (t: Tape) => void) => {
+    const t = new Tape("x64");
+    emit(t);
+    return t.ops.map((op) => op.text);
+  };
 
   test("the bounding set drops every cap up to lastCap except the kept ones", () => {
-    const sys = new FakeSys();
-    applyBoundingSet(sys, keep, 40);
-    const dropped = sys.only("prctl").map(([option, cap]) => (option === F.PR_CAPBSET_DROP ? cap : -1));
-    expect(dropped).toEqual(Array.from({ length: 41 }, (_, c) => c).filter((c) => !keep.includes(c)));
-    expect(F.PR_CAPBSET_DROP).toBe(24);
-    const few = new FakeSys();
-    applyBoundingSet(few, [], 2);
-    expect(few.calls).toEqual([0, 1, 2].map((c) => ({ name: "prctl", args: [24, c] })));
+    const dropped = ops((t) => emitBoundingSet(t, keep, 40));
+    const expected = Array.from({ length: 41 }, (_, c) => c).filter((c) => !keep.includes(c));
+    expect(dropped).toEqual(expected.map((c) => `prctl(PR_CAPBSET_DROP, CAP_${CAPABILITIES[c]})`));
+    expect(ops((t) => emitBoundingSet(t, [], 2))).toEqual(["prctl(PR_CAPBSET_DROP, CAP_CHOWN)", "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)", "prctl(PR_CAPBSET_DROP, CAP_DAC_READ_SEARCH)"]);
   });
 
   test("capset keeps the mask for uid 0, nothing for others; ambient is cleared", () => {
-    const root = new FakeSys();
-    applyCapabilitySets(root, keep, 0);
-    expect(root.calls).toEqual([
-      { name: "capset", args: [0x800405fbn, 0x800405fbn, 0x800405fbn] },
-      { name: "prctl", args: [47, 4] },
+    expect(ops((t) => emitCapabilitySets(t, keep, 0))).toEqual([
+      "capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=prm=inh=0x00000000800405fb})",
+      "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)",
     ]);
-    const user = new FakeSys();
-    applyCapabilitySets(user, keep, 1000);
-    expect(user.only("capset")).toEqual([[0n, 0n, 0n]]);
-    expect(user.only("prctl")).toEqual([[F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL]]);
+    expect(ops((t) => emitCapabilitySets(t, keep, 1000))[0]).toBe("capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=prm=inh=0x0000000000000000})");
     expect(capabilityMask(keep)).toBe(0x800405fbn);
     expect(capabilityMask([40, 0])).toBe((1n << 40n) | 1n);
   });
 
-  test("applyRlimits calls setrlimit once per planned limit", () => {
-    const sys = new FakeSys();
-    applyRlimits(sys, planRlimits({ nofile: [1024, 4096], stack: "unlimited" }));
-    expect(sys.only("setrlimit")).toEqual([[3, -1, -1], [4, 0, 0], [7, 1024, 4096]]);
+  test("one prlimit64 per planned limit, core = 0 by default", () => {
+    expect(ops((t) => emitRlimits(t, planRlimits({ nofile: [1024, 4096], stack: "unlimited" })))).toEqual([
+      "prlimit64(0, RLIMIT_STACK, {RLIM_INFINITY, RLIM_INFINITY}, NULL)",
+      "prlimit64(0, RLIMIT_CORE, {0, 0}, NULL)",
+      "prlimit64(0, RLIMIT_NOFILE, {1024, 4096}, NULL)",
+    ]);
   });
 });

@@ -12,7 +12,7 @@
 // A bundle is one file, as nsrun's compiled binary is, and its dynamic imports only run their module
 // code; they load nothing from disk.
 import { readdirSync, readFileSync, readlinkSync, statSync, writeSync } from "node:fs";
-import { type EarlyFailure, earlyUnshare, earlyWriteFile } from "../../ffi/early";
+import { type EarlyFailure, earlyUnshare, earlyWriteFile } from "./early";
 import * as F from "../../ffi/flags";
 
 // ---------------------------------------------------------------------------------------------
@@ -98,22 +98,11 @@ type Early = EarlyFailure | null;
 /** Everything else of ffi/, loaded after the early steps. */
 async function loadFfi() {
   const libcMod = await import("../../ffi/libc");
-  const exp = await import("../../ffi/experiments");
+  const exp = await import("./experiments");
   const io = await import("../../ffi/io");
-  const { LinuxSys } = await import("../../ffi/sys");
-  const sys = new LinuxSys();
   const named = (f: Early) => (f ? libcMod.errnoName(f.errno) : "0");
-  /** Runs one LinuxSys call: "0" or the errno name it failed with. */
-  const attempt = (fn: () => unknown): string => {
-    try {
-      fn();
-      return "0";
-    } catch (e) {
-      if (e instanceof libcMod.SyscallError) return e.errnoName;
-      throw e;
-    }
-  };
-  return { ...libcMod, ...exp, ...io, sys, named, attempt };
+  const ffiCalls = { setresuid: exp.setresuid, sethostname: exp.sethostname, mount: exp.mount, umount2: exp.umount2, unshare: exp.unshare, setrlimit: exp.setrlimit };
+  return { ...libcMod, ...exp, ...io, named, ffiCalls };
 }
 
 const nsLink = (kind: string, pid: number | "self" = "self"): string => {
@@ -215,14 +204,14 @@ const experiments: Record<string, (args: string[]) => Promise<ProbeResult>> = {
     const uid = process.getuid?.() ?? -1;
     const gid = process.getgid?.() ?? -1;
     const user = earlyUnshare(F.CLONE_NEWUSER, "CLONE_NEWUSER");
-    const { named, libc, sys, attempt } = await loadFfi();
-    const unmapped = { uid: libc.getuid(), setresuid: attempt(() => sys.setresuid(0)) };
+    const { named, libc, ffiCalls } = await loadFfi();
+    const unmapped = { uid: libc.getuid(), setresuid: ffiCalls.setresuid(0) };
     const gidMapWithoutDeny = named(earlyWriteFile("/proc/self/gid_map", `0 ${gid} 1\n`));
     const deny = named(earlyWriteFile("/proc/self/setgroups", "deny"));
     const gidMap = named(earlyWriteFile("/proc/self/gid_map", `0 ${gid} 1\n`));
     const uidMapFirst = named(earlyWriteFile("/proc/self/uid_map", `0 ${uid} 1\n`));
     const uidMapSecond = named(earlyWriteFile("/proc/self/uid_map", `0 ${uid} 1\n`));
-    const mapped = { uid: libc.getuid(), setresuid: attempt(() => sys.setresuid(0)) };
+    const mapped = { uid: libc.getuid(), setresuid: ffiCalls.setresuid(0) };
     const root = statSync("/"); // owned by uid 0 and gid 0 outside, which the map leaves out
     const own = statSync("/proc/self"); // owned by the caller, which the map includes
     return {
@@ -253,22 +242,22 @@ const experiments: Record<string, (args: string[]) => Promise<ProbeResult>> = {
     const capBefore = statusField("CapEff");
     const userBefore = nsLink("user");
     const user = earlyUnshare(F.CLONE_NEWUSER, "CLONE_NEWUSER");
-    const { named, sys, attempt } = await loadFfi();
+    const { named, ffiCalls } = await loadFfi();
     // Without a new user namespace the calls below would be made with the caller's own rights (root's).
     if (user) return { user: named(user), skipped: "unshare(CLONE_NEWUSER) failed" };
     const capAfter = statusField("CapEff");
     const hostname = procSys("kernel/hostname");
     // The same name: even if the kernel allowed it, the host's hostname would not change.
-    const sethostnameShared = attempt(() => sys.sethostname(hostname));
-    const mountShared = attempt(() => sys.mount("nsrun-kernel", dir, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "size=64k"));
-    if (mountShared === "0") sys.umount2(dir, F.MNT_DETACH); // the fact did not hold: undo at once
-    const own = attempt(() => sys.unshare(F.CLONE_NEWUTS | F.CLONE_NEWNS));
+    const sethostnameShared = ffiCalls.sethostname(hostname);
+    const mountShared = ffiCalls.mount("nsrun-kernel", dir, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "size=64k");
+    if (mountShared === "0") ffiCalls.umount2(dir, F.MNT_DETACH); // the fact did not hold: undo at once
+    const own = ffiCalls.unshare(F.CLONE_NEWUTS | F.CLONE_NEWNS);
     let sethostnameOwn = "not attempted";
     let mountOwn = "not attempted";
     if (own === "0") {
-      sethostnameOwn = attempt(() => sys.sethostname(hostname));
-      sys.mount(null, "/", null, F.MS_REC | F.MS_PRIVATE, null);
-      mountOwn = attempt(() => sys.mount("nsrun-kernel", dir, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "size=64k"));
+      sethostnameOwn = ffiCalls.sethostname(hostname);
+      ffiCalls.mount(null, "/", null, F.MS_REC | F.MS_PRIVATE, null);
+      mountOwn = ffiCalls.mount("nsrun-kernel", dir, "tmpfs", F.MS_NOSUID | F.MS_NODEV, "size=64k");
     }
     return {
       uid: process.getuid?.(),
@@ -292,12 +281,12 @@ const experiments: Record<string, (args: string[]) => Promise<ProbeResult>> = {
     const utsBefore = nsLink("uts");
     const flags = process.getuid?.() === 0 ? F.CLONE_NEWUTS : F.CLONE_NEWUSER | F.CLONE_NEWUTS;
     const made = earlyUnshare(flags, F.flagNames(flags, F.CLONE_FLAGS));
-    const { named, sys, attempt } = await loadFfi();
+    const { named, ffiCalls } = await loadFfi();
     const utsAfter = nsLink("uts");
     const inside = procSys("kernel/hostname");
     // Only in a UTS namespace that is certainly new: as root, a sethostname in the host's would rename the host.
     let set = "not attempted: no new UTS namespace";
-    if (made === null && utsAfter !== utsBefore) set = attempt(() => sys.sethostname("nsrun-kernel-uts"));
+    if (made === null && utsAfter !== utsBefore) set = ffiCalls.sethostname("nsrun-kernel-uts");
     return { unshare: named(made), hostBefore, utsBefore, utsAfter, inside, set, after: procSys("kernel/hostname") };
   },
 
@@ -315,10 +304,10 @@ const experiments: Record<string, (args: string[]) => Promise<ProbeResult>> = {
    * creates nothing. The limit binds only an ordinary user; for root the probe refuses to try.
    */
   async "clone-newpid-thread"() {
-    const { sys, attempt, rawCloneRefused, CLONE_THREAD, CLONE_SIGHAND, CLONE_VM } = await loadFfi();
+    const { rawCloneRefused, CLONE_THREAD, CLONE_SIGHAND, CLONE_VM, ffiCalls } = await loadFfi();
     const thread = CLONE_THREAD | CLONE_SIGHAND | CLONE_VM; // a thread needs all three, or EINVAL for another reason
     const uid = process.getuid?.() ?? 0;
-    const limit = attempt(() => sys.setrlimit(F.RLIMIT.nproc, 0, 0));
+    const limit = ffiCalls.setrlimit(F.RLIMIT.nproc, 0, 0);
     if (uid === 0 || limit !== "0" || BigInt(`0x${statusField("CapEff")}`) !== 0n) {
       return { uid, limit, skipped: "needs an ordinary user without capabilities and a process limit of 0" };
     }
@@ -339,9 +328,9 @@ const experiments: Record<string, (args: string[]) => Promise<ProbeResult>> = {
     const flags = mode === "newpid" ? F.CLONE_NEWUSER | F.CLONE_NEWPID : F.CLONE_NEWUSER;
     const made = earlyUnshare(flags, F.flagNames(flags, F.CLONE_FLAGS));
     const ffi = await loadFfi();
-    const { named, sys, attempt, rawCloneRefused } = ffi;
+    const { named, ffiCalls, rawCloneRefused } = ffi;
     const pid = nsLink("pid");
-    const limit = attempt(() => sys.setrlimit(F.RLIMIT.nproc, 0, 0));
+    const limit = ffiCalls.setrlimit(F.RLIMIT.nproc, 0, 0);
     let clone = "not attempted";
     if (uid !== 0 && limit === "0" && made === null) {
       clone = rawCloneRefused(ffi.CLONE_VM | ffi.CLONE_FS | ffi.CLONE_FILES | ffi.CLONE_SIGHAND | ffi.CLONE_THREAD);

@@ -1,9 +1,9 @@
-// The namespace stage's first moves, before anything else is loaded.
+// The kernel experiments' first moves (probe.ts), before anything else is loaded.
 //
 // unshare(CLONE_NEWUSER) fails with EINVAL once a process has a second thread, and Bun grows
-// threads as it allocates: binding libc.ts's full symbol table is already enough to start one.
-// So this module binds only the five symbols needed to create the user namespace and write its
-// id maps; the stage imports everything else afterwards.
+// threads as it allocates: binding ffi/libc.ts's full symbol table is already enough to start one.
+// So this module binds only the five symbols needed to create a user namespace and write its id
+// maps; an experiment imports everything else afterwards.
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
 
 const { i32, i64, u32, u64, ptr } = FFIType;

@@ -1,7 +1,8 @@
 // libc calls that only test/kernel/ needs: the experiments that show the kernel's namespace rules.
-// It has its own small dlopen, so that ffi/libc.ts keeps exactly the symbols nsrun itself uses.
+// Each returns "0" or the errno's name. It has its own small dlopen, so that ffi/libc.ts keeps
+// exactly the symbols nsrun itself uses.
 import { dlopen, FFIType } from "bun:ffi";
-import { cstr, errno, errnoName, libc } from "./libc";
+import { cstr, errno, errnoName, libc } from "../../ffi/libc";
 
 const { i32, ptr } = FFIType;
 
@@ -9,7 +10,23 @@ export const extra = dlopen("libc.so.6", {
   chroot: { args: [ptr], returns: i32 },
   getpid: { args: [], returns: i32 },
   getppid: { args: [], returns: i32 },
+  unshare: { args: [i32], returns: i32 },
+  mount: { args: [ptr, ptr, ptr, FFIType.u64, ptr], returns: i32 },
+  umount2: { args: [ptr, i32], returns: i32 },
+  sethostname: { args: [ptr, FFIType.u64], returns: i32 },
+  setresuid: { args: [FFIType.u32, FFIType.u32, FFIType.u32], returns: i32 },
+  prlimit: { args: [i32, i32, ptr, ptr], returns: i32 },
 }).symbols;
+
+const orNull = (s: string | null) => (s === null ? null : cstr(s));
+
+export const unshare = (flags: number) => outcome(extra.unshare(flags));
+export const mount = (source: string | null, target: string, fstype: string | null, flags: number, data: string | null) =>
+  outcome(extra.mount(orNull(source), cstr(target), orNull(fstype), flags, orNull(data)));
+export const umount2 = (target: string, flags: number) => outcome(extra.umount2(cstr(target), flags));
+export const sethostname = (name: string) => outcome(extra.sethostname(Buffer.from(name), Buffer.byteLength(name)));
+export const setresuid = (uid: number) => outcome(extra.setresuid(uid, uid, uid));
+export const setrlimit = (resource: number, soft: number, hard: number) => outcome(extra.prlimit(0, resource, new BigUint64Array([BigInt(soft), BigInt(hard)]), null));
 
 // <linux/sched.h>: the clone(2) flags that make a thread (what pthread_create passes).
 export const CLONE_VM = 0x00000100;

@@ -1,0 +1,72 @@
+// nsrun as a library, for a long-lived Bun process that starts many boxes (a test runner, a
+// code-execution service): the executor is loaded once, and each box costs its plan, its tape
+// and its clone3(2), without a new Bun process.
+//
+//   import { runBox } from "nsrun/core/api";
+//   const { exitCode } = await runBox({ rootfs: "/srv/rootfs" }, { args: ["/bin/true"] });
+//
+// Signals are the caller's business here: nothing is forwarded. `signal` (an AbortSignal) kills a
+// running box. Call it from the main thread: the box's parent-death signal follows the thread that
+// started it.
+import { waitExit } from "../ffi/wait";
+import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup } from "./cgroup";
+import { type LoadedConfig, loadConfig, parseConfig } from "./config";
+import { StageError } from "./errors";
+import { inspectHost, planBox } from "./plan";
+import { startBox } from "./host/start";
+import { tracerFor } from "./host/run";
+
+export interface BoxOptions {
+  /** Replaces [process].args. */
+  args?: string[];
+  /** Print every setup syscall to stderr, as `nsrun --trace` does. */
+  trace?: boolean;
+  /** Where a config given as an object resolves its relative paths. Default: the current directory. */
+  dir?: string;
+  /** Aborting kills the box. */
+  signal?: AbortSignal;
+}
+
+export interface BoxResult {
+  /** The command's exit status, or 128 + the signal that ended it (the shell's convention). */
+  exitCode: number;
+  /** The signal that ended the command, or null. */
+  signal: number | null;
+}
+
+let boxes = 0;
+
+/**
+ * Run one box to its end. `config` is a box.toml path, or the same keys as an object. A config or
+ * setup error throws a StageError/ConfigError with nsrun's message and hint (and exitCode 125, 126
+ * or 127), and leaves nothing behind.
+ */
+export async function runBox(config: string | Record<string, unknown>, opts: BoxOptions = {}): Promise<BoxResult> {
+  const loaded: LoadedConfig =
+    typeof config === "string" ? loadConfig(config) : { config: parseConfig(config, "(runBox config)"), file: "(runBox config)", dir: opts.dir ?? process.cwd() };
+  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
+  // Several boxes of one process need cgroups of their own: nsrun-PID-N.
+  const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}` });
+  if (plan.cgroup) applyCgroup(plan.cgroup);
+  const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;
+  let pid = 0;
+  const abort = () => pid && process.kill(pid, "SIGKILL");
+  opts.signal?.addEventListener("abort", abort);
+  try {
+    const trace = opts.trace ? { host: tracerFor("host", true), executor: tracerFor("executor", true) } : undefined;
+    const started = await startBox(plan, { cgroup: join, trace, onSpawn: (p) => (pid = p) });
+    if (join) closeCgroupJoin(join);
+    const child = started.ok ? started : started.started;
+    const exit = child ? await waitExit(child.pidfd) : null;
+    if (child) {
+      (await import("node:fs")).closeSync(child.pidfd);
+      (await import("node:fs")).closeSync(child.stub);
+    }
+    if (!started.ok) throw new StageError("setup", started.failure.message, started.failure.hint, started.failure.exitCode);
+    const e = exit ?? { code: null, signal: null };
+    return { exitCode: e.signal !== null ? 128 + e.signal : (e.code ?? 0), signal: e.signal };
+  } finally {
+    opts.signal?.removeEventListener("abort", abort);
+    if (plan.cgroup) await removeCgroup(plan.cgroup);
+  }
+}

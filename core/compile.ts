@@ -1,0 +1,153 @@
+// Stage 4, compile: a BoxPlan becomes a tape, the list of syscalls the box's first process makes
+// between clone3(2) and execve(2) (ffi/executor/executor.c runs it; no JavaScript can run there).
+// This function is the algorithm's outline: each stage below emits its ops, in this order, and the
+// comments say why the order matters.
+import { ERRNO } from "../ffi/errno";
+import * as F from "../ffi/flags";
+import { emitBoundingSet, emitCapabilitySets, emitUser } from "./capabilities";
+import { emitHostname } from "./hostname";
+import { emitMounts } from "./mounts";
+import { cloneFlags } from "./namespaces";
+import { emitLoopback } from "./network";
+import { emitPivot } from "./pivot";
+import type { BoxPlan } from "./plan";
+import { emitExec, emitProcess, emitSealFds } from "./process";
+import { emitRlimits } from "./rlimits";
+import { emitPrivateRoot, emitRootfs } from "./rootfs";
+import { emitSeccomp } from "./seccomp";
+import { close, closeRange, pollNow, prctl, unshare, writeText } from "./tape/calls";
+import { Tape } from "./tape/tape";
+import { emitIdMaps } from "./userns";
+
+/** The fds the host hands the box's first process, as numbered in the host (the child inherits them). */
+export interface ChildFds {
+  /** The report pipe's write end: failures, sync requests. */
+  report: number;
+  /** The sync pipe's read end, where the host answers sync points; null when the tape has none. */
+  sync: number | null;
+  /** The sealed memfd holding the stub. */
+  stub: number;
+  /** cgroup v2: the box's cgroup directory, for CLONE_INTO_CGROUP (used by clone3, closed in the child). */
+  cgroupDir: number | null;
+  /** cgroup v1: each controller's cgroup.procs, opened by the host; the child writes itself into them. */
+  cgroupProcs: number[];
+}
+
+export interface CompileOptions {
+  fds: ChildFds;
+  /** The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap). */
+  lastCap: number;
+  /** process.arch, for the syscall numbers. */
+  arch?: NodeJS.Architecture;
+}
+
+export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
+  const { fds } = opts;
+  const t = new Tape(opts.arch);
+  const joinCgroupInside = fds.cgroupProcs.length > 0;
+  t.reportFd = fds.report;
+  t.cgroupFd = fds.cgroupDir ?? -1;
+  t.cloneFlags = cloneFlags(plan.namespaces, joinCgroupInside);
+
+  t.stage("namespaces", "start the box's first process");
+  keepOnlyFds(t, [fds.report, fds.stub, ...(fds.sync === null ? [] : [fds.sync]), ...fds.cgroupProcs]);
+  parentDeath(t, fds.report);
+  if (joinCgroupInside) {
+    // cgroup v1 has no CLONE_INTO_CGROUP: the process writes itself in ("0" is the writer), and only
+    // then makes its cgroup namespace, whose root is the cgroup it is in at that moment.
+    t.doing("join the box's cgroup");
+    for (const fd of fds.cgroupProcs) writeText(t, fd, "0");
+    if (plan.namespaces.includes("cgroup")) unshare(t, F.CLONE_NEWCGROUP);
+  }
+
+  t.stage("user namespace");
+  if (plan.idMap) emitIdMaps(t, plan.idMap);
+  // From here on no other process of the user may ptrace this one or open its /proc files (its
+  // memory is nsrun's). Not earlier: a non-dumpable process cannot write its own uid_map.
+  t.doing("make the process non-dumpable");
+  prctl(t, F.PR_SET_DUMPABLE, 0, "0");
+
+  t.stage("mount namespace and private root");
+  emitPrivateRoot(t);
+
+  t.stage("rootfs");
+  const root = t.reg("root");
+  emitRootfs(t, plan.rootfs, root);
+
+  t.stage("mounts");
+  // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
+  // allowed only while a fully visible proc (the host's) is mounted in the namespace.
+  emitMounts(t, root, plan.mounts);
+
+  t.stage("hostname");
+  emitHostname(t, plan.hostname);
+
+  t.stage("network");
+  emitLoopback(t, plan.loopback);
+
+  t.stage("pivot_root");
+  emitPivot(t, root);
+  close(t, root);
+
+  t.stage("process");
+  emitProcess(t, plan.process);
+  // Raising a hard limit needs CAP_SYS_RESOURCE: before the capabilities go.
+  emitRlimits(t, plan.rlimits);
+
+  t.stage("capabilities and user");
+  const sec = plan.security;
+  // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (as runc does).
+  if (sec.seccomp && !sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
+  emitBoundingSet(t, sec.capabilities, opts.lastCap); // needs CAP_SETPCAP: before the switch of user
+  emitUser(t, plan.process);
+  emitCapabilitySets(t, sec.capabilities, plan.process.uid);
+  // Changing credentials cleared the parent-death signal: arm it again, and check nsrun is still there.
+  parentDeath(t, fds.report);
+  if (sec.noNewPrivileges) {
+    t.doing("set no_new_privs");
+    prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");
+  }
+
+  t.stage("seccomp and execve");
+  emitSealFds(t, fds.report);
+  // Last but one: the filter refuses mount() and friends, which the stages above needed.
+  if (sec.seccomp && sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
+  emitExec(t, plan.process, { stubFd: fds.stub, reportFd: fds.report });
+  return t;
+}
+
+/**
+ * Close every inherited fd but 0-2 and `keep`: the child's fd table is a copy of nsrun's, with
+ * Bun's own fds and, in a process that starts many boxes, other boxes' pipes in it.
+ */
+export function keepOnlyFds(t: Tape, keep: number[]): void {
+  t.doing("close the fds the box must not have");
+  let from = 3;
+  for (const fd of [...new Set(keep)].filter((fd) => fd >= 3).sort((a, b) => a - b)) {
+    if (fd > from) closeRange(t, from, fd - 1, 0);
+    from = fd + 1;
+  }
+  closeRange(t, from, 0xffffffff, 0);
+}
+
+/**
+ * If nsrun dies, so does the box: SIGKILL on the parent's death (the whole PID namespace goes with
+ * PID 1). The kernel sends it only if the parent dies after this prctl, so then check that nsrun,
+ * the report pipe's only reader, is still there.
+ */
+function parentDeath(t: Tape, reportFd: number): void {
+  t.doing("arm the parent-death signal");
+  prctl(t, F.PR_SET_PDEATHSIG, F.SIGKILL, "SIGKILL");
+  // struct pollfd { int fd; short events; short revents; }: POLLERR on a pipe whose reader is gone.
+  const pollfd = t.struct(8, `{fd=${reportFd}}`, [[0, 4, reportFd]]);
+  const polled = t.reg("polled");
+  const gone = t.label(`nsrun_gone_${t.ops.length}`);
+  const alive = t.label(`nsrun_alive_${t.ops.length}`);
+  pollNow(t, pollfd, polled);
+  t.load(t.field(pollfd, 4, "pollfd.events|revents<<16"), 4, polled);
+  t.jumpIf(polled, "ANY", (F.POLLERR | F.POLLHUP) << 16, gone);
+  t.jump(alive);
+  t.place(gone);
+  t.fail(ERRNO.EPIPE, "nsrun exited during setup");
+  t.place(alive);
+}

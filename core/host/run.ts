@@ -1,0 +1,118 @@
+// `nsrun run`: the process the user started. It loads the config and plans (any error there exits
+// 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
+// box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
+import { writeSync } from "node:fs";
+import { loadExecutor } from "../../ffi/executor";
+import { clearNonblock, libc } from "../../ffi/libc";
+import * as F from "../../ffi/flags";
+import { waitExit, shellStatus } from "../../ffi/wait";
+import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup } from "../cgroup";
+import { loadConfig } from "../config";
+import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
+import { stageLine } from "../pipeline";
+import { type BoxPlan, defaultBoxConfig, inspectHost, planBox } from "../plan";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import { type Started, startBox, type Tracer } from "./start";
+import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
+
+export interface RunOptions {
+  configFile?: string;
+  /** Replaces [process].args when non-empty. */
+  args: string[];
+  trace: boolean;
+  log: { debug(...a: unknown[]): void };
+}
+
+/** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
+export function tracerFor(process: string, enabled: boolean): Tracer {
+  return enabled ? (line: string) => void writeSync(2, `nsrun[${process}] ${line}\n`) : null;
+}
+
+export async function runBoxCommand(opts: RunOptions): Promise<never> {
+  const trace = tracerFor("host", opts.trace);
+  trace?.(`start  +${performance.now().toFixed(1)}ms since exec`);
+  trace?.(stageLine("load config"));
+  const loaded = opts.configFile ? loadConfig(opts.configFile) : defaultBoxConfig(process.cwd());
+  trace?.(stageLine("plan"));
+  const facts = inspectHost(loaded);
+  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
+  const plan = planBox(loaded, facts, caller, { args: opts.args, cwdFallback: !opts.configFile });
+  trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
+  opts.log.debug("plan", plan);
+
+  trace?.(stageLine("cgroup"));
+  if (plan.cgroup) {
+    try {
+      applyCgroup(plan.cgroup, trace);
+    } catch (e) {
+      return exit(EXIT_NSRUN_FAILED, { message: `cgroup: ${(e as Error).message}`, hint: cgroupHint(plan.cgroup.version), exitCode: EXIT_NSRUN_FAILED });
+    }
+  }
+
+  // A signal during setup ends the box before its command runs (as it would end nsrun); one that
+  // comes once the command has started goes to the supervisor, which delivers it first.
+  let box = 0;
+  let setupOver = () => false;
+  let abortedBy: number | null = null;
+  const pending: number[] = [];
+  for (const sig of FORWARDED_SIGNALS) {
+    process.on(sig, () => {
+      const n = SIGNAL_NUMBERS[sig];
+      if (sig === "SIGWINCH" || (box && setupOver())) return void pending.push(n);
+      abortedBy ??= n;
+      if (box) libc.kill(box, F.SIGKILL);
+    });
+  }
+  // The box shares our stdio's open files; Bun may have made them non-blocking, which a command
+  // reading stdin would take for EOF.
+  for (const fd of [0, 1, 2]) clearNonblock(fd);
+
+  const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;
+  const result = await startBox(plan, {
+    cgroup: join,
+    trace: { host: trace, executor: tracerFor("executor", opts.trace) },
+    onSpawn: (pid, over) => {
+      box = pid;
+      setupOver = over;
+      if (abortedBy !== null) libc.kill(pid, F.SIGKILL);
+    },
+  });
+  if (join) closeCgroupJoin(join);
+
+  if (!result.ok || abortedBy !== null) {
+    const failure = result.ok ? null : result.failure;
+    const child = result.ok ? result : result.started;
+    if (child) await waitExit(child.pidfd);
+    const code = abortedBy !== null ? 128 + abortedBy : (failure?.exitCode ?? EXIT_NSRUN_FAILED);
+    return exit(code, abortedBy !== null ? undefined : (failure ?? undefined));
+  }
+  return supervise(plan, result, pending, opts.trace);
+
+  /** Every way out before the hand-over goes through here, so the box's cgroup never outlives it. */
+  async function exit(code: number, report?: ErrorReport): Promise<never> {
+    if (plan.cgroup) await removeCgroup(plan.cgroup, trace);
+    if (report) writeSync(2, formatReport(report));
+    process.exit(code);
+  }
+
+  async function supervise(p: BoxPlan, s: Started & { ok: true }, signals: number[], traced: boolean): Promise<never> {
+    tracerFor("supervisor", traced)?.(stageLine("supervise"));
+    // From here until the stub takes them with sigtimedwait(2), signals wait, pending, instead of
+    // reaching a JavaScript handler that the execve(2) is about to discard.
+    loadExecutor().holdSignals(FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]));
+    // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced));
+    // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
+    const status = shellStatus(await waitExit(s.pidfd));
+    if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeSync(2, `nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);
+    opts.log.debug(failed.message);
+    return exit(status);
+  }
+}
+
+function cgroupHint(version: 1 | 2): string {
+  return version === 2
+    ? "nsrun needs a cgroup v2 delegated to you in which it is alone (it moves itself to a leaf so its cgroup can hand controllers down): run it as `systemd-run --user --scope -p Delegate=yes nsrun ...`, or delegate with a user@.service drop-in `Delegate=cpu cpuset io memory pids`"
+    : "cgroup v1 needs root";
+}

@@ -1,0 +1,221 @@
+// Starting a box: compile its plan into a tape, clone3(2) its first process through the executor,
+// and follow the report pipe until the box's command has started or setup has failed. The event
+// loop stays free the whole time (the pipe is read asynchronously), so a signal to nsrun is handled
+// at every moment, also while setup hangs.
+import { readFileSync } from "node:fs";
+import { ERRNO, errnoName } from "../../ffi/errno";
+import { loadExecutor, sealedStub, tapeMemory } from "../../ffi/executor";
+import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES } from "../../ffi/executor/protocol";
+import * as F from "../../ffi/flags";
+import { hintFor } from "../../ffi/hints";
+import { libc, strerror } from "../../ffi/libc";
+import { pipe, readable, writeAll } from "../../ffi/io";
+import { exited } from "../../ffi/wait";
+import { CAPABILITIES } from "../capabilities";
+import { type ChildFds, compileBox } from "../compile";
+import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
+import { stageLine } from "../pipeline";
+import type { BoxPlan } from "../plan";
+import { searchPath } from "../process";
+import type { Tape } from "../tape/tape";
+
+export type Tracer = ((line: string) => void) | null;
+
+export interface StartOptions {
+  /** Where the box's cgroup is joined: a v2 directory fd, or v1 cgroup.procs fds. */
+  cgroup?: { dir: number | null; procs: number[] };
+  trace?: { host: Tracer; executor: Tracer };
+  /**
+   * Called once the first process exists, with its PID and a test of whether setup is over (the
+   * command has started, or setup has failed): a signal handler needs both.
+   */
+  onSpawn?: (pid: number, setupOver: () => boolean) => void;
+}
+
+export interface Started {
+  pid: number;
+  pidfd: number;
+  /** The sealed stub, kept for the supervisor hand-over (close-on-exec). */
+  stub: number;
+}
+
+export type StartResult = ({ ok: true } & Started) | { ok: false; failure: ErrorReport; started: Started | null };
+
+let lastCap: number | null = null;
+
+/** The highest capability this kernel knows. */
+function lastCapability(): number {
+  if (lastCap === null) {
+    try {
+      lastCap = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
+    } catch {
+      lastCap = CAPABILITIES.length - 1;
+    }
+  }
+  return lastCap;
+}
+
+export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<StartResult> {
+  const trace = opts.trace ?? { host: null, executor: null };
+  const [reportRead, reportWrite] = pipe(true);
+  const stub = sealedStub();
+  const fds: ChildFds = { report: reportWrite, sync: null, stub, cgroupDir: opts.cgroup?.dir ?? null, cgroupProcs: opts.cgroup?.procs ?? [] };
+
+  trace.host?.(stageLine("compile"));
+  const tape = compileBox(plan, { fds, lastCap: lastCapability() });
+  trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
+
+  const run = await runTape(tape, { reportRead, reportWrite, trace: trace.executor, onSpawn: opts.onSpawn });
+  if (run.pid < 0) {
+    libc.close(stub);
+    return { ok: false, started: null, failure: cloneFailure(-run.pid, run.cloneText) };
+  }
+  const started: Started = { pid: run.pid, pidfd: run.pidfd, stub };
+  const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
+  if (failed) return { ok: false, started, failure: describeFailure(failed, tape, plan) };
+  const died = exited(started.pidfd, true);
+  if (died && died.signal !== null && run.progress < tape.ops.length - 1) {
+    const step = tape.ops[Math.max(run.progress, 0)].step;
+    const hint = plan.cgroup?.memoryText ? `the box's memory limit (${plan.cgroup.memoryText}) may be too small for nsrun to set the box up: raise limits.memory` : undefined;
+    return { ok: false, started, failure: { message: `${step.stage}: ${step.what}: killed by signal ${died.signal} during setup`, hint, exitCode: EXIT_NSRUN_FAILED } };
+  }
+  return { ok: true, ...started };
+}
+
+export interface TapeRunOptions {
+  /** The report pipe: the tape reports into its write end, which this closes once the child has it. */
+  reportRead: number;
+  reportWrite: number;
+  /** The sync pipe's write end, where sync points are answered. */
+  syncWrite?: number;
+  /** Called at each sync point the tape reaches, with its id; the tape waits until it resolves. */
+  onSync?: (id: number, pid: number) => Promise<void> | void;
+  trace?: Tracer;
+  onSpawn?: StartOptions["onSpawn"];
+}
+
+export interface TapeRun {
+  /** The first process's PID, or -errno when clone3 failed. */
+  pid: number;
+  pidfd: number;
+  reports: Report[];
+  /** The index of the last op the process began (see protocol.h). */
+  progress: number;
+  cloneText: string;
+}
+
+/**
+ * Run a tape: clone3(2) its first process through the executor, answer its sync points, and read
+ * its reports until end of file, when it has exec'd its command or failed. The tape's memory stays
+ * referenced until then: the process reads it, sharing ours.
+ */
+export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun> {
+  const executor = loadExecutor();
+  const memory = tape.encode(tapeMemory, opts.trace !== null && opts.trace !== undefined);
+  const t0 = performance.now();
+  const pid = executor.spawn(memory.bytes);
+  const cgroup = tape.cgroupFd >= 0 ? `|CLONE_INTO_CGROUP, cgroup=${tape.cgroupFd}` : "";
+  const cloneText = `clone3({flags=${F.flagNames(tape.cloneFlags, F.CLONE_FLAGS)}|CLONE_VM|CLONE_PIDFD${cgroup}, exit_signal=SIGCHLD})`;
+  libc.close(opts.reportWrite);
+  if (pid < 0) {
+    libc.close(opts.reportRead);
+    opts.trace?.(stageLine("namespaces"));
+    opts.trace?.(`${cloneText} = -1 ${errnoName(-pid)}`);
+    return { pid, pidfd: -1, reports: [], progress: -1, cloneText };
+  }
+  const header = new DataView(memory.bytes.buffer, memory.bytes.byteOffset);
+  const pidfd = Number(header.getBigInt64(HEADER.pidfd, true));
+  let reportsRead = false;
+  opts.onSpawn?.(pid, () => reportsRead || readable(opts.reportRead));
+  const reports = await readReports(opts.reportRead, async (r) => {
+    if (r.kind !== REPORT.SYNC) return;
+    await opts.onSync?.(r.value, pid);
+    if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
+  });
+  reportsRead = true;
+  // End of file: the command has started, or the process has failed or died. Either way it no
+  // longer runs on the stack the executor gave it.
+  executor.release(memory.bytes);
+  libc.close(opts.reportRead);
+  if (opts.trace) printTrace(opts.trace, tape, memory.bytes, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
+  return { pid, pidfd, reports, progress: Number(header.getBigInt64(HEADER.progress, true)), cloneText };
+}
+
+/** Every record until end of file, each passed to `each` as it comes (a sync point waits for it). */
+async function readReports(fd: number, each: (r: Report) => Promise<void>): Promise<Report[]> {
+  const reports: Report[] = [];
+  let pending = new Uint8Array(0);
+  const reader = Bun.file(fd).stream().getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const all = new Uint8Array(pending.length + value.length);
+    all.set(pending);
+    all.set(value, pending.length);
+    let off = 0;
+    for (; off + REPORT_BYTES <= all.length; off += REPORT_BYTES) {
+      const r = decodeReport(all, off);
+      reports.push(r);
+      await each(r);
+    }
+    pending = all.slice(off);
+  }
+  return reports;
+}
+
+function cloneFailure(errno: number, call: string): ErrorReport {
+  return {
+    message: `namespaces: start the box's first process: ${call}: ${errnoName(errno)} (${strerror(errno)})`,
+    hint: hintFor("unshare", errno) ?? (errno === ERRNO.ENOSYS ? "clone3(2) needs Linux 5.3 or later (CLONE_INTO_CGROUP: 5.7)" : undefined),
+    exitCode: EXIT_NSRUN_FAILED,
+  };
+}
+
+/** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried. */
+function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorReport {
+  const errno = r.value;
+  const name = errnoName(errno);
+  const cmd = JSON.stringify(plan.process.args[0]);
+  if (r.kind === REPORT.EXEC_FAILED) {
+    if (r.index < 0) return { message: `exec: ${cmd}: fork: ${name} (${strerror(errno)})`, exitCode: EXIT_NSRUN_FAILED };
+    if (errno === ERRNO.ENOENT) return { message: `exec: ${cmd}: command not found in the box`, exitCode: EXIT_NOT_FOUND };
+    if (errno === ERRNO.EACCES) return { message: `exec: ${cmd}: permission denied`, exitCode: EXIT_CANNOT_EXECUTE };
+    const path = searchPath(plan.process)[r.index] ?? plan.process.args[0];
+    return { message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint: hintFor("execve", errno), exitCode: EXIT_CANNOT_EXECUTE };
+  }
+  const op = tape.ops[r.index];
+  if (!op) return { message: `the tape ended without starting the command (op ${r.index}): a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
+  const { stage, what, hints } = op.step;
+  if (op.name === "fail") return { message: `${stage}: ${op.text}`, exitCode: EXIT_NSRUN_FAILED };
+  return {
+    message: `${stage}: ${what}: ${op.text}: ${name} (${strerror(errno)})`,
+    hint: hints?.[name] ?? hintFor(op.name, errno),
+    exitCode: op.name === "execveat" ? EXIT.CANNOT_EXECUTE : EXIT_NSRUN_FAILED,
+  };
+}
+
+/** The executor's part of --trace: every op that ran, with its result and time, under its stage's marker. */
+function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, cloneLine: string): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  const resultsAt = HEADER.size + tape.ops.length * OP_BYTES;
+  // A stage's marker comes before the first op that ran at or after its start, so stages with nothing
+  // to do still show, and none after a failure does.
+  const markers = [...tape.stageAt.entries()].sort((a, b) => a[0] - b[0]);
+  let next = 0;
+  const markUpTo = (i: number) => {
+    for (; next < markers.length && markers[next][0] <= i; next++) {
+      out(stageLine(markers[next][1]));
+      if (markers[next][1] === "namespaces") out(cloneLine);
+    }
+  };
+  tape.ops.forEach((op, i) => {
+    const at = resultsAt + i * RESULT_BYTES;
+    const ret = Number(view.getBigInt64(at, true));
+    const start = view.getBigUint64(at + 8, true);
+    const end = view.getBigUint64(at + 16, true);
+    if (end === 0n || op.code < 0) return; // not reached, or a control op
+    markUpTo(i);
+    const shown = ret < 0 && ret > -4096 ? `-1 ${errnoName(-ret)}` : String(ret);
+    out(`${op.text} = ${shown}  ${(Number(end - start) / 1e6).toFixed(3)}ms`);
+  });
+}

@@ -1,0 +1,297 @@
+// The tape: a box's setup compiled into a flat list of syscalls, which the executor (ffi/executor/
+// executor.c) runs in the box's first process, where no JavaScript can run. This file is the
+// assembler: it collects ops with symbolic operands (registers, strings, labels), prints them as a
+// listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
+// ffi/executor/protocol.h. It decides nothing about boxes; core/compile.ts does.
+import { CMP, type Cmp, HEADER, OP, OP_BYTES, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
+import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
+import type { StageTitle } from "../pipeline";
+
+/** A register of the executor: holds one syscall result (an fd, mostly) for later ops. */
+export interface Reg {
+  readonly reg: number;
+  readonly name: string;
+}
+
+/** An address in the tape's data: a string, a struct, a scratch slot. */
+export interface Ptr {
+  readonly item: number;
+  readonly offset: number;
+  readonly show: string;
+}
+
+/** A jump target; placed with Tape.place. */
+export interface Label {
+  index: number | null;
+  readonly name: string;
+}
+
+export type Arg = number | bigint | Reg | Ptr | Label;
+
+/** What the box is doing while an op runs, as an error names it. */
+export interface Step {
+  stage: StageTitle;
+  /** `mounts[0]: bind "/data" on "/ro"`. */
+  what: string;
+  /** Advice for an errno (by name) at this step, ahead of the syscall's general advice. */
+  hints?: Partial<Record<string, string>>;
+}
+
+export interface TapeOp {
+  code: number;
+  /** The syscall's name, or the control op's ("jump_if"). */
+  name: string;
+  /** The call as the listing, errors and --trace print it (made only when asked for). */
+  readonly text: string;
+  args: Arg[];
+  dst: Reg | null;
+  /** Errnos that do not end the tape; the result register then holds -errno. */
+  ok: number[];
+  step: Step;
+}
+
+/** Bytes in the tape's data; `pointers` are addresses of other items, filled in when encoded. */
+interface Item {
+  bytes: Uint8Array;
+  pointers: Array<{ offset: number; to: Ptr }>;
+}
+
+const isReg = (a: Arg): a is Reg => typeof a === "object" && "reg" in a;
+const isPtr = (a: Arg): a is Ptr => typeof a === "object" && "item" in a;
+const isLabel = (a: Arg): a is Label => typeof a === "object" && "index" in a;
+
+export const STACK_SIZE = 64 * 1024;
+
+export class Tape {
+  readonly ops: TapeOp[] = [];
+  /** The stage that begins at an op index. */
+  readonly stageAt = new Map<number, StageTitle>();
+  /** clone3(2) flags (CLONE_NEW*), a cgroup v2 directory to start in, and where reports go. */
+  cloneFlags = 0;
+  cgroupFd = -1;
+  reportFd = -1;
+  private readonly items: Item[] = [];
+  private readonly regs = new Map<string, Reg>();
+  private step: Step = { stage: "namespaces", what: "start the box" };
+  private readonly nr: ReturnType<typeof syscallNumbers>;
+
+  constructor(arch: NodeJS.Architecture = process.arch) {
+    this.nr = syscallNumbers(arch);
+  }
+
+  /** The register called `name` (the same one every time). */
+  reg(name: string): Reg {
+    let r = this.regs.get(name);
+    if (!r) {
+      if (this.regs.size >= REGISTERS) throw new Error(`tape: more than ${REGISTERS} registers`);
+      r = { reg: this.regs.size, name };
+      this.regs.set(name, r);
+    }
+    return r;
+  }
+
+  /** Ops from here on belong to `title`. */
+  stage(title: StageTitle, what: string = title): void {
+    this.stageAt.set(this.ops.length, title);
+    this.step = { stage: title, what };
+  }
+
+  /** Ops from here on do `what` (within the current stage). */
+  doing(what: string, hints?: Step["hints"]): void {
+    this.step = { stage: this.step.stage, what, hints };
+  }
+
+  get current(): Step {
+    return this.step;
+  }
+
+  // ---- data -------------------------------------------------------------------------------
+
+  bytes(bytes: Uint8Array, show: string): Ptr {
+    this.items.push({ bytes, pointers: [] });
+    return { item: this.items.length - 1, offset: 0, show };
+  }
+
+  /** A struct of `size` bytes: each field a little-endian number, or the address of another item. */
+  struct(size: number, show: string, fields: Array<[offset: number, width: 2 | 4 | 8, value: number | bigint | Ptr]>): Ptr {
+    const bytes = new Uint8Array(size);
+    const view = new DataView(bytes.buffer);
+    const pointers: Item["pointers"] = [];
+    for (const [offset, width, value] of fields) {
+      if (typeof value === "object") pointers.push({ offset, to: value });
+      else if (width === 2) view.setUint16(offset, Number(value), true);
+      else if (width === 4) view.setUint32(offset, Number(value), true);
+      else view.setBigUint64(offset, BigInt.asUintN(64, BigInt(value)), true);
+    }
+    this.items.push({ bytes, pointers });
+    return { item: this.items.length - 1, offset: 0, show };
+  }
+
+  /** A NUL-terminated string. */
+  str(s: string): Ptr {
+    return this.bytes(new TextEncoder().encode(`${s}\0`), JSON.stringify(s));
+  }
+
+  /** Zeroed scratch space the executor may write. */
+  slot(size: number, show = `buf[${size}]`): Ptr {
+    return this.bytes(new Uint8Array(size), show);
+  }
+
+  /** A NULL-terminated array of string pointers (argv, envp). */
+  strv(list: string[]): Ptr {
+    const show = `[${list.map((s) => JSON.stringify(s)).join(", ")}]`;
+    return this.struct(8 * (list.length + 1), show, list.map((s, i) => [8 * i, 8, this.str(s)]));
+  }
+
+  /** A field inside a data item. */
+  field(p: Ptr, offset: number, show: string): Ptr {
+    return { item: p.item, offset: p.offset + offset, show };
+  }
+
+  // ---- ops --------------------------------------------------------------------------------
+
+  /** One syscall. `text` is how it prints; `dst` keeps its result; `ok` lists errnos that are not failures. */
+  sys(name: TapeSyscall, args: Arg[], text: () => string, opts: { dst?: Reg; ok?: number[] } = {}): number {
+    return this.push(this.nr[name], name, args, text, opts.dst ?? null, opts.ok ?? []);
+  }
+
+  label(name: string): Label {
+    return { index: null, name };
+  }
+
+  place(l: Label): void {
+    if (l.index !== null) throw new Error(`tape: label ${l.name} placed twice`);
+    l.index = this.ops.length;
+  }
+
+  jump(to: Label): void {
+    this.push(OP.JUMP, "jump", [to], () => `jump @${to.index}`, null, []);
+  }
+
+  jumpIf(value: Reg, cmp: Cmp, operand: number, to: Label): void {
+    const test = { EQ: "==", NE: "!=", LT: "<", GE: ">=", ANY: "&" }[cmp];
+    const shown = cmp === "ANY" ? `0x${operand.toString(16)}` : String(operand);
+    this.push(OP.JUMP_IF, "jump_if", [value, CMP[cmp], operand, to], () => `if ${value.name} ${test} ${shown} jump @${to.index}`, null, []);
+  }
+
+  /** "/proc/self/fd/<fd><suffix>" into a 64-byte slot, for interfaces that take only paths (overlayfs). */
+  fdpath(fd: Reg, suffix: string): Ptr {
+    const slot = this.slot(64, `"/proc/self/fd/${fd.name}${suffix}"`);
+    this.push(OP.FDPATH, "fdpath", [fd, slot, this.str(suffix)], () => `fdpath(${fd.name}${suffix ? `, ${JSON.stringify(suffix)}` : ""})`, null, []);
+    return slot;
+  }
+
+  load(addr: Ptr, width: 1 | 4 | 8, dst: Reg): void {
+    this.push(OP.LOAD, "load", [addr, width], () => `load${width * 8}(${addr.show})`, dst, []);
+  }
+
+  store(value: Reg, addr: Ptr, width: 4 | 8): void {
+    this.push(OP.STORE, "store", [value, addr, width], () => `store${width * 8}(${addr.show}, ${value.name})`, null, []);
+  }
+
+  /** End the tape here as a failure with `errno`, reported as this step's error. */
+  fail(errno: number, text: string): void {
+    this.push(OP.FAIL, "fail", [errno], () => text, null, []);
+  }
+
+  private push(code: number, name: string, args: Arg[], show: () => string, dst: Reg | null, ok: number[]): number {
+    if (args.length > 6) throw new Error(`tape: ${name} has more than 6 arguments`);
+    for (const e of ok) if (e <= 0 || e >= 64) throw new Error(`tape: errno ${e} cannot be tolerated`);
+    const step = this.step;
+    this.ops.push({
+      code,
+      name,
+      get text() {
+        return show();
+      },
+      args,
+      dst,
+      ok,
+      step,
+    });
+    return this.ops.length - 1;
+  }
+
+  // ---- output -----------------------------------------------------------------------------
+
+  /** One line per op, with the stage markers: what golden tests compare. */
+  listing(errnoName: (e: number) => string = String): string {
+    const out: string[] = [];
+    this.ops.forEach((op, i) => {
+      const stage = this.stageAt.get(i);
+      if (stage) out.push(`== ${stage}`);
+      const ok = op.ok.length ? `  [ok ${op.ok.map(errnoName).join(",")}]` : "";
+      out.push(`${String(i).padStart(4)}  ${op.text}${op.dst ? ` -> ${op.dst.name}` : ""}${ok}`);
+    });
+    return `${out.join("\n")}\n`;
+  }
+
+  /**
+   * The binary tape. `alloc` provides writable memory and its address (ffi/executor.ts), since the
+   * executor follows absolute pointers. With `trace`, room for one result per op follows the ops.
+   */
+  encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean): { bytes: Uint8Array; address: number } {
+    for (const op of this.ops) for (const a of op.args) if (isLabel(a) && a.index === null) throw new Error(`tape: label ${a.name} is jumped to but never placed`);
+    const align = (n: number) => (n + 7) & ~7;
+    const opsAt = HEADER.size;
+    const resultsAt = opsAt + this.ops.length * OP_BYTES;
+    let at = resultsAt + (trace ? this.ops.length * RESULT_BYTES : 0);
+    const itemAt: number[] = [];
+    for (const item of this.items) {
+      itemAt.push(at);
+      at = align(at + item.bytes.length);
+    }
+    const { bytes, address } = alloc(at);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const addr = (p: Ptr) => BigInt(address + itemAt[p.item] + p.offset);
+    const u64 = (off: number, v: bigint | number) => view.setBigUint64(off, BigInt.asUintN(64, BigInt(v)), true);
+    const i64 = (off: number, v: bigint | number) => view.setBigInt64(off, BigInt.asIntN(64, BigInt(v)), true);
+
+    view.setUint32(HEADER.magic, TAPE_MAGIC, true);
+    view.setUint32(HEADER.version, TAPE_VERSION, true);
+    u64(HEADER.cloneFlags, this.cloneFlags);
+    i64(HEADER.cgroupFd, this.cgroupFd);
+    i64(HEADER.reportFd, this.reportFd);
+    u64(HEADER.nops, this.ops.length);
+    u64(HEADER.ops, address + opsAt);
+    u64(HEADER.results, trace ? address + resultsAt : 0);
+    u64(HEADER.stackSize, STACK_SIZE);
+    i64(HEADER.pidfd, -1);
+    i64(HEADER.progress, -1);
+
+    this.ops.forEach((op, i) => {
+      const o = opsAt + i * OP_BYTES;
+      let regmask = 0;
+      let okmask = 0n;
+      for (const e of op.ok) okmask |= 1n << BigInt(e);
+      view.setInt32(o, op.code, true);
+      view.setInt16(o + 4, op.dst ? op.dst.reg : -1, true);
+      op.args.forEach((a, k) => {
+        let v: bigint;
+        if (isReg(a)) {
+          regmask |= 1 << k;
+          v = BigInt(a.reg);
+        } else if (isPtr(a)) v = addr(a);
+        else if (isLabel(a)) v = BigInt(a.index as number);
+        else v = BigInt(a);
+        i64(o + 16 + 8 * k, v);
+      });
+      view.setUint16(o + 6, regmask, true);
+      u64(o + 8, okmask);
+    });
+
+    this.items.forEach((item, i) => {
+      bytes.set(item.bytes, itemAt[i]);
+      for (const p of item.pointers) u64(itemAt[i] + p.offset, addr(p.to));
+    });
+    return { bytes, address };
+  }
+}
+
+/** How an fd argument prints: a register's name, AT_FDCWD, or the number. */
+export function fdText(fd: Reg | number): string {
+  if (typeof fd === "number") return fd === -100 ? "AT_FDCWD" : String(fd);
+  return fd.name;
+}
+
+export { isLabel, isPtr, isReg };

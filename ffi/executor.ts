@@ -1,0 +1,95 @@
+// Loading nsrun's two C programs (ffi/executor/) and starting a box's first process.
+//
+// Both are embedded in the executable. The executor is written to an anonymous memory file and
+// dlopen(3)ed from /proc/self/fd/N: dlopen of the embedded path itself would make Bun extract it to
+// a file in the shared temporary folder and load it from there on later runs. The stub gets a fresh
+// memfd for each box, write-sealed, so no box can change what another box's command starts from.
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import executorPath from "./executor/out/executor.so" with { type: "file" };
+import stubPath from "./executor/out/stub.bin" with { type: "file" };
+import { ERRNO } from "./errno";
+import * as F from "./flags";
+import { check, cstr, errno, libc, SyscallError } from "./libc";
+
+interface Executor {
+  spawn(tape: Uint8Array): number;
+  release(tape: Uint8Array): void;
+  /** Make these signals wait, pending, for the program this process execs next (see executor.c). */
+  holdSignals(signals: number[]): void;
+}
+
+let executor: Executor | null = null;
+
+/** The executor's functions, loaded once per process (about half a millisecond). */
+export function loadExecutor(): Executor {
+  if (executor) return executor;
+  const fd = memfdWith("nsrun-executor", readFileSync(executorPath), F.MFD_CLOEXEC);
+  let lib: ReturnType<typeof open>;
+  try {
+    lib = open(`/proc/self/fd/${fd}`);
+  } finally {
+    libc.close(fd);
+  }
+  const { nsrun_spawn, nsrun_release, nsrun_hold_signals } = lib.symbols;
+  executor = {
+    spawn: (tape) => Number(nsrun_spawn(ptr(tape))),
+    release: (tape) => nsrun_release(ptr(tape)),
+    holdSignals: (signals) => void nsrun_hold_signals(signals.reduce((m, s) => m | (1n << BigInt(s - 1)), 0n)),
+  };
+  return executor;
+}
+
+function open(path: string) {
+  return dlopen(path, {
+    nsrun_spawn: { args: [FFIType.ptr], returns: FFIType.i64 },
+    nsrun_release: { args: [FFIType.ptr], returns: FFIType.void },
+    nsrun_hold_signals: { args: [FFIType.u64], returns: FFIType.i64 },
+  });
+}
+
+let stubBytes: Uint8Array | null = null;
+
+/** A new memfd holding the stub, sealed against writes and resizing; close-on-exec. */
+export function sealedStub(): number {
+  stubBytes ??= new Uint8Array(readFileSync(stubPath));
+  const fd = memfdWith("nsrun", stubBytes, F.MFD_CLOEXEC | F.MFD_ALLOW_SEALING | F.MFD_EXEC);
+  check("fcntl", libc.fcntl(fd, F.F_ADD_SEALS, F.F_SEAL_SEAL | F.F_SEAL_SHRINK | F.F_SEAL_GROW | F.F_SEAL_WRITE), "fcntl(memfd, F_ADD_SEALS)");
+  return fd;
+}
+
+function memfdWith(name: string, bytes: Uint8Array, flags: number): number {
+  let fd = libc.memfd_create(cstr(name), flags);
+  // MFD_EXEC is Linux 6.3's; older kernels refuse the unknown flag, and every memfd is executable there.
+  if (fd < 0 && errno() === ERRNO.EINVAL && flags & F.MFD_EXEC) fd = libc.memfd_create(cstr(name), flags & ~F.MFD_EXEC);
+  check("memfd_create", fd, `memfd_create(${JSON.stringify(name)})`);
+  let off = 0;
+  while (off < bytes.length) {
+    const n = Number(libc.write(fd, ptr(bytes, off), bytes.length - off));
+    if (n <= 0) {
+      const code = errno();
+      libc.close(fd);
+      throw new SyscallError("write", `write(memfd ${JSON.stringify(name)})`, code);
+    }
+    off += n;
+  }
+  return fd;
+}
+
+/** Tape memory: page-aligned and out of the JavaScript heap's way, valid until the box is started. */
+export function tapeMemory(size: number): { bytes: Uint8Array; address: number } {
+  const bytes = new Uint8Array(new ArrayBuffer(Math.max(size, 4096)));
+  return { bytes, address: Number(ptr(bytes)) };
+}
+
+const SYS_execveat = process.arch === "arm64" ? 281 : 322;
+
+/** execveat(fd, "", argv, env, AT_EMPTY_PATH): replaces this process. Returns errno if it could not. */
+export function execveFd(fd: number, argv: string[], env: string[]): number {
+  const keep = [...argv, ...env].map(cstr); // referenced until the call returns
+  const vector = (list: Buffer[]) => new BigUint64Array([...list.map((b) => BigInt(ptr(b))), 0n]);
+  const args = vector(keep.slice(0, argv.length));
+  const envp = vector(keep.slice(argv.length));
+  libc.syscall(SYS_execveat, fd, ptr(cstr("")), ptr(args), ptr(envp), F.AT_EMPTY_PATH, 0);
+  return errno();
+}

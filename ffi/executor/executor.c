@@ -1,0 +1,241 @@
+// executor.c: runs a tape (see protocol.h) in a new process made with clone3(2).
+//
+// nsrun is a multi-threaded Bun process, and JavaScript cannot run in a process between clone(2) and
+// execve(2): a forked copy of the runtime crashes. So TypeScript decides every step of a box and
+// compiles it into a tape of syscalls, and this file does only three generic things:
+//   nsrun_spawn    clone3(flags | CLONE_VM) onto a stack of its own, with every signal blocked;
+//   run_tape       in the child: reset signal handlers, then execute the ops in order;
+//   nsrun_release  free the child's stack once it has exec'd or exited.
+// It knows ops, not containers: no path, flag or decision of a box is written here.
+//
+// Async-signal safety. The child shares the nsrun process's memory with JavaScriptCore's threads,
+// which keep running. So the child reads only the tape, writes only its own stack and the parts of
+// the tape reserved for it (results, scratch slots), makes only raw syscalls (sys.h), and never
+// returns: it ends in execve(2) or exit_group(2). Signals stay blocked in the child (the mask is
+// inherited) and every handler is reset to SIG_DFL before the first op, so none of Bun's handlers
+// can ever run on this stack. The stub (stub.c) unblocks them right before the box's command starts.
+//
+// Built freestanding (-nostdlib -ffreestanding -fno-builtin -fno-stack-protector): the build checks
+// that the shared object has no undefined symbols, so no libc function can sneak in.
+#include "protocol.h"
+#include "sys.h"
+
+#define CLONE_VM 0x00000100ULL
+#define CLONE_PIDFD 0x00001000ULL
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#define PROT_NONE 0
+#define PROT_RW 3
+#define MAP_PRIVATE_ANON_STACK (0x02 | 0x20 | 0x20000 | 0x4000) // PRIVATE|ANONYMOUS|STACK|NORESERVE
+#define GUARD 4096UL
+#define CLOCK_MONOTONIC 1
+#define EINVAL 22
+
+// clone3(2)'s argument, version 2 (with cgroup: Linux 5.7).
+struct clone_args {
+  unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+// clone3 with fn(arg) run on the new stack in the child, which then exits. The kernel starts the
+// child with the stack pointer at stack + stack_size and the caller's other registers, so fn and arg
+// travel in registers that survive the syscall.
+long nsrun_clone3(struct clone_args *args, unsigned long size, void (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+__asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,@function\nnsrun_clone3:\n"
+        "  push %r12\n  push %r13\n"
+        "  mov %rdx,%r12\n  mov %rcx,%r13\n"
+        "  mov $435,%eax\n  syscall\n"
+        "  test %rax,%rax\n  jnz 1f\n"
+        "  xor %ebp,%ebp\n  and $-16,%rsp\n  mov %r13,%rdi\n  call *%r12\n"
+        "  mov $125,%edi\n  mov $231,%eax\n  syscall\n  hlt\n"
+        "1:\n  pop %r13\n  pop %r12\n  ret\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,%function\nnsrun_clone3:\n"
+        "  mov x9, x2\n  mov x10, x3\n"
+        "  mov x8, #435\n  svc #0\n"
+        "  cbnz x0, 1f\n"
+        "  mov x29, xzr\n  mov x30, xzr\n  mov x0, x10\n  blr x9\n"
+        "  mov x0, #125\n  mov x8, #94\n  svc #0\n  brk #0\n"
+        "1:\n  ret\n");
+#endif
+
+__attribute__((noreturn)) static void die(long long report_fd, long index, long err) {
+  struct nsrun_report r;
+  r.kind = NSRUN_REPORT_FAILED;
+  r.index = (int)index;
+  r.value = err;
+  sys3(SYS_write, report_fd, &r, sizeof r);
+  for (;;) sys1(SYS_exit_group, NSRUN_EXIT_SETUP_FAILED);
+}
+
+static unsigned long long now_ns(void) {
+  struct timespec64 ts;
+  sys2(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+  return (unsigned long long)ts.sec * 1000000000ULL + (unsigned long long)ts.nsec;
+}
+
+static int compare(long long v, long long cmp, long long operand) {
+  switch (cmp) {
+  case NSRUN_CMP_EQ: return v == operand;
+  case NSRUN_CMP_NE: return v != operand;
+  case NSRUN_CMP_LT: return v < operand;
+  case NSRUN_CMP_GE: return v >= operand;
+  case NSRUN_CMP_ANY: return (v & operand) != 0;
+  }
+  return 0;
+}
+
+// "/proc/self/fd/<fd><suffix>" into a 64-byte slot.
+static long fdpath(char *out, long long fd, const char *suffix) {
+  const char *pre = "/proc/self/fd/";
+  char digits[20];
+  int n = 0, used = 0;
+  if (fd < 0) return -9; // EBADF
+  while (*pre) out[used++] = *pre++;
+  do digits[n++] = (char)('0' + fd % 10), fd /= 10; while (fd);
+  while (n) out[used++] = digits[--n];
+  if (suffix)
+    while (*suffix && used < 63) out[used++] = *suffix++;
+  if (suffix && *suffix) return -36; // ENAMETOOLONG
+  out[used] = 0;
+  return 0;
+}
+
+__attribute__((noreturn)) static void run_tape(void *arg) {
+  struct nsrun_tape *t = (struct nsrun_tape *)arg;
+  const struct nsrun_op *ops = (const struct nsrun_op *)(unsigned long)t->ops;
+  struct nsrun_result *results = (struct nsrun_result *)(unsigned long)t->results;
+  long long reg[NSRUN_REGISTERS];
+  struct kernel_sigaction dfl = {0, 0, 0, 0};
+  unsigned long long i;
+  int k;
+
+  // Bun's handlers must never run in this process: every disposition back to SIG_DFL (SIGKILL and
+  // SIGSTOP cannot have one), while all signals are still blocked.
+  for (k = 1; k <= NSIG; k++)
+    if (k != SIGKILL && k != SIGSTOP) sys4(SYS_rt_sigaction, k, &dfl, 0, 8);
+  for (k = 0; k < NSRUN_REGISTERS; k++) reg[k] = -1;
+
+  for (i = 0; i < t->nops;) {
+    const struct nsrun_op *o = &ops[i];
+    long long a[6];
+    long long r = 0;
+    unsigned long long next = i + 1;
+    for (k = 0; k < 6; k++) a[k] = (o->regmask >> k) & 1 ? reg[o->a[k] & (NSRUN_REGISTERS - 1)] : o->a[k];
+    t->progress = (long long)i;
+    if (results) results[i].start_ns = now_ns();
+    if (o->code >= 0) {
+      r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
+    } else {
+      switch (o->code) {
+      case NSRUN_OP_JUMP: next = (unsigned long long)a[0]; break;
+      case NSRUN_OP_JUMP_IF:
+        if (compare(a[0], a[1], a[2])) next = (unsigned long long)a[3];
+        break;
+      case NSRUN_OP_FDPATH: r = fdpath((char *)(unsigned long)a[1], a[0], (const char *)(unsigned long)a[2]); break;
+      case NSRUN_OP_LOAD:
+        if (a[1] == 1) r = *(const signed char *)(unsigned long)a[0];
+        else if (a[1] == 4) r = *(const int *)(unsigned long)a[0];
+        else r = *(const long long *)(unsigned long)a[0];
+        break;
+      case NSRUN_OP_STORE:
+        if (a[2] == 4) *(int *)(unsigned long)a[1] = (int)a[0];
+        else *(long long *)(unsigned long)a[1] = a[0];
+        break;
+      case NSRUN_OP_FAIL: r = -a[0]; break;
+      default: r = -EINVAL;
+      }
+    }
+    if (results) {
+      results[i].ret = r;
+      results[i].end_ns = now_ns();
+    }
+    // A syscall, fdpath or fail op may fail; a loaded value is only a value.
+    if (o->code != NSRUN_OP_LOAD && IS_ERR(r)) {
+      long e = -r;
+      if (o->code == NSRUN_OP_FAIL || e >= 64 || !((o->okmask >> e) & 1)) die(t->report_fd, (long)i, e);
+    }
+    if (o->dst >= 0) reg[o->dst & (NSRUN_REGISTERS - 1)] = r;
+    i = next;
+  }
+  // The tape ran out without an execve: a compiler error in TypeScript, reported as such.
+  die(t->report_fd, (long)t->nops, 0);
+}
+
+// Returns the child's PID in the caller's PID namespace, or -errno. The child shares our memory,
+// so the caller keeps the tape (and this stack) alive until the report pipe reaches end of file.
+long nsrun_spawn(struct nsrun_tape *t) {
+  unsigned long long all = ~0ULL, old = 0;
+  struct clone_args ca;
+  unsigned long size;
+  long stack, pid;
+  int pidfd = -1;
+  if (t->magic != NSRUN_TAPE_MAGIC || t->version != NSRUN_TAPE_VERSION || t->stack_size < 16384) return -EINVAL;
+  // The child's stack, with a guard page below it, so an overflow faults instead of writing into
+  // whatever mapping lies below.
+  size = (unsigned long)t->stack_size + GUARD;
+  stack = sys6(SYS_mmap, 0, (long)size, PROT_RW, MAP_PRIVATE_ANON_STACK, -1, 0);
+  if (IS_ERR(stack)) return stack;
+  sys3(SYS_mprotect, stack, GUARD, PROT_NONE);
+  ca.flags = t->clone_flags | CLONE_VM | CLONE_PIDFD | (t->cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+  ca.pidfd = (unsigned long long)(unsigned long)&pidfd;
+  ca.child_tid = ca.parent_tid = ca.tls = ca.set_tid = ca.set_tid_size = 0;
+  ca.exit_signal = SIGCHLD;
+  ca.stack = (unsigned long long)stack + GUARD;
+  ca.stack_size = t->stack_size;
+  ca.cgroup = t->cgroup_fd >= 0 ? (unsigned long long)t->cgroup_fd : 0;
+  // No handler of Bun's may run in the child before run_tape resets them: block everything across
+  // the clone; the caller's own mask comes back right after.
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+  pid = nsrun_clone3(&ca, sizeof ca, run_tape, t);
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &old, 0, 8);
+  if (IS_ERR(pid)) {
+    sys2(SYS_munmap, stack, size);
+    return pid;
+  }
+  t->stack = (unsigned long long)stack;
+  t->pidfd = pidfd;
+  return pid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nsrun_hold_signals: for the hand-over to the supervisor (core/host/supervise.ts). Signals in
+// `mask` must survive the caller's coming execve(2) as pending signals, for the stub to collect,
+// wherever they arrive meanwhile. Blocking them on the calling thread is not enough: the kernel
+// would then deliver them to another of Bun's threads, whose handler would hand them to JavaScript,
+// which the execve is about to discard. So this handler, installed for each of them, sends any it
+// gets on another thread to the calling thread, and on the calling thread re-raises it with the
+// signal added to the mask it returns to: either way it ends up pending there, blocked.
+static long main_tid;
+
+void nsrun_restore_rt(void);
+#if defined(__x86_64__)
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov $15,%eax\n  syscall\n  hlt\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov x8, #139\n  svc #0\n  brk #0\n");
+#endif
+
+static void hold(int sig, void *info, void *ucontext) {
+  long pid = sys0(SYS_getpid);
+  (void)info;
+  if (sys0(SYS_gettid) == main_tid) *(unsigned long long *)((char *)ucontext + UC_SIGMASK_OFFSET) |= 1ULL << (sig - 1);
+  sys3(SYS_tgkill, pid, main_tid, sig);
+}
+
+long nsrun_hold_signals(unsigned long long mask) {
+  struct kernel_sigaction sa;
+  int sig;
+  main_tid = sys0(SYS_gettid);
+  sa.handler = (unsigned long)hold;
+  sa.flags = SA_SIGINFO | SA_RESTORER | SA_RESTART;
+  sa.restorer = (unsigned long)nsrun_restore_rt;
+  sa.mask = ~0ULL;
+  for (sig = 1; sig <= NSIG; sig++)
+    if ((mask >> (sig - 1)) & 1) sys4(SYS_rt_sigaction, sig, &sa, 0, 8);
+  return sys4(SYS_rt_sigprocmask, SIG_BLOCK, &mask, 0, 8);
+}
+
+// The child has exec'd or exited (the report pipe said so): its stack is no longer in use.
+void nsrun_release(struct nsrun_tape *t) {
+  if (t->stack) sys2(SYS_munmap, (long)t->stack, (long)(t->stack_size + GUARD));
+  t->stack = 0;
+}

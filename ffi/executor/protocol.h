@@ -1,0 +1,85 @@
+// protocol.h: the contract between nsrun's TypeScript and its two small C programs.
+// ffi/executor/protocol.ts mirrors every value here; test/tape.test.ts checks that the two agree.
+//
+// The tape: what TypeScript (core/tape/) compiles a box into and executor.c runs. One buffer:
+//   struct nsrun_tape | struct nsrun_op[nops] | struct nsrun_result[nops] (when traced) | data
+// Pointers in it are absolute addresses in the nsrun process. The executor's child shares that
+// process's memory (CLONE_VM), so they are valid there; it only reads the tape and writes its own
+// stack, the results and the scratch slots TypeScript reserved for it.
+//
+// The report pipe: fixed 16-byte records (struct nsrun_report) from the box's first process (the
+// executor, then the stub) to the host. End of file with no FAILED record means the box's command
+// has started: every copy of the pipe's write end is close-on-exec.
+#ifndef NSRUN_PROTOCOL_H
+#define NSRUN_PROTOCOL_H
+
+#define NSRUN_TAPE_MAGIC 0x5452534eu /* "NSRT" */
+#define NSRUN_TAPE_VERSION 1u
+#define NSRUN_REGISTERS 32
+
+// One instruction, 64 bytes. code >= 0: the syscall with that number, its result into register
+// `dst` (-1: dropped). Bit i of `regmask`: a[i] names a register whose value is passed instead.
+// Bit e of `okmask`: failing with errno e (< 64) is tolerated; the register then holds -e.
+// Any other failure ends the tape: a FAILED record (op index, errno) and exit status 125.
+struct nsrun_op {
+  int code;
+  short dst;
+  unsigned short regmask;
+  unsigned long long okmask;
+  long long a[6];
+};
+
+// Control instructions (negative codes). Only these are not syscalls.
+#define NSRUN_OP_JUMP -1    // go to op a0
+#define NSRUN_OP_JUMP_IF -2 // if (a0 CMP a2) go to op a3; CMP is a1, below
+#define NSRUN_OP_FDPATH -3  // write "/proc/self/fd/<a0>" and the string at a2 into the 64-byte slot at a1
+#define NSRUN_OP_LOAD -4    // dst = the a1-byte (1, 4 or 8) signed value at address a0
+#define NSRUN_OP_STORE -5   // store a0 as an a2-byte (4 or 8) value at address a1
+#define NSRUN_OP_FAIL -6    // end the tape as if this op had failed with errno a0
+
+#define NSRUN_CMP_EQ 0
+#define NSRUN_CMP_NE 1
+#define NSRUN_CMP_LT 2
+#define NSRUN_CMP_GE 3
+#define NSRUN_CMP_ANY 4 // (a0 & a2) != 0
+
+// Filled in for each op that ran when the tape is traced (results != 0).
+struct nsrun_result {
+  long long ret;
+  unsigned long long start_ns, end_ns; // CLOCK_MONOTONIC
+};
+
+struct nsrun_tape {
+  unsigned int magic, version;
+  unsigned long long clone_flags; // CLONE_NEW* for clone3(2); CLONE_VM is added by the executor
+  long long cgroup_fd;            // >= 0: CLONE_INTO_CGROUP this cgroup v2 directory
+  long long report_fd;            // the report pipe's write end
+  unsigned long long nops;
+  unsigned long long ops;     // struct nsrun_op *
+  unsigned long long results; // struct nsrun_result *, or 0
+  unsigned long long stack_size;
+  // Written by nsrun_spawn:
+  unsigned long long stack; // the child's stack mapping (guard page first), for nsrun_release
+  long long pidfd;          // CLONE_PIDFD
+  // Written by the child: the index of the op it is running. Tells the host how far a child that a
+  // signal killed got (the last op, the stub's execveat, means it started).
+  long long progress;
+};
+
+struct nsrun_report {
+  int kind;
+  int index;
+  long long value;
+};
+
+#define NSRUN_REPORT_FAILED 1      // index: the op, value: errno
+#define NSRUN_REPORT_SYNC 2        // index: the op, value: the sync point's id; the host answers on the sync pipe
+#define NSRUN_REPORT_EXEC_FAILED 3 // from the stub: index: the candidate path, value: errno
+#define NSRUN_REPORT_ACK 4         // host -> box, on the sync pipe: carry on
+
+// Exit statuses of the box's first process when setup fails (the host reports, not this status).
+#define NSRUN_EXIT_SETUP_FAILED 125
+#define NSRUN_EXIT_CANNOT_EXECUTE 126
+#define NSRUN_EXIT_NOT_FOUND 127
+
+#endif

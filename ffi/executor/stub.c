@@ -1,0 +1,376 @@
+// stub.c: nsrun's small static program. It always runs from a sealed memfd (ffi/executor.ts), never
+// from a file on disk, so that no process of a box ever has the nsrun executable as /proc/self/exe:
+// a box that opens /proc/<pid>/exe finds this anonymous, write-sealed copy (runc's CVE-2019-5736).
+// Static and libc-free, because it starts inside the box, where the rootfs's loader must not run.
+//
+//   nsrun exec REPORT_FD N PATH... -- ARGV...   become the box's command: execve(2) the first PATH
+//                                               that works, with ARGV and this environment
+//   nsrun init REPORT_FD N PATH... -- ARGV...   stay PID 1 (init = true): run the command as a child,
+//                                               pass every signal on, reap orphans, exit as it does
+//   nsrun supervise PID [OPTION]...             nsrun itself, after the box's command has started
+//                                               (the host execve(2)s into this to free its memory):
+//                                               wait for PID, pass signals on, clean up, exit as it did
+// Supervise options (TypeScript decides them all; see core/host/supervise.ts):
+//   -f SIG          forward SIG to PID            -p SIG      SIG came before the hand-over: forward it first
+//   -k              PID is PID 1 of its namespace: a signal it neither catches nor ignores, whose default
+//                   action is to end it, becomes SIGKILL (the kernel would drop it), and the exit
+//                   status says the signal that was sent
+//   -K DIR          at the end, kill what is left in cgroup DIR     -w FILE VALUE   then write VALUE to FILE
+//   -r DIR          then rmdir DIR                                  -o FILE TEXT    on exit 137, if FILE
+//                   counts an oom_kill, print TEXT                  -t              trace the clean-up
+// Failures to start the command go to REPORT_FD as an NSRUN_REPORT_EXEC_FAILED record (protocol.h).
+#include "protocol.h"
+#include "sys.h"
+
+#define ENOENT 2
+#define EINTR 4
+#define EACCES 13
+#define ENOTDIR 20
+#define F_SETFD 2
+#define FD_CLOEXEC 1
+#define WNOHANG 1
+#define AT_FDCWD -100
+#define AT_REMOVEDIR 0x200
+#define O_RDONLY 0
+#define O_WRONLY 1
+#define O_CLOEXEC 0x80000
+#define PR_SET_DUMPABLE 4
+#define SIGCONT 18
+#define SIGURG 23
+#define SIGWINCH 28
+
+static char **environ_;
+
+static unsigned long slen(const char *s) {
+  unsigned long n = 0;
+  while (s[n]) n++;
+  return n;
+}
+static int streq(const char *a, const char *b) {
+  while (*a && *a == *b) a++, b++;
+  return *a == *b;
+}
+static long num(const char *s) {
+  long n = 0;
+  if (!s || !*s) return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    n = n * 10 + (*s - '0');
+  }
+  return n;
+}
+static void put(int fd, const char *s) { sys3(SYS_write, fd, s, slen(s)); }
+__attribute__((noreturn)) static void quit(int code) {
+  for (;;) sys1(SYS_exit_group, code);
+}
+static void report(long fd, int index, long err) {
+  struct nsrun_report r;
+  r.kind = NSRUN_REPORT_EXEC_FAILED;
+  r.index = index;
+  r.value = err;
+  sys3(SYS_write, fd, &r, sizeof r);
+}
+
+// Try each path in order, as execvp(3) would: past ENOENT and ENOTDIR, past EACCES remembering it.
+// The report pipe closes on a successful execve; on failure it carries why.
+__attribute__((noreturn)) static void exec_command(long report_fd, long n, char **paths, char **argv) {
+  unsigned long long none = 0;
+  long denied = -1, i;
+  sys3(SYS_fcntl, report_fd, F_SETFD, FD_CLOEXEC);
+  // Signals were blocked since nsrun cloned the box's first process; the command starts with none blocked.
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8);
+  for (i = 0; i < n; i++) {
+    long r = sys3(SYS_execve, paths[i], argv, environ_);
+    if (r == -ENOENT || r == -ENOTDIR) continue;
+    if (r == -EACCES) {
+      if (denied < 0) denied = i;
+      continue;
+    }
+    report(report_fd, (int)i, -r);
+    quit(NSRUN_EXIT_CANNOT_EXECUTE);
+  }
+  report(report_fd, (int)(denied >= 0 ? denied : n - 1), denied >= 0 ? EACCES : ENOENT);
+  quit(denied >= 0 ? NSRUN_EXIT_CANNOT_EXECUTE : NSRUN_EXIT_NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: every signal is blocked and taken with sigtimedwait(2), so nothing runs asynchronously.
+
+static unsigned long long sigbit(int sig) { return 1ULL << (sig - 1); }
+
+static int wait_signal(unsigned long long set) {
+  unsigned char info[128];
+  long r;
+  do r = sys4(SYS_rt_sigtimedwait, &set, info, 0, 8);
+  while (r == -EINTR);
+  return (int)r;
+}
+
+// Reap every child that has exited; returns 1 when `target` was among them, with its status.
+static int reap(long target, int *status) {
+  int found = 0;
+  for (;;) {
+    int st = 0;
+    long pid = sys4(SYS_wait4, -1, &st, WNOHANG, 0);
+    if (pid <= 0) return found;
+    if (pid == target) *status = st, found = 1;
+  }
+}
+
+static int exit_code(int st) {
+  int sig = st & 0x7f;
+  return sig ? 128 + sig : (st >> 8) & 0xff;
+}
+
+// A hex mask from /proc/PID/status ("SigCgt:\t0000000000004a02"): bit N-1 set for signal N.
+static int status_mask_has(const char *text, const char *field, int sig) {
+  const char *p = text;
+  while (*p) {
+    const char *f = field, *q = p;
+    while (*f && *q == *f) f++, q++;
+    if (!*f) {
+      unsigned long long m = 0;
+      while (*q == '\t' || *q == ' ') q++;
+      for (; (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f'); q++) m = m * 16 + (unsigned long long)(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+      return (m >> (sig - 1)) & 1;
+    }
+    while (*p && *p != '\n') p++;
+    if (*p) p++;
+  }
+  return 0;
+}
+
+// 1 when PID 1 of a PID namespace would not get `sig` from outside: no handler, not ignored, and
+// the default action is not to ignore it either (signal(7)). The kernel drops such a signal.
+static int dropped_by_pid1(long pid, int sig) {
+  char path[48] = "/proc/", text[4096];
+  long fd, n, used = 6;
+  char digits[20];
+  int d = 0;
+  if (sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH) return 0;
+  do digits[d++] = (char)('0' + pid % 10), pid /= 10; while (pid);
+  while (d) path[used++] = digits[--d];
+  for (const char *s = "/status"; *s;) path[used++] = *s++;
+  path[used] = 0;
+  fd = sys4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+  if (IS_ERR(fd)) return 0; // gone already
+  n = sys3(SYS_read, fd, text, sizeof text - 1);
+  sys1(SYS_close, fd);
+  if (n <= 0) return 0;
+  text[n] = 0;
+  return !status_mask_has(text, "SigCgt:", sig) && !status_mask_has(text, "SigIgn:", sig);
+}
+
+// ---------------------------------------------------------------------------------------------
+// init = true: PID 1 of the box.
+
+__attribute__((noreturn)) static void run_init(long report_fd, long n, char **paths, char **argv) {
+  unsigned long long all = ~0ULL;
+  long child;
+  int status = 0;
+  // Non-dumpable: the box's processes cannot ptrace PID 1 or open its /proc files for writing.
+  sys2(SYS_prctl, PR_SET_DUMPABLE, 0);
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all, 0, 8);
+  child = sys5(SYS_clone, SIGCHLD, 0, 0, 0, 0); // fork(2)
+  if (child == 0) exec_command(report_fd, n, paths, argv);
+  if (IS_ERR(child)) {
+    report(report_fd, -1, -child);
+    quit(NSRUN_EXIT_SETUP_FAILED);
+  }
+  sys1(SYS_close, report_fd);
+  for (;;) {
+    // Everything catchable but SIGCHLD goes on to the command; as PID 1 we adopt orphans and reap them.
+    int sig = wait_signal(all);
+    if (sig == SIGCHLD) {
+      if (reap(child, &status)) quit(exit_code(status));
+    } else if (sig > 0) {
+      sys2(SYS_kill, child, sig);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// supervise: nsrun's own process, after the hand-over.
+
+struct cleanup {
+  char **kill_dirs, **writes, **rmdirs;
+  int nkill, nwrites, nrmdirs;
+  const char *oom_file, *oom_text;
+  int trace;
+};
+
+static void trace_line(const struct cleanup *c, const char *a, const char *b, const char *z) {
+  if (!c->trace) return;
+  put(2, "nsrun[supervisor] ");
+  put(2, a);
+  if (b) put(2, b);
+  if (z) put(2, z);
+  put(2, "\n");
+}
+
+static long read_file(const char *dir, const char *name, char *buf, long size) {
+  char path[4096];
+  unsigned long i = 0;
+  long fd, n;
+  for (const char *s = dir; *s && i < sizeof path - 64;) path[i++] = *s++;
+  path[i++] = '/';
+  for (const char *s = name; *s;) path[i++] = *s++;
+  path[i] = 0;
+  fd = sys4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+  if (IS_ERR(fd)) return fd;
+  n = sys3(SYS_read, fd, buf, size - 1);
+  sys1(SYS_close, fd);
+  if (n >= 0) buf[n] = 0;
+  return n;
+}
+
+static long write_file(const char *path, const char *value) {
+  long fd = sys4(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC, 0), r;
+  if (IS_ERR(fd)) return fd;
+  r = sys3(SYS_write, fd, value, slen(value));
+  sys1(SYS_close, fd);
+  return r;
+}
+
+static int oom_killed(const char *file) {
+  char text[1024];
+  const char *p = text;
+  long fd = sys4(SYS_openat, AT_FDCWD, file, O_RDONLY | O_CLOEXEC, 0), n;
+  if (IS_ERR(fd)) return 0;
+  n = sys3(SYS_read, fd, text, sizeof text - 1);
+  sys1(SYS_close, fd);
+  if (n <= 0) return 0;
+  text[n] = 0;
+  while (*p) {
+    const char *k = "oom_kill ", *q = p;
+    while (*k && *q == *k) k++, q++;
+    if (!*k) return *q >= '1' && *q <= '9';
+    while (*p && *p != '\n') p++;
+    if (*p) p++;
+  }
+  return 0;
+}
+
+// Whatever the box left in its cgroups is killed (cgroup.kill on v2, else SIGKILL to each member),
+// then the steps nsrun took are undone in reverse and the folders removed. rmdir(2) fails while any
+// member remains, so wait (bounded) for them to go.
+static void clean_up(const struct cleanup *c) {
+  char procs[4096];
+  struct timespec64 tick = {0, 10000000};
+  int i, tries;
+  for (i = 0; i < c->nkill; i++) {
+    for (tries = 0; tries < 500; tries++) {
+      long n = read_file(c->kill_dirs[i], "cgroup.procs", procs, sizeof procs);
+      char kill_path[4096];
+      unsigned long k = 0;
+      if (n <= 0) break;
+      trace_line(c, "processes left in \"", c->kill_dirs[i], "\": SIGKILL");
+      for (const char *s = c->kill_dirs[i]; *s && k < sizeof kill_path - 16;) kill_path[k++] = *s++;
+      for (const char *s = "/cgroup.kill"; *s;) kill_path[k++] = *s++;
+      kill_path[k] = 0;
+      if (IS_ERR(write_file(kill_path, "1"))) {
+        for (char *p = procs; *p;) {
+          long pid = 0;
+          while (*p >= '0' && *p <= '9') pid = pid * 10 + (*p++ - '0');
+          if (pid > 0) sys2(SYS_kill, pid, SIGKILL);
+          while (*p && (*p < '0' || *p > '9')) p++;
+        }
+      }
+      sys2(SYS_nanosleep, &tick, 0);
+    }
+  }
+  for (i = 0; i < c->nwrites; i++) {
+    trace_line(c, "write(\"", c->writes[2 * i], "\")");
+    write_file(c->writes[2 * i], c->writes[2 * i + 1]);
+  }
+  for (i = 0; i < c->nrmdirs; i++) {
+    trace_line(c, "rmdir(\"", c->rmdirs[i], "\")");
+    sys3(SYS_unlinkat, AT_FDCWD, c->rmdirs[i], AT_REMOVEDIR);
+  }
+}
+
+__attribute__((noreturn)) static void supervise(int argc, char **argv) {
+  unsigned long long all = ~0ULL, waited = sigbit(SIGCHLD);
+  char *lists[3][64];
+  struct cleanup c = {lists[0], lists[1], lists[2], 0, 0, 0, 0, 0, 0};
+  int pending[64], npending = 0, pid1 = 0, status = 0, killed_by = 0, i;
+  long box = argc > 2 ? num(argv[2]) : -1;
+  if (box <= 0) {
+    put(2, "nsrun: supervise: expected the box's PID\n");
+    quit(NSRUN_EXIT_SETUP_FAILED);
+  }
+  for (i = 3; i < argc; i++) {
+    const char *o = argv[i];
+    long sig;
+    if (streq(o, "-k")) pid1 = 1;
+    else if (streq(o, "-t")) c.trace = 1;
+    else if ((streq(o, "-f") || streq(o, "-p")) && i + 1 < argc && (sig = num(argv[i + 1])) > 0 && sig <= NSIG) {
+      if (o[1] == 'f') waited |= sigbit((int)sig);
+      else if (npending < 64) pending[npending++] = (int)sig;
+      i++;
+    } else if (streq(o, "-K") && i + 1 < argc && c.nkill < 64) c.kill_dirs[c.nkill++] = argv[++i];
+    else if (streq(o, "-r") && i + 1 < argc && c.nrmdirs < 64) c.rmdirs[c.nrmdirs++] = argv[++i];
+    else if (streq(o, "-w") && i + 2 < argc && c.nwrites < 32) c.writes[2 * c.nwrites] = argv[i + 1], c.writes[2 * c.nwrites + 1] = argv[i + 2], c.nwrites++, i += 2;
+    else if (streq(o, "-o") && i + 2 < argc) c.oom_file = argv[i + 1], c.oom_text = argv[i + 2], i += 2;
+    else {
+      put(2, "nsrun: supervise: unknown option ");
+      put(2, o);
+      put(2, "\n");
+      quit(NSRUN_EXIT_SETUP_FAILED);
+    }
+  }
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all, 0, 8);
+  // It may have exited before the hand-over; signals that came before it go first, in order.
+  int done = reap(box, &status);
+  for (i = 0; !done; i++) {
+    int sig = i < npending ? pending[i] : wait_signal(waited);
+    if (sig == SIGCHLD) {
+      done = reap(box, &status);
+    } else if (sig > 0) {
+      if (pid1 && dropped_by_pid1(box, sig)) {
+        if (!killed_by) killed_by = sig;
+        sys2(SYS_kill, box, SIGKILL);
+      } else {
+        sys2(SYS_kill, box, sig);
+      }
+    }
+  }
+  int code = killed_by ? 128 + killed_by : exit_code(status);
+  if (code == 128 + SIGKILL && !killed_by && c.oom_file && oom_killed(c.oom_file)) {
+    put(2, "nsrun: ");
+    put(2, c.oom_text);
+    put(2, "\n");
+  }
+  clean_up(&c);
+  quit(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int stub_main(long *sp) {
+  int argc = (int)sp[0];
+  char **argv = (char **)(sp + 1);
+  environ_ = argv + argc + 1;
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (streq(mode, "exec") || streq(mode, "init")) {
+    // nsrun exec REPORT_FD N PATH... -- ARGV...
+    long report_fd = argc > 2 ? num(argv[2]) : -1, n = argc > 3 ? num(argv[3]) : -1;
+    if (report_fd >= 0 && n > 0 && 4 + n < argc && streq(argv[4 + n], "--") && 5 + n < argc) {
+      if (mode[0] == 'e') exec_command(report_fd, n, argv + 4, argv + 5 + n);
+      run_init(report_fd, n, argv + 4, argv + 5 + n);
+    }
+  } else if (streq(mode, "supervise")) {
+    supervise(argc, argv);
+  }
+  // Anything else (say, a box that ran this file through /proc/self/exe): refuse, harmlessly.
+  put(2, "nsrun: this is nsrun's internal helper; it is not meant to be run by hand\n");
+  return NSRUN_EXIT_NOT_FOUND;
+}
+
+#if defined(__x86_64__)
+__asm__(".text\n.globl _start\n_start:\n  xor %ebp,%ebp\n  mov %rsp,%rdi\n  and $-16,%rsp\n  call entry\n  hlt\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.globl _start\n_start:\n  mov x29, xzr\n  mov x30, xzr\n  mov x0, sp\n  bl entry\n  brk #0\n");
+#endif
+
+__attribute__((noreturn, used)) void entry(long *sp) { quit(stub_main(sp)); }

@@ -1,0 +1,295 @@
+// The tape: what TypeScript compiles a box into, and the C executor that runs it.
+//   (a) ffi/executor/protocol.ts and protocol.h agree on every constant and offset;
+//   (b) golden tapes: a few plans compile to exactly the listing in test/golden/ (pure TypeScript;
+//       UPDATE_GOLDEN=1 rewrites the files after an intended change, for review in the diff);
+//   (c) the real executor: a failing op reports its index and errno, and nsrun's message names the
+//       step; tolerated errnos, jumps, loads and stores; a sync point that waits for the host; an fd
+//       passed to the host; setns(2) into another process's namespace.
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type LoadedConfig, parseConfig } from "../core/config";
+import { compileBox, keepOnlyFds } from "../core/compile";
+import { runTape } from "../core/host/start";
+import type { CgroupHost } from "../core/cgroup";
+import { type HostFacts, planBox } from "../core/plan";
+import { exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
+import { Tape } from "../core/tape/tape";
+import { ERRNO, errnoName } from "../ffi/errno";
+import { CMP, HEADER, OP, OP_BYTES, REGISTERS, REPORT, REPORT_BYTES, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
+import * as F from "../ffi/flags";
+import { pipe, receiveFd, socketPair } from "../ffi/io";
+import { libc } from "../ffi/libc";
+import { waitExit } from "../ffi/wait";
+
+const REPO = join(import.meta.dir, "..");
+
+describe("protocol.h and protocol.ts", () => {
+  const header = readFileSync(join(REPO, "ffi/executor/protocol.h"), "utf8");
+  const define = (name: string) => {
+    const m = header.match(new RegExp(`#define ${name} (-?(?:0x)?[0-9a-f]+)u?\\b`, "i"));
+    if (!m) throw new Error(`protocol.h has no #define ${name}`);
+    return Number(m[1]);
+  };
+
+  test("every constant has the same value on both sides", () => {
+    expect([define("NSRUN_TAPE_MAGIC"), define("NSRUN_TAPE_VERSION"), define("NSRUN_REGISTERS")]).toEqual([TAPE_MAGIC, TAPE_VERSION, REGISTERS]);
+    for (const [name, value] of Object.entries(OP)) expect([name, define(`NSRUN_OP_${name}`)]).toEqual([name, value]);
+    for (const [name, value] of Object.entries(CMP)) expect([name, define(`NSRUN_CMP_${name}`)]).toEqual([name, value]);
+    for (const [name, value] of Object.entries(REPORT)) expect([name, define(`NSRUN_REPORT_${name}`)]).toEqual([name, value]);
+  });
+
+  test("the structs' fields, in order, add up to the sizes protocol.ts uses", () => {
+    const fields = (struct: string) => {
+      const body = header.match(new RegExp(`struct ${struct} \\{([\\s\\S]*?)\\n\\};`))?.[1] ?? "";
+      const sizes: Record<string, number> = { int: 4, short: 2, "unsigned short": 2, "unsigned int": 4, "long long": 8, "unsigned long long": 8 };
+      let size = 0;
+      const names: string[] = [];
+      for (const line of body.split("\n").map((l) => l.replace(/\/\/.*$/, "").trim()).filter(Boolean)) {
+        const m = line.match(/^((?:unsigned )?(?:long long|int|short))\s+(.+);$/);
+        if (!m) throw new Error(`protocol.h: cannot read "${line}"`);
+        for (const part of m[2].split(",")) {
+          const arr = part.trim().match(/^(\w+)(?:\[(\d+)\])?$/);
+          if (!arr) throw new Error(`protocol.h: cannot read "${part}"`);
+          names.push(arr[1]);
+          size += sizes[m[1]] * Number(arr[2] ?? 1);
+        }
+      }
+      return { size, names };
+    };
+    expect(fields("nsrun_op").size).toBe(OP_BYTES);
+    expect(fields("nsrun_result").size).toBe(RESULT_BYTES);
+    expect(fields("nsrun_report").size).toBe(REPORT_BYTES);
+    const tape = fields("nsrun_tape");
+    expect(tape.size).toBe(HEADER.size);
+    // The offsets in HEADER follow the struct's field order (all fields but the first pair are 8 bytes).
+    expect(tape.names).toEqual(["magic", "version", "clone_flags", "cgroup_fd", "report_fd", "nops", "ops", "results", "stack_size", "stack", "pidfd", "progress"]);
+  });
+});
+
+// ---- golden tapes ---------------------------------------------------------------------------
+
+const FDS = { report: 30, sync: null, stub: 31, cgroupDir: null, cgroupProcs: [] };
+const loaded = (raw: Record<string, unknown>): LoadedConfig => ({ config: parseConfig({ rootfs: "rootfs", ...raw }, "box.toml"), file: "box.toml", dir: "/srv" });
+const facts = (extra: Partial<HostFacts> = {}): HostFacts => ({ rootfs: "/srv/rootfs", sources: [], ttyGroupMapped: true, setgroupsAllowed: true, ...extra });
+
+const GOLDEN: Array<{ name: string; tape: () => Tape }> = [
+  {
+    name: "root-minimal",
+    tape: () => compileBox(planBox(loaded({ hostname: "box" }), facts(), { uid: 0, gid: 0, pid: 7 }), { fds: FDS, lastCap: 40, arch: "x64" }),
+  },
+  {
+    name: "rootless-ephemeral-binds",
+    tape: () => {
+      const raw = {
+        ephemeral: true,
+        mounts: [
+          { type: "bind", source: "data", target: "/data", readonly: true },
+          { type: "tmpfs", target: "/scratch", options: ["size=1m"] },
+        ],
+        security: { seccomp: "unconfined", masked_paths: ["/proc/keys", "/etc/secret"], readonly_paths: ["/proc/sys"] },
+        process: { args: ["/bin/sh", "-c", "echo hi"], cwd: "/tmp", env: { PATH: "/bin", HOME: "/root" } },
+      };
+      const f = facts({ sources: [{ path: "/srv/data", isDir: true }], ttyGroupMapped: false });
+      return compileBox(planBox(loaded(raw), f, { uid: 1000, gid: 1000, pid: 7 }), { fds: FDS, lastCap: 40, arch: "x64" });
+    },
+  },
+  {
+    name: "root-init-cgroup-v1-no-pidns",
+    tape: () => {
+      const raw = { process: { init: true, user: "1000:1000" }, namespaces: { pid: false, net: false }, limits: { pids: 16 }, security: { no_new_privileges: false } };
+      const cgroups: CgroupHost = { v2: null, v1: { pids: { mount: "/sys/fs/cgroup/pids", own: "/" } } };
+      const plan = planBox(loaded(raw), facts({ cgroups }), { uid: 0, gid: 0, pid: 7 });
+      return compileBox(plan, { fds: { ...FDS, cgroupProcs: [32] }, lastCap: 40, arch: "x64" });
+    },
+  },
+];
+
+describe("golden tapes (test/golden/*.tape)", () => {
+  for (const g of GOLDEN) {
+    test(`${g.name} compiles to its listing`, () => {
+      const tape = g.tape();
+      const listing = `# clone3 flags: ${F.flagNames(tape.cloneFlags, F.CLONE_FLAGS)}\n${tape.listing(errnoName)}`;
+      const file = join(REPO, "test/golden", `${g.name}.tape`);
+      if (process.env.UPDATE_GOLDEN === "1" || !existsSync(file)) writeFileSync(file, listing);
+      expect(listing).toBe(readFileSync(file, "utf8"));
+    });
+  }
+
+  test("every tape ends in the stub's execveat, with the command's paths and argv", () => {
+    const tape = GOLDEN[1].tape();
+    const last = tape.ops[tape.ops.length - 1];
+    expect(last.name).toBe("execveat");
+    expect(last.text).toBe('execveat(31, "", ["nsrun","exec","30","1","/bin/sh","--","/bin/sh","-c","echo hi"], [2 variables], AT_EMPTY_PATH)');
+  });
+
+  test("every jump lands on an op of the tape", () => {
+    for (const g of GOLDEN) {
+      const tape = g.tape();
+      for (const op of tape.ops) {
+        if (op.code !== OP.JUMP && op.code !== OP.JUMP_IF) continue;
+        const target = op.args[op.code === OP.JUMP ? 0 : 3] as { index: number };
+        expect(target.index).toBeGreaterThan(tape.ops.indexOf(op));
+        expect(target.index).toBeLessThanOrEqual(tape.ops.length);
+      }
+    }
+  });
+});
+
+// ---- the real executor ----------------------------------------------------------------------
+
+/** Run a hand-made tape in a child with no namespaces; `build` gets the report fd and adds the ops. */
+async function run(build: (t: Tape, report: number, extra: { sync: number }) => void, opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[] } = {}) {
+  const [reportRead, reportWrite] = pipe(true);
+  const [syncRead, syncWrite] = pipe(true);
+  const t = new Tape();
+  t.reportFd = reportWrite;
+  t.stage("namespaces", "test");
+  // As a box's tape does: the process keeps only the fds it needs, so our ends of its pipes close
+  // when we close them.
+  keepOnlyFds(t, [reportWrite, syncRead, ...(opts.keep ?? [])]);
+  build(t, reportWrite, { sync: syncRead });
+  const r = await runTape(t, { reportRead, reportWrite, syncWrite, onSync: opts.onSync });
+  libc.close(syncRead);
+  libc.close(syncWrite);
+  const exit = await waitExit(r.pidfd);
+  libc.close(r.pidfd);
+  return { run: r, exit, tape: t };
+}
+
+describe("the executor", () => {
+  test("a failing op reports its index and errno, and ends the process with 125", async () => {
+    const { run: r, exit, tape } = await run((t) => {
+      t.doing("open something that is not there");
+      openat(t, F.AT_FDCWD, "/nonexistent/nsrun-test", F.O_RDONLY, 0);
+      exitGroup(t, 0);
+    });
+    const index = tape.ops.findIndex((op) => op.name === "openat");
+    expect(r.reports).toEqual([{ kind: REPORT.FAILED, index, value: ERRNO.ENOENT }]);
+    expect(exit).toEqual({ code: 125, signal: null });
+    expect(tape.ops[index].step.what).toBe("open something that is not there");
+  });
+
+  test("a tolerated errno goes on, with -errno in the register; jumps, loads and stores work", async () => {
+    const { run: r, exit } = await run((t) => {
+      const fd = t.reg("fd");
+      const x = t.reg("x");
+      const missing = t.label("missing");
+      const cell = t.slot(8, "cell");
+      openat(t, F.AT_FDCWD, "/nonexistent/nsrun-test", F.O_RDONLY, 0, { dst: fd, ok: [ERRNO.ENOENT] });
+      t.jumpIf(fd, "EQ", -ERRNO.ENOENT, missing);
+      exitGroup(t, 1); // not reached
+      t.place(missing);
+      t.store(fd, cell, 8);
+      t.load(cell, 8, x);
+      const fine = t.label("fine");
+      t.jumpIf(x, "LT", 0, fine);
+      exitGroup(t, 2);
+      t.place(fine);
+      exitGroup(t, 42);
+    });
+    expect(r.reports).toEqual([]);
+    expect(exit).toEqual({ code: 42, signal: null });
+  });
+
+  test("the message of a failed box names the stage, the step, the call and the errno", async () => {
+    const { startBox } = await import("../core/host/start");
+    const plan = planBox(loaded({ mounts: [{ type: "bind", source: "gone", target: "/gone" }] }), facts({ rootfs: "/", sources: [{ path: "/nonexistent/nsrun-gone", isDir: true }] }), {
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+      pid: process.pid,
+    });
+    const started = await startBox(plan);
+    if (started.ok) throw new Error("the box started");
+    if (started.started) await waitExit(started.started.pidfd);
+    expect(started.failure.message).toBe(
+      'mounts: mounts[0]: bind "/nonexistent/nsrun-gone" on "/gone": openat2(AT_FDCWD, "/nonexistent/nsrun-gone", {O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_NO_SYMLINKS}): ENOENT (No such file or directory)',
+    );
+    expect(started.failure.exitCode).toBe(125);
+  });
+
+  test("a sync point waits for the host; the host sees the process paused there", async () => {
+    const seen: string[] = [];
+    const { exit } = await run(
+      (t, report, { sync }) => {
+        syncWithHost(t, report, sync, 7, "wait for the host");
+        exitGroup(t, 3);
+      },
+      {
+        onSync: (id, pid) => {
+          // The process is stopped in read(2) on the sync pipe until this returns.
+          seen.push(`${id} ${readFileSync(`/proc/${pid}/wchan`, "utf8")}`);
+        },
+      },
+    );
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatch(/^7 (anon_)?pipe_read$/);
+    expect(exit).toEqual({ code: 3, signal: null });
+  });
+
+  test("a sync point the host never answers (its end closes) fails the tape (control: answered, it goes on)", async () => {
+    const [reportRead, reportWrite] = pipe(true);
+    const [syncRead, syncWrite] = pipe(true);
+    const t = new Tape();
+    t.reportFd = reportWrite;
+    t.stage("namespaces", "test");
+    keepOnlyFds(t, [reportWrite, syncRead]);
+    syncWithHost(t, reportWrite, syncRead, 1, "wait for the host");
+    exitGroup(t, 0);
+    // No syncWrite given to runTape: nothing answers; closing our end tells the process we are gone.
+    const r = await runTape(t, { reportRead, reportWrite, onSync: () => void libc.close(syncWrite) });
+    libc.close(syncRead);
+    expect(r.reports.map((x) => x.kind)).toEqual([REPORT.SYNC, REPORT.FAILED]);
+    expect(r.reports[1].value).toBe(ERRNO.EPIPE);
+    expect(await waitExit(r.pidfd)).toEqual({ code: 125, signal: null });
+  });
+
+  test("an fd opened in the process reaches the host over a Unix socket (SCM_RIGHTS)", async () => {
+    const [mine, theirs] = socketPair();
+    const { exit } = await run(
+      (t) => {
+        const fd = t.reg("fd");
+        openat(t, F.AT_FDCWD, "/proc/self/status", F.O_RDONLY, 0, { dst: fd });
+        sendFd(t, theirs, fd);
+        exitGroup(t, 0);
+      },
+      { keep: [theirs] },
+    );
+    libc.close(theirs);
+    expect(exit).toEqual({ code: 0, signal: null });
+    const got = receiveFd(mine);
+    libc.close(mine);
+    expect(got).not.toBeNull();
+    // The child's /proc/self/status, opened by the child: our new fd names the child's file.
+    expect(readlinkSync(`/proc/self/fd/${got}`)).toMatch(/^\/proc\/\d+\/status$/);
+    expect(readlinkSync(`/proc/self/fd/${got}`)).not.toBe(`/proc/${process.pid}/status`);
+    libc.close(got as number);
+  });
+
+  const root = process.getuid?.() === 0;
+  test.skipIf(!root)(`setns(2) joins the namespace of an fd the host opened${root ? "" : " (skipped: needs root to enter another UTS namespace)"}`, async () => {
+    const other = Bun.spawn(["unshare", "--uts", "sleep", "30"]);
+    try {
+      const target = `/proc/${other.pid}/ns/uts`;
+      // unshare(1) execs sleep once the namespace exists: wait for the link to differ from ours.
+      for (let i = 0; i < 1000 && readlinkSync(target) === readlinkSync("/proc/self/ns/uts"); i++) await Bun.sleep(1);
+      const nsfd = Number(libc.openat(F.AT_FDCWD, Buffer.from(`${target}\0`), F.O_RDONLY | F.O_CLOEXEC, 0));
+      expect(nsfd).toBeGreaterThan(0);
+      const seen: string[] = [];
+      const { exit } = await run(
+        (t, report, { sync }) => {
+          setns(t, nsfd, F.CLONE_NEWUTS);
+          syncWithHost(t, report, sync, 1, "let the host look");
+          exitGroup(t, 0);
+        },
+        { onSync: (_id, pid) => void seen.push(readlinkSync(`/proc/${pid}/ns/uts`)), keep: [nsfd] },
+      );
+      libc.close(nsfd);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(seen).toEqual([readlinkSync(target)]);
+      expect(seen[0]).not.toBe(readlinkSync("/proc/self/ns/uts")); // control: not simply ours
+    } finally {
+      other.kill();
+    }
+  });
+});
