@@ -12,6 +12,7 @@ const SUBCOMMANDS: Record<string, () => Promise<CommandDef>> = {
   run: async () => run as unknown as CommandDef,
   ns: () => import("./ns").then((m) => m.default as unknown as CommandDef),
   doctor: () => import("./doctor").then((m) => m.default as unknown as CommandDef),
+  image: () => import("./image").then((m) => m.default as unknown as CommandDef),
 };
 
 const root = defineCommand({
@@ -31,7 +32,7 @@ export async function main(rawArgs: string[]): Promise<void> {
   if (own.includes("--help") || own.includes("-h")) {
     // Plain text (citty colours it), and the usage lines say where options and the command go.
     let usage = (await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)).replace(/\x1b\[[0-9;]*m/g, "");
-    if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS] [-- CMD ARG...]\n      nsrun run|ns|doctor [OPTIONS] ...");
+    if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS] [-- CMD ARG...]\n      nsrun run|ns|doctor|image [OPTIONS] ...");
     if (sub === "run") usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun run [OPTIONS] [CMD ARG...]");
     process.stdout.write(`${usage}\n`);
     process.exit(0);

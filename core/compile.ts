@@ -7,7 +7,7 @@ import * as F from "../ffi/flags";
 import { emitBoundingSet, emitCapabilitySets, emitUser } from "./capabilities";
 import { emitHostname } from "./hostname";
 import { emitMounts } from "./mounts";
-import { cloneFlags } from "./namespaces";
+import { cloneFlags, NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "./namespaces";
 import { emitLoopback } from "./network";
 import { emitPivot } from "./pivot";
 import type { BoxPlan } from "./plan";
@@ -15,9 +15,11 @@ import { emitExec, emitProcess, emitSealFds } from "./process";
 import { emitRlimits } from "./rlimits";
 import { emitPrivateRoot, emitRootfs } from "./rootfs";
 import { emitSeccomp } from "./seccomp";
-import { close, closeRange, pollNow, prctl, unshare, writeText } from "./tape/calls";
+import { close, closeFd, closeRange, pollNow, prctl, setns, unshare, writeText } from "./tape/calls";
 import { Tape } from "./tape/tape";
 import { emitIdMaps } from "./userns";
+
+const NAMESPACE_KINDS: NamespaceKind[] = NAMESPACE_ORDER.map(([kind]) => kind);
 
 /** The fds the host hands the box's first process, as numbered in the host (the child inherits them). */
 export interface ChildFds {
@@ -31,6 +33,8 @@ export interface ChildFds {
   cgroupDir: number | null;
   /** cgroup v1: each controller's cgroup.procs, opened by the host; the child writes itself into them. */
   cgroupProcs: number[];
+  /** Existing namespaces to join (setns(2)), each an fd the host opened on /proc/PID/ns/KIND. */
+  join?: Array<{ kind: NamespaceKind; fd: number }>;
 }
 
 export interface CompileOptions {
@@ -39,6 +43,13 @@ export interface CompileOptions {
   lastCap: number;
   /** process.arch, for the syscall numbers. */
   arch?: NodeJS.Architecture;
+  /**
+   * Arm the parent-death signal (the default): the box dies with the nsrun that started it. Off for
+   * a box that must outlive it (an OCI container after `create`).
+   */
+  parentDeath?: boolean;
+  /** Ops right before the stub's execveat: an OCI container waits there until `start`. */
+  beforeExec?: (t: Tape) => void;
 }
 
 export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
@@ -49,9 +60,19 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   t.cgroupFd = fds.cgroupDir ?? -1;
   t.cloneFlags = cloneFlags(plan.namespaces, joinCgroupInside);
 
+  const join = [...(fds.join ?? [])].sort((a, b) => NAMESPACE_KINDS.indexOf(a.kind) - NAMESPACE_KINDS.indexOf(b.kind));
+  const armDeath = opts.parentDeath ?? true;
+
   t.stage("namespaces", "start the box's first process");
-  keepOnlyFds(t, [fds.report, fds.stub, ...(fds.sync === null ? [] : [fds.sync]), ...fds.cgroupProcs]);
-  parentDeath(t, fds.report);
+  keepOnlyFds(t, [fds.report, fds.stub, ...(fds.sync === null ? [] : [fds.sync]), ...fds.cgroupProcs, ...join.map((j) => j.fd)]);
+  if (armDeath) parentDeath(t, fds.report);
+  // Joined namespaces in the canonical order: a user namespace first, which gives the rights to join
+  // the others it owns. A joined PID namespace takes effect for children only (pid_namespaces(7)).
+  for (const j of join) {
+    t.doing(`join the ${j.kind} namespace`);
+    setns(t, j.fd, unshareFlags([j.kind]));
+    closeFd(t, j.fd);
+  }
   if (joinCgroupInside) {
     // cgroup v1 has no CLONE_INTO_CGROUP: the process writes itself in ("0" is the writer), and only
     // then makes its cgroup namespace, whose root is the cgroup it is in at that moment.
@@ -102,7 +123,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   emitUser(t, plan.process);
   emitCapabilitySets(t, sec.capabilities, plan.process.uid);
   // Changing credentials cleared the parent-death signal: arm it again, and check nsrun is still there.
-  parentDeath(t, fds.report);
+  if (armDeath) parentDeath(t, fds.report);
   if (sec.noNewPrivileges) {
     t.doing("set no_new_privs");
     prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");
@@ -112,6 +133,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   emitSealFds(t, fds.report);
   // Last but one: the filter refuses mount() and friends, which the stages above needed.
   if (sec.seccomp && sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
+  opts.beforeExec?.(t);
   emitExec(t, plan.process, { stubFd: fds.stub, reportFd: fds.report });
   return t;
 }

@@ -1,7 +1,7 @@
 // The docs against the code:
 //   (a) docs/algorithm.md has one "### N. title" section per stage of core/pipeline.ts, in order;
 //   (b) a real `--trace` run of the compiled binary prints the same stages' markers, in the same
-//       order, each from the process that docs/algorithm.md says runs it;
+//       order, each from the process that core/pipeline.ts (and so docs/algorithm.md) says runs it;
 //   (c) the README's config reference names exactly the keys core/config.ts accepts, and its full
 //       example config passes parseConfig (which rejects unknown keys).
 import { describe, expect, test } from "bun:test";
@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "bun";
 import { ConfigSchema, parseConfig } from "../core/config";
-import { STAGES, stageLine } from "../core/pipeline";
+import { STAGE_TITLES, STAGES, stageLine } from "../core/pipeline";
 
 const REPO = join(import.meta.dir, "..");
 const DIST = join(REPO, "dist/nsrun");
@@ -33,7 +33,7 @@ function sections(md: string, level: "##" | "###"): Map<string, string> {
   return out;
 }
 
-const EXPECTED_HEADINGS = STAGES.map((title, i) => `### ${i + 1}. ${title}`);
+const EXPECTED_HEADINGS = STAGE_TITLES.map((title, i) => `### ${i + 1}. ${title}`);
 
 describe("docs/algorithm.md", () => {
   const doc = withoutCode(readFileSync(ALGORITHM, "utf8"));
@@ -47,21 +47,20 @@ describe("docs/algorithm.md", () => {
     expect(numbered).toEqual(EXPECTED_HEADINGS);
   });
 
-  test("each stage's section says which process runs it", () => {
+  test("each stage's section says which process runs it, as core/pipeline.ts does", () => {
     const runsIn = stageProcessesInDoc(doc);
-    // The sections without a "**Runs in:** the host process|namespace stage|init stage" line.
-    expect(EXPECTED_HEADINGS.filter((_, i) => runsIn[i] === null)).toEqual([]);
+    expect(EXPECTED_HEADINGS.map((h, i) => `${h}: ${runsIn[i]}`)).toEqual(EXPECTED_HEADINGS.map((h, i) => `${h}: ${STAGES[i][1]}`));
   });
 });
 
-/** Per stage, in STAGES order: "host", "ns" or "init", from the section's "**Runs in:**" line. */
+/** Per stage, in STAGES order: "host", "executor" or "supervisor", from the section's "**Runs in:**" line. */
 function stageProcessesInDoc(doc: string): Array<string | null> {
   const bySection = sections(doc, "###");
   return EXPECTED_HEADINGS.map((heading) => {
     const text = bySection.get(heading) ?? "";
-    const m = text.match(/\*\*Runs in:\*\* the (host process|namespace stage|init stage)\b/);
+    const m = text.match(/\*\*Runs in:\*\* the (host process|executor|supervisor)\b/);
     if (!m) return null;
-    return { "host process": "host", "namespace stage": "ns", "init stage": "init" }[m[1]] ?? null;
+    return { "host process": "host", executor: "executor", supervisor: "supervisor" }[m[1]] ?? null;
   });
 }
 
@@ -87,11 +86,10 @@ describe("nsrun --trace", () => {
       // Both at once, so a failed run shows its error next to the markers it got to.
       expect({ code: r.exitCode, markers: markers.map((m) => m[2]), errors: stderr.split("\n").filter((l) => l.startsWith("nsrun: ")) }).toEqual({
         code: 0,
-        markers: STAGES.map((title) => stageLine(title)),
+        markers: STAGE_TITLES.map((title) => stageLine(title)),
         errors: [],
       });
-      const doc = withoutCode(readFileSync(ALGORITHM, "utf8"));
-      expect(markers.map((m, i) => `${i + 1}. ${m[1]}`)).toEqual(stageProcessesInDoc(doc).map((p, i) => `${i + 1}. ${p}`));
+      expect(markers.map((m, i) => `${i + 1}. ${m[1]}`)).toEqual(STAGES.map(([, process], i) => `${i + 1}. ${process}`));
     },
   );
 });

@@ -20,6 +20,11 @@ export function close(t: Tape, fd: Reg): void {
   t.sys("close", [fd], () => `close(${fd.name})`);
 }
 
+/** close(2) of an fd the host handed over, by number. */
+export function closeFd(t: Tape, fd: number): void {
+  t.sys("close", [fd], () => `close(${fd})`);
+}
+
 /** close_range(2): close [first, last], or with CLOSE_RANGE_CLOEXEC mark them close-on-exec. */
 export function closeRange(t: Tape, first: number, last: number, flags: number): void {
   const shownLast = last >= 0xffffffff ? "~0U" : String(last);

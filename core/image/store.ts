@@ -1,0 +1,401 @@
+// The local image store: unpacked images by name, and blobs by digest.
+//
+//   STORE/lock                     flock'd (exclusive) by whoever changes the store, briefly
+//   STORE/blobs/sha256/HEX         pulled blobs (layers, configs), shared between images
+//   STORE/blobs/sha256/HEX.partial a download in progress or interrupted; flock'd by its downloader
+//   STORE/images/ID/image.json     one image: its name, source, config and layers (ID: hash of the name)
+//   STORE/images/ID/rootfs/        its unpacked root filesystem, every layer applied
+//   STORE/images/ID/in-use         flock'd (shared) by each box that runs on the image
+//   STORE/tmp/X/, STORE/tmp/X.lock work in progress, flock'd by its owner; stale ones are removed
+//
+// An import or pull builds the image in tmp/ and renames it into images/ only when complete, so an
+// interrupted one leaves nothing half-visible. STORE is $NSRUN_STORE, else /var/lib/nsrun for root,
+// else $XDG_DATA_HOME/nsrun (~/.local/share/nsrun).
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, chmodSync, unlinkSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import * as fs from "../../ffi/fs";
+import { q } from "../../ffi/libc";
+import { ConfigError, StageError } from "../errors";
+
+export interface ImageConfig {
+  env: string[];
+  entrypoint: string[];
+  cmd: string[];
+  workingDir?: string;
+  user?: string;
+}
+
+export interface LayerRecord {
+  /** The blob's digest (compressed, as the manifest lists it); for a rootfs tarball, its file's sha256. */
+  digest: string;
+  /** sha256 of the uncompressed tar. */
+  diffId: string;
+  size: number;
+}
+
+export interface ImageRecord {
+  name: string;
+  /** The config blob's digest, or for a rootfs tarball the tarball's. */
+  id: string;
+  source: { kind: "rootfs" | "oci" | "docker-archive" | "registry"; ref: string };
+  architecture: string;
+  os: string;
+  /** When the image was made (its config's `created`), if it says. */
+  created?: string;
+  /** When it came into this store. */
+  added: string;
+  config: ImageConfig;
+  layers: LayerRecord[];
+  /** Blobs of this image kept in STORE/blobs (pulled images), which prune leaves alone. */
+  blobs: string[];
+  /** "kept": the layers' owners; otherwise the uid that owns every file. */
+  owners: "kept" | { uid: number };
+  /** Bytes of file content unpacked. */
+  size: number;
+  devicesSkipped: number;
+  xattrsSkipped: Record<string, number>;
+  /** Entries whose names were absolute or climbed with `..`, kept inside the image. */
+  namesContained: number;
+}
+
+export interface ResolvedImage {
+  /** Absolute directory of the unpacked tree, usable as a box's rootfs. */
+  rootfs: string;
+  /** The directories to stack as overlay lower layers, bottom first: the one merged tree (see docs/images.md). */
+  layers: string[];
+  config: ImageConfig;
+  name: string;
+  id: string;
+}
+
+export function defaultStoreRoot(): string {
+  if (process.env.NSRUN_STORE) return process.env.NSRUN_STORE;
+  if (process.getuid?.() === 0) return "/var/lib/nsrun";
+  const data = process.env.XDG_DATA_HOME || join(process.env.HOME || homedir(), ".local/share");
+  return join(data, "nsrun");
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$/;
+
+/** A name as the store keys it: a name without a tag or digest gets ":latest" (busybox -> busybox:latest). */
+export function normalizeName(name: string): string {
+  if (!NAME_RE.test(name) || name.length > 255 || name.split("/").some((c) => c === "" || c === "." || c === "..")) {
+    throw new StageError("image", `image name ${q(name)}: expected letters, digits and . _ - / : @ (at most 255, no empty or .. parts)`);
+  }
+  const last = name.slice(name.lastIndexOf("/") + 1);
+  return last.includes(":") || name.includes("@") ? name : `${name}:latest`;
+}
+
+const hex = (text: string) => new Bun.CryptoHasher("sha256").update(text).digest("hex");
+
+/** Remove a tree we made, even where its directories are read-only (0555) to us. */
+export function removeTree(path: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) return unlinkSync(path);
+  if ((st.mode & 0o700) !== 0o700) {
+    try {
+      chmodSync(path, 0o700);
+    } catch {
+      // not ours to chmod (root's tree, read by a user): rmdir says so below
+    }
+  }
+  for (const name of readdirSync(path)) removeTree(join(path, name));
+  rmdirSync(path);
+}
+
+export class ImageStore {
+  readonly blobDir: string;
+  readonly imageDir: string;
+  readonly tmpDir: string;
+
+  constructor(readonly root = defaultStoreRoot()) {
+    this.blobDir = join(root, "blobs/sha256");
+    this.imageDir = join(root, "images");
+    this.tmpDir = join(root, "tmp");
+  }
+
+  /** Make the store's folders (private to their owner). */
+  ensure(): void {
+    for (const d of [this.root, this.blobDir, this.imageDir, this.tmpDir]) {
+      try {
+        mkdirSync(d, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw new StageError("image", `cannot make the image store ${q(d)}: ${(e as Error).message}`, "set NSRUN_STORE to a folder you can write");
+      }
+    }
+  }
+
+  /** Run `fn` holding the store lock. Waits (and says so) while another nsrun holds it. */
+  withLock<T>(fn: () => T, log?: (line: string) => void): T {
+    this.ensure();
+    const path = join(this.root, "lock");
+    const fd = openSync(path, "a", 0o600);
+    try {
+      if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, path)) {
+        log?.(`waiting for the image store lock ${q(path)}, held by another nsrun`);
+        fs.flock(fd, fs.LOCK_EX, path);
+      }
+      return fn();
+    } finally {
+      closeSync(fd); // closing drops the lock
+    }
+  }
+
+  /**
+   * A private work folder in STORE/tmp, flock'd until release(). An import builds the image there;
+   * if nsrun dies, the lock goes with it and the next run's cleanStale() removes the folder.
+   */
+  tempDir(): { path: string; release(): void } {
+    return this.withLock(() => {
+      this.cleanStaleLocked();
+      const name = `${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
+      const lockPath = join(this.tmpDir, `${name}.lock`);
+      const fd = openSync(lockPath, "wx", 0o600);
+      fs.flock(fd, fs.LOCK_EX, lockPath);
+      const path = join(this.tmpDir, name);
+      mkdirSync(path, { mode: 0o700 });
+      let released = false;
+      return {
+        path,
+        release: () => {
+          if (released) return;
+          released = true;
+          removeTree(path);
+          try {
+            unlinkSync(lockPath);
+          } catch {
+            // already gone
+          }
+          closeSync(fd);
+        },
+      };
+    });
+  }
+
+  /** Remove work folders whose owner is gone (their lock is free). Call with the store lock held. */
+  private cleanStaleLocked(): number {
+    let removed = 0;
+    let names: string[];
+    try {
+      names = readdirSync(this.tmpDir);
+    } catch {
+      return 0;
+    }
+    for (const name of names) {
+      if (name.endsWith(".lock")) continue;
+      const lockPath = join(this.tmpDir, `${name}.lock`);
+      let fd: number | null = null;
+      try {
+        fd = openSync(lockPath, "r+");
+        if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, lockPath)) continue; // alive
+      } catch {
+        // no lock file: left by a run that died before taking it, or a trash folder
+      }
+      removeTree(join(this.tmpDir, name));
+      try {
+        unlinkSync(lockPath);
+      } catch {
+        // none
+      }
+      if (fd !== null) closeSync(fd);
+      removed++;
+    }
+    // Lock files whose folder is gone (a run that died between the two).
+    for (const name of names) {
+      if (!name.endsWith(".lock") || existsSync(join(this.tmpDir, name.slice(0, -5)))) continue;
+      const lockPath = join(this.tmpDir, name);
+      let fd: number;
+      try {
+        fd = openSync(lockPath, "r+");
+      } catch {
+        continue; // removed with its folder above
+      }
+      if (fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, lockPath)) unlinkSync(lockPath);
+      closeSync(fd);
+    }
+    return removed;
+  }
+
+  cleanStale(): number {
+    return this.withLock(() => this.cleanStaleLocked());
+  }
+
+  dirOf(name: string): string {
+    return join(this.imageDir, hex(normalizeName(name)).slice(0, 32));
+  }
+
+  read(name: string): ImageRecord | null {
+    try {
+      return JSON.parse(readFileSync(join(this.dirOf(name), "image.json"), "utf8")) as ImageRecord;
+    } catch {
+      return null;
+    }
+  }
+
+  list(): ImageRecord[] {
+    let ids: string[];
+    try {
+      ids = readdirSync(this.imageDir);
+    } catch {
+      return [];
+    }
+    const out: ImageRecord[] = [];
+    for (const id of ids) {
+      try {
+        out.push(JSON.parse(readFileSync(join(this.imageDir, id, "image.json"), "utf8")));
+      } catch {
+        // not an image
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Put a finished image in place: `work` holds rootfs/; its image.json is written here. An image
+   * of the same name is replaced, unless a box is using it.
+   */
+  commit(work: string, record: ImageRecord, log?: (line: string) => void): void {
+    writeFileSync(join(work, "image.json"), `${JSON.stringify(record, null, 2)}\n`);
+    writeFileSync(join(work, "in-use"), "");
+    const dir = this.dirOf(record.name);
+    const trash = this.withLock(() => {
+      const old = this.takeOutLocked(record.name, dir, "replace it");
+      renameSync(work, dir);
+      return old;
+    }, log);
+    trash?.release();
+  }
+
+  /** Move an image out of images/ into a work folder (to delete). Refused while a box uses it. */
+  private takeOutLocked(name: string, dir: string, doing: string): { release(): void } | null {
+    if (!existsSync(dir)) return null;
+    const usePath = join(dir, "in-use");
+    const fd = openSync(usePath, "a", 0o600);
+    try {
+      if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, usePath)) {
+        throw new StageError("image", `image ${q(name)} is in use by a running box; stop the box first to ${doing}`);
+      }
+      const name2 = `${process.pid}-trash-${crypto.randomUUID().slice(0, 8)}`;
+      const lockPath = join(this.tmpDir, `${name2}.lock`);
+      const lockFd = openSync(lockPath, "wx", 0o600);
+      fs.flock(lockFd, fs.LOCK_EX, lockPath);
+      const trashPath = join(this.tmpDir, name2);
+      renameSync(dir, trashPath);
+      return {
+        release: () => {
+          removeTree(trashPath);
+          unlinkSync(lockPath);
+          closeSync(lockFd);
+        },
+      };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  remove(name: string, log?: (line: string) => void): ImageRecord {
+    const record = this.read(name);
+    if (!record) throw notFound(name, this.root);
+    const trash = this.withLock(() => this.takeOutLocked(record.name, this.dirOf(name), "remove it"), log);
+    trash?.release();
+    return record;
+  }
+
+  /** Remove blobs no image lists, interrupted downloads and stale work folders. */
+  prune(log?: (line: string) => void): { blobs: number; bytes: number; temporaries: number } {
+    return this.withLock(() => {
+      const temporaries = this.cleanStaleLocked();
+      const used = new Set(this.list().flatMap((r) => r.blobs.map((d) => d.replace(/^sha256:/, ""))));
+      let blobs = 0;
+      let bytes = 0;
+      let names: string[] = [];
+      try {
+        names = readdirSync(this.blobDir);
+      } catch {
+        // no blobs
+      }
+      for (const name of names) {
+        const path = join(this.blobDir, name);
+        if (name.endsWith(".partial")) {
+          const fd = openSync(path, "r+");
+          try {
+            if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, path)) continue; // a pull is downloading it
+            bytes += statSync(path).size;
+            unlinkSync(path);
+            blobs++;
+          } finally {
+            closeSync(fd);
+          }
+          continue;
+        }
+        if (used.has(name)) continue;
+        bytes += statSync(path).size;
+        unlinkSync(path);
+        blobs++;
+      }
+      return { blobs, bytes, temporaries };
+    }, log);
+  }
+}
+
+export function notFound(name: string, root: string): ConfigError {
+  return new ConfigError(`image ${q(name)}`, null, `not in the image store ${q(root)}; add it with \`nsrun image import\` or \`nsrun image pull\` (see \`nsrun image ls\`)`);
+}
+
+/**
+ * The image a box runs on: its unpacked root filesystem and its config (the box's defaults).
+ * Throws a ConfigError naming the image when the store has no such image.
+ */
+export function resolveImage(name: string, store = new ImageStore()): ResolvedImage {
+  let record: ImageRecord | null;
+  try {
+    record = store.read(name);
+  } catch (e) {
+    throw new ConfigError(`image ${q(name)}`, null, (e as Error).message);
+  }
+  if (!record) throw notFound(name, store.root);
+  const rootfs = join(store.dirOf(name), "rootfs");
+  return { rootfs, layers: [rootfs], config: record.config, name: record.name, id: record.id };
+}
+
+/**
+ * Mark an image as used by a running box until release(): `nsrun image rm` and a re-import of the
+ * same name refuse while any box holds it. A shared flock on STORE/images/ID/in-use, so a box that
+ * dies releases it with its fds. The fd is close-on-exec: the box's own processes never see it.
+ */
+export function acquireImageUse(name: string, store = new ImageStore()): () => void {
+  for (let attempt = 0; ; attempt++) {
+    if (attempt === 10) throw new StageError("image", `image ${q(name)}: cannot hold its in-use marker; is another nsrun replacing it in a loop?`);
+    if (!store.read(name)) throw notFound(name, store.root);
+    const path = join(store.dirOf(name), "in-use");
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch {
+      continue; // replaced between the read and the open: look again
+    }
+    fs.flock(fd, fs.LOCK_SH, path);
+    // An rm or re-import may have moved the image away while we waited: hold the file that is there now.
+    let same = false;
+    try {
+      same = fs.inodeOf(fd, path) === BigInt(statSync(path, { bigint: true }).ino);
+    } catch {
+      same = false;
+    }
+    if (same) {
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        closeSync(fd);
+      };
+    }
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,258 @@
+// The libc calls image extraction and the image store need, beyond ffi/libc.ts's table.
+//
+// Extraction never joins strings into a host path. Every parent directory is resolved with
+// openat2(2) RESOLVE_IN_ROOT from an fd of the image root, and the last component is made with an
+// *at() call on that parent fd that does not follow a symlink there (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW,
+// linkat without AT_SYMLINK_FOLLOW). So a layer's `..` entries and its symlinks land inside the image.
+import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
+import * as F from "./flags";
+import { check, cstr, errno, libc, q, SyscallError } from "./libc";
+import { hintFor } from "./hints";
+
+const { i32, i64, u32, u64, ptr } = FFIType;
+
+const fsLibc = dlopen("libc.so.6", {
+  fchownat: { args: [i32, ptr, u32, u32, i32], returns: i32 },
+  fchown: { args: [i32, u32, u32], returns: i32 },
+  fchmod: { args: [i32, u32], returns: i32 },
+  fchmodat: { args: [i32, ptr, u32, i32], returns: i32 },
+  futimens: { args: [i32, ptr], returns: i32 },
+  utimensat: { args: [i32, ptr, ptr, i32], returns: i32 },
+  linkat: { args: [i32, ptr, i32, ptr, i32], returns: i32 },
+  unlinkat: { args: [i32, ptr, i32], returns: i32 },
+  mknodat: { args: [i32, ptr, u32, u64], returns: i32 },
+  fsetxattr: { args: [i32, ptr, ptr, u64, i32], returns: i32 },
+  lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64 },
+  statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
+  flock: { args: [i32, i32], returns: i32 },
+  fdopendir: { args: [i32], returns: ptr },
+  readdir: { args: [ptr], returns: ptr },
+  closedir: { args: [ptr], returns: i32 },
+  dup: { args: [i32], returns: i32 },
+  write: { args: [i32, ptr, u64], returns: i64 },
+}).symbols;
+
+// <fcntl.h>, <linux/stat.h>, <sys/file.h>, <sys/stat.h>: constants beyond ffi/flags.ts
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_REMOVEDIR = 0x200;
+export const O_TRUNC = 0x200;
+export const O_APPEND = 0x400;
+export const STATX_TYPE = 0x1;
+export const STATX_MODE = 0x2;
+export const STATX_INO = 0x100;
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const UTIME_OMIT = (1 << 30) - 2;
+
+// <errno.h>: the ones callers decide on
+export const ENOENT = 2;
+export const EEXIST = 17;
+export const ENOTDIR = 20;
+export const EISDIR = 21;
+export const EPERM = 1;
+export const EACCES = 13;
+export const ELOOP = 40;
+export const EWOULDBLOCK = 11;
+export const EXDEV = 18;
+export const ENOTEMPTY = 39;
+export const EOPNOTSUPP = 95;
+export const ENODATA = 61;
+export const E2BIG = 7;
+export const ERANGE = 34;
+export const ENOSPC = 28;
+
+/** Resolve flags for every lookup inside an image: the image fd is "/", and /proc magic links are refused. */
+export const IN_ROOT = F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS;
+
+export function isErrno(e: unknown, ...codes: number[]): boolean {
+  return e instanceof SyscallError && codes.includes(e.errno);
+}
+
+function fail(syscall: string, call: string): never {
+  const code = errno();
+  throw new SyscallError(syscall, call, code, hintFor(syscall, code));
+}
+
+/** openat2(2): `path` resolved under `dirfd` with `resolve` flags. `shown` is how errors name the path. */
+export function openat2(dirfd: number, path: string, flags: number, resolve: number, shown = path, mode = 0): number {
+  const how = Buffer.alloc(24);
+  how.writeBigUInt64LE(BigInt(flags | F.O_CLOEXEC), 0);
+  how.writeBigUInt64LE(BigInt(mode), 8);
+  how.writeBigUInt64LE(BigInt(resolve), 16);
+  const p = cstr(path);
+  const ret = libc.syscall(F.SYS_openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
+  return check("openat2", ret, `openat2(${q(shown)})`);
+}
+
+// libc.syscall takes i64 arguments, so buffers go in as their addresses.
+function ptrOf(buf: Buffer): number {
+  return addressOf(buf) as unknown as number;
+}
+
+export function openat(dirfd: number, name: string, flags: number, mode: number, shown = name): number {
+  return check("openat", libc.openat(dirfd, cstr(name), flags | F.O_CLOEXEC, mode), `openat(${q(shown)})`);
+}
+
+export function mkdirat(dirfd: number, name: string, mode: number, shown = name): void {
+  check("mkdirat", libc.mkdirat(dirfd, cstr(name), mode), `mkdirat(${q(shown)})`);
+}
+
+export function symlinkat(target: string, dirfd: number, name: string, shown = name): void {
+  check("symlinkat", libc.symlinkat(cstr(target), dirfd, cstr(name)), `symlinkat(${q(target)}, ${q(shown)})`);
+}
+
+/** A hard link; without AT_SYMLINK_FOLLOW a symlink at the old name is linked itself, never followed. */
+export function linkat(olddirfd: number, oldname: string, newdirfd: number, newname: string, shown: string): void {
+  check("linkat", fsLibc.linkat(olddirfd, cstr(oldname), newdirfd, cstr(newname), 0), shown);
+}
+
+export function unlinkat(dirfd: number, name: string, removeDir: boolean, shown = name): void {
+  check("unlinkat", fsLibc.unlinkat(dirfd, cstr(name), removeDir ? AT_REMOVEDIR : 0), `unlinkat(${q(shown)}${removeDir ? ", AT_REMOVEDIR" : ""})`);
+}
+
+export function mkfifoat(dirfd: number, name: string, mode: number, shown = name): void {
+  check("mknodat", fsLibc.mknodat(dirfd, cstr(name), S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(shown)}, S_IFIFO)`);
+}
+
+export function fchown(fd: number, uid: number, gid: number, shown: string): void {
+  check("fchown", fsLibc.fchown(fd, uid, gid), `fchown(${q(shown)}, ${uid}, ${gid})`);
+}
+
+/** chown of the entry `name` itself (a symlink is not followed). */
+export function lchownat(dirfd: number, name: string, uid: number, gid: number, shown = name): void {
+  check("fchownat", fsLibc.fchownat(dirfd, cstr(name), uid, gid, AT_SYMLINK_NOFOLLOW), `fchownat(${q(shown)}, ${uid}, ${gid}, AT_SYMLINK_NOFOLLOW)`);
+}
+
+export function fchmod(fd: number, mode: number, shown: string): void {
+  check("fchmod", fsLibc.fchmod(fd, mode & 0o7777), `fchmod(${q(shown)}, 0${(mode & 0o7777).toString(8)})`);
+}
+
+/** chmod of `name` under `dirfd`: only for entries that are not symlinks (fchmodat cannot refuse to follow). */
+export function fchmodat(dirfd: number, name: string, mode: number, shown = name): void {
+  check("fchmodat", fsLibc.fchmodat(dirfd, cstr(name), mode & 0o7777, 0), `fchmodat(${q(shown)}, 0${(mode & 0o7777).toString(8)})`);
+}
+
+/** Two struct timespec: atime then mtime. Times are (seconds, nanoseconds). */
+function timespecs(atime: Time, mtime: Time): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeBigInt64LE(BigInt(atime.sec), 0);
+  b.writeBigInt64LE(BigInt(atime.nsec), 8);
+  b.writeBigInt64LE(BigInt(mtime.sec), 16);
+  b.writeBigInt64LE(BigInt(mtime.nsec), 24);
+  return b;
+}
+
+export interface Time {
+  sec: number;
+  nsec: number;
+}
+
+export function futimens(fd: number, atime: Time, mtime: Time, shown: string): void {
+  check("futimens", fsLibc.futimens(fd, timespecs(atime, mtime)), `futimens(${q(shown)})`);
+}
+
+/** Times of the entry `name` itself (a symlink's own times). */
+export function lutimensat(dirfd: number, name: string, atime: Time, mtime: Time, shown = name): void {
+  check("utimensat", fsLibc.utimensat(dirfd, cstr(name), timespecs(atime, mtime), AT_SYMLINK_NOFOLLOW), `utimensat(${q(shown)}, AT_SYMLINK_NOFOLLOW)`);
+}
+
+export function fsetxattr(fd: number, name: string, value: Uint8Array, shown: string): void {
+  const ret = fsLibc.fsetxattr(fd, cstr(name), value.length ? value : Buffer.alloc(1), value.length, 0);
+  if (ret < 0) fail("fsetxattr", `fsetxattr(${q(shown)}, ${q(name)})`);
+}
+
+/** An xattr of a path (not following a final symlink), or null when it has none of that name. For tests and inspection. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  const buf = Buffer.alloc(65536);
+  const n = Number(fsLibc.lgetxattr(cstr(path), cstr(name), buf, buf.length));
+  if (n < 0) {
+    if (errno() === ENODATA) return null;
+    fail("lgetxattr", `lgetxattr(${q(path)}, ${q(name)})`);
+  }
+  return buf.subarray(0, n);
+}
+
+/** The file type bits (S_IFMT) of `name` under `dirfd` without following a symlink, or null when it does not exist. */
+export function typeAt(dirfd: number, name: string, shown = name): number | null {
+  const buf = Buffer.alloc(256);
+  const ret = fsLibc.statx(dirfd, cstr(name), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buf);
+  if (ret < 0) {
+    if (errno() === ENOENT) return null;
+    fail("statx", `statx(${q(shown)}, AT_SYMLINK_NOFOLLOW)`);
+  }
+  return buf.readUInt16LE(28) & S_IFMT;
+}
+
+/** Inode number of an fd (AT_EMPTY_PATH), to tell whether a path still names the file an fd holds. */
+export function inodeOf(fd: number, shown: string): bigint {
+  const buf = Buffer.alloc(256);
+  check("statx", fsLibc.statx(fd, cstr(""), F.AT_EMPTY_PATH, STATX_INO, buf), `statx(${q(shown)}, AT_EMPTY_PATH)`);
+  return buf.readBigUInt64LE(32);
+}
+
+/** flock(2). With LOCK_NB, returns false when another holder has it instead of throwing. */
+export function flock(fd: number, op: number, shown: string): boolean {
+  if (fsLibc.flock(fd, op) === 0) return true;
+  const code = errno();
+  if (op & LOCK_NB && code === EWOULDBLOCK) return false;
+  throw new SyscallError("flock", `flock(${q(shown)})`, code, hintFor("flock", code));
+}
+
+/** The names in the directory `dirfd` (without . and ..), read with fdopendir/readdir on a dup of it. */
+export function listDir(dirfd: number, shown: string): string[] {
+  const copy = check("dup", fsLibc.dup(dirfd), `dup(${q(shown)})`);
+  const dir = fsLibc.fdopendir(copy);
+  if (!dir) {
+    const code = errno();
+    libc.close(copy);
+    throw new SyscallError("fdopendir", `fdopendir(${q(shown)})`, code);
+  }
+  const names: string[] = [];
+  try {
+    for (;;) {
+      const ent = fsLibc.readdir(dir);
+      if (!ent) break;
+      // struct dirent (64-bit glibc): d_ino 8, d_off 8, d_reclen 2, d_type 1, then d_name.
+      const name = readCString(ent as Pointer, 19);
+      if (name !== "." && name !== "..") names.push(name);
+    }
+  } finally {
+    fsLibc.closedir(dir);
+  }
+  return names;
+}
+
+function readCString(p: Pointer, offset: number): string {
+  const bytes: number[] = [];
+  for (let i = offset; ; i++) {
+    const b = read.u8(p, i);
+    if (b === 0) break;
+    bytes.push(b);
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
+
+/** Write all of `data` to `fd`. */
+export function writeAll(fd: number, data: Uint8Array, shown: string): void {
+  let off = 0;
+  while (off < data.length) {
+    const part = off === 0 ? data : data.subarray(off);
+    const n = Number(fsLibc.write(fd, part, part.length));
+    if (n < 0) {
+      if (errno() === 4) continue; // EINTR
+      fail("write", `write(${q(shown)})`);
+    }
+    off += n;
+  }
+}
+
+export function close(fd: number): void {
+  libc.close(fd);
+}
