@@ -54,7 +54,14 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
   opts.signal?.addEventListener("abort", abort);
   try {
     const trace = opts.trace ? { host: tracerFor("host", true), executor: tracerFor("executor", true) } : undefined;
-    const started = await startBox(plan, { cgroup: join, trace, onSpawn: (p) => (pid = p) });
+    const started = await startBox(plan, {
+      cgroup: join,
+      trace,
+      onSpawn: (p) => {
+        pid = p;
+        if (opts.signal?.aborted) abort();
+      },
+    });
     if (join) closeCgroupJoin(join);
     const child = started.ok ? started : started.started;
     const exit = child ? await waitExit(child.pidfd) : null;

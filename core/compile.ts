@@ -81,12 +81,10 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
     if (plan.namespaces.includes("cgroup")) unshare(t, F.CLONE_NEWCGROUP);
   }
 
+  // No PR_SET_DUMPABLE here: "dumpable" belongs to the memory, which this process shares with nsrun
+  // (CLONE_VM), so it would change nsrun's own, and a later box's uid_map write would be refused.
   t.stage("user namespace");
   if (plan.idMap) emitIdMaps(t, plan.idMap);
-  // From here on no other process of the user may ptrace this one or open its /proc files (its
-  // memory is nsrun's). Not earlier: a non-dumpable process cannot write its own uid_map.
-  t.doing("make the process non-dumpable");
-  prctl(t, F.PR_SET_DUMPABLE, 0, "0");
 
   t.stage("mount namespace and private root");
   emitPrivateRoot(t);

@@ -1,7 +1,7 @@
 // Real boxes: the compiled binary, real namespaces, as root and as an ordinary user.
 // Each isolation check has a positive control, so a probe that could never fail is caught.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, hostMounts, processesWith, run, setupTestArea, start, treeDigest, waitFor, writeConfig } from "./helpers";
 
@@ -154,6 +154,47 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     box.kill("SIGKILL");
     await box.exited;
     expect(await waitFor(() => processesWith(marker).length === 0)).toBe(true);
+  });
+
+  test("Ctrl-C works while setup hangs: SIGINT ends nsrun (130) and its stopped first process", async () => {
+    // Thousands of masked paths that do not exist make setup long enough to stop it half-way.
+    const masks = Array.from({ length: 3000 }, (_, i) => `"/nsrun-missing-${i}"`).join(", ");
+    const cfg = writeConfig(actor, "slow-setup.toml", `rootfs = "../rootfs"\n[security]\nmasked_paths = [${masks}]\n`);
+    const childOf = (ppid: number) => {
+      for (const name of readdirSync("/proc")) {
+        if (!/^\d+$/.test(name)) continue;
+        try {
+          if (new RegExp(`^PPid:\\t${ppid}$`, "m").test(readFileSync(`/proc/${name}/status`, "utf8"))) return Number(name);
+        } catch {
+          // gone
+        }
+      }
+      return 0;
+    };
+    for (let attempt = 0; attempt < 30; attempt++) {
+      const box = start(area.bin, actor, ["run", "--config", cfg, "--", "sleep", "30"]);
+      let child = 0;
+      while (!child && box.exitCode === null) child = childOf(box.pid);
+      if (child) process.kill(child, "SIGSTOP");
+      // Still setting up: its program is nsrun's (the command would be the stub's memfd, then sleep).
+      let caught = false;
+      try {
+        caught = child > 0 && readlinkSync(`/proc/${child}/exe`) === area.bin;
+      } catch {
+        caught = false;
+      }
+      if (!caught) {
+        box.kill("SIGKILL");
+        await box.exited;
+        continue;
+      }
+      expect(await waitFor(() => /^State:\tT/m.test(readFileSync(`/proc/${child}/status`, "utf8")))).toBe(true);
+      box.kill("SIGINT");
+      expect(await box.exited).toBe(130);
+      expect(await waitFor(() => !existsSync(`/proc/${child}`) || /^State:\tZ/m.test(readFileSync(`/proc/${child}/status`, "utf8")))).toBe(true);
+      return;
+    }
+    throw new Error("setup was never caught half-way in 30 attempts");
   });
 
   test("the host's mount table is the same before and after boxes run", () => {

@@ -67,23 +67,50 @@ function runcBundle(rootless: boolean): string {
   return bundle;
 }
 
-/** Start a box running `sleep`, then count nsrun processes on the host and their resident memory. */
-async function residentFootprint(prefix: string): Promise<string> {
-  const box = Bun.spawn(["sh", "-c", `${prefix}${bin} run --config ${config} -- /bin/sleep 2`], { stdout: "ignore", stderr: "ignore" });
-  await Bun.sleep(1000);
+/**
+ * Start a box running `sleep`, wait until its command runs, then look at every process left beside
+ * it: nsrun's own (the supervisor it became, under the same PID) and any other with nsrun's
+ * command line. Reports how many there are and their resident memory.
+ */
+async function residentFootprint(prefix: string[]): Promise<string> {
+  const box = Bun.spawn([...prefix, bin, "run", "--config", config, "--", "/bin/sleep", "30"], { stdout: "ignore", stderr: "ignore" });
+  const status = (pid: number | string) => readFileSync(`/proc/${pid}/status`, "utf8");
+  // The box's command is the child of nsrun whose name is sleep.
+  const running = () =>
+    readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .some((p) => {
+        try {
+          const s = status(p);
+          return /^Name:\tsleep$/m.test(s) && new RegExp(`^PPid:\\t${box.pid}$`, "m").test(s);
+        } catch {
+          return false;
+        }
+      });
+  for (let i = 0; i < 5000 && !running(); i++) await Bun.sleep(1);
   let count = 0;
   let rssKb = 0;
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(bin)) continue;
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (Number(pid) !== box.pid && !cmdline.startsWith(bin) && !cmdline.startsWith("nsrun\0")) continue;
       count++;
-      rssKb += Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0);
+      rssKb += Number(status(pid).match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0);
     } catch {
       // gone
     }
   }
+  box.kill("SIGTERM");
   await box.exited;
-  return `${count} nsrun process${count === 1 ? "" : "es"}, ${(rssKb / 1024).toFixed(1)} MiB resident`;
+  return `${count} nsrun process${count === 1 ? "" : "es"}, ${(rssKb / 1024).toFixed(2)} MiB resident`;
+}
+
+/** The library entry (core/api.ts): one Bun process starting boxes in a row, then all at once. */
+function warmApi(prefix: string[]): string {
+  const script = join(REPO, "test/bench/api-boxes.ts");
+  const r = spawnSync([...prefix, process.execPath, script, rootfs, String(PARALLEL)], { stdout: "pipe", stderr: "pipe", cwd: "/" });
+  if (r.exitCode !== 0) return `failed: ${r.stderr.toString().trim().split("\n").pop()}`;
+  return r.stdout.toString().trim();
 }
 
 if (!has("hyperfine")) {
@@ -142,6 +169,12 @@ if (isRoot && has("runc")) {
 }
 table(`${PARALLEL} boxes started at once (total time)`, hyperfine(par, 5));
 
-console.log(`\nWhile a box runs (rootless): ${await residentFootprint(asUser)}`);
+const userPrefix = asUser ? ["setpriv", `--reuid=${USER}`, `--regid=${USER}`, "--clear-groups"] : [];
+console.log("\n### One process, many boxes (core/api.ts runBox, from source)\n");
+if (isRoot) console.log(`- root: ${warmApi([])}`);
+if (!isRoot || asUser) console.log(`- rootless: ${warmApi(userPrefix)}`);
+console.log("\n### While a box runs\n");
+if (isRoot) console.log(`- root: ${await residentFootprint([])}`);
+if (!isRoot || asUser) console.log(`- rootless: ${await residentFootprint(userPrefix)}`);
 if (notes.length) console.log(`\nNotes:\n${notes.map((n) => `- ${n}`).join("\n")}`);
 rmSync(work, { recursive: true, force: true });
