@@ -69,7 +69,9 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
       (await import("node:fs")).closeSync(child.pidfd);
       (await import("node:fs")).closeSync(child.stub);
     }
-    if (!started.ok) throw new StageError("setup", started.failure.message, started.failure.hint, started.failure.exitCode);
+    // Killed by our own abort, during setup or after: that is the result, not a setup failure.
+    const aborted = opts.signal?.aborted && exit?.signal !== null && exit !== null;
+    if (!started.ok && !aborted) throw new StageError("setup", started.failure.message, started.failure.hint, started.failure.exitCode);
     const e = exit ?? { code: null, signal: null };
     return { exitCode: e.signal !== null ? 128 + e.signal : (e.code ?? 0), signal: e.signal };
   } finally {

@@ -84,7 +84,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   // No PR_SET_DUMPABLE here: "dumpable" belongs to the memory, which this process shares with nsrun
   // (CLONE_VM), so it would change nsrun's own, and a later box's uid_map write would be refused.
   t.stage("user namespace");
-  if (plan.idMap) emitIdMaps(t, plan.idMap);
+  if (plan.idMap) emitIdMaps(t, plan.idMap, fds);
 
   t.stage("mount namespace and private root");
   emitPrivateRoot(t);

@@ -13,6 +13,8 @@ const absolutePath = v.pipe(
   v.check((s) => !s.includes("\0"), "a path cannot contain NUL"),
 );
 
+const ID_MAP_LINE = /^\s*\d+\s+\d+\s+\d+\s*$/;
+
 const boxPath = v.pipe(absolutePath, v.check((s) => !s.split("/").includes(".."), 'expected a path without ".."'));
 
 const MountSchema = v.strictObject({
@@ -125,6 +127,17 @@ export const ConfigSchema = v.strictObject({
       net: v.optional(v.boolean(), true),
       cgroup: v.optional(v.boolean(), true),
       time: v.optional(v.boolean(), false),
+    }),
+    {},
+  ),
+  /** The box's user namespace's id maps (with [namespaces] user = true, the default for ordinary users). */
+  user_namespace: v.optional(
+    v.strictObject({
+      /** "auto": subordinate id ranges (/etc/subuid, /etc/subgid) when the user has them, else the user alone as 0; "single": the user alone as 0. Default "auto". */
+      mode: v.optional(v.picklist(["auto", "single"], 'expected "auto" or "single"'), "auto"),
+      /** Explicit maps instead of the mode's: "inside outside count" lines, within what the user may map. */
+      uid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
+      gid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
     }),
     {},
   ),

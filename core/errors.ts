@@ -31,7 +31,7 @@ export class StageError extends Error {
   }
 }
 
-/** What travels from a stage process back to the one the user started: a serialisable error. */
+/** An error as nsrun prints it: the message, a hint, and the exit status. */
 export interface ErrorReport {
   message: string;
   hint?: string;
@@ -47,15 +47,4 @@ export function toReport(e: unknown, stage: string): ErrorReport {
 
 export function formatReport(r: ErrorReport): string {
   return `nsrun: ${r.message}${r.hint ? `\n  hint: ${r.hint}` : ""}\n`;
-}
-
-/** Wrap a failed step with what it was doing, keeping the syscall's own hint. */
-export function during<T>(stage: string, what: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof StageError) throw e;
-    const err = e as { message?: string; hint?: string };
-    throw new StageError(stage, `${what}: ${err.message ?? String(e)}`, err.hint);
-  }
 }

@@ -6,6 +6,10 @@
 import { readFileSync } from "node:fs";
 import { closeNs, nsInode, nsOwnerUid, nsOwnerUserns, nsParent, openNs } from "../ffi/nsfs";
 import { StageError } from "./errors";
+import { printable } from "./printable";
+import { type IdRange, parseIdMap } from "./userns";
+
+export { parseIdMap };
 
 /** The eight kinds, in the order nsrun creates them (core/namespaces.ts), as /proc/PID/ns names them. */
 export const NS_KINDS = ["user", "pid", "mnt", "uts", "ipc", "net", "cgroup", "time"] as const;
@@ -62,11 +66,6 @@ export interface NsChain {
   error?: string;
 }
 
-export interface IdRange {
-  inside: number;
-  outside: number;
-  count: number;
-}
 
 export interface NamespaceInfo {
   pid: number;
@@ -85,7 +84,8 @@ export function inspectNamespaces(pid: number, procRoot = "/proc", io: NsIO = li
   const status = read("status");
   if (/^State:\s*Z/m.test(status)) throw new StageError("ns", `process ${pid} has exited (a zombie): it has no namespaces left`);
   const cmdline = read("cmdline").split("\0").filter(Boolean).join(" ");
-  const command = cmdline || `[${/^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?"}]`;
+  // The box chose these bytes: escape what a terminal would act on.
+  const command = printable(cmdline || `[${/^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?"}]`);
   const nspid = (/^NSpid:\s*(.*)$/m.exec(status)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
   const uidMap = parseIdMap(read("uid_map"));
   const gidMap = parseIdMap(read("gid_map"));
@@ -185,13 +185,6 @@ function walkParents(io: NsIO, fd: number, kind: "user" | "pid", ours: number): 
 }
 
 /** /proc/PID/uid_map or gid_map: lines of "inside outside count", as the reader's user namespace sees them. */
-export function parseIdMap(text: string): IdRange[] {
-  return text
-    .split("\n")
-    .map((l) => l.trim().split(/\s+/).map(Number))
-    .filter((f) => f.length === 3 && f.every(Number.isFinite))
-    .map(([inside, outside, count]) => ({ inside, outside, count }));
-}
 
 const showMap = (m: IdRange[]) => (m.length ? m.map((r) => `${r.inside} ${r.outside} ${r.count}`).join(", ") : "(none)");
 

@@ -15,7 +15,7 @@ import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
 import { compileProfile, defaultProfile, type Insn } from "./seccomp";
 import { ParseProfileError, parseProfile } from "./seccomp-profile";
-import { type IdMapPlan, planIdMaps } from "./userns";
+import { type IdMapPlan, idMapped, parseIdMap, planIdMaps, readSubordinateIds, type SubordinateIds } from "./userns";
 
 export interface BoxPlan {
   namespaces: NamespaceKind[];
@@ -51,6 +51,8 @@ export interface HostFacts {
   ttyGroupMapped?: boolean;
   /** /proc/self/setgroups says "allow" (a user namespace nsrun runs in may have said "deny"). */
   setgroupsAllowed?: boolean;
+  /** The caller's ranges in /etc/subuid and /etc/subgid, and whether newuidmap/newgidmap exist. */
+  subordinate?: SubordinateIds;
 }
 
 export interface Caller {
@@ -90,22 +92,14 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
     cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
     seccompProfile: readProfile(config.security.seccomp, dir, file),
-    ttyGroupMapped: idMapped(readFileSync("/proc/self/gid_map", "utf8"), 5),
+    ttyGroupMapped: idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5),
     setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
+    subordinate: readSubordinateIds(process.getuid?.() ?? 0),
   };
 }
 
 const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight"] as const;
 const RLIMIT_KEYS: RlimitName[] = ["nofile", "nproc", "core", "fsize", "stack", "as"];
-
-/** Whether `id` falls in one of a uid_map/gid_map's ranges ("inside outside count" lines). */
-export function idMapped(map: string, id: number): boolean {
-  return map
-    .trim()
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/).map(Number))
-    .some(([inside, , count]) => id >= inside && id < inside + count);
-}
 
 function readProfile(seccomp: string, dir: string, file: string): string | undefined {
   if (seccomp === "default" || seccomp === "unconfined") return undefined;
@@ -115,6 +109,33 @@ function readProfile(seccomp: string, dir: string, file: string): string | undef
   } catch (e) {
     throw new ConfigError(file, "security.seccomp", `cannot read the profile ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
   }
+}
+
+const NO_SUBORDINATE_IDS = { uids: [], gids: [], helpers: false };
+
+/** The box's id maps: explicit [user_namespace] lines, or what its mode gives the caller. */
+function planUserNamespace(config: Config, facts: HostFacts, caller: Caller, fail: (key: string, problem: string) => never): IdMapPlan {
+  const un = config.user_namespace;
+  const sub = facts.subordinate ?? NO_SUBORDINATE_IDS;
+  const planned = planIdMaps(caller, sub, un.mode);
+  if (!un.uid_map && !un.gid_map) return planned;
+  const explicit = (key: "uid_map" | "gid_map", own: number, ranges: SubordinateIds["uids"]) => {
+    const lines = un[key] ?? [];
+    const map = parseIdMap(lines.join("\n"));
+    if (!map.length) fail(`user_namespace.${key}`, "expected at least one line; set both uid_map and gid_map");
+    // What the caller may map: root anything; anyone else its own id and its subordinate ranges.
+    if (caller.uid !== 0)
+      map.forEach((r, i) => {
+        const fits = (r.outside === own && r.count === 1) || ranges.some((s) => r.outside >= s.start && r.outside + r.count <= s.start + s.count);
+        if (!fits) fail(`user_namespace.${key}[${i}]`, `"${lines[i].trim()}" maps ids you may not map (your own ${own}, or your ranges in /etc/sub${key[0]}id: ${ranges.map((s) => `${s.start}+${s.count}`).join(", ") || "none"})`);
+      });
+    return map;
+  };
+  const uidMap = explicit("uid_map", caller.uid, sub.uids);
+  const gidMap = explicit("gid_map", caller.gid, sub.gids);
+  const onlyOwn = caller.uid !== 0 && uidMap.length === 1 && gidMap.length === 1 && uidMap[0].outside === caller.uid && gidMap[0].outside === caller.gid;
+  if (caller.uid !== 0 && !onlyOwn && !sub.helpers) fail("user_namespace", "mapping more than your own id needs newuidmap and newgidmap: install the package uidmap");
+  return { writer: caller.uid === 0 ? "root" : onlyOwn ? "self" : "newuidmap", uidMap, gidMap, setgroups: onlyOwn ? "deny" : "allow" };
 }
 
 export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, opts: PlanOptions = {}): BoxPlan {
@@ -139,15 +160,19 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   if (config.ephemeral && overlayUnsafe(facts.rootfs))
     fail("rootfs", `${JSON.stringify(facts.rootfs)} has a character overlayfs cannot take (, : \\); ephemeral needs another path`);
 
-  const idMap = wanted.user ? planIdMaps(caller.uid, caller.gid) : null;
+  const idMap = wanted.user ? planUserNamespace(config, facts, caller, fail) : null;
   const [uid, gid] = config.process.user.split(":").map(Number);
-  if (idMap && (uid !== 0 || gid !== 0))
-    fail("process.user", `"${config.process.user}": a box with a user namespace maps only 0:0 (to your ${caller.uid}:${caller.gid}); use "0:0"`);
+  if (idMap && (!idMapped(idMap.uidMap, uid) || !idMapped(idMap.gidMap, gid)))
+    fail(
+      "process.user",
+      `"${config.process.user}" is not mapped in the box's user namespace (uid_map ${idMap.uidMap.map((r) => `${r.inside} ${r.outside} ${r.count}`).join(", ")}); ${idMap.writer === "self" ? "subordinate ids (/etc/subuid, /etc/subgid, the uidmap package) give a box more ids" : "use an id inside the map"}`,
+    );
 
   let mounts: MountOp[];
   try {
-    // A box with its own user namespace maps only 0; one without shares ours, where gid 5 may be unmapped too.
-    const ttyGroup = !wanted.user && (facts.ttyGroupMapped ?? true);
+    // gid 5 (tty) for devpts must exist in the box's user namespace: with ranges it does; one without
+    // shares ours, where gid 5 may be unmapped too.
+    const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : (facts.ttyGroupMapped ?? true);
     mounts = planMounts(config.mounts, facts.sources, { ttyGroup, pidns: wanted.pid, netns: wanted.net });
   } catch (e) {
     if (e instanceof MountPlanError) fail(e.key, e.message);
@@ -199,9 +224,9 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       env: Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`),
       uid,
       gid,
-      // In a user namespace of the box's own, setgroups is "deny" (user_namespaces(7)); in a shared
-      // one it is whatever nsrun's own namespace says.
-      setgroups: !idMap && (facts.setgroupsAllowed ?? true),
+      // In a user namespace of the box's own, setgroups is what its maps' writer set (a self-writer
+      // must deny it, user_namespaces(7)); in a shared one it is whatever nsrun's own namespace says.
+      setgroups: idMap ? idMap.setgroups === "allow" : (facts.setgroupsAllowed ?? true),
       init: config.process.init,
     },
     cgroup,
@@ -212,16 +237,30 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
 
 /**
  * The box `nsrun run -- CMD` gets without a config: the host's root read-only, fresh /proc, a
- * minimal /dev, private /tmp, loopback-only network, hostname "nsrun", the caller's cwd.
+ * minimal /dev, private /tmp, loopback-only network, hostname "nsrun", the caller's cwd. The host's
+ * sockets are hidden: /run, /var/run and $XDG_RUNTIME_DIR are empty tmpfs in the box (a read-only
+ * bind does not stop connect(2), and a root daemon's socket there is a way out).
  */
-export function defaultBoxConfig(cwd: string): LoadedConfig {
+export function defaultBoxConfig(cwd: string, env: Record<string, string | undefined> = process.env): LoadedConfig {
+  const hide = new Set(["/run"]);
+  for (const dir of ["/var/run", env.XDG_RUNTIME_DIR]) {
+    if (!dir?.startsWith("/")) continue;
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch {
+      continue; // nothing there to hide
+    }
+    if (real !== "/run" && !real.startsWith("/run/")) hide.add(real);
+  }
   const config: Config = {
     rootfs: "/",
     readonly: true,
     ephemeral: false,
     process: { args: ["/bin/sh"], cwd, init: false, user: "0:0" },
     namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
-    mounts: [],
+    user_namespace: { mode: "auto" },
+    mounts: [...hide].map((target) => ({ type: "tmpfs", target, readonly: false, options: ["mode=755"] })),
     limits: {},
     security: { no_new_privileges: true, seccomp: "default" },
   };

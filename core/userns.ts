@@ -1,43 +1,164 @@
 // Stage: give the new user namespace its id maps (user_namespaces(7), "User and group ID mappings").
 //
-// The process that created the namespace writes its own /proc/self files. An unprivileged writer may
-// map exactly one id, its own: "0 <uid> 1". And it must write "deny" to setgroups before gid_map,
-// or the kernel refuses gid_map with EPERM (since Linux 3.19, so that an unprivileged user cannot
-// drop a group that a file's permissions deny them).
+// Who may write them decides what they can say:
+//   - the box's first process itself ("self"): an unprivileged writer may map exactly one id, its
+//     own ("0 <uid> 1"), and must write "deny" to setgroups before gid_map (since Linux 3.19, so that
+//     it cannot drop a group that a file's permissions deny it);
+//   - nsrun from outside, at a sync point while the process waits: as root directly ("root"), any
+//     ranges; as an ordinary user through the setuid helpers newuidmap(1)/newgidmap(1) from the
+//     Debian/Ubuntu package uidmap ("newuidmap"), the ranges /etc/subuid and /etc/subgid grant.
+import { accessSync, constants, readFileSync } from "node:fs";
 import * as F from "../ffi/flags";
-import { close, openat, writeText } from "./tape/calls";
+import { close, openat, setgroups, setresgid, setresuid, syncWithHost, writeText } from "./tape/calls";
 import type { Tape } from "./tape/tape";
 
+/** One line of a uid_map or gid_map: ids inside..inside+count map to outside..outside+count. */
+export interface IdRange {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
 export interface IdMapPlan {
-  /** Written to /proc/self/setgroups first. */
-  setgroups: "deny";
-  uidMap: string;
-  gidMap: string;
+  writer: "self" | "root" | "newuidmap";
+  uidMap: IdRange[];
+  gidMap: IdRange[];
+  /** Written to /proc/PID/setgroups: "deny" is required of a self-writer; ranges keep setgroups(2) usable. */
+  setgroups: "deny" | "allow";
 }
 
-/** The single mapping: the caller's uid and gid become 0 inside. Ranges from /etc/subuid come later. */
-export function planIdMaps(callerUid: number, callerGid: number): IdMapPlan {
-  return { setgroups: "deny", uidMap: `0 ${callerUid} 1\n`, gidMap: `0 ${callerGid} 1\n` };
+/** The range root's boxes get without an entry for root in /etc/subuid: above systemd-nspawn's "pick" range. */
+export const ROOT_DEFAULT_RANGE = { start: 0x70000000, count: 65536 };
+
+/** "uid_map" text: one "inside outside count" line per range. */
+export function formatIdMap(ranges: IdRange[]): string {
+  return ranges.map((r) => `${r.inside} ${r.outside} ${r.count}\n`).join("");
 }
 
-/** The writes, in the order the kernel requires. */
+export function parseIdMap(text: string): IdRange[] {
+  return text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter((f) => f.length === 3 && f.every(Number.isFinite))
+    .map(([inside, outside, count]) => ({ inside, outside, count }));
+}
+
+/** Whether `id` (inside) falls in one of the ranges. */
+export function idMapped(ranges: IdRange[], id: number): boolean {
+  return ranges.some((r) => id >= r.inside && id < r.inside + r.count);
+}
+
+/** /etc/subuid or /etc/subgid: the "name:start:count" (or "uid:start:count") lines of one user. */
+export function subordinateRanges(text: string, user: { name: string; id: number }): Array<{ start: number; count: number }> {
+  const out: Array<{ start: number; count: number }> = [];
+  for (const line of text.split("\n")) {
+    const [who, start, count] = line.trim().split(":");
+    if (!who || (who !== user.name && who !== String(user.id))) continue;
+    const s = Number(start);
+    const c = Number(count);
+    if (Number.isSafeInteger(s) && Number.isSafeInteger(c) && c > 0) out.push({ start: s, count: c });
+  }
+  return out;
+}
+
+/** What planning needs to know about the caller's subordinate ids (read by readSubordinateIds). */
+export interface SubordinateIds {
+  uids: Array<{ start: number; count: number }>;
+  gids: Array<{ start: number; count: number }>;
+  /** newuidmap and newgidmap are installed (and so may write ranges for an ordinary user). */
+  helpers: boolean;
+}
+
+/** The name /etc/passwd gives `uid`, or null. */
+export function passwdName(passwd: string, uid: number): string | null {
+  const entry = passwd.split("\n").find((l) => l.split(":")[2] === String(uid));
+  return entry ? entry.split(":")[0] : null;
+}
+
+export function readSubordinateIds(uid: number, root = ""): SubordinateIds {
+  const read = (p: string) => {
+    try {
+      return readFileSync(`${root}${p}`, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const user = { name: passwdName(read("/etc/passwd"), uid) ?? String(uid), uid };
+  const installed = (name: string) =>
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].some((dir) => {
+      try {
+        accessSync(`${root}${dir}/${name}`, constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  return {
+    uids: subordinateRanges(read("/etc/subuid"), { name: user.name, id: user.uid }),
+    gids: subordinateRanges(read("/etc/subgid"), { name: user.name, id: user.uid }),
+    helpers: installed("newuidmap") && installed("newgidmap"),
+  };
+}
+
+export type IdMapMode = "auto" | "single";
+
+/**
+ * The box's maps. Root: box ids 0..N-1 are host ids start..start+N-1 from root's /etc/subuid entry,
+ * or ROOT_DEFAULT_RANGE, never host uid 0. An ordinary user, "auto": container root is the user, and
+ * 1..N the first subordinate range (podman's layout), when both files grant ranges and the helpers are
+ * installed; otherwise, and with "single", the user alone as 0.
+ */
+export function planIdMaps(caller: { uid: number; gid: number }, sub: SubordinateIds, mode: IdMapMode): IdMapPlan {
+  if (caller.uid === 0) {
+    const uid = sub.uids[0] ?? ROOT_DEFAULT_RANGE;
+    const gid = sub.gids[0] ?? ROOT_DEFAULT_RANGE;
+    return { writer: "root", uidMap: [{ inside: 0, outside: uid.start, count: uid.count }], gidMap: [{ inside: 0, outside: gid.start, count: gid.count }], setgroups: "allow" };
+  }
+  const single: IdMapPlan = { writer: "self", uidMap: [{ inside: 0, outside: caller.uid, count: 1 }], gidMap: [{ inside: 0, outside: caller.gid, count: 1 }], setgroups: "deny" };
+  if (mode === "single" || !sub.helpers || !sub.uids.length || !sub.gids.length) return single;
+  const [u, g] = [sub.uids[0], sub.gids[0]];
+  return {
+    writer: "newuidmap",
+    uidMap: [{ inside: 0, outside: caller.uid, count: 1 }, { inside: 1, outside: u.start, count: Math.min(u.count, 65536) }],
+    gidMap: [{ inside: 0, outside: caller.gid, count: 1 }, { inside: 1, outside: g.start, count: Math.min(g.count, 65536) }],
+    setgroups: "allow",
+  };
+}
+
+/** The writes of a self-writer, in the order the kernel requires. */
 export function idMapWrites(plan: IdMapPlan): Array<[path: string, text: string]> {
   return [
     ["/proc/self/setgroups", `${plan.setgroups}\n`],
-    ["/proc/self/uid_map", plan.uidMap],
-    ["/proc/self/gid_map", plan.gidMap],
+    ["/proc/self/uid_map", formatIdMap(plan.uidMap)],
+    ["/proc/self/gid_map", formatIdMap(plan.gidMap)],
   ];
 }
 
-/** Tape: the box's first process writes its own maps, in the kernel's order. */
-export function emitIdMaps(t: Tape, plan: IdMapPlan): void {
-  const file = t.reg("file");
-  for (const [path, text] of idMapWrites(plan)) {
-    t.doing(`write ${JSON.stringify(text.trimEnd())} to ${path}`, WRITE_HINTS);
-    openat(t, F.AT_FDCWD, path, F.O_WRONLY, 0, { dst: file });
-    writeText(t, file, text);
-    close(t, file);
+/** The sync point at which nsrun writes the maps from outside. */
+export const SYNC_ID_MAPS = 1;
+
+/**
+ * Tape: the maps. A self-writer writes its own. Otherwise the process waits while nsrun writes them,
+ * then becomes root of the namespace at once (setgroups, setresgid, setresuid): until then it acts
+ * with the ids it was created with, which for a root caller are the host's own root.
+ */
+export function emitIdMaps(t: Tape, plan: IdMapPlan, fds: { report: number; sync: number | null }): void {
+  if (plan.writer === "self") {
+    const file = t.reg("file");
+    for (const [path, text] of idMapWrites(plan)) {
+      t.doing(`write ${JSON.stringify(text.trimEnd())} to ${path}`, WRITE_HINTS);
+      openat(t, F.AT_FDCWD, path, F.O_WRONLY, 0, { dst: file });
+      writeText(t, file, text);
+      close(t, file);
+    }
+    return;
   }
+  if (fds.sync === null) throw new Error("compile: id maps written from outside need the sync pipe");
+  syncWithHost(t, fds.report, fds.sync, SYNC_ID_MAPS, `wait while nsrun writes the id maps (${plan.writer === "root" ? "as root" : "with newuidmap and newgidmap"})`);
+  t.doing("become root of the user namespace");
+  setgroups(t, []);
+  setresgid(t, 0);
+  setresuid(t, 0);
 }
 
 const WRITE_HINTS = {

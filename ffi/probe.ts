@@ -5,6 +5,7 @@
 import { dlopen, FFIType } from "bun:ffi";
 import { accessSync, constants, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { userInfo } from "node:os";
+import { passwdName } from "../core/userns";
 import { cstr } from "./libc";
 
 export interface HostView {
@@ -91,8 +92,8 @@ export function parseMountinfo(text: string): Mount[] {
 
 /** The user name for a uid from the view's /etc/passwd, else (on the real host) from getpwuid. */
 export function userName(view: HostView, uid: number): string | null {
-  const entry = (view.read("/etc/passwd") ?? "").split("\n").find((l) => l.split(":")[2] === String(uid));
-  if (entry) return entry.split(":")[0];
+  const name = passwdName(view.read("/etc/passwd") ?? "", uid);
+  if (name) return name;
   try {
     return view.root === "" ? userInfo().username : null;
   } catch {

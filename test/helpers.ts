@@ -49,7 +49,19 @@ function ensureTestUser(): { uid: number; gid: number } {
   }
   const uid = Number(id().stdout.toString().trim());
   const gid = Number(spawnSync(["id", "-g", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
+  ensureSubordinateIds();
   return { uid, gid };
+}
+
+/** The test user's subordinate ids, as useradd gives an ordinary user on Debian and Ubuntu. */
+export const TEST_SUBORDINATE = { start: 420000000, count: 65536 };
+
+function ensureSubordinateIds(): void {
+  for (const file of ["/etc/subuid", "/etc/subgid"]) {
+    const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+    if (text.split("\n").some((l) => l.startsWith(`${TEST_USER}:`))) continue;
+    writeFileSync(file, `${text}${text && !text.endsWith("\n") ? "\n" : ""}${TEST_USER}:${TEST_SUBORDINATE.start}:${TEST_SUBORDINATE.count}\n`);
+  }
 }
 
 function prepareActor(top: string, name: Actor["name"], uid: number, gid: number): Actor {

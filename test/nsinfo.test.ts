@@ -6,7 +6,7 @@ import { runCommand } from "citty";
 import nsCommand from "../cmd/ns";
 import { StageError } from "../core/errors";
 import { INITIAL_PID_NS, INITIAL_USER_NS, inspectNamespaces, type NamespaceInfo, type NsIO, parseIdMap, renderTree } from "../core/nsinfo";
-import { DIST, REPO, TEST_USER, waitFor } from "./helpers";
+import { DIST, REPO, TEST_SUBORDINATE, TEST_USER, waitFor } from "./helpers";
 
 const ROOT = process.getuid?.() === 0;
 const OURS = {
@@ -205,19 +205,22 @@ describe("inspectNamespaces on real processes", () => {
     expect(renderTree(info)).toContain(`├─ pid    ${ns.pid.inode}  new     NSpid: ${pid} 1   parent ${linkInode("self", "pid")} (nsrun's`);
   });
 
-  test.skipIf(!ROOT)("a box started by nsrun-test: a new user namespace owned by its uid, mapped 0 <uid> 1", async () => {
+  test.skipIf(!ROOT)("a box started by nsrun-test: a new user namespace owned by its uid, mapped 0 <uid> 1 and 1.. its subordinate ids", async () => {
     const uid = nsrunTest();
     const pid = await startBox(true);
     const info = inspectNamespaces(pid);
     expect(info.namespaces.filter((n) => !n.new).map((n) => n.kind)).toEqual(["time"]);
     expect(info.user.ownerUid).toBe(uid);
-    expect(info.user.uidMap).toEqual([{ inside: 0, outside: uid, count: 1 }]);
+    expect(info.user.uidMap).toEqual([
+      { inside: 0, outside: uid, count: 1 },
+      { inside: 1, outside: TEST_SUBORDINATE.start, count: TEST_SUBORDINATE.count },
+    ]);
     expect(info.user.parents.map((l) => l.inode)).toEqual([linkInode("self", "user")]);
     expect(info.pidNs.nspid.length).toBe(2);
     expect(info.pidNs.nspid.at(-1)).toBe(1);
     const userNs = byKind(info).user.inode;
     expect(info.namespaces.filter((n) => n.ownerUserns === userNs).map((n) => n.kind)).toEqual(["pid", "mnt", "uts", "ipc", "net", "cgroup"]);
-    expect(renderTree(info)).toContain(`│         uid_map: 0 ${uid} 1   gid_map: 0 `);
+    expect(renderTree(info)).toContain(`│         uid_map: 0 ${uid} 1, 1 ${TEST_SUBORDINATE.start} ${TEST_SUBORDINATE.count}   gid_map: 0 `);
   });
 
   test.skipIf(!ROOT)("nsrun-test may not look into root's processes: EACCES with a hint", () => {

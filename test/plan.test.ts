@@ -10,10 +10,10 @@ import { ConfigError } from "../core/errors";
 import { DEFAULT_PATH, type LoadedConfig, loadConfig, parseConfig } from "../core/config";
 import { defaultMounts, type MountOp, MountPlanError, planMount, planMounts } from "../core/mounts";
 import { NAMESPACE_ORDER, planNamespaces, unshareFlags } from "../core/namespaces";
-import { type HostFacts, idMapped, planBox } from "../core/plan";
+import { type HostFacts, planBox } from "../core/plan";
 import { type ProcessPlan, searchPath } from "../core/process";
 import { deliveryFor, maskHas } from "../core/signals";
-import { idMapWrites, planIdMaps } from "../core/userns";
+import { idMapped, idMapWrites, parseIdMap, planIdMaps, subordinateRanges } from "../core/userns";
 
 /** The ConfigError thrown by fn (fails the test when fn does not throw one). */
 function configError(fn: () => unknown): ConfigError {
@@ -37,6 +37,7 @@ describe("parseConfig", () => {
       ephemeral: false,
       process: { args: ["/bin/sh"], cwd: "/", user: "0:0", init: false },
       namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
+      user_namespace: { mode: "auto" },
       mounts: [],
       limits: {},
       security: { no_new_privileges: true, seccomp: "default" },
@@ -103,6 +104,8 @@ describe("loadConfig", () => {
   });
 });
 
+const ranges = { uids: [{ start: 200000, count: 65536 }], gids: [{ start: 300000, count: 65536 }], helpers: true };
+
 describe("planBox", () => {
   const loaded = (raw: Record<string, unknown> = {}): LoadedConfig => ({ config: parse(raw), file: "box.toml", dir: "/tmp" });
   const facts = (rootfs = "/r", sources: HostFacts["sources"] = []): HostFacts => ({ rootfs, sources });
@@ -119,9 +122,11 @@ describe("planBox", () => {
     // uid 0 inside someone else's user namespace (`unshare -Ur nsrun ...`): gid 5 is not mapped there.
     expect(ptsData(root, false)).not.toContain("gid=5");
     expect(ptsData(user, true)).not.toContain("gid=5");
-    expect(idMapped("         0          0 4294967295\n", 5)).toBe(true);
-    expect(idMapped("         0       1000          1\n", 5)).toBe(false);
-    expect(idMapped("0 1000 1\n5 100005 1\n", 5)).toBe(true);
+    // With subordinate ids gid 5 exists in the box's own namespace.
+    expect(planBox(loaded(), { ...facts(), subordinate: ranges }, user).mounts.find((o) => o.target === "/dev/pts" && o.op === "mount")).toHaveProperty("options", expect.arrayContaining(["gid=5"]));
+    expect(idMapped(parseIdMap("         0          0 4294967295\n"), 5)).toBe(true);
+    expect(idMapped(parseIdMap("         0       1000          1\n"), 5)).toBe(false);
+    expect(idMapped(parseIdMap("0 1000 1\n5 100005 1\n"), 5)).toBe(true);
   });
 
   test("setgroups(2) is called only where /proc/self/setgroups allows it", () => {
@@ -131,21 +136,48 @@ describe("planBox", () => {
     expect(setgroups(user, true)).toBe(false); // the box's own user namespace denies it
   });
 
-  test("an ordinary user gets a user namespace mapping 0 to their uid", () => {
+  test("an ordinary user without subordinate ids gets a user namespace mapping 0 to their uid, written by the box", () => {
     const p = plan({}, { uid: 1000, gid: 1001 });
-    expect(p.idMap).toEqual({ setgroups: "deny", uidMap: "0 1000 1\n", gidMap: "0 1001 1\n" });
+    expect(p.idMap).toEqual({ writer: "self", setgroups: "deny", uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1001, count: 1 }] });
     expect(p.namespaces[0]).toBe("user");
     expect(p.process.setgroups).toBe(false);
   });
 
-  test("root gets no user namespace unless asked", () => {
+  test("an ordinary user with subordinate ids and newuidmap gets 0 = the user and 1..65536 = the first range (podman's layout)", () => {
+    const p = planBox(loaded(), { ...facts(), subordinate: ranges }, user);
+    expect(p.idMap).toEqual({
+      writer: "newuidmap",
+      setgroups: "allow",
+      uidMap: [{ inside: 0, outside: 1000, count: 1 }, { inside: 1, outside: 200000, count: 65536 }],
+      gidMap: [{ inside: 0, outside: 1000, count: 1 }, { inside: 1, outside: 300000, count: 65536 }],
+    });
+    expect(p.process.setgroups).toBe(true);
+    // "single", or no helpers: only the user's own id.
+    expect(planBox(loaded({ user_namespace: { mode: "single" } }), { ...facts(), subordinate: ranges }, user).idMap?.writer).toBe("self");
+    expect(planBox(loaded(), { ...facts(), subordinate: { ...ranges, helpers: false } }, user).idMap?.writer).toBe("self");
+    // process.user 1000:1000 works when it is mapped.
+    expect(planBox(loaded({ process: { user: "1000:1000" } }), { ...facts(), subordinate: ranges }, user).process.uid).toBe(1000);
+  });
+
+  test("explicit [user_namespace] maps are checked against what the user may map", () => {
+    const f = { ...facts(), subordinate: ranges };
+    const ok = planBox(loaded({ user_namespace: { uid_map: ["0 1000 1", "1 200010 10"], gid_map: ["0 1000 1"] } }), f, user);
+    expect(ok.idMap?.writer).toBe("newuidmap");
+    expect(configError(() => planBox(loaded({ user_namespace: { uid_map: ["0 0 1"], gid_map: ["0 1000 1"] } }), f, user)).key).toBe("user_namespace.uid_map[0]");
+    expect(configError(() => planBox(loaded({ user_namespace: { uid_map: ["0 200000 70000"], gid_map: ["0 1000 1"] } }), f, user)).key).toBe("user_namespace.uid_map[0]");
+    expect(keyOf({ user_namespace: { uid_map: ["0 x 1"] } })).toBe("user_namespace.uid_map[0]");
+  });
+
+  test("root gets no user namespace unless asked, and then never maps host root", () => {
     const p = plan({}, root);
     expect(p.idMap).toBeNull();
     expect(p.namespaces).not.toContain("user");
     expect(p.process.setgroups).toBe(true);
     const asked = plan({ namespaces: { user: true } }, root);
     expect(asked.namespaces[0]).toBe("user");
-    expect(asked.idMap?.uidMap).toBe("0 0 1\n");
+    expect(asked.idMap).toMatchObject({ writer: "root", uidMap: [{ inside: 0, outside: 0x70000000, count: 65536 }] });
+    const fromSubuid = planBox(loaded({ namespaces: { user: true } }), { ...facts(), subordinate: { uids: [{ start: 500000, count: 1000 }], gids: [{ start: 600000, count: 1000 }], helpers: false } }, root);
+    expect(fromSubuid.idMap).toMatchObject({ uidMap: [{ inside: 0, outside: 500000, count: 1000 }], gidMap: [{ inside: 0, outside: 600000, count: 1000 }] });
   });
 
   test("namespaces come in the canonical order", () => {
@@ -153,7 +185,7 @@ describe("planBox", () => {
     expect(plan({ namespaces: { pid: false, ipc: false } }, root).namespaces).toEqual(["mount", "uts", "net", "cgroup"]);
   });
 
-  test("process.user other than 0:0 needs a box without a user namespace", () => {
+  test("process.user must be mapped in the box's user namespace", () => {
     expect(planKey({ process: { user: "5:5" } })).toBe("process.user");
     const p = plan({ process: { user: "5:6" } }, root);
     expect([p.process.uid, p.process.gid]).toEqual([5, 6]);
@@ -284,6 +316,12 @@ describe("planMount", () => {
 });
 
 describe("namespaces and id maps", () => {
+  test("/etc/subuid lines are found by user name or uid; others and nonsense are ignored", () => {
+    const text = "alice:100000:65536\n1000:200000:1000\nbob:300000:65536\nbroken\nalice:x:5\n";
+    expect(subordinateRanges(text, { name: "alice", id: 1000 })).toEqual([{ start: 100000, count: 65536 }, { start: 200000, count: 1000 }]);
+    expect(subordinateRanges(text, { name: "carol", id: 1001 })).toEqual([]);
+  });
+
   const all = NAMESPACE_ORDER.map(([k]) => k);
 
   test("unshareFlags is the OR of the CLONE_* constants", () => {
@@ -300,7 +338,7 @@ describe("namespaces and id maps", () => {
   });
 
   test("id map writes go setgroups, uid_map, gid_map: an unprivileged writer must deny setgroups before gid_map (user_namespaces(7))", () => {
-    expect(idMapWrites(planIdMaps(1000, 1001))).toEqual([
+    expect(idMapWrites(planIdMaps({ uid: 1000, gid: 1001 }, { uids: [], gids: [], helpers: false }, "auto"))).toEqual([
       ["/proc/self/setgroups", "deny\n"],
       ["/proc/self/uid_map", "0 1000 1\n"],
       ["/proc/self/gid_map", "0 1001 1\n"],

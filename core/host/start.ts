@@ -13,7 +13,9 @@ import { pipe, readable, writeAll } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
 import { type ChildFds, compileBox } from "../compile";
-import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
+import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport, toReport } from "../errors";
+import { SYNC_ID_MAPS } from "../userns";
+import { writeIdMaps } from "./idmaps";
 import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
@@ -58,19 +60,33 @@ function lastCapability(): number {
 export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<StartResult> {
   const trace = opts.trace ?? { host: null, executor: null };
   const [reportRead, reportWrite] = pipe(true);
+  // A sync pipe only when nsrun has work to do while the process waits: id maps written from outside.
+  const sync = plan.idMap && plan.idMap.writer !== "self" ? pipe(true) : null;
   const stub = sealedStub();
-  const fds: ChildFds = { report: reportWrite, sync: null, stub, cgroupDir: opts.cgroup?.dir ?? null, cgroupProcs: opts.cgroup?.procs ?? [] };
+  const fds: ChildFds = { report: reportWrite, sync: sync?.[0] ?? null, stub, cgroupDir: opts.cgroup?.dir ?? null, cgroupProcs: opts.cgroup?.procs ?? [] };
 
   trace.host?.(stageLine("compile"));
   const tape = compileBox(plan, { fds, lastCap: lastCapability() });
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
-  const run = await runTape(tape, { reportRead, reportWrite, trace: trace.executor, onSpawn: opts.onSpawn });
+  const idMap = plan.idMap;
+  const run = await runTape(tape, {
+    reportRead,
+    reportWrite,
+    syncWrite: sync?.[1],
+    trace: trace.executor,
+    onSpawn: opts.onSpawn,
+    onSync: async (id, pid) => {
+      if (id === SYNC_ID_MAPS && idMap) await writeIdMaps(idMap, pid);
+    },
+  });
+  if (sync) for (const fd of sync) libc.close(fd);
   if (run.pid < 0) {
     libc.close(stub);
     return { ok: false, started: null, failure: cloneFailure(-run.pid, run.cloneText) };
   }
   const started: Started = { pid: run.pid, pidfd: run.pidfd, stub };
+  if (run.hostError) return { ok: false, started, failure: toReport(run.hostError, "setup") };
   const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
   if (failed) return { ok: false, started, failure: describeFailure(failed, tape, plan) };
   const died = exited(started.pidfd, true);
@@ -97,6 +113,8 @@ export interface TapeRunOptions {
 export interface TapeRun {
   /** The first process's PID, or -errno when clone3 failed. */
   pid: number;
+  /** The host's own work at a sync point failed: the process was killed, and this says why. */
+  hostError?: unknown;
   pidfd: number;
   reports: Report[];
   /** The index of the last op the process began (see protocol.h). */
@@ -126,10 +144,18 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   const header = new DataView(memory.bytes.buffer, memory.bytes.byteOffset);
   const pidfd = Number(header.getBigInt64(HEADER.pidfd, true));
   let reportsRead = false;
+  let hostError: unknown;
   opts.onSpawn?.(pid, () => reportsRead || readable(opts.reportRead));
   const reports = await readReports(opts.reportRead, async (r) => {
-    if (r.kind !== REPORT.SYNC) return;
-    await opts.onSync?.(r.value, pid);
+    if (r.kind !== REPORT.SYNC || hostError !== undefined) return;
+    try {
+      await opts.onSync?.(r.value, pid);
+    } catch (e) {
+      // The process waits for an answer that will not come: end it (its end of the report pipe closes).
+      hostError = e;
+      libc.kill(pid, F.SIGKILL);
+      return;
+    }
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
   });
   reportsRead = true;
@@ -138,7 +164,7 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   executor.release(memory.bytes);
   libc.close(opts.reportRead);
   if (opts.trace) printTrace(opts.trace, tape, memory.bytes, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
-  return { pid, pidfd, reports, progress: Number(header.getBigInt64(HEADER.progress, true)), cloneText };
+  return { pid, pidfd, reports, progress: Number(header.getBigInt64(HEADER.progress, true)), cloneText, hostError };
 }
 
 /** Every record until end of file, each passed to `each` as it comes (a sync point waits for it). */
@@ -200,7 +226,7 @@ function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, 
   const resultsAt = HEADER.size + tape.ops.length * OP_BYTES;
   // A stage's marker comes before the first op that ran at or after its start, so stages with nothing
   // to do still show, and none after a failure does.
-  const markers = [...tape.stageAt.entries()].sort((a, b) => a[0] - b[0]);
+  const markers = tape.stages;
   let next = 0;
   const markUpTo = (i: number) => {
     for (; next < markers.length && markers[next][0] <= i; next++) {

@@ -64,8 +64,8 @@ export const STACK_SIZE = 64 * 1024;
 
 export class Tape {
   readonly ops: TapeOp[] = [];
-  /** The stage that begins at an op index. */
-  readonly stageAt = new Map<number, StageTitle>();
+  /** Where each stage begins: [op index, stage], in order (a stage with no ops shares its index). */
+  readonly stages: Array<[index: number, title: StageTitle]> = [];
   /** clone3(2) flags (CLONE_NEW*), a cgroup v2 directory to start in, and where reports go. */
   cloneFlags = 0;
   cgroupFd = -1;
@@ -92,7 +92,7 @@ export class Tape {
 
   /** Ops from here on belong to `title`. */
   stage(title: StageTitle, what: string = title): void {
-    this.stageAt.set(this.ops.length, title);
+    this.stages.push([this.ops.length, title]);
     this.step = { stage: title, what };
   }
 
@@ -217,9 +217,9 @@ export class Tape {
   /** One line per op, with the stage markers: what golden tests compare. */
   listing(errnoName: (e: number) => string = String): string {
     const out: string[] = [];
+    let next = 0;
     this.ops.forEach((op, i) => {
-      const stage = this.stageAt.get(i);
-      if (stage) out.push(`== ${stage}`);
+      for (; next < this.stages.length && this.stages[next][0] <= i; next++) out.push(`== ${this.stages[next][1]}`);
       const ok = op.ok.length ? `  [ok ${op.ok.map(errnoName).join(",")}]` : "";
       out.push(`${String(i).padStart(4)}  ${op.text}${op.dst ? ` -> ${op.dst.name}` : ""}${ok}`);
     });
