@@ -3,7 +3,7 @@
 // does not come through here (cmd/main.ts goes straight to cmd/run.ts).
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import pkg from "../package.json" with { type: "json" };
-import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
+import { ConfigError, fail, StageError } from "../core/errors";
 import { ArgsError, ownArgs, parseArgs, runArgs } from "./args";
 import run, { runFromArgs } from "./run";
 
@@ -56,9 +56,4 @@ export async function main(rawArgs: string[]): Promise<void> {
     if (own.includes("-v") || own.includes("--verbose")) console.error(e);
     fail((e as Error).message);
   }
-}
-
-function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
-  process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
-  process.exit(code);
 }

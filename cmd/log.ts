@@ -2,6 +2,7 @@
 // consola (and the node:tty it imports) loads only when a message passes the level, so a box's
 // start-up does not pay for it.
 import type { ConsolaInstance, LogObject } from "consola";
+import { writeStderr } from "../core/errors";
 import { ArgsError } from "./args";
 
 const LEVELS: Record<string, number> = { error: 0, warn: 1, info: 3, debug: 4 };
@@ -25,7 +26,7 @@ export function createLogger(levelName: string, verbose: boolean): Logger {
         {
           log: (o: LogObject) => {
             const text = o.args.map((a) => (typeof a === "string" ? a : Bun.inspect(a))).join(" ");
-            process.stderr.write(`nsrun: ${o.type === "debug" ? "debug: " : ""}${text}\n`);
+            writeStderr(`nsrun: ${o.type === "debug" ? "debug: " : ""}${text}\n`);
           },
         },
       ],

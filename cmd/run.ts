@@ -1,6 +1,6 @@
 // `nsrun run [OPTIONS] [CMD ARG...]` (and the root form `nsrun --config box.toml`).
 import type { CommandDef } from "citty";
-import { ConfigError, EXIT_NSRUN_FAILED, StageError } from "../core/errors";
+import { ConfigError, fail, StageError } from "../core/errors";
 import { ArgsError, parseArgs, runArgs } from "./args";
 import { createLogger } from "./log";
 
@@ -26,9 +26,4 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     if (e instanceof ConfigError || e instanceof StageError) return fail(e.message, (e as StageError).hint, e.exitCode);
     throw e;
   }
-}
-
-function fail(message: string, hint?: string, code = EXIT_NSRUN_FAILED): never {
-  process.stderr.write(`nsrun: ${message}${hint ? `\n  hint: ${hint}` : ""}\n`);
-  process.exit(code);
 }

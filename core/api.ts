@@ -9,12 +9,12 @@
 // running box. Call it from the main thread: the box's parent-death signal follows the thread that
 // started it.
 import { waitExit } from "../ffi/wait";
-import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup } from "./cgroup";
+import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "./cgroup";
 import { type LoadedConfig, loadConfig, parseConfig } from "./config";
 import { StageError } from "./errors";
 import { inspectHost, planBox } from "./plan";
 import { startBox } from "./host/start";
-import { tracerFor } from "./host/run";
+import { processRuns, tracerFor } from "./host/run";
 
 export interface BoxOptions {
   /** Replaces [process].args. */
@@ -47,7 +47,10 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   // Several boxes of one process need cgroups of their own: nsrun-PID-N.
   const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}` });
-  if (plan.cgroup) applyCgroup(plan.cgroup);
+  if (plan.cgroup) {
+    sweepStaleCgroups(plan.cgroup, processRuns);
+    applyCgroup(plan.cgroup);
+  }
   const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;
   let pid = 0;
   const abort = () => pid && process.kill(pid, "SIGKILL");

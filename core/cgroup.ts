@@ -8,7 +8,7 @@
 // cgroup v2 is the main target. cgroup v1 (a hierarchy per controller) is the fallback for root.
 // Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
 import { O_CLOEXEC } from "../ffi/flags";
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 
 export interface Limits {
   memory?: number;
@@ -192,6 +192,47 @@ function readWords(file: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * Remove the cgroups an nsrun left behind when it was killed (SIGKILL gives it no chance to clean
+ * up): siblings of this box's cgroup named nsrun-PID or nsrun-PID-N whose PID no longer runs.
+ * What is still in them, a box that lost its nsrun, is killed first. Best effort, quiet.
+ */
+export function sweepStaleCgroups(plan: CgroupPlan, running: (pid: number) => boolean, trace: ((line: string) => void) | null = null): void {
+  const parents = new Set(plan.dirs.map((d) => d.slice(0, d.lastIndexOf("/"))).filter((p) => !/\/nsrun-\d+(-\d+)?$/.test(p)));
+  for (const parent of parents) {
+    let names: string[];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = name.match(/^nsrun-(\d+)(?:-\d+)?$/);
+      if (!m || running(Number(m[1]))) continue;
+      trace?.(`remove the cgroup ${JSON.stringify(`${parent}/${name}`)} of a dead nsrun (PID ${m[1]})`);
+      removeTree(`${parent}/${name}`, plan.version);
+    }
+  }
+}
+
+function removeTree(dir: string, version: 1 | 2): void {
+  let children: string[] = [];
+  try {
+    children = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${dir}/${e.name}`);
+  } catch {
+    return;
+  }
+  for (const child of children) removeTree(child, version);
+  for (let i = 0; i < 50; i++) {
+    const members = readWords(`${dir}/cgroup.procs`).map(Number);
+    if (!members.length) break;
+    if (version === 2 && existsSync(`${dir}/cgroup.kill`)) writeFileSync(`${dir}/cgroup.kill`, "1");
+    else for (const pid of members) killQuietly(pid);
+    Bun.sleepSync(2);
+  }
+  tryRmdir(dir);
 }
 
 /** Make the cgroup and write its limits. On failure, undo what was made and throw a one-line reason. */

@@ -1,3 +1,5 @@
+import { writeSync } from "node:fs";
+
 // Errors meant for users. Each one already says everything the user needs: what, where, and what to do.
 // They are printed once, by the process the user started, in at most two lines.
 
@@ -47,4 +49,19 @@ export function toReport(e: unknown, stage: string): ErrorReport {
 
 export function formatReport(r: ErrorReport): string {
   return `nsrun: ${r.message}${r.hint ? `\n  hint: ${r.hint}` : ""}\n`;
+}
+
+/** Write to stderr. A closed stderr (EPIPE) is not nsrun's failure: the text is dropped, never a stack trace. */
+export function writeStderr(text: string): void {
+  try {
+    writeSync(2, text);
+  } catch {
+    // nobody is reading
+  }
+}
+
+/** Report and exit (125 unless said otherwise): the one way nsrun's command line fails. */
+export function fail(message: string, hint?: string, exitCode = EXIT_NSRUN_FAILED): never {
+  writeStderr(formatReport({ message, hint, exitCode }));
+  process.exit(exitCode);
 }

@@ -1,7 +1,7 @@
 // Resource limits: pure planning against a temporary folder standing in for /sys/fs/cgroup, then
 // real boxes on this host's cgroups (v1 controllers for root here; v2 where it has controllers).
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { applyCgroup, type CgroupHost, CgroupUnavailable, inspectCgroups, planCgroup, removeCgroup, weightToShares } from "../core/cgroup";
 import { parseSize } from "../core/config";
@@ -160,11 +160,16 @@ const v2Ready = ["memory", "pids", "cpu"].every((c) => host.v2?.controllers.incl
 if (!v2Ready) console.warn(`skipped: real cgroup v2 limits: this host's cgroup2 offers ${host.v2?.controllers.join(" ") || "no controllers"}`);
 if (!root) console.warn("skipped: real cgroup v1 limits: they need root");
 
-/** nsrun-* folders beneath nsrun's own cgroup in each hierarchy: none may be left after a box. */
-function leftoverCgroups(): string[] {
+/** The cgroup folders the nsrun with this PID makes (nsrun-PID beneath its own cgroup, in each hierarchy). */
+function cgroupsOf(pid: number): string[] {
   const dirs = Object.values(host.v1).map((h) => `${h.mount}${h.own === "/" ? "" : h.own}`);
   if (host.v2) dirs.push(`${host.v2.mount}${host.v2.own === "/" ? "" : host.v2.own}`);
-  return [...new Set(dirs)].flatMap((d) => (existsSync(d) ? readdirSync(d).filter((n) => n.startsWith("nsrun-")).map((n) => `${d}/${n}`) : []));
+  return [...new Set(dirs)].map((d) => `${d}/nsrun-${pid}`);
+}
+
+/** Which of the cgroups of these nsruns (the test's own, by PID) are still there: none may be. */
+function leftoverCgroups(...pids: number[]): string[] {
+  return pids.flatMap(cgroupsOf).filter((d) => existsSync(d));
 }
 
 const limited = (a: Actor, name: string, limits: string) => writeConfig(a, name, `rootfs = "../rootfs"\n[limits]\n${limits}\n`);
@@ -182,7 +187,7 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     const big = limited(a, "mem512.toml", 'memory = "512M"');
     const c = sh(big, "exec dd if=/dev/zero of=/dev/null bs=200M count=1");
     expect(c.code).toBe(0);
-    expect(leftoverCgroups()).toEqual([]);
+    expect(leftoverCgroups(r.pid, c.pid)).toEqual([]);
   });
 
   test("pids = 16 caps the box's processes (control: 64 lets 30 sleepers live)", () => {
@@ -192,7 +197,7 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     expect(Number(r.stdout.trim())).toBeLessThanOrEqual(16);
     const c = sh(limited(a, "pids64.toml", "pids = 64"), probe);
     expect(Number(c.stdout.trim())).toBe(31);
-    expect(leftoverCgroups()).toEqual([]);
+    expect(leftoverCgroups(r.pid, c.pid)).toEqual([]);
   });
 
   test("a CPU-limited busy loop still finishes, throttled to its quota", async () => {
@@ -202,12 +207,11 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     expect(await waitFor(() => existsSync(dir))).toBe(true);
     const quota = v2Ready ? readFileSync(`${dir}/cpu.max`, "utf8").trim() : readFileSync(`${dir}/cpu.cfs_quota_us`, "utf8").trim();
     expect(quota).toBe(v2Ready ? "25000 100000" : "25000");
-    await Bun.sleep(500);
-    const throttled = Number(readFileSync(`${dir}/cpu.stat`, "utf8").match(/nr_throttled (\d+)/)?.[1]);
-    expect(throttled).toBeGreaterThan(0);
+    const throttled = () => Number(readFileSync(`${dir}/cpu.stat`, "utf8").match(/nr_throttled (\d+)/)?.[1]);
+    expect(await waitFor(() => throttled() > 0, 20_000)).toBe(true);
     expect(await box.exited).toBe(0);
     expect(await new Response(box.stdout).text()).toBe("finished\n");
-    expect(leftoverCgroups()).toEqual([]);
+    expect(leftoverCgroups(box.pid)).toEqual([]);
   }, 60_000);
 
   test("the box sees its own cgroup as / (cgroup namespace), and processes it leaves behind are killed", () => {
@@ -215,7 +219,33 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     const r = sh(cfg, "grep -c ':/$' /proc/self/cgroup; sleep 60 & sleep 60 & exit 0");
     expect(Number(r.stdout.trim())).toBeGreaterThan(0);
     expect(r.code).toBe(0);
-    expect(leftoverCgroups()).toEqual([]);
+    expect(leftoverCgroups(r.pid)).toEqual([]);
+  });
+
+  test("the cgroup of a SIGKILLed nsrun is removed by the next nsrun with limits (control: the kill leaves it)", async () => {
+    const cfg = limited(a, "killed.toml", "pids = 32");
+    const box = start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "echo ready; exec sleep 60"]);
+    const reader = box.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("ready\n");
+    box.kill("SIGKILL");
+    await box.exited;
+    expect(leftoverCgroups(box.pid).length).toBeGreaterThan(0);
+    const next = sh(cfg, "true");
+    expect(next.code).toBe(0);
+    expect(leftoverCgroups(box.pid, next.pid)).toEqual([]);
+  });
+
+  test("a closed stderr (--trace into a pipe nobody reads) changes nothing: the box runs, its status comes back, no cgroup is left", () => {
+    const cfg = limited(a, "epipe.toml", "pids = 32");
+    const out = join(a.area, "epipe.out");
+    // stderr is a pipe to `true`, which exits at once: every write nsrun makes there fails with EPIPE.
+    const script = `${area.bin} run --trace --config ${cfg} -- /bin/sh -c 'echo out; exit 7' >${out} 2> >(true) & pid=$!; wait $pid; echo $? $pid`;
+    const r = Bun.spawnSync(["bash", "-c", script], { stdout: "pipe", stderr: "pipe" });
+    const [status, pid] = r.stdout.toString().trim().split(" ");
+    expect(status).toBe("7");
+    expect(readFileSync(out, "utf8")).toBe("out\n");
+    expect(r.stderr.toString()).toBe("");
+    expect(leftoverCgroups(Number(pid))).toEqual([]);
   });
 });
 
@@ -226,7 +256,7 @@ describe.if(Boolean(user) && !v2Ready)("limits for an ordinary user without dele
     expect(r.code).toBe(125);
     expect(r.stderr).toContain("limits:");
     expect(r.stderr).toMatch(/Delegate|root/);
-    expect(leftoverCgroups()).toEqual([]);
+    expect(leftoverCgroups(r.pid)).toEqual([]);
   });
 });
 
@@ -243,7 +273,7 @@ describe.if(Boolean(root))("bad [limits] values", () => {
       const r = run(area.bin, a, ["--config", limited(a, "bad-limits.toml", bad)]);
       expect({ bad, code: r.code }).toEqual({ bad, code: 125 });
       expect(r.stderr).toContain(`${key}:`);
+      expect(leftoverCgroups(r.pid)).toEqual([]);
     }
-    expect(leftoverCgroups()).toEqual([]);
   });
 });

@@ -25,6 +25,8 @@ export interface Result {
   code: number;
   stdout: string;
   stderr: string;
+  /** nsrun's PID (setpriv execs it, keeping its own): names the box's cgroup, nsrun-PID. */
+  pid: number;
 }
 
 export interface TestArea {
@@ -111,7 +113,7 @@ export function run(bin: string, actor: Actor, args: string[], opts: { env?: Rec
     stderr: "pipe",
     timeout: opts.timeoutMs ?? 30_000,
   });
-  return { code: r.exitCode ?? 128 + (r.signalCode ? 9 : 0), stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  return { code: r.exitCode ?? 128 + (r.signalCode ? 9 : 0), stdout: r.stdout.toString(), stderr: r.stderr.toString(), pid: r.pid };
 }
 
 export function start(bin: string, actor: Actor, args: string[]) {

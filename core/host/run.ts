@@ -1,14 +1,14 @@
 // `nsrun run`: the process the user started. It loads the config and plans (any error there exits
 // 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
-import { writeSync } from "node:fs";
 import { loadExecutor } from "../../ffi/executor";
-import { clearNonblock, libc } from "../../ffi/libc";
+import { ERRNO } from "../../ffi/errno";
+import { clearNonblock, errno, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
-import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup } from "../cgroup";
+import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
 import { loadConfig } from "../config";
-import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport } from "../errors";
+import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine } from "../pipeline";
 import { type BoxPlan, defaultBoxConfig, inspectHost, planBox } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
@@ -25,7 +25,7 @@ export interface RunOptions {
 
 /** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
 export function tracerFor(process: string, enabled: boolean): Tracer {
-  return enabled ? (line: string) => void writeSync(2, `nsrun[${process}] ${line}\n`) : null;
+  return enabled ? (line: string) => writeStderr(`nsrun[${process}] ${line}\n`) : null;
 }
 
 export async function runBoxCommand(opts: RunOptions): Promise<never> {
@@ -42,6 +42,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
 
   trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
+    sweepStaleCgroups(plan.cgroup, processRuns, trace);
     try {
       applyCgroup(plan.cgroup, trace);
     } catch (e) {
@@ -76,7 +77,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
       setupOver = over;
       if (abortedBy !== null) libc.kill(pid, F.SIGKILL);
     },
-  });
+  }).catch((e) => exit(EXIT_NSRUN_FAILED, toReport(e, "setup")));
   if (join) closeCgroupJoin(join);
 
   if (!result.ok || abortedBy !== null) {
@@ -91,7 +92,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   /** Every way out before the hand-over goes through here, so the box's cgroup never outlives it. */
   async function exit(code: number, report?: ErrorReport): Promise<never> {
     if (plan.cgroup) await removeCgroup(plan.cgroup, trace);
-    if (report) writeSync(2, formatReport(report));
+    if (report) writeStderr(formatReport(report));
     process.exit(code);
   }
 
@@ -105,10 +106,15 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced));
     // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
     const status = shellStatus(await waitExit(s.pidfd));
-    if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeSync(2, `nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);
+    if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeStderr(`nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);
     opts.log.debug(failed.message);
     return exit(status);
   }
+}
+
+/** Whether a process with this PID exists (kill(pid, 0): ESRCH means it does not). */
+export function processRuns(pid: number): boolean {
+  return libc.kill(pid, 0) === 0 || errno() !== ERRNO.ESRCH;
 }
 
 function cgroupHint(version: 1 | 2): string {
