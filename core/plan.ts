@@ -4,6 +4,7 @@
 import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
+import { canonicalHostPath, HostPathError } from "./hostpath";
 import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
@@ -78,9 +79,10 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     let path: string;
     let isDir: boolean;
     try {
-      path = realpathSync(abs);
+      path = canonicalHostPath(abs);
       isDir = statSync(path).isDirectory();
     } catch (e) {
+      if (e instanceof HostPathError) throw new ConfigError(file, key, e.message);
       const code = (e as NodeJS.ErrnoException).code;
       throw new ConfigError(file, key, `${JSON.stringify(abs)} ${code === "ENOENT" ? "does not exist" : `cannot be used (${code})`}`);
     }

@@ -55,3 +55,9 @@ export function chroot(path: string): string {
 export function rawCloneRefused(flags: number): string {
   return outcome(libc.syscall(SYS_clone, flags, 0, 0, 0, 0));
 }
+
+const RENAME_EXCHANGE = 2;
+const renameLib = dlopen("libc.so.6", { renameat2: { args: [i32, ptr, i32, ptr, FFIType.u32], returns: i32 } }).symbols;
+
+/** renameat2(RENAME_EXCHANGE): swap two paths atomically (what an attacker flips a path component with). */
+export const exchange = (a: string, b: string) => outcome(renameLib.renameat2(-100, cstr(a), -100, cstr(b), RENAME_EXCHANGE));
