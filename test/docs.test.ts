@@ -102,6 +102,7 @@ describe("README.md config reference", () => {
   const TABLES = {
     process: Object.keys(E.process.wrapped.entries),
     namespaces: Object.keys(E.namespaces.wrapped.entries),
+    user_namespace: Object.keys(E.user_namespace.wrapped.entries),
     mounts: Object.keys(E.mounts.wrapped.item.entries),
     limits: Object.keys(E.limits.wrapped.entries),
     security: Object.keys(E.security.wrapped.entries),

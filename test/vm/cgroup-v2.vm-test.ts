@@ -39,7 +39,7 @@ const config = (a: Actor, name: string, toml: string) => writeConfig(a, name, `r
 /** nsrun as `a`, started as a member of the cgroup `dir`. */
 function nsrunIn(dir: string, a: Actor, args: string[]): Result {
   const r = Bun.spawnSync(inCgroup(dir, command(area?.bin ?? "", a, args)), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: BOX_TIMEOUT_MS });
-  return { code: r.exitCode ?? 128 + 9, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  return { code: r.exitCode ?? 128 + 9, stdout: r.stdout.toString(), stderr: r.stderr.toString(), pid: r.pid };
 }
 const shIn = (dir: string, a: Actor, cfg: string, script: string) => nsrunIn(dir, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", script]);
 
