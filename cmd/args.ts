@@ -8,6 +8,7 @@ export const runArgs = {
   "log-level": { type: "string", description: "error | warn | info | debug", default: "warn", valueHint: "level" },
   verbose: { type: "boolean", alias: "v", description: "Same as --log-level debug" },
   trace: { type: "boolean", description: "Print every setup syscall, with its result and time, to stderr" },
+  tty: { type: "boolean", alias: "t", description: "A pseudo-terminal for the box (default: when stdin and stdout are terminals; --no-tty: never)" },
 } satisfies ArgsDef;
 
 /** nsrun's subcommands; any other first word is not one. */

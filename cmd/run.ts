@@ -20,7 +20,8 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     const { values, command } = parseArgs(raw, runArgs, { command: true });
     const log = createLogger(String(values["log-level"]), values.verbose === true);
     const { runBoxCommand } = await import("../core/host/run");
-    return await runBoxCommand({ configFile: values.config as string | undefined, args: command, trace: values.trace === true, log });
+    const terminal = values.tty === undefined ? undefined : values.tty === true;
+    return await runBoxCommand({ configFile: values.config as string | undefined, args: command, trace: values.trace === true, terminal, log });
   } catch (e) {
     if (e instanceof ArgsError) return fail(`${e.message}; see nsrun run --help`);
     if (e instanceof ConfigError || e instanceof StageError) return fail(e.message, (e as StageError).hint, e.exitCode);

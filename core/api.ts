@@ -46,7 +46,8 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
     typeof config === "string" ? loadConfig(config) : { config: parseConfig(config, "(runBox config)"), file: "(runBox config)", dir: opts.dir ?? process.cwd() };
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   // Several boxes of one process need cgroups of their own: nsrun-PID-N.
-  const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}` });
+  // No terminal here: nothing would relay it (a box's stdio are this process's own).
+  const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}`, terminal: { size: null, asked: false } });
   if (plan.cgroup) {
     sweepStaleCgroups(plan.cgroup, processRuns);
     applyCgroup(plan.cgroup);

@@ -15,6 +15,7 @@ import { emitExec, emitProcess, emitSealFds } from "./process";
 import { emitRlimits } from "./rlimits";
 import { emitPrivateRoot, emitRootfs } from "./rootfs";
 import { emitSeccomp } from "./seccomp";
+import { emitTerminal } from "./terminal";
 import { close, closeFd, closeRange, pollNow, prctl, setns, unshare, writeText } from "./tape/calls";
 import { Tape } from "./tape/tape";
 import { emitIdMaps } from "./userns";
@@ -35,6 +36,8 @@ export interface ChildFds {
   cgroupProcs: number[];
   /** Existing namespaces to join (setns(2)), each an fd the host opened on /proc/PID/ns/KIND. */
   join?: Array<{ kind: NamespaceKind; fd: number }>;
+  /** With a terminal: the Unix socket the box's pseudo-terminal master goes back over. */
+  terminal?: number;
 }
 
 export interface CompileOptions {
@@ -64,7 +67,8 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   const armDeath = opts.parentDeath ?? true;
 
   t.stage("namespaces", "start the box's first process");
-  keepOnlyFds(t, [fds.report, fds.stub, ...(fds.sync === null ? [] : [fds.sync]), ...fds.cgroupProcs, ...join.map((j) => j.fd)]);
+  const handed = [fds.sync, fds.terminal].filter((fd): fd is number => fd !== null && fd !== undefined);
+  keepOnlyFds(t, [fds.report, fds.stub, ...handed, ...fds.cgroupProcs, ...join.map((j) => j.fd)]);
   if (armDeath) parentDeath(t, fds.report);
   // Joined namespaces in the canonical order: a user namespace first, which gives the rights to join
   // the others it owns. A joined PID namespace takes effect for children only (pid_namespaces(7)).
@@ -110,6 +114,12 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
 
   t.stage("process");
   emitProcess(t, plan.process);
+  // After the new session (setsid in emitProcess): a session leader without a controlling terminal
+  // is what may take one.
+  if (plan.process.terminal) {
+    if (fds.terminal === undefined) throw new Error("compile: a terminal needs the socket its master goes back over");
+    emitTerminal(t, plan.process.terminal, fds.terminal);
+  }
   // Raising a hard limit needs CAP_SYS_RESOURCE: before the capabilities go.
   emitRlimits(t, plan.rlimits);
 

@@ -69,6 +69,12 @@ export interface PlanOptions {
   cwdFallback?: boolean;
   /** The name of the box's cgroup, when it has one. Default nsrun-<caller's PID>. */
   cgroupName?: string;
+  /**
+   * The caller's terminal (its window size) when nsrun's stdin and stdout are both terminals, and
+   * what the command line asked (-t, --no-tty): together with [process] terminal, whether the box
+   * gets a pseudo-terminal of its own.
+   */
+  terminal?: { size: { rows: number; cols: number } | null; asked?: boolean; term?: string };
 }
 
 /** Resolve the rootfs and bind sources against the config's folder; missing ones are config errors. */
@@ -212,6 +218,15 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     ...(config.security.readonly_paths ?? DEFAULT_READONLY).map((target, i): MountOp => ({ op: "readonly", target, origin: `security.readonly_paths[${i}]` })),
   );
 
+  // A terminal: asked on the command line, else in the config, else when nsrun has one itself.
+  const tty = opts.terminal;
+  const callerHasOne = Boolean(tty?.size);
+  const wantsTerminal = tty?.asked ?? config.process.terminal ?? callerHasOne;
+  if (wantsTerminal && !wanted.mount) fail("process.terminal", "a terminal needs the box's own /dev");
+  const terminal = wantsTerminal ? (tty?.size ?? { rows: 24, cols: 80 }) : null;
+  const env = Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`);
+  if (terminal && !env.some((e) => e.startsWith("TERM="))) env.push(`TERM=${tty?.term || "xterm"}`);
+
   return {
     namespaces: planNamespaces(wanted),
     idMap,
@@ -223,13 +238,14 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       args: opts.args?.length ? opts.args : config.process.args,
       cwd: config.process.cwd,
       cwdFallback: opts.cwdFallback ?? false,
-      env: Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`),
+      env,
       uid,
       gid,
       // In a user namespace of the box's own, setgroups is what its maps' writer set (a self-writer
       // must deny it, user_namespaces(7)); in a shared one it is whatever nsrun's own namespace says.
       setgroups: idMap ? idMap.setgroups === "allow" : (facts.setgroupsAllowed ?? true),
       init: config.process.init,
+      terminal,
     },
     cgroup,
     rlimits,

@@ -19,6 +19,8 @@ export interface ProcessPlan {
   setgroups: boolean;
   /** A small init is PID 1 and the command its child. */
   init: boolean;
+  /** A pseudo-terminal of its own, with this initial size; null: the caller's stdio as they are. */
+  terminal: { rows: number; cols: number } | null;
 }
 
 /** The box's PATH, the way execvp(3) would search it, but from the box's env, not ours. */

@@ -70,9 +70,27 @@ export function receiveFd(sock: number): number | null {
   msg[3] = 1n;
   msg[4] = BigInt(ptr(control));
   msg[5] = 24n;
-  const n = Number(libc.recvmsg(sock, msg, 0x40000000 /* MSG_CMSG_CLOEXEC */));
+  // MSG_CMSG_CLOEXEC | MSG_DONTWAIT: the fd was sent before the sender exec'd; never wait for one.
+  const n = Number(libc.recvmsg(sock, msg, 0x40000000 | 0x40));
   if (n <= 0) return null;
   const view = new DataView(control.buffer);
   if (view.getInt32(8, true) !== 1 || view.getInt32(12, true) !== 1) return null; // SOL_SOCKET, SCM_RIGHTS
   return view.getInt32(16, true);
+}
+
+/** Whether fd is a terminal (TCGETS works on it), without loading node:tty. */
+export function isTerminal(fd: number): boolean {
+  return libc.ioctl(fd, 0x5401 /* TCGETS */, new Uint8Array(64)) === 0;
+}
+
+/** The terminal's size (TIOCGWINSZ), or null when fd is not one. */
+export function windowSize(fd: number): { rows: number; cols: number } | null {
+  const ws = new Uint16Array(4);
+  if (libc.ioctl(fd, 0x5413 /* TIOCGWINSZ */, ws) !== 0) return null;
+  return { rows: ws[0], cols: ws[1] };
+}
+
+/** Clear FD_CLOEXEC: the fd survives the next execve(2) (one handed to the supervisor). */
+export function keepAcrossExec(fd: number): void {
+  check("fcntl", libc.fcntl(fd, F.F_SETFD, 0), `fcntl(${fd}, F_SETFD, 0)`);
 }

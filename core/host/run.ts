@@ -3,6 +3,7 @@
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { loadExecutor } from "../../ffi/executor";
 import { ERRNO } from "../../ffi/errno";
+import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
 import { clearNonblock, errno, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
@@ -20,6 +21,8 @@ export interface RunOptions {
   /** Replaces [process].args when non-empty. */
   args: string[];
   trace: boolean;
+  /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
+  terminal?: boolean;
   log: { debug(...a: unknown[]): void };
 }
 
@@ -36,7 +39,12 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   trace?.(stageLine("plan"));
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
-  const plan = planBox(loaded, facts, caller, { args: opts.args, cwdFallback: !opts.configFile });
+  const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
+  const plan = planBox(loaded, facts, caller, {
+    args: opts.args,
+    cwdFallback: !opts.configFile,
+    terminal: { size, asked: opts.terminal, term: process.env.TERM },
+  });
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
 
@@ -103,7 +111,8 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     loadExecutor().holdSignals(FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]));
     // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
     await new Promise((resolve) => setTimeout(resolve, 0));
-    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced));
+    if (s.terminal !== null) keepAcrossExec(s.terminal);
+    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced, s.terminal));
     // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
     const status = shellStatus(await waitExit(s.pidfd));
     if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeStderr(`nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);

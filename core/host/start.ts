@@ -9,7 +9,7 @@ import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTE
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
 import { libc, strerror } from "../../ffi/libc";
-import { pipe, readable, writeAll } from "../../ffi/io";
+import { pipe, readable, receiveFd, socketPair, writeAll } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
 import { type ChildFds, compileBox } from "../compile";
@@ -39,6 +39,8 @@ export interface Started {
   pidfd: number;
   /** The sealed stub, kept for the supervisor hand-over (close-on-exec). */
   stub: number;
+  /** The master of the box's pseudo-terminal, when it has one. */
+  terminal: number | null;
 }
 
 export type StartResult = ({ ok: true } & Started) | { ok: false; failure: ErrorReport; started: Started | null };
@@ -63,7 +65,16 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   // A sync pipe only when nsrun has work to do while the process waits: id maps written from outside.
   const sync = plan.idMap && plan.idMap.writer !== "self" ? pipe(true) : null;
   const stub = sealedStub();
-  const fds: ChildFds = { report: reportWrite, sync: sync?.[0] ?? null, stub, cgroupDir: opts.cgroup?.dir ?? null, cgroupProcs: opts.cgroup?.procs ?? [] };
+  // The box's pseudo-terminal master comes back over this socket pair.
+  const terminal = plan.process.terminal ? socketPair() : null;
+  const fds: ChildFds = {
+    report: reportWrite,
+    sync: sync?.[0] ?? null,
+    stub,
+    cgroupDir: opts.cgroup?.dir ?? null,
+    cgroupProcs: opts.cgroup?.procs ?? [],
+    terminal: terminal?.[1],
+  };
 
   trace.host?.(stageLine("compile"));
   const tape = compileBox(plan, { fds, lastCap: lastCapability() });
@@ -81,11 +92,13 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     },
   });
   if (sync) for (const fd of sync) libc.close(fd);
+  const master = terminal ? receiveFd(terminal[0]) : null;
+  if (terminal) for (const fd of terminal) libc.close(fd);
   if (run.pid < 0) {
     libc.close(stub);
     return { ok: false, started: null, failure: cloneFailure(-run.pid, run.cloneText) };
   }
-  const started: Started = { pid: run.pid, pidfd: run.pidfd, stub };
+  const started: Started = { pid: run.pid, pidfd: run.pidfd, stub, terminal: master };
   if (run.hostError) return { ok: false, started, failure: toReport(run.hostError, "setup") };
   const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
   if (failed) return { ok: false, started, failure: describeFailure(failed, tape, plan) };

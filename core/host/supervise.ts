@@ -13,11 +13,13 @@ import type { BoxPlan } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 
 /** The stub's command line for this box (see the option list at the top of stub.c). */
-export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean): string[] {
+export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null): string[] {
   const argv = ["nsrun", "supervise", String(pid)];
+  if (terminal !== null) argv.push("-T", String(terminal));
   // Only PID 1 of a PID namespace has signals dropped by the kernel; nsrun's own init handles them all.
   if (!plan.process.init && plan.namespaces.includes("pid")) argv.push("-k");
-  for (const sig of FORWARDED_SIGNALS) argv.push("-f", String(SIGNAL_NUMBERS[sig]));
+  // With a terminal, a window size change is the supervisor's to pass on (to the pseudo-terminal).
+  for (const sig of FORWARDED_SIGNALS) if (terminal === null || sig !== "SIGWINCH") argv.push("-f", String(SIGNAL_NUMBERS[sig]));
   for (const sig of pending) argv.push("-p", String(sig));
   if (plan.cgroup) {
     const steps = cleanupSteps(plan.cgroup);

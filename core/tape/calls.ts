@@ -130,6 +130,21 @@ export function ioctl(t: Tape, fd: Reg, request: number, arg: Ptr, shown: string
   t.sys("ioctl", [fd, request, arg], () => `ioctl(${fd.name}, ${shown})`);
 }
 
+/** ioctl(2) whose argument is a pointer into the tape. */
+export function ioctlPtr(t: Tape, fd: Reg, request: number, arg: Ptr, shown: string): void {
+  t.sys("ioctl", [fd, request, arg], () => `ioctl(${fd.name}, ${shown})`);
+}
+
+/** ioctl(2) whose argument is a plain integer; the result, if kept, into `dst`. */
+export function ioctlInt(t: Tape, fd: Reg, request: number, arg: number, shown: string, dst?: Reg): void {
+  t.sys("ioctl", [fd, request, arg], () => `ioctl(${fd.name}, ${shown})`, { dst });
+}
+
+/** dup3(2) onto a fixed fd number (0-2 for the box's stdio). */
+export function dup3(t: Tape, fd: Reg, to: number): void {
+  t.sys("dup3", [fd, to, 0], () => `dup3(${fd.name}, ${to}, 0)`);
+}
+
 export function fchdir(t: Tape, fd: Reg): void {
   t.sys("fchdir", [fd], () => `fchdir(${fd.name})`);
 }

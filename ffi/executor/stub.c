@@ -18,6 +18,8 @@
 //   -K DIR          at the end, kill what is left in cgroup DIR     -w FILE VALUE   then write VALUE to FILE
 //   -r DIR          then rmdir DIR                                  -o FILE TEXT    on exit 137, if FILE
 //                   counts an oom_kill, print TEXT                  -t              trace the clean-up
+//   -T FD           FD is the master of the box's pseudo-terminal: put our terminal (fd 0) in raw mode,
+//                   relay fd 0 -> FD -> fd 1, pass window size changes on, restore the terminal at the end
 // Failures to start the command go to REPORT_FD as an NSRUN_REPORT_EXEC_FAILED record (protocol.h).
 #include "protocol.h"
 #include "sys.h"
@@ -289,21 +291,95 @@ static void clean_up(const struct cleanup *c) {
   }
 }
 
+// ---- the terminal relay (-T) -----------------------------------------------------------------
+
+#define TCGETS 0x5401
+#define TCSETSW 0x5403
+#define TIOCGWINSZ 0x5413
+#define TIOCSWINSZ 0x5414
+#define POLLIN 0x1
+#define EAGAIN 11
+#define EIO 5
+#define SFD_CLOEXEC 0x80000
+#define SFD_NONBLOCK 0x800
+#define O_NONBLOCK 0x800
+#define F_GETFL 3
+#define F_SETFL 4
+
+// struct termios as the kernel's TCGETS/TCSETS take it: 4 flag words, the line discipline, c_cc[19].
+struct kernel_termios {
+  unsigned int iflag, oflag, cflag, lflag;
+  unsigned char line, cc[19];
+};
+
+struct pollfd {
+  int fd;
+  short events, revents;
+};
+
+static void write_all(int fd, const char *buf, long n) {
+  while (n > 0) {
+    long w = sys3(SYS_write, fd, buf, n);
+    if (w == -EINTR) continue;
+    if (w <= 0) return; // the reader is gone: drop the rest, as a terminal would
+    buf += w, n -= w;
+  }
+}
+
+// cfmakeraw(3): no echo, no line editing, no signals from keys; bytes pass as they are, so Ctrl-C
+// and Ctrl-Z reach the box's terminal and its foreground job, not nsrun.
+static void make_raw(struct kernel_termios *t) {
+  t->iflag &= ~(0000001u | 0000002u | 0000010u | 0000040u | 0000100u | 0000200u | 0000400u | 0002000u);
+  t->oflag &= ~0000001u;
+  t->lflag &= ~(0000010u | 0000100u | 0000002u | 0000001u | 0100000u);
+  t->cflag &= ~(0000060u | 0000400u);
+  t->cflag |= 0000060u;
+  t->cc[6] = 1; // VMIN
+  t->cc[5] = 0; // VTIME
+}
+
+static void copy_window_size(int from, int to) {
+  unsigned short ws[4];
+  if (!IS_ERR(sys3(SYS_ioctl, from, TIOCGWINSZ, ws))) sys3(SYS_ioctl, to, TIOCSWINSZ, ws);
+}
+
+// ---- supervise ------------------------------------------------------------------------------
+
+struct supervisor {
+  long box;
+  int pid1, killed_by, status, done;
+};
+
+static void on_signal(struct supervisor *s, int sig) {
+  if (sig == SIGCHLD) {
+    if (reap(s->box, &s->status)) s->done = 1;
+  } else if (s->pid1 && dropped_by_pid1(s->box, sig)) {
+    if (!s->killed_by) s->killed_by = sig;
+    sys2(SYS_kill, s->box, SIGKILL);
+  } else {
+    sys2(SYS_kill, s->box, sig);
+  }
+}
+
 __attribute__((noreturn)) static void supervise(int argc, char **argv) {
   unsigned long long all = ~0ULL, waited = sigbit(SIGCHLD);
   char *lists[3][64];
   struct cleanup c = {lists[0], lists[1], lists[2], 0, 0, 0, 0, 0, 0};
-  int pending[64], npending = 0, pid1 = 0, status = 0, killed_by = 0, i;
-  long box = argc > 2 ? num(argv[2]) : -1;
-  if (box <= 0) {
+  struct supervisor s = {0, 0, 0, 0, 0};
+  struct kernel_termios saved, raw;
+  int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1;
+  long sfd;
+  s.box = argc > 2 ? num(argv[2]) : -1;
+  if (s.box <= 0) {
     put(2, "nsrun: supervise: expected the box's PID\n");
     quit(NSRUN_EXIT_SETUP_FAILED);
   }
   for (i = 3; i < argc; i++) {
     const char *o = argv[i];
     long sig;
-    if (streq(o, "-k")) pid1 = 1;
+    if (streq(o, "-k")) s.pid1 = 1;
     else if (streq(o, "-t")) c.trace = 1;
+    else if (streq(o, "-T") && i + 1 < argc && num(argv[i + 1]) >= 0) master = (int)num(argv[++i]);
     else if ((streq(o, "-f") || streq(o, "-p")) && i + 1 < argc && (sig = num(argv[i + 1])) > 0 && sig <= NSIG) {
       if (o[1] == 'f') waited |= sigbit((int)sig);
       else if (npending < 64) pending[npending++] = (int)sig;
@@ -319,24 +395,66 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
       quit(NSRUN_EXIT_SETUP_FAILED);
     }
   }
+  // Every signal blocked; the ones we act on arrive through a signalfd, beside the terminal's fds.
   sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all, 0, 8);
-  // It may have exited before the hand-over; signals that came before it go first, in order.
-  int done = reap(box, &status);
-  for (i = 0; !done; i++) {
-    int sig = i < npending ? pending[i] : wait_signal(waited);
-    if (sig == SIGCHLD) {
-      done = reap(box, &status);
-    } else if (sig > 0) {
-      if (pid1 && dropped_by_pid1(box, sig)) {
-        if (!killed_by) killed_by = sig;
-        sys2(SYS_kill, box, SIGKILL);
-      } else {
-        sys2(SYS_kill, box, sig);
-      }
+  if (master >= 0) waited |= sigbit(SIGWINCH);
+  sfd = sys4(SYS_signalfd4, -1, &waited, 8, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (IS_ERR(sfd)) {
+    put(2, "nsrun: supervise: signalfd failed\n");
+    sys2(SYS_kill, s.box, SIGKILL);
+    quit(NSRUN_EXIT_SETUP_FAILED);
+  }
+  if (master >= 0) {
+    terminal = !IS_ERR(sys3(SYS_ioctl, 0, TCGETS, &saved));
+    if (terminal) {
+      raw = saved;
+      make_raw(&raw);
+      sys3(SYS_ioctl, 0, TCSETSW, &raw);
+      copy_window_size(0, master);
     }
   }
-  int code = killed_by ? 128 + killed_by : exit_code(status);
-  if (code == 128 + SIGKILL && !killed_by && c.oom_file && oom_killed(c.oom_file)) {
+  // It may have exited before the hand-over; signals that came before it go first, in order.
+  s.done = reap(s.box, &s.status);
+  for (i = 0; i < npending && !s.done; i++) on_signal(&s, pending[i]);
+  while (!s.done) {
+    struct pollfd fds[3];
+    int n = 0;
+    char buf[4096];
+    fds[n].fd = (int)sfd, fds[n].events = POLLIN, fds[n++].revents = 0;
+    int in_at = -1, master_at = -1;
+    if (master >= 0 && in_open) in_at = n, fds[n].fd = 0, fds[n].events = POLLIN, fds[n++].revents = 0;
+    if (master >= 0 && master_open) master_at = n, fds[n].fd = master, fds[n].events = POLLIN, fds[n++].revents = 0;
+    if (sys5(SYS_ppoll, fds, n, 0, 0, 8) < 0) continue;
+    if (fds[0].revents) {
+      unsigned char info[128];
+      while (sys3(SYS_read, sfd, info, sizeof info) == (long)sizeof info) {
+        int sig = (int)*(unsigned int *)info; // ssi_signo
+        if (sig == SIGWINCH && master >= 0) copy_window_size(0, master);
+        else on_signal(&s, sig);
+      }
+    }
+    if (in_at >= 0 && fds[in_at].revents) {
+      long r = sys3(SYS_read, 0, buf, sizeof buf);
+      if (r > 0) write_all(master, buf, r);
+      else if (r != -EINTR && r != -EAGAIN) in_open = 0; // end of our input: the box keeps its terminal
+    }
+    if (master_at >= 0 && fds[master_at].revents) {
+      long r = sys3(SYS_read, master, buf, sizeof buf);
+      if (r > 0) write_all(1, buf, r);
+      else if (r != -EINTR && r != -EAGAIN) master_open = 0; // EIO: every process of the box closed it
+    }
+  }
+  if (master >= 0) {
+    // What the box wrote last is still in the terminal: pass it on, then give the terminal back.
+    long fl = sys3(SYS_fcntl, master, F_GETFL, 0);
+    char buf[4096];
+    long r;
+    if (!IS_ERR(fl)) sys3(SYS_fcntl, master, F_SETFL, fl | O_NONBLOCK);
+    while (master_open && (r = sys3(SYS_read, master, buf, sizeof buf)) > 0) write_all(1, buf, r);
+    if (terminal) sys3(SYS_ioctl, 0, TCSETSW, &saved);
+  }
+  int code = s.killed_by ? 128 + s.killed_by : exit_code(s.status);
+  if (code == 128 + SIGKILL && !s.killed_by && c.oom_file && oom_killed(c.oom_file)) {
     put(2, "nsrun: ");
     put(2, c.oom_text);
     put(2, "\n");

@@ -33,6 +33,9 @@
 #define SYS_clone3 435
 #define SYS_gettid 186
 #define SYS_tgkill 234
+#define SYS_ioctl 16
+#define SYS_ppoll 271
+#define SYS_signalfd4 289
 #define SYS_rt_sigreturn 15
 #define UC_SIGMASK_OFFSET 296 // struct ucontext: flags, link, stack (24), sigcontext (256), sigmask
 
@@ -69,6 +72,9 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
 #define SYS_clone3 435
 #define SYS_gettid 178
 #define SYS_tgkill 131
+#define SYS_ioctl 29
+#define SYS_ppoll 73
+#define SYS_signalfd4 74
 #define SYS_rt_sigreturn 139
 #define UC_SIGMASK_OFFSET 40 // struct ucontext: flags, link, stack (24), sigmask
 
