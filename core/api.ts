@@ -72,6 +72,7 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
     if (child) {
       (await import("node:fs")).closeSync(child.pidfd);
       (await import("node:fs")).closeSync(child.stub);
+      for (const helper of child.helpers) process.kill(helper, "SIGTERM");
     }
     // Killed by our own abort, during setup or after: that is the result, not a setup failure.
     const aborted = opts.signal?.aborted && exit?.signal !== null && exit !== null;

@@ -6,9 +6,9 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import { emitBoundingSet, emitCapabilitySets, emitUser } from "./capabilities";
 import { emitHostname } from "./hostname";
-import { emitMounts } from "./mounts";
+import { emitMounts, type MountOp } from "./mounts";
 import { cloneFlags, NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "./namespaces";
-import { emitLoopback } from "./network";
+import { emitNetwork } from "./network";
 import { emitPivot } from "./pivot";
 import type { BoxPlan } from "./plan";
 import { emitExec, emitProcess, emitSealFds } from "./process";
@@ -38,6 +38,10 @@ export interface ChildFds {
   join?: Array<{ kind: NamespaceKind; fd: number }>;
   /** With a terminal: the Unix socket the box's pseudo-terminal master goes back over. */
   terminal?: number;
+  /** OCI (core/oci/): further fds the first process keeps open (exec.fifo, --preserve-fds). */
+  keep?: number[];
+  /** The host files (plan.files, written by nsrun) to bind, by target. */
+  files?: Map<string, string>;
 }
 
 export interface CompileOptions {
@@ -53,6 +57,13 @@ export interface CompileOptions {
   parentDeath?: boolean;
   /** Ops right before the stub's execveat: an OCI container waits there until `start`. */
   beforeExec?: (t: Tape) => void;
+  // OCI (core/oci/create.ts) inserts ops at three more points:
+  /** Before pivot_root, host paths still reachable: sysctls, oom_score_adj, the createRuntime hooks' sync point. */
+  beforePivot?: (t: Tape) => void;
+  /** Before the switch of user, CAP_SETGID still held: additional groups (the plan's setgroups is then false). */
+  beforeUser?: (t: Tape) => void;
+  /** After no_new_privs and before a no_new_privs seccomp filter: waiting for `start`, exact capability sets. */
+  beforeSeccomp?: (t: Tape) => void;
 }
 
 export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
@@ -68,7 +79,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
 
   t.stage("namespaces", "start the box's first process");
   const handed = [fds.sync, fds.terminal].filter((fd): fd is number => fd !== null && fd !== undefined);
-  keepOnlyFds(t, [fds.report, fds.stub, ...handed, ...fds.cgroupProcs, ...join.map((j) => j.fd)]);
+  keepOnlyFds(t, [fds.report, fds.stub, ...handed, ...fds.cgroupProcs, ...join.map((j) => j.fd), ...(fds.keep ?? [])]);
   if (armDeath) parentDeath(t, fds.report);
   // Joined namespaces in the canonical order: a user namespace first, which gives the rights to join
   // the others it owns. A joined PID namespace takes effect for children only (pid_namespaces(7)).
@@ -100,14 +111,15 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   t.stage("mounts");
   // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
   // allowed only while a fully visible proc (the host's) is mounted in the namespace.
-  emitMounts(t, root, plan.mounts);
+  emitMounts(t, root, withFiles(plan, fds.files));
 
   t.stage("hostname");
   emitHostname(t, plan.hostname);
 
   t.stage("network");
-  emitLoopback(t, plan.loopback);
+  emitNetwork(t, plan.network, plan.namespaces.includes("net"), fds);
 
+  opts.beforePivot?.(t);
   t.stage("pivot_root");
   emitPivot(t, root);
   close(t, root);
@@ -128,6 +140,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (as runc does).
   if (sec.seccomp && !sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
   emitBoundingSet(t, sec.capabilities, opts.lastCap); // needs CAP_SETPCAP: before the switch of user
+  opts.beforeUser?.(t);
   emitUser(t, plan.process);
   emitCapabilitySets(t, sec.capabilities, plan.process.uid);
   // Changing credentials cleared the parent-death signal: arm it again, and check nsrun is still there.
@@ -139,11 +152,29 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
 
   t.stage("seccomp and execve");
   emitSealFds(t, fds.report);
+  opts.beforeSeccomp?.(t);
   // Last but one: the filter refuses mount() and friends, which the stages above needed.
   if (sec.seccomp && sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
   opts.beforeExec?.(t);
   emitExec(t, plan.process, { stubFd: fds.stub, reportFd: fds.report });
   return t;
+}
+
+/** The plan's mounts, with nsrun's own files bound in read-only before the masked and read-only paths. */
+function withFiles(plan: BoxPlan, files: Map<string, string> | undefined): MountOp[] {
+  if (!files?.size) return plan.mounts;
+  const binds: MountOp[] = [...files].map(([target, source]) => ({
+    op: "bind",
+    source,
+    target,
+    recursive: false,
+    attrs: F.MOUNT_ATTR_RDONLY | F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC,
+    file: true,
+    origin: `nsrun's ${target}`,
+  }));
+  const last = plan.mounts.findIndex((m) => m.op === "mask" || m.op === "readonly");
+  const at = last === -1 ? plan.mounts.length : last;
+  return [...plan.mounts.slice(0, at), ...binds, ...plan.mounts.slice(at)];
 }
 
 /**

@@ -126,7 +126,8 @@ export const ConfigSchema = v.strictObject({
       pid: v.optional(v.boolean(), true),
       uts: v.optional(v.boolean(), true),
       ipc: v.optional(v.boolean(), true),
-      net: v.optional(v.boolean(), true),
+      /** Default true: the box's own network namespace (false is [network] mode = "host"). */
+      net: v.optional(v.boolean()),
       cgroup: v.optional(v.boolean(), true),
       time: v.optional(v.boolean(), false),
     }),
@@ -140,6 +141,16 @@ export const ConfigSchema = v.strictObject({
       /** Explicit maps instead of the mode's: "inside outside count" lines, within what the user may map. */
       uid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
       gid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
+    }),
+    {},
+  ),
+  /** The box's network. */
+  network: v.optional(
+    v.strictObject({
+      /** "none": loopback only; "host": the host's network, shared; "nat": outbound connections and forwarded ports through pasta. Default "none" ("host" with [namespaces] net = false). */
+      mode: v.optional(v.picklist(["none", "host", "nat"], 'expected "none", "host" or "nat"')),
+      /** With "nat": ports forwarded from the host into the box, "[HOST_ADDRESS:]HOST_PORT[:BOX_PORT][/tcp|/udp]". Default []. */
+      ports: v.optional(v.array(v.string()), []),
     }),
     {},
   ),

@@ -3,7 +3,7 @@
 // a HostView (ffi/probe.ts), so tests can point them at a folder of fake /proc and /etc files. Only
 // the live probe runs something: nsrun itself, in a rootless-style box, with its config on stdin.
 // Nothing is written to the host.
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe, userName } from "../ffi/probe";
@@ -172,14 +172,24 @@ function idRanges(view: HostView, file: string, ctx: DoctorContext): string[] {
 
 export function checkSubIds(ctx: DoctorContext): Check {
   const id = "subids";
-  if (ctx.root) return { id, status: "ok", summary: "subordinate ids: root needs none" };
   const uids = idRanges(ctx.view, "/etc/subuid", ctx);
   const gids = idRanges(ctx.view, "/etc/subgid", ctx);
   const who = ctx.user ?? `uid ${ctx.uid}`;
-  if (uids.length && gids.length) return { id, status: "ok", summary: `subordinate ids: ${who} has subuid ${uids.join(", ")} and subgid ${gids.join(", ")}` };
+  if (ctx.root)
+    return {
+      id,
+      status: "ok",
+      summary: `subordinate ids: a root box with user = true maps to ${uids.length ? `root's subuid ${uids[0]}` : "1879048192+65536 (root has no /etc/subuid entry)"}`,
+    };
+  const helpers = ["newuidmap", "newgidmap"].every((t) => ctx.view.stat(`/usr/bin/${t}`) !== null);
+  if (uids.length && gids.length && helpers)
+    return { id, status: "ok", summary: `subordinate ids: rootless boxes map 0 to ${who} and 1..65536 to subuid ${uids[0]} and subgid ${gids[0]}` };
+  if (uids.length && gids.length)
+    return { id, status: "warn", summary: `subordinate ids: ${who} has ranges, but newuidmap/newgidmap are missing, so boxes map only ${who} (as 0)`, fix: "sudo apt-get install uidmap" };
   const missing = [uids.length ? "" : "/etc/subuid", gids.length ? "" : "/etc/subgid"].filter(Boolean);
-  const detail = "nsrun maps only your own uid and gid; id ranges are for boxes with more than one id";
-  const fix = `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${ctx.user ?? "USER"}`;
+  const name = ctx.user ?? "USER";
+  const detail = `rootless boxes map only ${who}, as 0: apt-get, su and users other than root inside need more ids`;
+  const fix = `add these lines (or: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${name})\n  /etc/subuid: ${name}:100000:65536\n  /etc/subgid: ${name}:100000:65536`;
   return { id, status: "warn", summary: `subordinate ids: no ${missing.join(" or ")} entry for ${who}`, detail, fix };
 }
 
@@ -194,7 +204,7 @@ export function checkIdMapHelpers(ctx: DoctorContext): Check {
     return { tool, state: ctx.view.hasCapabilities(path) ? "file capabilities" : "unprivileged" };
   });
   const summary = `id-map helpers: ${states.map((s) => `${s.tool} ${s.state === "missing" ? "not installed" : `(${s.state})`}`).join(", ")}`;
-  const detail = "only boxes that map id ranges from /etc/subuid need them; nsrun's single-id boxes do not";
+  const detail = "rootless boxes map id ranges from /etc/subuid and /etc/subgid through them";
   if (states.some((s) => s.state === "missing")) return { id: "idmap", status: "warn", summary, detail, fix: "sudo apt-get install uidmap" };
   if (states.some((s) => s.state === "unprivileged"))
     return { id: "idmap", status: "warn", summary, detail: `${detail}; without setuid or file capabilities they cannot map other ids`, fix: "sudo chmod u+s /usr/bin/newuidmap /usr/bin/newgidmap" };
@@ -206,6 +216,15 @@ const V1_NAME: Record<string, string> = { memory: "memory", pids: "pids", cpu: "
 /** Threaded controllers; the others the kernel will not enable in a non-root cgroup with processes (EBUSY). */
 const THREADED = ["cpu", "pids"];
 
+/** A cgroup's processes (paths from mountinfo are used as they are, like `writable`), or null. */
+function readMembers(file: string): string[] | null {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter(Boolean);
+  } catch {
+    return null;
+  }
+}
+
 export function checkCgroup(ctx: DoctorContext): Check {
   let host: ReturnType<typeof inspectCgroups>;
   try {
@@ -216,9 +235,14 @@ export function checkCgroup(ctx: DoctorContext): Check {
   const v1 = Object.keys(host.v1).filter((k) => !k.startsWith("name=")).sort();
   const { v2 } = host;
   const version = v2 && v1.length ? "hybrid (v1 and v2)" : v2 ? "v2" : v1.length ? "v1" : "none";
-  const ownWritable = v2 !== null && ctx.view.writable(`${v2.mount}${v2.own === "/" ? "" : v2.own}`);
-  // nsrun's box cgroup goes below nsrun's own, which holds nsrun: a domain controller must be on there already.
-  const enabled = (c: string) => v2 !== null && (v2.delegated.includes(c) || v2.own === "/" || THREADED.includes(c));
+  const ownDir = v2 ? `${v2.mount}${v2.own === "/" ? "" : v2.own}` : "";
+  const ownWritable = v2 !== null && ctx.view.writable(ownDir);
+  // nsrun's box cgroup goes below nsrun's own. A domain controller must be on there already, or nsrun
+  // must be alone in it, so that it can move itself into a leaf and turn the controller on (the
+  // kernel allows that only in a cgroup without processes). This doctor stands in for nsrun here.
+  const members = v2 ? readMembers(`${ownDir}/cgroup.procs`) : null;
+  const alone = members !== null && members.length <= 1;
+  const enabled = (c: string) => v2 !== null && (v2.delegated.includes(c) || v2.own === "/" || THREADED.includes(c) || alone);
   const usable = (c: string) => (v2?.controllers.includes(c) && (ctx.root || ownWritable) && enabled(c)) || (ctx.root && v1.includes(V1_NAME[c]));
   const missing = LIMIT_CONTROLLERS.filter((c) => !usable(c));
   const lines = [
@@ -227,10 +251,10 @@ export function checkCgroup(ctx: DoctorContext): Check {
   ];
   if (!missing.length) return { id: "cgroup", status: "ok", summary: `cgroup: ${version}; [limits] can use ${LIMIT_CONTROLLERS.join(" ")}`, detail: lines.join("\n") };
   if (v2?.controllers.some((c) => missing.includes(c) && !enabled(c)) && (ctx.root || ownWritable))
-    lines.push("memory and io must already be in your cgroup's subtree_control: the kernel does not enable them in a cgroup that has processes");
+    lines.push(`your cgroup holds ${members?.length ?? "other"} processes: the kernel enables memory and io in it only once it has none, so nsrun must be alone there (or find them enabled)`);
   const fix = ctx.root
     ? "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or mount the missing v1 controllers"
-    : "run nsrun in a cgroup v2 delegated to you (systemd: Delegate=yes) whose cgroup.subtree_control lists the controllers";
+    : "run nsrun in a cgroup v2 delegated to you and of its own: `systemd-run --user --scope -p Delegate=yes nsrun ...`";
   const summary = `cgroup: ${version}; [limits] cannot use ${missing.join(" ")}${ctx.root ? "" : " as this user"}`;
   return { id: "cgroup", status: "warn", summary, detail: `${lines.join("\n")}\nboxes without [limits] do not need a cgroup`, fix };
 }

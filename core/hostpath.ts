@@ -5,7 +5,9 @@
 // The one resolution follows only symlinks that root owns (the system's own: /var/run, /lib -> usr/lib).
 // A symlink owned by anyone else could have been planted by a box of that user in a folder it can
 // write, to make nsrun mount the host's /etc or / instead: it is refused, with the path to give instead.
-import { lstatSync, readlinkSync } from "node:fs";
+import { lstatSync, readlinkSync, readSync } from "node:fs";
+import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../ffi/flags";
+import { close as closeFd, openat2 } from "../ffi/fs";
 import { posix } from "node:path";
 
 export class HostPathError extends Error {}
@@ -38,4 +40,26 @@ export function canonicalHostPath(path: string): string {
     rest = [...target.split("/").filter(Boolean), ...rest];
   }
   return done || "/";
+}
+
+/**
+ * A small file of the rootfs (its /etc/passwd, /etc/resolv.conf), read the way the box would see it:
+ * resolved inside the rootfs (RESOLVE_IN_ROOT), so that a rootfs's symlink cannot make nsrun read a
+ * file of the host's. null when it is missing or unreadable.
+ */
+export function readInRootfs(rootfs: string, path: string, limit = 65536): string | null {
+  let root = -1;
+  let fd = -1;
+  try {
+    root = openat2(-100, rootfs, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    fd = openat2(root, path, O_RDONLY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    const buf = Buffer.alloc(limit);
+    const n = readSync(fd, buf, 0, limit, 0);
+    return buf.subarray(0, n).toString("utf8");
+  } catch {
+    return null;
+  } finally {
+    if (fd >= 0) closeFd(fd);
+    if (root >= 0) closeFd(root);
+  }
 }

@@ -1,12 +1,88 @@
 // Stage: the network. A new network namespace has only a loopback interface, and it is down
-// (network_namespaces(7)); a box expects 127.0.0.1 to work, so bring `lo` up. Nothing else:
-// a box has no route out unless a later stage gives it one.
+// (network_namespaces(7)); a box expects 127.0.0.1 to work, so `lo` comes up in every mode:
+//   "none" (the default)  loopback only: no route out
+//   "host"                the host's network namespace, shared (no namespace of its own)
+//   "nat"                 outbound connections and forwarded ports through pasta (Debian/Ubuntu
+//                         package passt), which nsrun starts at a sync point while the box waits;
+//                         it runs as the calling user and ends with the box
+import { accessSync, constants } from "node:fs";
 import * as F from "../ffi/flags";
-import { close, ioctl, socket } from "./tape/calls";
+import { close, ioctl, socket, syncWithHost } from "./tape/calls";
 import type { Tape } from "./tape/tape";
 
-export function emitLoopback(t: Tape, wanted: boolean): void {
-  if (!wanted) return;
+export type NetworkMode = "none" | "host" | "nat";
+
+export interface PortForward {
+  proto: "tcp" | "udp";
+  /** The host address to listen on; null: every address. */
+  hostAddress: string | null;
+  hostPort: number;
+  boxPort: number;
+}
+
+export interface NetworkPlan {
+  mode: NetworkMode;
+  ports: PortForward[];
+}
+
+/** What the box's resolv.conf names: pasta forwards DNS queries sent there to the host's resolver. */
+export const DNS_FORWARD = "169.254.1.1";
+
+/** "8080:80", "127.0.0.1:5353:53/udp", "8080" (the same port inside) -> a PortForward, or a problem. */
+export function parsePort(spec: string): PortForward | string {
+  const m = spec.match(/^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5})(?::(\d{1,5}))?(?:\/(tcp|udp))?$/);
+  if (!m) return `expected "[HOST_ADDRESS:]HOST_PORT[:BOX_PORT][/tcp|/udp]", e.g. "8080:80" or "127.0.0.1:5353:53/udp", got ${JSON.stringify(spec)}`;
+  const hostPort = Number(m[2]);
+  const boxPort = Number(m[3] ?? m[2]);
+  if (!hostPort || hostPort > 65535 || !boxPort || boxPort > 65535) return `ports are 1 to 65535, got ${JSON.stringify(spec)}`;
+  return { proto: (m[4] as "tcp" | "udp") ?? "tcp", hostAddress: m[1] ?? null, hostPort, boxPort };
+}
+
+/** pasta's command line for a box whose network namespace is fd 3 (and user namespace fd 4). */
+export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: boolean; pidFile: string }): string[] {
+  const spec = (p: PortForward) => `${p.hostAddress ? `${p.hostAddress}/` : ""}${p.hostPort}:${p.boxPort}`;
+  const tcp = plan.ports.filter((p) => p.proto === "tcp").map(spec);
+  const udp = plan.ports.filter((p) => p.proto === "udp").map(spec);
+  return [
+    "pasta",
+    "--config-net",
+    "--quiet",
+    "--dns-forward",
+    DNS_FORWARD,
+    // Only the ports asked for, in either direction: pasta would otherwise forward what it finds bound.
+    ...(tcp.length ? tcp.flatMap((s) => ["-t", s]) : ["-t", "none"]),
+    ...(udp.length ? udp.flatMap((s) => ["-u", s]) : ["-u", "none"]),
+    "-T",
+    "none",
+    "-U",
+    "none",
+    "--pid",
+    opts.pidFile,
+    // pasta drops root to "nobody" by default, which may not enter a root box's namespaces.
+    ...(opts.root ? ["--runas", "0"] : []),
+    "--netns",
+    "/proc/self/fd/3",
+    ...(opts.userns ? ["--userns", "/proc/self/fd/4"] : []),
+  ];
+}
+
+/** Whether a program is on the standard PATH. */
+export function installed(name: string): boolean {
+  return ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"].some((dir) => {
+    try {
+      accessSync(`${dir}/${name}`, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The sync point at which nsrun starts pasta for the box. */
+export const SYNC_NETWORK = 2;
+
+export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, fds: { report: number; sync: number | null }): void {
+  if (!ownNamespace) return;
   t.doing('bring "lo" up');
   const sock = t.reg("sock");
   // struct ifreq { char ifr_name[IFNAMSIZ]; short ifr_flags; ... }: the flags are set, not added,
@@ -17,4 +93,8 @@ export function emitLoopback(t: Tape, wanted: boolean): void {
   socket(t, F.AF_INET, F.SOCK_DGRAM, sock);
   ioctl(t, sock, F.SIOCSIFFLAGS, t.bytes(ifr, '{"lo", IFF_UP|IFF_LOOPBACK}'), 'SIOCSIFFLAGS, {"lo", IFF_UP|IFF_LOOPBACK}');
   close(t, sock);
+  if (plan.mode === "nat") {
+    if (fds.sync === null) throw new Error("compile: network mode nat needs the sync pipe");
+    syncWithHost(t, fds.report, fds.sync, SYNC_NETWORK, "wait while nsrun starts pasta for the box's network");
+  }
 }

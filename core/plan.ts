@@ -4,7 +4,8 @@
 import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
-import { canonicalHostPath, HostPathError } from "./hostpath";
+import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
+import { DNS_FORWARD, installed, type NetworkMode, type NetworkPlan, parsePort } from "./network";
 import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
@@ -24,7 +25,9 @@ export interface BoxPlan {
   rootfs: RootfsPlan;
   mounts: MountOp[];
   hostname: string | null;
-  loopback: boolean;
+  network: NetworkPlan;
+  /** Files nsrun writes for the box and binds in read-only (a generated /etc/resolv.conf, /etc/hosts). */
+  files: Array<{ target: string; content: string }>;
   process: ProcessPlan;
   /** The box's own cgroup, when [limits] asks for any. */
   cgroup: CgroupPlan | null;
@@ -54,6 +57,10 @@ export interface HostFacts {
   setgroupsAllowed?: boolean;
   /** The caller's ranges in /etc/subuid and /etc/subgid, and whether newuidmap/newgidmap exist. */
   subordinate?: SubordinateIds;
+  /** pasta (package passt) is installed. */
+  pasta?: boolean;
+  /** Reads a small file as the box would see it in its rootfs, or null (see core/hostpath.ts). */
+  rootfsFile?: (path: string) => string | null;
 }
 
 export interface Caller {
@@ -95,14 +102,17 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     if (wantDir && !isDir) throw new ConfigError(file, key, `${JSON.stringify(abs)} is not a directory`);
     return { path, isDir };
   };
+  const rootfs = real(config.rootfs, "rootfs", true).path;
   return {
-    rootfs: real(config.rootfs, "rootfs", true).path,
+    rootfs,
+    rootfsFile: (path) => readInRootfs(rootfs, path),
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
     cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
     seccompProfile: readProfile(config.security.seccomp, dir, file),
     ttyGroupMapped: idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5),
     setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
     subordinate: readSubordinateIds(process.getuid?.() ?? 0),
+    pasta: config.network.mode === "nat" ? installed("pasta") : undefined,
   };
 }
 
@@ -152,13 +162,17 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     throw new ConfigError(file, key, problem);
   };
   const ns = config.namespaces;
+  // [network] mode and [namespaces] net say the same thing twice: they must agree.
+  const mode = config.network.mode ?? (ns.net === false ? "host" : "none");
+  if (ns.net !== undefined && (mode === "host") === ns.net)
+    fail("network.mode", `"${mode}" contradicts [namespaces] net = ${ns.net}: "host" shares the host's network namespace, "none" and "nat" need the box's own`);
   const wanted: Record<NamespaceKind, boolean> = {
     user: ns.user ?? caller.uid !== 0,
     mount: ns.mount,
     pid: ns.pid,
     uts: ns.uts,
     ipc: ns.ipc,
-    net: ns.net,
+    net: mode !== "host",
     cgroup: ns.cgroup,
     time: ns.time,
   };
@@ -218,13 +232,18 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     ...(config.security.readonly_paths ?? DEFAULT_READONLY).map((target, i): MountOp => ({ op: "readonly", target, origin: `security.readonly_paths[${i}]` })),
   );
 
+  const env = Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`);
+  const network = planNetwork(config, facts, mode, fail);
+  const files = mode === "nat" ? networkFiles(config, facts, wanted.uts ? (config.hostname ?? "nsrun") : null) : [];
+  // HOME, as a login would set it: the box user's entry in the rootfs's /etc/passwd, else / (or /root for root).
+  if (!env.some((e) => e.startsWith("HOME="))) env.push(`HOME=${homeOf(facts.rootfsFile?.("/etc/passwd") ?? "", uid)}`);
+
   // A terminal: asked on the command line, else in the config, else when nsrun has one itself.
   const tty = opts.terminal;
   const callerHasOne = Boolean(tty?.size);
   const wantsTerminal = tty?.asked ?? config.process.terminal ?? callerHasOne;
   if (wantsTerminal && !wanted.mount) fail("process.terminal", "a terminal needs the box's own /dev");
   const terminal = wantsTerminal ? (tty?.size ?? { rows: 24, cols: 80 }) : null;
-  const env = Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`);
   if (terminal && !env.some((e) => e.startsWith("TERM="))) env.push(`TERM=${tty?.term || "xterm"}`);
 
   return {
@@ -233,7 +252,8 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     rootfs: { hostPath: facts.rootfs, readonly: config.readonly, ephemeral: config.ephemeral, userns: wanted.user },
     mounts,
     hostname: wanted.uts ? (config.hostname ?? "nsrun") : null,
-    loopback: wanted.net,
+    network,
+    files,
     process: {
       args: opts.args?.length ? opts.args : config.process.args,
       cwd: config.process.cwd,
@@ -276,8 +296,9 @@ export function defaultBoxConfig(cwd: string, env: Record<string, string | undef
     readonly: true,
     ephemeral: false,
     process: { args: ["/bin/sh"], cwd, init: false, user: "0:0" },
-    namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
+    namespaces: { mount: true, pid: true, uts: true, ipc: true, cgroup: true, time: false },
     user_namespace: { mode: "auto" },
+    network: { ports: [] },
     mounts: [...hide].map((target) => ({ type: "tmpfs", target, readonly: false, options: ["mode=755"] })),
     limits: {},
     security: { no_new_privileges: true, seccomp: "default" },
@@ -291,6 +312,40 @@ export const DEFAULT_MASKED = [
   "/proc/scsi", "/proc/acpi", "/sys/firmware", "/sys/devices/virtual/powercap",
 ];
 export const DEFAULT_READONLY = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: (key: string, problem: string) => never): NetworkPlan {
+  const ports = config.network.ports.map((spec, i) => {
+    const p = parsePort(spec);
+    return typeof p === "string" ? fail(`network.ports[${i}]`, p) : p;
+  });
+  if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
+  if (mode === "nat" && facts.pasta === false) fail("network.mode", '"nat" needs pasta, which is not installed: install the Debian/Ubuntu package passt');
+  return { mode, ports };
+}
+
+/**
+ * /etc/resolv.conf and /etc/hosts for a box with a network, unless the config mounts its own or the
+ * rootfs has them: a resolv.conf counts only if it names a nameserver outside 127.0.0.0/8, which
+ * the box, in a network namespace of its own, could not reach.
+ */
+function networkFiles(config: Config, facts: HostFacts, hostname: string | null): Array<{ target: string; content: string }> {
+  const mounted = new Set(config.mounts.map((m) => m.target));
+  const out: Array<{ target: string; content: string }> = [];
+  const resolv = facts.rootfsFile?.("/etc/resolv.conf") ?? "";
+  const usable = resolv.split("\n").some((l) => /^\s*nameserver\s+(?!127\.)\S+/.test(l));
+  if (!mounted.has("/etc/resolv.conf") && !usable) out.push({ target: "/etc/resolv.conf", content: `nameserver ${DNS_FORWARD}\n` });
+  const hosts = facts.rootfsFile?.("/etc/hosts") ?? "";
+  if (!mounted.has("/etc/hosts") && !hosts.trim())
+    out.push({ target: "/etc/hosts", content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${hostname ? `127.0.1.1\t${hostname}\n` : ""}` });
+  return out;
+}
+
+/** The home folder /etc/passwd gives `uid`, or "/root" for root and "/" for others. */
+export function homeOf(passwd: string, uid: number): string {
+  const entry = passwd.split("\n").find((l) => l.split(":")[2] === String(uid));
+  const home = entry?.split(":")[5];
+  return home?.startsWith("/") ? home : uid === 0 ? "/root" : "/";
+}
 
 let compiledDefault: Insn[] | null = null;
 

@@ -8,7 +8,7 @@
 // then mount attributes are set while the tree is still detached (nodev always, read-only when asked),
 // and move_mount attaches it on top of the rootfs directory itself: a mount point to pivot into.
 import * as F from "../ffi/flags";
-import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree } from "./tape/calls";
+import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree, umount2 } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 
 export interface RootfsPlan {
@@ -51,11 +51,18 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
     t.doing(`mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, EPHEMERAL_HINTS);
     const ctx = t.reg("ctx");
     const scratch = t.reg("scratch");
+    const anchor = t.reg("anchor");
     fsopen(t, "tmpfs", ctx);
     fsconfigSet(t, ctx, "mode", "0700");
     fsconfigCreate(t, ctx);
     fsmount(t, ctx, F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV, { dst: scratch });
     close(t, ctx);
+    // Before Linux 6.15 or so overlayfs takes its upper layer only from a mount attached in the
+    // caller's namespace ("failed to clone upperpath"): attach the scratch tmpfs for the moment, on
+    // the host's /dev of this private copy of the mount tree, and detach it once the overlay holds it.
+    openat2(t, F.AT_FDCWD, "/dev", F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: anchor });
+    moveMount(t, scratch, anchor);
+    close(t, anchor);
     mkdirat(t, scratch, "upper", 0o755);
     mkdirat(t, scratch, "work", 0o700);
     // overlayfs takes only paths: name the fds through /proc/self/fd (no commas, no colons).
@@ -71,7 +78,8 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
     fsconfigCreate(t, ctx);
     fsmount(t, ctx, attrs, { dst: root });
     close(t, ctx);
-    close(t, scratch); // the overlay keeps its upper layer alive
+    umount2(t, t.fdpath(scratch, ""), F.MNT_DETACH); // the overlay keeps its upper layer alive
+    close(t, scratch);
   } else {
     t.doing(`bind ${JSON.stringify(plan.hostPath)} as the box's root`);
     openTree(t, dir, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | F.AT_RECURSIVE, { dst: root });

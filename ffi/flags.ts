@@ -124,6 +124,7 @@ export const RLIMIT = { fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7, as: 9 
 
 // <signal.h>
 export const SIGKILL = 9;
+export const SIGTERM = 15;
 export const SIGCHLD = 17;
 
 // <sys/wait.h>: waitid(2)

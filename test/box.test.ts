@@ -97,10 +97,10 @@ describe.each(area.actors)("a box started by $name", (actor) => {
 
   test("the host's environment does not leak in (control: configured env does)", () => {
     const r = nsrun(actor, ["run", "--config", minimal(actor), "--", "/bin/env"], { env: { NSRUN_SECRET: "leak" } });
-    expect(r.stdout).toBe("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    expect(r.stdout).toBe("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nHOME=/root\n");
     const cfg = writeConfig(actor, "env.toml", 'rootfs = "../rootfs"\n[process]\nenv = { FOO = "bar", PATH = "/bin" }\n');
     const c = nsrun(actor, ["run", "--config", cfg, "--", "env"], { env: { NSRUN_SECRET: "leak" } });
-    expect(c.stdout.split("\n").filter(Boolean).sort()).toEqual(["FOO=bar", "PATH=/bin"]);
+    expect(c.stdout.split("\n").filter(Boolean).sort()).toEqual(["FOO=bar", "HOME=/root", "PATH=/bin"]);
   });
 
   test("the command starts with no signal ignored (Bun's SIGPIPE/SIGXFSZ do not leak in)", () => {

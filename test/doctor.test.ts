@@ -75,7 +75,7 @@ describe("checks against a fake host", () => {
     expect(checks.map((c) => c.id)).toEqual(ORDER);
     expect(checks.filter((c) => c.status !== "ok")).toEqual([]);
     expect(D.doctorExitCode(checks)).toBe(0);
-    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: alice has subuid 100000+65536 and subgid 100000+65536");
+    expect(D.checkSubIds(ctx()).status).toBe("ok");
   });
 
   test("kernel: older than 5.12 fails with the reason; 5.12 is enough; unreadable warns", () => {
@@ -146,11 +146,15 @@ describe("checks against a fake host", () => {
     expect(D.checkOwnUserNs(ctx()).detail).toBeUndefined();
   });
 
-  test("subordinate ids: found by name or uid; a missing subgid warns with usermod; root needs none", () => {
+  test("subordinate ids: what rootless boxes map; a missing subgid warns with the lines to add; root's range", () => {
+    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: rootless boxes map 0 to alice and 1..65536 to subuid 100000+65536 and subgid 100000+65536");
     const c = D.checkSubIds(ctx({ files: { "/etc/subgid": "bob:100000:65536\n" } }));
     expect(c).toMatchObject({ status: "warn", summary: "subordinate ids: no /etc/subgid entry for alice" });
-    expect(c.fix).toBe("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 alice");
-    expect(D.checkSubIds(ctx({ files: { "/etc/subuid": null } }, { uid: 0 })).status).toBe("ok");
+    expect(c.fix).toContain("/etc/subgid: alice:100000:65536");
+    expect(c.fix).toContain("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 alice");
+    // Ranges but no helpers: boxes cannot use them, and doctor says so.
+    expect(D.checkSubIds(ctx({ stats: { "/usr/bin/newgidmap": null } }))).toMatchObject({ status: "warn", fix: "sudo apt-get install uidmap" });
+    expect(D.checkSubIds(ctx({ files: { "/etc/subuid": null } }, { uid: 0 })).summary).toContain("1879048192+65536");
   });
 
   test("id-map helpers: setuid root or file capabilities are ok; neither, or missing, warns", () => {
@@ -168,9 +172,13 @@ describe("checks against a fake host", () => {
     expect(D.checkCgroup(ctx())).toMatchObject({ status: "ok", summary: "cgroup: v2; [limits] can use memory pids cpu io" });
     expect(D.checkCgroup(ctx()).detail).toContain("your cgroup /user.slice/alice (writable by you), subtree_control cpu io memory pids");
     expect(D.checkCgroup(ctx({ writable: false }))).toMatchObject({ status: "warn", summary: "cgroup: v2; [limits] cannot use memory pids cpu io as this user" });
-    const leaf = D.checkCgroup(ctx({ subtree: "pids\n" })); // memory and io cannot be enabled where nsrun runs
-    expect(leaf).toMatchObject({ status: "warn", summary: "cgroup: v2; [limits] cannot use memory io as this user" });
-    expect(leaf.detail).toContain("memory and io must already be in your cgroup's subtree_control");
+    // memory and io are off, and the cgroup holds more than nsrun: the kernel would not turn them on.
+    const shared = D.checkCgroup(ctx({ subtree: "pids\n", files: { "/sys/fs/cgroup/user.slice/alice/cgroup.procs": "100\n200\n" } }));
+    expect(shared).toMatchObject({ status: "warn", summary: "cgroup: v2; [limits] cannot use memory io as this user" });
+    expect(shared.detail).toContain("your cgroup holds 2 processes");
+    expect(shared.fix).toContain("systemd-run --user --scope -p Delegate=yes");
+    // Alone in it, nsrun moves itself into a leaf and turns them on itself (what a delegated scope gives).
+    expect(D.checkCgroup(ctx({ subtree: "pids\n", files: { "/sys/fs/cgroup/user.slice/alice/cgroup.procs": "100\n" } })).status).toBe("ok");
     expect(D.checkCgroup(ctx({ subtree: "", files: { "/proc/self/cgroup": "0::/\n" } })).status).toBe("ok"); // the root cgroup is exempt
     const v1 = (f: Fake) => {
       const view = fakeView(f);

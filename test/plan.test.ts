@@ -36,8 +36,9 @@ describe("parseConfig", () => {
       readonly: false,
       ephemeral: false,
       process: { args: ["/bin/sh"], cwd: "/", user: "0:0", init: false },
-      namespaces: { mount: true, pid: true, uts: true, ipc: true, net: true, cgroup: true, time: false },
+      namespaces: { mount: true, pid: true, uts: true, ipc: true, cgroup: true, time: false },
       user_namespace: { mode: "auto" },
+      network: { ports: [] },
       mounts: [],
       limits: {},
       security: { no_new_privileges: true, seccomp: "default" },
@@ -209,17 +210,44 @@ describe("planBox", () => {
     expect(plan({ process: { args: ["/bin/true"] } }, user, { args: [] }).process.args).toEqual(["/bin/true"]);
   });
 
-  test("env defaults to PATH alone; a configured env is used exactly", () => {
-    expect(plan().process.env).toEqual(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
-    expect(plan({ process: { env: { TERM: "xterm", A: "1=2" } } }).process.env).toEqual(["TERM=xterm", "A=1=2"]);
+  test("env defaults to PATH and HOME; a configured env is used as it is, with HOME when it has none", () => {
+    expect(plan().process.env).toEqual(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"]);
+    expect(plan({ process: { env: { TERM: "xterm", A: "1=2" } } }).process.env).toEqual(["TERM=xterm", "A=1=2", "HOME=/root"]);
+    expect(plan({ process: { env: { HOME: "/h" } } }).process.env).toEqual(["HOME=/h"]);
   });
 
-  test("hostname defaults to nsrun, is null without uts; loopback follows net", () => {
+  test("hostname defaults to nsrun, is null without uts; the network mode follows net, or says it", () => {
     expect(plan().hostname).toBe("nsrun");
     expect(plan({ hostname: "box" }).hostname).toBe("box");
     expect(plan({ namespaces: { uts: false } }).hostname).toBeNull();
-    expect(plan().loopback).toBe(true);
-    expect(plan({ namespaces: { net: false } }).loopback).toBe(false);
+    expect(plan().network).toEqual({ mode: "none", ports: [] });
+    expect(plan({ namespaces: { net: false } }).network.mode).toBe("host");
+    expect(plan({ network: { mode: "host" } }).namespaces).not.toContain("net");
+    expect(planKey({ network: { mode: "host" }, namespaces: { net: true } })).toBe("network.mode");
+    expect(planKey({ network: { mode: "none", ports: ["8080:80"] } })).toBe("network.ports");
+  });
+
+  test("nat: ports parsed, pasta required, resolv.conf and hosts generated unless the rootfs has usable ones", () => {
+    const nat = (files: Record<string, string>, pasta = true) =>
+      planBox(loaded({ network: { mode: "nat", ports: ["8080:80", "127.0.0.1:5353:53/udp"] } }), { ...facts(), pasta, rootfsFile: (p) => files[p] ?? null }, user);
+    const p = nat({});
+    expect(p.network.ports).toEqual([
+      { proto: "tcp", hostAddress: null, hostPort: 8080, boxPort: 80 },
+      { proto: "udp", hostAddress: "127.0.0.1", hostPort: 5353, boxPort: 53 },
+    ]);
+    expect(p.files.map((f) => f.target)).toEqual(["/etc/resolv.conf", "/etc/hosts"]);
+    expect(p.files[1].content).toContain("127.0.1.1\tnsrun");
+    expect(nat({ "/etc/resolv.conf": "nameserver 127.0.0.53\n" }).files.map((f) => f.target)).toContain("/etc/resolv.conf");
+    expect(nat({ "/etc/resolv.conf": "nameserver 9.9.9.9\n", "/etc/hosts": "127.0.0.1 x\n" }).files).toEqual([]);
+    expect(configError(() => nat({}, false)).key).toBe("network.mode");
+    expect(configError(() => planBox(loaded({ network: { mode: "nat", ports: ["80:x"] } }), { ...facts(), pasta: true }, user)).key).toBe("network.ports[0]");
+  });
+
+  test("HOME comes from the rootfs's passwd entry of the box's user, else /root or /", () => {
+    const home = (passwd: string | null, u = "0:0") => planBox(loaded({ process: { user: u } }), { ...facts(), rootfsFile: () => passwd }, root).process.env.find((e) => e.startsWith("HOME="));
+    expect(home("root:x:0:0::/root:/bin/sh\nbob:x:5:5::/home/bob:/bin/sh\n", "5:5")).toBe("HOME=/home/bob");
+    expect(home(null)).toBe("HOME=/root");
+    expect(home(null, "5:5")).toBe("HOME=/");
   });
 });
 
@@ -374,7 +402,7 @@ describe("signals", () => {
 });
 
 describe("searchPath", () => {
-  const proc = (args: string[], env: string[]): ProcessPlan => ({ args, env, cwd: "/", cwdFallback: false, uid: 0, gid: 0, setgroups: false, init: false });
+  const proc = (args: string[], env: string[]): ProcessPlan => ({ args, env, cwd: "/", cwdFallback: false, uid: 0, gid: 0, setgroups: false, init: false, terminal: null });
 
   test("a path with a slash is used as it is", () => {
     expect(searchPath(proc(["/bin/x"], ["PATH=/a"]))).toEqual(["/bin/x"]);

@@ -91,7 +91,10 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   if (!result.ok || abortedBy !== null) {
     const failure = result.ok ? null : result.failure;
     const child = result.ok ? result : result.started;
-    if (child) await waitExit(child.pidfd);
+    if (child) {
+      await waitExit(child.pidfd);
+      for (const helper of child.helpers) libc.kill(helper, F.SIGTERM);
+    }
     const code = abortedBy !== null ? 128 + abortedBy : (failure?.exitCode ?? EXIT_NSRUN_FAILED);
     return exit(code, abortedBy !== null ? undefined : (failure ?? undefined));
   }
@@ -112,7 +115,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
     await new Promise((resolve) => setTimeout(resolve, 0));
     if (s.terminal !== null) keepAcrossExec(s.terminal);
-    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced, s.terminal));
+    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced, s.terminal, s.helpers));
     // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
     const status = shellStatus(await waitExit(s.pidfd));
     if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeStderr(`nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);

@@ -2,7 +2,9 @@
 // and follow the report pipe until the box's command has started or setup has failed. The event
 // loop stays free the whole time (the pipe is read asynchronously), so a signal to nsrun is handled
 // at every moment, also while setup hangs.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { loadExecutor, sealedStub, tapeMemory } from "../../ffi/executor";
 import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES } from "../../ffi/executor/protocol";
@@ -15,7 +17,9 @@ import { CAPABILITIES } from "../capabilities";
 import { type ChildFds, compileBox } from "../compile";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport, toReport } from "../errors";
 import { SYNC_ID_MAPS } from "../userns";
+import { SYNC_NETWORK } from "../network";
 import { writeIdMaps } from "./idmaps";
+import { startPasta } from "./network";
 import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
@@ -41,6 +45,8 @@ export interface Started {
   stub: number;
   /** The master of the box's pseudo-terminal, when it has one. */
   terminal: number | null;
+  /** Helpers started for the box that end with it (pasta). */
+  helpers: number[];
 }
 
 export type StartResult = ({ ok: true } & Started) | { ok: false; failure: ErrorReport; started: Started | null };
@@ -48,7 +54,7 @@ export type StartResult = ({ ok: true } & Started) | { ok: false; failure: Error
 let lastCap: number | null = null;
 
 /** The highest capability this kernel knows. */
-function lastCapability(): number {
+export function lastCapability(): number {
   if (lastCap === null) {
     try {
       lastCap = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
@@ -62,8 +68,10 @@ function lastCapability(): number {
 export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<StartResult> {
   const trace = opts.trace ?? { host: null, executor: null };
   const [reportRead, reportWrite] = pipe(true);
-  // A sync pipe only when nsrun has work to do while the process waits: id maps written from outside.
-  const sync = plan.idMap && plan.idMap.writer !== "self" ? pipe(true) : null;
+  // A sync pipe only when nsrun has work to do while the process waits: id maps written from
+  // outside, pasta for its network.
+  const sync = (plan.idMap && plan.idMap.writer !== "self") || plan.network.mode === "nat" ? pipe(true) : null;
+  const files = writeFiles(plan.files);
   const stub = sealedStub();
   // The box's pseudo-terminal master comes back over this socket pair.
   const terminal = plan.process.terminal ? socketPair() : null;
@@ -74,6 +82,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     cgroupDir: opts.cgroup?.dir ?? null,
     cgroupProcs: opts.cgroup?.procs ?? [],
     terminal: terminal?.[1],
+    files: files?.paths,
   };
 
   trace.host?.(stageLine("compile"));
@@ -81,6 +90,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
   const idMap = plan.idMap;
+  const helpers: number[] = [];
   const run = await runTape(tape, {
     reportRead,
     reportWrite,
@@ -89,8 +99,10 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     onSpawn: opts.onSpawn,
     onSync: async (id, pid) => {
       if (id === SYNC_ID_MAPS && idMap) await writeIdMaps(idMap, pid);
+      if (id === SYNC_NETWORK) helpers.push(await startPasta(plan.network, pid, plan.idMap !== null));
     },
   });
+  files?.remove(); // the box has them bound (or has failed)
   if (sync) for (const fd of sync) libc.close(fd);
   const master = terminal ? receiveFd(terminal[0]) : null;
   if (terminal) for (const fd of terminal) libc.close(fd);
@@ -98,7 +110,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     libc.close(stub);
     return { ok: false, started: null, failure: cloneFailure(-run.pid, run.cloneText) };
   }
-  const started: Started = { pid: run.pid, pidfd: run.pidfd, stub, terminal: master };
+  const started: Started = { pid: run.pid, pidfd: run.pidfd, stub, terminal: master, helpers };
   if (run.hostError) return { ok: false, started, failure: toReport(run.hostError, "setup") };
   const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
   if (failed) return { ok: false, started, failure: describeFailure(failed, tape, plan) };
@@ -121,6 +133,11 @@ export interface TapeRunOptions {
   onSync?: (id: number, pid: number) => Promise<void> | void;
   trace?: Tracer;
   onSpawn?: StartOptions["onSpawn"];
+  /**
+   * OCI `create` (core/oci/): stop reading at the record this says yes to, after answering it. The
+   * process goes on (waiting for `start`) on the executor's stack, so that stack is not released.
+   */
+  until?: (r: Report) => boolean;
 }
 
 export interface TapeRun {
@@ -159,6 +176,7 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   let reportsRead = false;
   let hostError: unknown;
   opts.onSpawn?.(pid, () => reportsRead || readable(opts.reportRead));
+  let stopped = false;
   const reports = await readReports(opts.reportRead, async (r) => {
     if (r.kind !== REPORT.SYNC || hostError !== undefined) return;
     try {
@@ -170,18 +188,32 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
       return;
     }
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
-  });
+    if (opts.until?.(r)) stopped = true;
+  }, () => stopped);
   reportsRead = true;
   // End of file: the command has started, or the process has failed or died. Either way it no
-  // longer runs on the stack the executor gave it.
-  executor.release(memory.bytes);
+  // longer runs on the stack the executor gave it (unless `until` stopped the reading early).
+  if (!stopped) executor.release(memory.bytes);
   libc.close(opts.reportRead);
   if (opts.trace) printTrace(opts.trace, tape, memory.bytes, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
   return { pid, pidfd, reports, progress: Number(header.getBigInt64(HEADER.progress, true)), cloneText, hostError };
 }
 
+/** plan.files into a private folder of nsrun's (a box binds them read-only), or null when there are none. */
+function writeFiles(list: BoxPlan["files"]): { paths: Map<string, string>; remove(): void } | null {
+  if (!list.length) return null;
+  const dir = mkdtempSync(join(tmpdir(), "nsrun-files-"));
+  const paths = new Map<string, string>();
+  list.forEach((f, i) => {
+    const path = join(dir, `${i}-${f.target.split("/").pop()}`);
+    writeFileSync(path, f.content, { mode: 0o644 });
+    paths.set(f.target, path);
+  });
+  return { paths, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 /** Every record until end of file, each passed to `each` as it comes (a sync point waits for it). */
-async function readReports(fd: number, each: (r: Report) => Promise<void>): Promise<Report[]> {
+async function readReports(fd: number, each: (r: Report) => Promise<void>, stop: () => boolean = () => false): Promise<Report[]> {
   const reports: Report[] = [];
   let pending = new Uint8Array(0);
   const reader = Bun.file(fd).stream().getReader();
@@ -196,6 +228,10 @@ async function readReports(fd: number, each: (r: Report) => Promise<void>): Prom
       const r = decodeReport(all, off);
       reports.push(r);
       await each(r);
+      if (stop()) {
+        reader.releaseLock();
+        return reports;
+      }
     }
     pending = all.slice(off);
   }
@@ -211,7 +247,7 @@ function cloneFailure(errno: number, call: string): ErrorReport {
 }
 
 /** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried. */
-function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorReport {
+export function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorReport {
   const errno = r.value;
   const name = errnoName(errno);
   const cmd = JSON.stringify(plan.process.args[0]);

@@ -13,7 +13,7 @@ import type { BoxPlan } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 
 /** The stub's command line for this box (see the option list at the top of stub.c). */
-export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null): string[] {
+export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null, helpers: number[] = []): string[] {
   const argv = ["nsrun", "supervise", String(pid)];
   if (terminal !== null) argv.push("-T", String(terminal));
   // Only PID 1 of a PID namespace has signals dropped by the kernel; nsrun's own init handles them all.
@@ -28,6 +28,7 @@ export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], tr
     for (const dir of steps.rmdirs) argv.push("-r", dir);
     if (plan.cgroup.oomFile) argv.push("-o", plan.cgroup.oomFile, outOfMemoryMessage(plan.cgroup.memoryText));
   }
+  for (const helper of helpers) argv.push("-x", String(helper));
   if (trace) argv.push("-t");
   return argv;
 }

@@ -64,8 +64,10 @@ export function mount(t: Tape, source: string | null, target: string, fstype: st
   t.sys("mount", [s(source), t.str(target), s(fstype), flags, s(data)], () => `mount(${show(source)}, ${q(target)}, ${show(fstype)}, ${names(flags, F.MS_FLAGS)}, ${show(data)})`);
 }
 
-export function umount2(t: Tape, target: string, flags: number): void {
-  t.sys("umount2", [t.str(target), flags], () => `umount2(${q(target)}, ${flags === F.MNT_DETACH ? "MNT_DETACH" : flags})`);
+/** umount2(2) of a path, or of the mount an fd path (a Ptr from Tape.fdpath) names. */
+export function umount2(t: Tape, target: string | Ptr, flags: number): void {
+  const p = typeof target === "string" ? t.str(target) : target;
+  t.sys("umount2", [p, flags], () => `umount2(${typeof target === "string" ? q(target) : target.show}, ${flags === F.MNT_DETACH ? "MNT_DETACH" : flags})`);
 }
 
 /** open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount (tree) at dir/path. */

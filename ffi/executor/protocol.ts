@@ -47,6 +47,8 @@ export const REPORT = {
   SYNC: 2,
   EXEC_FAILED: 3,
   ACK: 4,
+  /** value: the PID of the process a tape forked (OCI exec, after joining a PID namespace). */
+  PID: 5,
 } as const;
 
 export const EXIT = { SETUP_FAILED: 125, CANNOT_EXECUTE: 126, NOT_FOUND: 127 } as const;

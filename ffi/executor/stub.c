@@ -18,6 +18,7 @@
 //   -K DIR          at the end, kill what is left in cgroup DIR     -w FILE VALUE   then write VALUE to FILE
 //   -r DIR          then rmdir DIR                                  -o FILE TEXT    on exit 137, if FILE
 //                   counts an oom_kill, print TEXT                  -t              trace the clean-up
+//   -x PID          a helper of the box's (pasta): SIGTERM it when the box has exited
 //   -T FD           FD is the master of the box's pseudo-terminal: put our terminal (fd 0) in raw mode,
 //                   relay fd 0 -> FD -> fd 1, pass window size changes on, restore the terminal at the end
 // Failures to start the command go to REPORT_FD as an NSRUN_REPORT_EXEC_FAILED record (protocol.h).
@@ -367,7 +368,8 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
   struct cleanup c = {lists[0], lists[1], lists[2], 0, 0, 0, 0, 0, 0};
   struct supervisor s = {0, 0, 0, 0, 0};
   struct kernel_termios saved, raw;
-  int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1;
+  int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1, nhelpers = 0;
+  long helpers[8];
   long sfd;
   s.box = argc > 2 ? num(argv[2]) : -1;
   if (s.box <= 0) {
@@ -380,6 +382,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
     if (streq(o, "-k")) s.pid1 = 1;
     else if (streq(o, "-t")) c.trace = 1;
     else if (streq(o, "-T") && i + 1 < argc && num(argv[i + 1]) >= 0) master = (int)num(argv[++i]);
+    else if (streq(o, "-x") && i + 1 < argc && num(argv[i + 1]) > 0 && nhelpers < 8) helpers[nhelpers++] = num(argv[++i]);
     else if ((streq(o, "-f") || streq(o, "-p")) && i + 1 < argc && (sig = num(argv[i + 1])) > 0 && sig <= NSIG) {
       if (o[1] == 'f') waited |= sigbit((int)sig);
       else if (npending < 64) pending[npending++] = (int)sig;
@@ -453,6 +456,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
     while (master_open && (r = sys3(SYS_read, master, buf, sizeof buf)) > 0) write_all(1, buf, r);
     if (terminal) sys3(SYS_ioctl, 0, TCSETSW, &saved);
   }
+  for (i = 0; i < nhelpers; i++) sys2(SYS_kill, helpers[i], 15); // SIGTERM: the box they served is gone
   int code = s.killed_by ? 128 + s.killed_by : exit_code(s.status);
   if (code == 128 + SIGKILL && !s.killed_by && c.oom_file && oom_killed(c.oom_file)) {
     put(2, "nsrun: ");

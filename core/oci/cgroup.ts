@@ -1,0 +1,171 @@
+// linux.cgroupsPath and linux.resources -> the same CgroupPlan box.toml's [limits] produce (plain
+// data: folders to make, files to write, cgroup.procs to join), so applyCgroup/openCgroupJoin from
+// core/cgroup.ts carry it out. Unlike a box, an OCI container's cgroup outlives nsrun: `delete`
+// removes it. A root container always gets one (ps, kill --all and stats read it); an ordinary
+// user's only when it asks for limits and the host can delegate them (cgroup v2).
+import { existsSync } from "node:fs";
+import type { CgroupHost, CgroupPlan } from "../cgroup";
+import type { OciCaller } from "./plan";
+import type { SpecResources } from "./spec";
+
+export type OciCgroupHost = CgroupHost;
+
+/** A planning problem in linux.resources or linux.cgroupsPath, with the JSON path it is about. */
+export class OciPlanError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** v1 hierarchies a root container joins even without limits (cpuset needs its cpus/mems copied first; it is left out). */
+const V1_JOINED = ["memory", "pids", "cpu", "cpuacct", "blkio", "devices", "freezer", "net_cls", "net_prio", "perf_event", "hugetlb"];
+
+type Writes = Array<[controller: string, file: string, value: string]>;
+
+export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: string | undefined, id: string, caller: OciCaller, host: OciCgroupHost | null): CgroupPlan | null {
+  const path = cgroupsPath || `nsrun/${id}`;
+  if (/^[^/]*:[^/]*:/.test(path)) throw new OciPlanError("linux.cgroupsPath", `${JSON.stringify(path)} is a systemd slice path (slice:prefix:name); nsrun has no systemd cgroup driver: use cgroupfs paths (podman: --cgroup-manager=cgroupfs)`);
+  if (path.split("/").includes("..")) throw new OciPlanError("linux.cgroupsPath", `expected a path without "..", got ${JSON.stringify(path)}`);
+  if (!host) return null;
+  const useV2 = host.v2 !== null && Object.keys(host.v1).length === 0;
+  const writes = useV2 ? v2Writes(res ?? {}) : v1Writes(res ?? {});
+  const limited = writes.some(([c]) => c !== "devices");
+  if (!caller.hostRoot) {
+    if (!limited) return null;
+    if (!useV2) throw new OciPlanError("linux.resources", "this host has cgroup v1, where only root can make cgroups: run as root, or leave out linux.resources");
+  }
+  const memoryText = res?.memory?.limit !== undefined ? String(res.memory.limit) : null;
+  if (useV2) {
+    const v2 = host.v2 as NonNullable<CgroupHost["v2"]>;
+    const leaf = under(v2.mount, v2.own, path);
+    if (existsSync(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already`);
+    const needed = [...new Set(writes.map(([c]) => c))].filter((c) => c !== "cgroup");
+    const dirs = missingAncestors(v2.mount, leaf);
+    // Controllers are handed down level by level, from the hierarchy's root to the leaf's parent.
+    const enable: CgroupPlan["writes"] = [];
+    if (needed.length) for (const dir of [v2.mount, ...dirsBetween(v2.mount, leaf)]) enable.push([`${dir}/cgroup.subtree_control`, needed.map((c) => `+${c}`).join(" ")]);
+    return {
+      version: 2,
+      dirs,
+      writes: [...enable, ...writes.map(([, file, value]): [string, string] => [`${leaf}/${file}`, value])],
+      procs: [`${leaf}/cgroup.procs`],
+      boxDirs: [leaf],
+      undo: [],
+      oomFile: memoryText ? `${leaf}/memory.events` : null,
+      memoryText,
+    };
+  }
+  const controllers = new Set([...V1_JOINED.filter((c) => host.v1[c] && caller.hostRoot), ...writes.map(([c]) => c)]);
+  const hierarchy = (c: string) => host.v1[c] ?? raise("linux.resources", `this host has no cgroup v1 hierarchy for ${c}`);
+  const leafOf = (c: string) => under(hierarchy(c).mount, hierarchy(c).own, path);
+  const leaves = [...new Set([...controllers].map(leafOf))];
+  for (const leaf of leaves) if (existsSync(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already`);
+  const dirs = [...controllers].flatMap((c) => missingAncestors(hierarchy(c).mount, leafOf(c)));
+  return {
+    version: 1,
+    dirs: [...new Set(dirs)],
+    writes: writes.map(([c, file, value]): [string, string] => [`${leafOf(c)}/${file}`, value]),
+    procs: leaves.map((l) => `${l}/cgroup.procs`),
+    boxDirs: leaves,
+    undo: [],
+    oomFile: memoryText && host.v1.memory ? `${leafOf("memory")}/memory.oom_control` : null,
+    memoryText,
+  };
+}
+
+function raise(key: string, message: string): never {
+  throw new OciPlanError(key, message);
+}
+
+/** An absolute cgroupsPath is taken from the hierarchy's root; a relative one from nsrun's own cgroup. */
+function under(mount: string, own: string, path: string): string {
+  const base = path.startsWith("/") ? mount : `${mount}${own === "/" ? "" : own}`;
+  return `${base}/${path.replace(/^\/+/, "").replace(/\/+$/, "")}`;
+}
+
+function dirsBetween(top: string, leaf: string): string[] {
+  const out: string[] = [];
+  for (let d = leaf.slice(0, leaf.lastIndexOf("/")); d.length > top.length; d = d.slice(0, d.lastIndexOf("/"))) out.unshift(d);
+  return out;
+}
+
+/** The folders from the first missing one down to the leaf, parents first (removed in reverse by `delete`, when empty). */
+function missingAncestors(top: string, leaf: string): string[] {
+  return [...dirsBetween(top, leaf), leaf].filter((d) => !existsSync(d));
+}
+
+function v1Writes(r: SpecResources): Writes {
+  const w: Writes = [];
+  const m = r.memory ?? {};
+  const refuse = (key: string, why: string) => raise(`linux.resources.${key}`, why);
+  if (m.kernel !== undefined || m.kernelTCP !== undefined) refuse(m.kernel !== undefined ? "memory.kernel" : "memory.kernelTCP", "kernel memory limits are not supported (deprecated in runtime-spec)");
+  if (m.limit !== undefined) w.push(["memory", "memory.limit_in_bytes", String(m.limit)]);
+  if (m.swap !== undefined) {
+    // runtime-spec's swap is memory plus swap, which is what memsw counts; without swap accounting there is none to limit.
+    if (existsSync("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")) w.push(["memory", "memory.memsw.limit_in_bytes", String(m.swap)]);
+    else process.stderr.write("nsrun: warning: linux.resources.memory.swap: this host has no swap accounting (memory.memsw); only the memory limit applies\n");
+  }
+  if (m.reservation !== undefined) w.push(["memory", "memory.soft_limit_in_bytes", String(m.reservation)]);
+  if (m.swappiness !== undefined) w.push(["memory", "memory.swappiness", String(m.swappiness)]);
+  if (m.disableOOMKiller) w.push(["memory", "memory.oom_control", "1"]);
+  const c = r.cpu ?? {};
+  if (c.cpus || c.mems) refuse(c.cpus ? "cpu.cpus" : "cpu.mems", "cpuset limits are not supported by nsrun");
+  if (c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined || c.burst !== undefined || c.idle !== undefined) refuse("cpu", "realtime, burst and idle CPU settings are not supported by nsrun");
+  if (c.shares !== undefined) w.push(["cpu", "cpu.shares", String(c.shares)]);
+  if (c.period !== undefined) w.push(["cpu", "cpu.cfs_period_us", String(c.period)]);
+  if (c.quota !== undefined) w.push(["cpu", "cpu.cfs_quota_us", String(c.quota)]);
+  if (r.pids) w.push(["pids", "pids.max", r.pids.limit > 0 ? String(r.pids.limit) : "max"]);
+  const b = r.blockIO ?? {};
+  if (b.weight !== undefined) w.push(["blkio", "blkio.weight", String(b.weight)]);
+  if (b.leafWeight !== undefined) w.push(["blkio", "blkio.leaf_weight", String(b.leafWeight)]);
+  for (const d of b.weightDevice ?? []) {
+    if (d.weight !== undefined) w.push(["blkio", "blkio.weight_device", `${d.major}:${d.minor} ${d.weight}`]);
+    if (d.leafWeight !== undefined) w.push(["blkio", "blkio.leaf_weight_device", `${d.major}:${d.minor} ${d.leafWeight}`]);
+  }
+  const throttles = [["throttleReadBpsDevice", "read_bps_device"], ["throttleWriteBpsDevice", "write_bps_device"], ["throttleReadIOPSDevice", "read_iops_device"], ["throttleWriteIOPSDevice", "write_iops_device"]] as const;
+  for (const [key, file] of throttles) for (const d of b[key] ?? []) w.push(["blkio", `blkio.throttle.${file}`, `${d.major}:${d.minor} ${d.rate}`]);
+  for (const d of r.devices ?? []) {
+    const num = (n: number | null | undefined) => (n === undefined || n === null || n < 0 ? "*" : String(n));
+    const rule = `${d.type ?? "a"} ${num(d.major)}:${num(d.minor)} ${d.access || "rwm"}`;
+    w.push(["devices", d.allow ? "devices.allow" : "devices.deny", rule]);
+  }
+  refuseOthers(r);
+  if (r.unified && Object.keys(r.unified).length) refuse("unified", "cgroup v2 files cannot be set on this cgroup v1 host");
+  return w;
+}
+
+function v2Writes(r: SpecResources): Writes {
+  const w: Writes = [];
+  const m = r.memory ?? {};
+  if (m.kernel !== undefined || m.kernelTCP !== undefined) raise("linux.resources.memory.kernel", "kernel memory limits are not supported (deprecated in runtime-spec)");
+  if (m.limit !== undefined) w.push(["memory", "memory.max", m.limit > 0 ? String(m.limit) : "max"]);
+  if (m.swap !== undefined && m.limit !== undefined) w.push(["memory", "memory.swap.max", m.swap < 0 ? "max" : String(Math.max(0, m.swap - m.limit))]);
+  if (m.reservation !== undefined) w.push(["memory", "memory.low", String(m.reservation)]);
+  if (m.disableOOMKiller || m.swappiness !== undefined) raise("linux.resources.memory", "disableOOMKiller and swappiness do not exist in cgroup v2");
+  const c = r.cpu ?? {};
+  if (c.cpus || c.mems || c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined || c.burst !== undefined || c.idle !== undefined)
+    raise("linux.resources.cpu", "cpuset, realtime, burst and idle CPU settings are not supported by nsrun");
+  if (c.shares !== undefined) w.push(["cpu", "cpu.weight", String(Math.round(1 + ((Math.max(2, c.shares) - 2) * 9999) / 262142))]);
+  if (c.quota !== undefined || c.period !== undefined) w.push(["cpu", "cpu.max", `${c.quota !== undefined && c.quota > 0 ? c.quota : "max"} ${c.period ?? 100000}`]);
+  if (r.pids) w.push(["pids", "pids.max", r.pids.limit > 0 ? String(r.pids.limit) : "max"]);
+  const b = r.blockIO ?? {};
+  if (b.weight !== undefined) w.push(["io", "io.weight", `default ${Math.round(1 + ((b.weight - 10) * 9999) / 990)}`]);
+  if (b.leafWeight !== undefined || b.weightDevice?.length || b.throttleReadBpsDevice?.length || b.throttleWriteBpsDevice?.length || b.throttleReadIOPSDevice?.length || b.throttleWriteIOPSDevice?.length)
+    raise("linux.resources.blockIO", "on cgroup v2 nsrun sets only blockIO.weight");
+  // Device rules need an eBPF program on cgroup v2; nsrun's containers get their device nodes only as binds of the host's.
+  refuseOthers(r);
+  for (const [file, value] of Object.entries(r.unified ?? {})) {
+    if (file.includes("/") || file.startsWith(".")) raise(`linux.resources.unified.${file}`, "expected a file name of the cgroup");
+    w.push([file.split(".")[0] === "cgroup" ? "cgroup" : file.split(".")[0], file, value]);
+  }
+  return w;
+}
+
+function refuseOthers(r: SpecResources): void {
+  if (r.hugepageLimits?.length) raise("linux.resources.hugepageLimits", "not supported by nsrun");
+  if (r.network !== undefined) raise("linux.resources.network", "not supported by nsrun");
+  if (r.rdma !== undefined) raise("linux.resources.rdma", "not supported by nsrun");
+}

@@ -1,0 +1,204 @@
+// `nsrun create`: the container is set up by the same compiled tape as a box, up to the point just
+// before its command: there it reports "ready" at a sync point and blocks in read(2) on exec.fifo
+// until `nsrun start` writes a byte (runc's exec.fifo, turned around so that `start` never blocks).
+// `create` then exits without cleaning up: the container's process, no longer anyone's child,
+// is reparented to the nearest subreaper (conmon, the containerd shim) or to init.
+//
+// The report channel is a FIFO in the state folder (report.fifo), opened read-write by the
+// container: `create` reads setup failures from it, and `start` reads it until end of file to learn
+// whether the command could be started (the stub writes an EXEC_FAILED record there if not).
+import { closeSync, constants, copyFileSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { sealedStub } from "../../ffi/executor";
+import { REPORT } from "../../ffi/executor/protocol";
+import { pipe } from "../../ffi/io";
+import { clearNonblock, libc } from "../../ffi/libc";
+import * as F from "../../ffi/flags";
+import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
+import { compileBox } from "../compile";
+import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
+import { describeFailure, lastCapability, runTape } from "../host/start";
+import { writeIdMaps } from "../host/idmaps";
+import { syncWithHost } from "../tape/calls";
+import { SYNC_ID_MAPS } from "../userns";
+import { HookError, runHooks } from "./hooks";
+import { type OciCaller, planOci } from "./plan";
+import { loadSpec } from "./spec";
+import { claimContainer, type Container, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
+import { connectUnix, mkfifo } from "./sys";
+import { emitCapabilitySets, emitGroups, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY } from "./tape";
+
+export interface CreateOptions {
+  root: string;
+  id: string;
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  /** Fds 3 .. 3+N-1 of nsrun pass into the container's process. */
+  preserveFds: number;
+  /** `run` without -d: the container dies with nsrun (parent-death signal). */
+  attached: boolean;
+}
+
+export interface Created {
+  container: Container;
+  state: SavedState;
+  pid: number;
+  pidfd: number;
+  lock: number;
+}
+
+/** A failure that has already undone everything `create` made; `report` is what to print. */
+export class CreateFailed extends Error {
+  constructor(readonly report: ErrorReport) {
+    super(report.message);
+  }
+}
+
+export function ociCaller(): OciCaller {
+  const uid = process.getuid?.() ?? 0;
+  const map = readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/).map(Number);
+  return { uid, gid: process.getgid?.() ?? 0, hostRoot: uid === 0 && map.length === 3 && map[0] === 0 && map[1] === 0 && map[2] === 4294967295 };
+}
+
+export async function createContainer(opts: CreateOptions): Promise<Created> {
+  const bundle = resolve(opts.bundle);
+  // Everything that can be refused is refused before anything exists.
+  const { spec, file } = loadSpec(bundle);
+  const caller = ociCaller();
+  const plan = planOci(spec, file, bundle, opts.id, caller, caller.hostRoot || spec.linux?.resources ? inspectCgroups() : null);
+  const terminal = plan.box.process.terminal !== null;
+  if (terminal && !opts.consoleSocket) throw new CreateFailed({ message: `${file}: process.terminal: true needs --console-socket SOCK (nsrun create does not relay a terminal itself); or set it to false`, exitCode: EXIT_NSRUN_FAILED });
+  if (!terminal && opts.consoleSocket) throw new CreateFailed({ message: "--console-socket is for process.terminal: true; this config has no terminal", exitCode: EXIT_NSRUN_FAILED });
+
+  const { container, lock } = claimContainer(opts.root, opts.id);
+  const state: SavedState = {
+    ociVersion: spec.ociVersion || OCI_VERSION,
+    id: opts.id,
+    pid: 0,
+    bundle,
+    rootfs: plan.box.rootfs.hostPath,
+    created: new Date().toISOString(),
+    owner: "",
+    annotations: plan.annotations,
+    startTime: "",
+    cgroup: plan.box.cgroup,
+    hooks: { poststart: plan.hooks.poststart, poststop: plan.hooks.poststop },
+    namespaces: [...plan.box.namespaces, ...plan.join.map((j) => j.kind)],
+  };
+  const opened: number[] = [];
+  let pid = -1;
+  let cgroupMade = false;
+  const undo = async (report: ErrorReport): Promise<never> => {
+    if (pid > 0) libc.kill(pid, F.SIGKILL);
+    for (const fd of opened) libc.close(fd);
+    if (cgroupMade && plan.box.cgroup) await removeCgroup(plan.box.cgroup);
+    container.remove();
+    throw new CreateFailed(report);
+  };
+  try {
+    container.write(state);
+    copyFileSync(file, container.path("config.json"));
+    mkfifo(container.path("exec.fifo"));
+    mkfifo(container.path("report.fifo"));
+    const open = (path: string, flags: number) => {
+      const fd = openSync(path, flags | F.O_CLOEXEC);
+      opened.push(fd);
+      return fd;
+    };
+    const execFifo = open(container.path("exec.fifo"), constants.O_RDWR);
+    // The container's end first (a writer that is also a reader: never EPIPE), then ours, which then opens at once.
+    const reportWrite = open(container.path("report.fifo"), constants.O_RDWR);
+    const reportRead = open(container.path("report.fifo"), constants.O_RDONLY | constants.O_NONBLOCK);
+    clearNonblock(reportRead);
+    const [syncRead, syncWrite] = pipe(true);
+    opened.push(syncRead, syncWrite);
+    const console = opts.consoleSocket ? connectUnix(opts.consoleSocket) : undefined;
+    if (console !== undefined) opened.push(console);
+    const join = plan.join.map((j) => ({ kind: j.kind, fd: open(j.path, constants.O_RDONLY) }));
+    const preserved = Array.from({ length: opts.preserveFds }, (_, i) => 3 + i);
+    if (plan.box.cgroup) {
+      applyCgroup(plan.box.cgroup);
+      cgroupMade = true;
+    }
+    const cgroupJoin = plan.box.cgroup ? openCgroupJoin(plan.box.cgroup) : null;
+    const stub = sealedStub();
+    opened.push(stub);
+
+    const hasCreateHooks = plan.hooks.prestart.length + plan.hooks.createRuntime.length > 0;
+    const tape = compileBox(plan.box, {
+      fds: { report: reportWrite, sync: syncRead, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal: console, keep: [execFifo, ...preserved] },
+      lastCap: lastCapability(),
+      parentDeath: opts.attached,
+      beforePivot: (t) => {
+        emitProcWrites(t, plan.oomScoreAdj, plan.sysctl);
+        if (hasCreateHooks) syncWithHost(t, reportWrite, syncRead, SYNC_CREATE_HOOKS, "run the prestart and createRuntime hooks");
+      },
+      beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
+      beforeSeccomp: (t) => {
+        if (plan.box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+        emitPreserveFds(t, preserved);
+        emitWaitForStart(t, reportWrite, syncRead, execFifo);
+      },
+    });
+
+    // The umask is inherited at clone time (the tape has no umask op).
+    const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
+    const run = await runTape(tape, {
+      reportRead,
+      reportWrite,
+      syncWrite,
+      onSpawn: (p) => {
+        pid = p;
+        if (oldMask !== null) process.umask(oldMask);
+      },
+      onSync: async (syncId, p) => {
+        if (syncId === SYNC_ID_MAPS && plan.box.idMap) await writeIdMaps(plan.box.idMap, p);
+        if (syncId === SYNC_CREATE_HOOKS) {
+          const now = { ...state, pid: p };
+          await runHooks("prestart", plan.hooks.prestart, publicState(now, "creating"));
+          await runHooks("createRuntime", plan.hooks.createRuntime, publicState(now, "creating"));
+        }
+      },
+      until: (r) => r.kind === REPORT.SYNC && r.value === SYNC_READY,
+    });
+    opened.splice(opened.indexOf(reportWrite), 1); // runTape closed it
+    opened.splice(opened.indexOf(reportRead), 1);
+    if (cgroupJoin) closeCgroupJoin(cgroupJoin);
+    if (run.pid < 0) return await undo({ message: `namespaces: ${run.cloneText}: errno ${-run.pid}`, exitCode: EXIT_NSRUN_FAILED });
+    pid = run.pid;
+    if (run.hostError) {
+      const e = run.hostError;
+      return await undo({ message: e instanceof HookError ? e.message : `setup: ${(e as Error).message}`, exitCode: EXIT_NSRUN_FAILED });
+    }
+    const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
+    if (failed) return await undo(describeFailure(failed, tape, plan.box));
+    if (!run.reports.some((r) => r.kind === REPORT.SYNC && r.value === SYNC_READY)) return await undo({ message: "setup: the container's process died before it was ready", exitCode: EXIT_NSRUN_FAILED });
+
+    state.pid = pid;
+    state.startTime = processStartTime(pid) ?? "";
+    container.write(state);
+    if (opts.pidFile) writePidFile(opts.pidFile, pid);
+    for (const fd of opened) if (fd !== stub) libc.close(fd);
+    return { container, state, pid, pidfd: run.pidfd, lock };
+  } catch (e) {
+    if (e instanceof CreateFailed) throw e;
+    const err = e as Error & { hint?: string };
+    return await undo({ message: err.message, hint: err.hint, exitCode: EXIT_NSRUN_FAILED });
+  }
+}
+
+/** Written whole, then renamed: conmon and containerd read it as soon as `create` exits. */
+export function writePidFile(path: string, pid: number): void {
+  const tmp = `${path}.nsrun-tmp`;
+  writeFileSync(tmp, String(pid));
+  renameSync(tmp, path);
+}
+
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+}

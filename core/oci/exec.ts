@@ -1,0 +1,198 @@
+// `nsrun exec`: a new process in a running container. The host opens the container's namespaces
+// (/proc/PID/ns/*) and cgroup; the tape joins them with setns(2) in the canonical order (user
+// first), forks once so the new process is inside the joined PID namespace (the parent reports its
+// PID and exits), then becomes the process as create's tape does: cwd, terminal, rlimits,
+// capabilities, user, no_new_privs, seccomp, and the stub's execve.
+import { closeSync, constants, openSync, readFileSync } from "node:fs";
+import { loadExecutor, sealedStub } from "../../ffi/executor";
+import { REPORT } from "../../ffi/executor/protocol";
+import * as F from "../../ffi/flags";
+import { pipe, receiveFd, socketPair } from "../../ffi/io";
+import { clearNonblock, libc } from "../../ffi/libc";
+import { waitExit } from "../../ffi/wait";
+import { emitBoundingSet, emitCapabilitySets as emitBoxCapabilities, emitUser } from "../capabilities";
+import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
+import { keepOnlyFds } from "../compile";
+import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
+import { describeFailure, lastCapability, runTape } from "../host/start";
+import { handOver } from "../host/supervise";
+import { NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "../namespaces";
+import type { BoxPlan } from "../plan";
+import { emitExec, emitProcess, emitSealFds } from "../process";
+import { emitRlimits } from "../rlimits";
+import { emitSeccomp } from "../seccomp";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import { closeFd, prctl, setns, writeText } from "../tape/calls";
+import { Tape } from "../tape/tape";
+import { emitTerminal } from "../terminal";
+import { OciError } from "./lifecycle";
+import { planOci } from "./plan";
+import { parseSpec, type Spec } from "./spec";
+import { Container, lockContainer } from "./state";
+import { ociCaller, writePidFile } from "./create";
+import { becomeSubreaper } from "./sys";
+import { connectUnix } from "./sys";
+import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
+
+export interface ExecOptions {
+  root: string;
+  id: string;
+  /** runtime-spec's process object (--process FILE), or built from the command line. */
+  process: NonNullable<Spec["process"]> | null;
+  args: string[];
+  env: string[];
+  cwd?: string;
+  user?: string;
+  tty: boolean;
+  detach: boolean;
+  consoleSocket?: string;
+  pidFile?: string;
+  preserveFds: number;
+  noNewPrivs?: boolean;
+  caps: string[];
+  additionalGids: number[];
+}
+
+/** The process to start: --process as given, else the container's own process with the command line's changes (as runc does). */
+function processSpec(base: NonNullable<Spec["process"]>, o: ExecOptions): NonNullable<Spec["process"]> {
+  if (o.process) return o.process;
+  if (!o.args.length) throw new OciError("exec: no command: nsrun exec [OPTIONS] ID CMD [ARG...] (or --process FILE)", EXIT_NSRUN_FAILED);
+  const p = structuredClone(base);
+  p.args = o.args;
+  p.terminal = o.tty;
+  p.env = [...(p.env ?? []), ...o.env];
+  if (o.cwd) p.cwd = o.cwd;
+  if (o.user) {
+    const [uid, gid] = o.user.split(":").map(Number);
+    if (!Number.isInteger(uid) || (o.user.includes(":") && !Number.isInteger(gid))) throw new OciError(`exec: --user ${JSON.stringify(o.user)}: expected UID[:GID]`, EXIT_NSRUN_FAILED);
+    p.user = { uid, gid: gid ?? 0 };
+  }
+  if (o.additionalGids.length) p.user.additionalGids = o.additionalGids;
+  if (o.noNewPrivs) p.noNewPrivileges = true;
+  if (o.caps.length) {
+    const c = p.capabilities ?? {};
+    for (const set of ["bounding", "effective", "permitted"] as const) c[set] = [...new Set([...(c[set] ?? []), ...o.caps])];
+    p.capabilities = c;
+  }
+  return p;
+}
+
+export async function execInContainer(o: ExecOptions): Promise<number> {
+  const c = new Container(o.root, o.id);
+  const lock = lockContainer(c);
+  const saved = c.read();
+  const status = c.status(saved);
+  if (status !== "running" && status !== "created") {
+    closeSync(lock);
+    throw new OciError(`cannot exec in container ${JSON.stringify(o.id)}: it is ${status}`);
+  }
+  const configFile = c.path("config.json");
+  const spec = parseSpec(JSON.parse(readFileSync(configFile, "utf8")), configFile);
+  const proc = processSpec(spec.process ?? ({} as NonNullable<Spec["process"]>), o);
+  const execFile = o.process ? "--process" : configFile;
+  // The process is planned as its container was, with its own process section; the container's
+  // mounts and namespaces are joined, not made, so only the process-related parts are used.
+  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => ({ type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
+  const caller = ociCaller();
+  let plan;
+  try {
+    plan = planOci(asSpec, execFile, saved.bundle, o.id, caller, null);
+  } catch (e) {
+    closeSync(lock);
+    throw e instanceof ConfigError ? new OciError(e.message.replace(`${execFile}: `, `exec: ${o.process ? "--process: " : ""}`), EXIT_NSRUN_FAILED) : e;
+  }
+  const box = plan.box;
+  if (box.process.terminal && !o.consoleSocket && o.detach) {
+    closeSync(lock);
+    throw new OciError("exec: --tty with --detach needs --console-socket SOCK", EXIT_NSRUN_FAILED);
+  }
+
+  const opened: number[] = [];
+  const openFd = (path: string, flags: number) => {
+    const fd = openSync(path, flags | F.O_CLOEXEC);
+    opened.push(fd);
+    return fd;
+  };
+  const kinds = NAMESPACE_ORDER.map(([k]) => k).filter((k) => saved.namespaces.includes(k));
+  const nsFile: Record<NamespaceKind, string> = { user: "user", mount: "mnt", pid: "pid", uts: "uts", ipc: "ipc", net: "net", cgroup: "cgroup", time: "time" };
+  const join = kinds.map((kind) => ({ kind, fd: openFd(`/proc/${saved.pid}/ns/${nsFile[kind]}`, constants.O_RDONLY) }));
+  const [reportRead, reportWrite] = pipe(true);
+  const stub = sealedStub();
+  // A terminal goes to the console socket, or (attached, without one) to nsrun's supervisor to relay.
+  const relay = box.process.terminal && !o.consoleSocket ? socketPair() : null;
+  const terminal = o.consoleSocket ? connectUnix(o.consoleSocket) : relay?.[1];
+  if (terminal !== undefined) opened.push(terminal);
+  const cgroupJoin = saved.cgroup ? openCgroupJoin(saved.cgroup) : null;
+  const preserved = Array.from({ length: o.preserveFds }, (_, i) => 3 + i);
+
+  const t = new Tape();
+  t.reportFd = reportWrite;
+  t.cgroupFd = cgroupJoin?.dir ?? -1;
+  t.cloneFlags = 0;
+  t.stage("namespaces", "join the container's namespaces");
+  keepOnlyFds(t, [reportWrite, stub, ...(terminal !== undefined ? [terminal] : []), ...(cgroupJoin?.procs ?? []), ...join.map((j) => j.fd), ...preserved]);
+  if (cgroupJoin?.procs.length) {
+    t.doing("join the container's cgroup");
+    for (const fd of cgroupJoin.procs) writeText(t, fd, "0");
+  }
+  for (const j of join) {
+    t.doing(`join the container's ${j.kind} namespace`);
+    setns(t, j.fd, unshareFlags([j.kind]));
+    closeFd(t, j.fd);
+  }
+  emitForkIntoPidNamespace(t, reportWrite);
+  t.stage("process");
+  emitProcess(t, box.process);
+  if (box.process.terminal && terminal !== undefined) emitTerminal(t, box.process.terminal, terminal);
+  emitRlimits(t, box.rlimits);
+  t.stage("capabilities and user");
+  const sec = box.security;
+  if (sec.seccomp && !sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
+  emitBoundingSet(t, sec.capabilities, lastCapability());
+  if (plan.groups !== null) emitGroups(t, plan.groups);
+  emitUser(t, box.process);
+  emitBoxCapabilities(t, sec.capabilities, box.process.uid);
+  if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+  if (sec.noNewPrivileges) {
+    t.doing("set no_new_privs");
+    prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");
+  }
+  t.stage("seccomp and execve");
+  emitSealFds(t, reportWrite);
+  emitPreserveFds(t, preserved);
+  if (sec.seccomp && sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
+  emitExec(t, box.process, { stubFd: stub, reportFd: reportWrite });
+
+  // Attached: the forked process becomes ours when its parent exits, so we can wait for it.
+  if (!o.detach) becomeSubreaper();
+  const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
+  const run = await runTape(t, { reportRead, reportWrite, onSpawn: () => oldMask !== null && process.umask(oldMask) });
+  for (const fd of opened) libc.close(fd);
+  if (cgroupJoin) closeCgroupJoin(cgroupJoin);
+  closeSync(lock);
+  if (run.pid < 0) throw new OciError(`exec: ${run.cloneText}: errno ${-run.pid}`);
+  await waitExit(run.pidfd); // the forked parent: it exits right after reporting
+  const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
+  if (failed) {
+    const f = describeFailure(failed, t, { process: box.process, cgroup: null } as unknown as BoxPlan);
+    throw new OciError(f.message.replace(/^exec: (".*"): command not found in the box$/, "exec: $1: executable file not found in $PATH: no such file or directory"), f.exitCode);
+  }
+  const pid = run.reports.find((r) => r.kind === REPORT.PID)?.value;
+  if (!pid) throw new OciError("exec: the process did not start (no PID reported)");
+  if (o.pidFile) writePidFile(o.pidFile, pid);
+  if (o.detach) return 0;
+
+  // Attached: nsrun becomes the stub's supervisor for this process (signals passed on, its status returned).
+  const master = relay ? receiveFd(relay[0]) : null;
+  if (relay) for (const fd of relay) libc.close(fd);
+  for (const fd of [0, 1, 2]) clearNonblock(fd);
+  loadExecutor().holdSignals(FORWARDED_SIGNALS.map((s) => SIGNAL_NUMBERS[s]));
+  const argv = ["nsrun", "supervise", String(pid)];
+  if (master !== null) {
+    libc.fcntl(master, F.F_SETFD, 0);
+    argv.push("-T", String(master));
+  }
+  for (const s of FORWARDED_SIGNALS) if (master === null || s !== "SIGWINCH") argv.push("-f", String(SIGNAL_NUMBERS[s]));
+  const failedHandOver = handOver(stub, argv);
+  throw new OciError(failedHandOver.message);
+}

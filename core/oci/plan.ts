@@ -1,0 +1,376 @@
+// The OCI front end, part 2: a validated config.json becomes the same BoxPlan box.toml produces,
+// plus the few things only OCI asks for (namespaces joined by path, sysctls, exact capability sets,
+// hooks), which core/oci/tape.ts turns into extra tape ops. What nsrun cannot do is refused here,
+// one line naming the JSON path; nothing is silently skipped.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { posix, resolve } from "node:path";
+import { capabilityNumber, CAPABILITIES } from "../capabilities";
+import { ConfigError } from "../errors";
+import { canonicalHostPath, HostPathError } from "../hostpath";
+import { MountPlanError, type MountOp, planMount, type SourceFact } from "../mounts";
+import { type NamespaceKind, planNamespaces } from "../namespaces";
+import type { BoxPlan } from "../plan";
+import type { RlimitPlan } from "../rlimits";
+import { compileProfile, type Insn } from "../seccomp";
+import { ParseProfileError, parseProfile } from "../seccomp-profile";
+import * as F from "../../ffi/flags";
+import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
+import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../userns";
+import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./cgroup";
+import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
+
+export interface CapabilitySets {
+  effective: number[];
+  permitted: number[];
+  inheritable: number[];
+  ambient: number[];
+}
+
+export interface OciPlan {
+  box: BoxPlan;
+  /** Existing namespaces to join, by path (linux.namespaces[].path). */
+  join: Array<{ kind: NamespaceKind; path: string }>;
+  /** [file below /proc/sys, value], written from inside before pivot_root. */
+  sysctl: Array<[file: string, value: string]>;
+  oomScoreAdj: number | null;
+  /** setgroups(2) list, or null when the user namespace denies setgroups (and none were asked). */
+  groups: number[] | null;
+  caps: CapabilitySets;
+  umask: number | null;
+  hooks: Record<HookName, SpecHook[]>;
+  annotations: Record<string, string>;
+}
+
+export interface OciCaller {
+  uid: number;
+  gid: number;
+  /** Root of the initial user namespace (a uid 0 inside someone's user namespace is not). */
+  hostRoot: boolean;
+}
+
+const NS_KIND: Record<string, NamespaceKind> = { pid: "pid", network: "net", mount: "mount", ipc: "ipc", uts: "uts", user: "user", cgroup: "cgroup", time: "time" };
+const HOOK_NAMES: HookName[] = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
+const RLIMITS: Record<string, number> = {
+  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5, RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7,
+  RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10, RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+};
+/** Mount options that are runtime extensions (crun, podman) with nothing to do here. */
+const IGNORED_OPTIONS = new Set(["tmpcopyup", "notmpcopyup", "copy-symlink", "nocopyup", "z", "Z", "U", "private", "rprivate", "sync", "async", "relatime", "norelatime"]);
+const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+const DEV_LINKS: Array<[string, string]> = [["/dev/ptmx", "pts/ptmx"], ["/dev/fd", "/proc/self/fd"], ["/dev/stdin", "/proc/self/fd/0"], ["/dev/stdout", "/proc/self/fd/1"], ["/dev/stderr", "/proc/self/fd/2"]];
+
+export function planOci(spec: Spec, file: string, bundle: string, id: string, caller: OciCaller, cgroupHost: OciCgroupHost | null): OciPlan {
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError(file, key, problem);
+  };
+  const proc = spec.process ?? fail("process", "missing; `create` needs the process to start");
+  const linux = spec.linux ?? {};
+  refuseUnsupported(spec, fail);
+
+  // Namespaces: new ones are made by clone3; ones with a path are joined (setns) right after.
+  const wanted: Record<NamespaceKind, boolean> = { user: false, mount: false, pid: false, uts: false, ipc: false, net: false, cgroup: false, time: false };
+  const join: OciPlan["join"] = [];
+  const seen = new Set<string>();
+  (linux.namespaces ?? []).forEach((ns, i) => {
+    const kind = NS_KIND[ns.type];
+    if (seen.has(kind)) fail(`linux.namespaces[${i}]`, `"${ns.type}" is listed twice`);
+    seen.add(kind);
+    if (ns.path === undefined || ns.path === "") return void (wanted[kind] = true);
+    if (kind === "mount" || kind === "user" || kind === "pid")
+      fail(`linux.namespaces[${i}].path`, `nsrun cannot join an existing ${ns.type} namespace when creating a container (only network, ipc, uts, cgroup, time)`);
+    if (!existsSync(ns.path)) fail(`linux.namespaces[${i}].path`, `${JSON.stringify(ns.path)} does not exist`);
+    join.push({ kind, path: ns.path });
+  });
+  if (!wanted.mount) fail("linux.namespaces", 'nsrun needs a new mount namespace ({"type": "mount"}) to give the container its own root');
+  if (wanted.user && join.length) fail("linux.namespaces", "joining namespaces by path together with a new user namespace is not supported");
+  if (!caller.hostRoot && !wanted.user && caller.uid !== 0) fail("linux.namespaces", 'an ordinary user needs a new user namespace ({"type": "user"} with uidMappings/gidMappings); see `nsrun spec --rootless`');
+
+  const idMap = wanted.user ? planIdMap(spec, caller, fail) : null;
+  if (!wanted.user && (linux.uidMappings?.length || linux.gidMappings?.length)) fail("linux.uidMappings", 'id mappings need a new user namespace ({"type": "user"})');
+  const { uid, gid } = proc.user;
+  if (idMap && (!idMapped(idMap.uidMap, uid) || !idMapped(idMap.gidMap, gid))) fail("process.user", `${uid}:${gid} is not mapped in linux.uidMappings/gidMappings`);
+  const setgroupsAllowed = idMap ? idMap.setgroups === "allow" : readFileSync("/proc/self/setgroups", "utf8").trim() === "allow";
+  const extraGids = proc.user.additionalGids ?? [];
+  if (extraGids.length && !setgroupsAllowed) fail("process.user.additionalGids", "the user namespace denies setgroups(2) (a single-id mapping written without newgidmap); map more ids or drop them");
+  extraGids.forEach((g, i) => idMap && !idMapped(idMap.gidMap, g) && fail(`process.user.additionalGids[${i}]`, `${g} is not mapped in linux.gidMappings`));
+
+  const rootfsPath = resolve(bundle, spec.root?.path ?? fail("root.path", "missing"));
+  const rootfs = hostDir(rootfsPath, "root.path", fail);
+
+  if (spec.hostname && !wanted.uts) fail("hostname", 'setting a hostname needs a new uts namespace ({"type": "uts"}); it would change the host\'s');
+  if (spec.domainname && !wanted.uts) fail("domainname", 'setting a domainname needs a new uts namespace ({"type": "uts"})');
+  const netns = wanted.net || join.some((j) => j.kind === "net");
+  const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
+  const mounts = planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid, netns }, fail);
+
+  const caps = planCapabilities(spec, uid, fail);
+  const seccomp = planSeccomp(spec, caps.bounding, fail);
+  const sysctl = planSysctl(spec, { ...wanted, net: netns, ipc: wanted.ipc || join.some((j) => j.kind === "ipc"), uts: wanted.uts || join.some((j) => j.kind === "uts") }, fail);
+
+  let cgroup = null;
+  try {
+    cgroup = planOciCgroup(linux.resources, linux.cgroupsPath, id, caller, cgroupHost);
+  } catch (e) {
+    if (e instanceof OciPlanError) fail(e.key, e.message);
+    throw e;
+  }
+
+  const terminal = proc.terminal ? { rows: proc.consoleSize?.height || 24, cols: proc.consoleSize?.width || 80 } : null;
+  const hooks = Object.fromEntries(HOOK_NAMES.map((h) => [h, spec.hooks?.[h] ?? []])) as OciPlan["hooks"];
+  for (const h of ["createContainer", "startContainer"] as const)
+    if (hooks[h].length) fail(`hooks.${h}`, "hooks that run inside the container's namespaces are not supported by nsrun (createRuntime, prestart, poststart and poststop are)");
+
+  const box: BoxPlan = {
+    namespaces: planNamespaces(wanted),
+    idMap,
+    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, ephemeral: false, userns: wanted.user },
+    mounts,
+    hostname: wanted.uts && spec.hostname ? spec.hostname : null,
+    // A new network namespace has loopback only (its `lo` brought up); one joined by path is as it is.
+    network: { mode: wanted.net ? "none" : "host", ports: [] },
+    files: [],
+    process: {
+      args: proc.args,
+      cwd: proc.cwd,
+      cwdFallback: false,
+      env: proc.env ?? [],
+      uid,
+      gid,
+      // Groups are set by core/oci/tape.ts (with additionalGids), not by the compiler's setgroups([]).
+      setgroups: false,
+      init: false,
+      terminal,
+    },
+    cgroup,
+    rlimits: planRlimits(spec, fail),
+    security: { capabilities: caps.bounding, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
+  };
+  return {
+    box,
+    join,
+    sysctl,
+    oomScoreAdj: proc.oomScoreAdj ?? null,
+    groups: setgroupsAllowed ? extraGids : null,
+    caps: { effective: caps.effective, permitted: caps.permitted, inheritable: caps.inheritable, ambient: caps.ambient },
+    umask: proc.user.umask ?? null,
+    hooks,
+    annotations: spec.annotations ?? {},
+  };
+}
+
+type Fail = (key: string, problem: string) => never;
+
+function refuseUnsupported(spec: Spec, fail: Fail): void {
+  const p = spec.process;
+  const l = spec.linux ?? {};
+  const hasLsm = (name: string) => {
+    try {
+      return readFileSync("/sys/kernel/security/lsm", "utf8").split(",").includes(name);
+    } catch {
+      return false;
+    }
+  };
+  if (p?.apparmorProfile) fail("process.apparmorProfile", hasLsm("apparmor") ? "nsrun does not apply AppArmor profiles; remove it" : "this host has no AppArmor (no LSM named apparmor in /sys/kernel/security/lsm); remove it");
+  if (p?.selinuxLabel) fail("process.selinuxLabel", hasLsm("selinux") ? "nsrun does not apply SELinux labels; remove it" : "this host has no SELinux; remove it");
+  if (l.mountLabel) fail("linux.mountLabel", hasLsm("selinux") ? "nsrun does not apply SELinux labels; remove it" : "this host has no SELinux; remove it");
+  if (p?.commandLine !== undefined) fail("process.commandLine", "is for Windows containers");
+  for (const k of ["ioPriority", "scheduler", "execCPUAffinity"] as const) if (p?.[k] !== undefined) fail(`process.${k}`, "not supported by nsrun; remove it");
+  for (const k of ["timeOffsets", "intelRdt", "personality"] as const) if (l[k] !== undefined) fail(`linux.${k}`, "not supported by nsrun; remove it");
+  for (const k of ["solaris", "windows", "vm", "zos"] as const) if (spec[k] !== undefined) fail(k, "is for another platform; nsrun runs Linux containers");
+  const prop = l.rootfsPropagation;
+  if (prop && prop !== "private" && prop !== "rprivate")
+    fail("linux.rootfsPropagation", `"${prop}" is not supported: nsrun makes the container's mounts private (use "private" or "rprivate", or leave it out)`);
+}
+
+function hostDir(path: string, key: string, fail: Fail): string {
+  try {
+    const real = canonicalHostPath(path);
+    if (!statSync(real).isDirectory()) fail(key, `${JSON.stringify(path)} is not a directory`);
+    return real;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    if (e instanceof HostPathError) fail(key, e.message);
+    return fail(key, `${JSON.stringify(path)} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be used (${(e as NodeJS.ErrnoException).code})`}`);
+  }
+}
+
+function planIdMap(spec: Spec, caller: OciCaller, fail: Fail): IdMapPlan {
+  const l = spec.linux ?? {};
+  const toRanges = (list: typeof l.uidMappings, key: string): IdRange[] => {
+    if (!list?.length) fail(`linux.${key}`, "a new user namespace needs uidMappings and gidMappings");
+    return (list ?? []).map((m) => ({ inside: m.containerID, outside: m.hostID, count: m.size }));
+  };
+  const uidMap = toRanges(l.uidMappings, "uidMappings");
+  const gidMap = toRanges(l.gidMappings, "gidMappings");
+  if (caller.uid === 0) return { writer: "root", uidMap, gidMap, setgroups: "allow" };
+  const onlyOwn = uidMap.length === 1 && gidMap.length === 1 && uidMap[0].outside === caller.uid && uidMap[0].count === 1 && gidMap[0].outside === caller.gid && gidMap[0].count === 1;
+  if (onlyOwn) return { writer: "self", uidMap, gidMap, setgroups: "deny" };
+  const sub = readSubordinateIds(caller.uid);
+  const check = (map: IdRange[], own: number, ranges: Array<{ start: number; count: number }>, key: string) =>
+    map.forEach((r, i) => {
+      const fits = (r.outside === own && r.count === 1) || ranges.some((s) => r.outside >= s.start && r.outside + r.count <= s.start + s.count);
+      if (!fits) fail(`linux.${key}[${i}]`, `maps host ids ${r.outside}+${r.count}, which you may not map (your own ${own}, or your ranges in /etc/sub${key[0]}id)`);
+    });
+  check(uidMap, caller.uid, sub.uids, "uidMappings");
+  check(gidMap, caller.gid, sub.gids, "gidMappings");
+  if (!sub.helpers) fail("linux.uidMappings", "mapping more than your own id needs newuidmap and newgidmap: install the package uidmap");
+  return { writer: "newuidmap", uidMap, gidMap, setgroups: "allow" };
+}
+
+/** config.json's mounts, in order, then the devices the spec says a runtime supplies, then masks. */
+function planOciMounts(spec: Spec, bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp[] {
+  const ops: MountOp[] = [];
+  const targets = new Set<string>();
+  (spec.mounts ?? []).forEach((m, i) => {
+    const op = planOneMount(m, i, bundle, ctx, fail);
+    targets.add(op.target);
+    ops.push(op);
+  });
+  const devices = spec.linux?.devices ?? [];
+  devices.forEach((d, i) => {
+    const key = `linux.devices[${i}]`;
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(d.path);
+    } catch {
+      return fail(key, `nsrun binds device nodes from the host, and the host has no ${JSON.stringify(d.path)}`);
+    }
+    const type = st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : st.isFIFO() ? "p" : "?";
+    const major = Math.floor(Number(st.rdev) / 256) & 0xfff;
+    const minor = (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00);
+    if (type !== (d.type === "u" ? "c" : d.type) || (d.major !== undefined && d.major !== major) || (d.minor !== undefined && d.minor !== minor))
+      fail(key, `the host's ${d.path} is ${type} ${major}:${minor}, not ${d.type} ${d.major}:${d.minor}; nsrun can only bind the host's own node`);
+    targets.add(d.path);
+    ops.push({ op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key });
+  });
+  for (const n of DEV_NODES)
+    if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: "default devices" });
+  for (const [target, linkTo] of DEV_LINKS) if (!targets.has(target)) ops.push({ op: "symlink", target, linkTo, origin: "default devices" });
+  const boxPath = (p: string, key: string) => (p.startsWith("/") && !p.split("/").includes("..") ? p : fail(key, `expected an absolute path without "..", got ${JSON.stringify(p)}`));
+  (spec.linux?.maskedPaths ?? []).forEach((p, i) => ops.push({ op: "mask", target: boxPath(p, `linux.maskedPaths[${i}]`), origin: `linux.maskedPaths[${i}]` }));
+  (spec.linux?.readonlyPaths ?? []).forEach((p, i) => ops.push({ op: "readonly", target: boxPath(p, `linux.readonlyPaths[${i}]`), origin: `linux.readonlyPaths[${i}]` }));
+  return ops;
+}
+
+function planOneMount(m: SpecMount, i: number, bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp {
+  const key = `mounts[${i}]`;
+  const dest = m.destination.startsWith("/") ? m.destination : `/${m.destination}`;
+  if (dest.split("/").includes("..")) fail(`${key}.destination`, `expected a path without "..", got ${JSON.stringify(m.destination)}`);
+  const target = posix.normalize(dest).replace(/\/+$/, "") || "/";
+  if (target === "/") fail(`${key}.destination`, "cannot mount over the container's root; use root.path");
+  if (m.uidMappings?.length || m.gidMappings?.length) fail(`${key}.uidMappings`, "id-mapped mounts are not supported by nsrun");
+  const options: string[] = [];
+  (m.options ?? []).forEach((o, j) => {
+    if (IGNORED_OPTIONS.has(o)) return;
+    if (/^r?(shared|slave|unbindable)$/.test(o)) fail(`${key}.options[${j}]`, `"${o}": nsrun's mounts are private; other propagation is not supported`);
+    if (o === "idmap" || o === "ridmap") fail(`${key}.options[${j}]`, "id-mapped mounts are not supported by nsrun");
+    options.push(o);
+  });
+  const isBind = m.type === "bind" || options.includes("bind") || options.includes("rbind");
+  try {
+    if (isBind) {
+      if (!m.source) return fail(`${key}.source`, "missing; a bind mount needs a source");
+      let source: SourceFact;
+      const abs = resolve(bundle, m.source);
+      try {
+        const path = canonicalHostPath(abs);
+        source = { path, isDir: statSync(path).isDirectory() };
+      } catch (e) {
+        if (e instanceof HostPathError) return fail(`${key}.source`, e.message);
+        return fail(`${key}.source`, `${JSON.stringify(abs)} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be used (${(e as NodeJS.ErrnoException).code})`}`);
+      }
+      const bindOptions = options.filter((o, j) => {
+        if (o === "dev") fail(`${key}.options[${j}]`, '"dev": nsrun binds are always nodev (device nodes come only through linux.devices)');
+        return !["rw", "suid", "exec", "strictatime", "noatime", "nodiratime"].includes(o);
+      });
+      const readonly = bindOptions.includes("ro");
+      return planMount({ type: "bind", source: m.source, target, readonly, options: bindOptions.filter((o) => o !== "ro") }, i, source, ctx);
+    }
+    const type = m.type ?? fail(`${key}.type`, "missing (and the options say no bind)");
+    if (type === "cgroup" || type === "cgroup2") {
+      // A cgroup v1 host has a hierarchy per controller; the container sees an empty read-only tmpfs there.
+      const ro = !options.includes("rw");
+      const attrs = F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC | (ro ? F.MOUNT_ATTR_RDONLY : 0);
+      return { op: "mount", fstype: "tmpfs", target, attrs, options: ["mode=755"], special: false, origin: key };
+    }
+    if (!["tmpfs", "proc", "sysfs", "devpts", "mqueue"].includes(type))
+      fail(`${key}.type`, `"${type}" is not supported (bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup)`);
+    return planMount({ type: type as "tmpfs", target, readonly: false, options }, i, null, ctx);
+  } catch (e) {
+    if (e instanceof MountPlanError) return fail(e.key.replace(/^mounts\[\d+\]/, key), e.message);
+    throw e;
+  }
+}
+
+function capList(names: string[] | undefined, key: string, fail: Fail): number[] {
+  return [...new Set((names ?? []).map((n, i) => capabilityNumber(n) ?? fail(`${key}[${i}]`, `unknown capability ${JSON.stringify(n)}`)))].sort((a, b) => a - b);
+}
+
+function planCapabilities(spec: Spec, uid: number, fail: Fail): CapabilitySets & { bounding: number[] } {
+  const c = spec.process?.capabilities ?? {};
+  const bounding = capList(c.bounding, "process.capabilities.bounding", fail);
+  const sets = {
+    effective: capList(c.effective, "process.capabilities.effective", fail),
+    permitted: capList(c.permitted, "process.capabilities.permitted", fail),
+    inheritable: capList(c.inheritable, "process.capabilities.inheritable", fail),
+    ambient: capList(c.ambient, "process.capabilities.ambient", fail),
+  };
+  for (const [name, list] of Object.entries(sets)) {
+    const outside = list.find((cap) => !bounding.includes(cap));
+    if (outside !== undefined) fail(`process.capabilities.${name}`, `CAP_${CAPABILITIES[outside]} is not in the bounding set; nsrun cannot grant it`);
+    if (uid !== 0 && name !== "inheritable" && list.length)
+      fail(`process.capabilities.${name}`, `a process with uid ${uid} keeps no capabilities in nsrun (only uid 0 does); empty it or run as uid 0`);
+  }
+  if (sets.effective.some((cap) => !sets.permitted.includes(cap))) fail("process.capabilities.effective", "must be a subset of permitted");
+  if (sets.ambient.some((cap) => !sets.permitted.includes(cap) || !sets.inheritable.includes(cap))) fail("process.capabilities.ambient", "must be a subset of permitted and inheritable");
+  return { bounding, ...sets };
+}
+
+function planSeccomp(spec: Spec, bounding: number[], fail: Fail): Insn[] | null {
+  const s = spec.linux?.seccomp;
+  if (!s) return null;
+  if (s.listenerPath) fail("linux.seccomp.listenerPath", "seccomp user notification is not supported by nsrun");
+  if (s.flags?.length) fail("linux.seccomp.flags", `${JSON.stringify(s.flags)}: seccomp filter flags are not supported by nsrun`);
+  if (process.arch !== "x64") fail("linux.seccomp", `nsrun's seccomp compiler knows only x86-64 syscalls, not ${process.arch}`);
+  // libseccomp skips syscall names it does not know; so does nsrun, but only in rules that allow
+  // (dropping a name from a deny rule would weaken the filter).
+  const syscalls = (s.syscalls ?? []).map((r) => (r.action === "SCMP_ACT_ALLOW" ? { ...r, names: r.names.filter((n) => n in SYSCALLS_X86_64) } : r)).filter((r) => r.names.length);
+  try {
+    return compileProfile(parseProfile(JSON.stringify({ ...s, syscalls }), bounding.map((c) => CAPABILITIES[c])));
+  } catch (e) {
+    if (e instanceof ParseProfileError) return fail(`linux.seccomp.${e.where}`.replace(/\.$/, ""), e.message.replace(`${e.where}: `, ""));
+    throw e;
+  }
+}
+
+/** Only namespaced sysctls, and only for namespaces the container has of its own: never the host's. */
+function planSysctl(spec: Spec, ns: Record<NamespaceKind, boolean>, fail: Fail): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const IPC = /^(kernel\.(msgmax|msgmnb|msgmni|sem|shmall|shmmax|shmmni|shm_rmid_forced)|fs\.mqueue\..+)$/;
+  for (const [name, value] of Object.entries(spec.linux?.sysctl ?? {})) {
+    const key = `linux.sysctl.${name}`;
+    if (!/^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$/.test(name.replace(/\//g, "."))) fail(key, "not a sysctl name");
+    const dotted = name.replace(/\//g, ".");
+    const ok = IPC.test(dotted) ? ns.ipc : dotted.startsWith("net.") ? ns.net : dotted === "kernel.hostname" || dotted === "kernel.domainname" ? ns.uts : false;
+    if (!ok) fail(key, "is not a sysctl of a namespace the container has of its own (ipc, network, uts): it would change the host's");
+    out.push([dotted.replace(/\./g, "/"), value]);
+  }
+  if (spec.domainname) out.push(["kernel/domainname", spec.domainname]);
+  return out;
+}
+
+function planRlimits(spec: Spec, fail: Fail): RlimitPlan[] {
+  // 2^64-1 (RLIM_INFINITY) arrives as a double; anything that large is unlimited.
+  const value = (n: number) => (n >= 2 ** 63 ? -1 : n);
+  const seen = new Set<string>();
+  return (spec.process?.rlimits ?? []).map((r, i) => {
+    const resource = RLIMITS[r.type];
+    if (resource === undefined) fail(`process.rlimits[${i}].type`, `unknown rlimit ${JSON.stringify(r.type)} (RLIMIT_NOFILE, RLIMIT_NPROC, ...)`);
+    if (seen.has(r.type)) fail(`process.rlimits[${i}].type`, `${r.type} is listed twice`);
+    seen.add(r.type);
+    const soft = value(r.soft);
+    const hard = value(r.hard);
+    if (hard !== -1 && (soft === -1 || soft > hard)) fail(`process.rlimits[${i}]`, "the soft limit is above the hard one");
+    return { name: r.type.slice(7).toLowerCase() as RlimitPlan["name"], resource, soft, hard };
+  });
+}
