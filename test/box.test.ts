@@ -197,6 +197,23 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     throw new Error("setup was never caught half-way in 30 attempts");
   });
 
+  test("a program with file capabilities the box may not gain: exit 126 and a hint that says why (control: without them it runs)", () => {
+    const hasSetcap = Bun.spawnSync(["sh", "-c", "command -v setcap"]).exitCode === 0;
+    if (!hasSetcap) return console.warn("skipped: setcap is not installed (apt-get install libcap2-bin)");
+    const capbox = join(actor.area, "rootfs/bin/capbox");
+    Bun.spawnSync(["cp", join(actor.area, "rootfs/bin/busybox"), capbox]);
+    try {
+      expect(nsrun(actor, ["run", "--config", minimal(actor), "--", "/bin/capbox", "true"]).code).toBe(0);
+      Bun.spawnSync(["setcap", "cap_net_raw+ep", capbox]);
+      const r = nsrun(actor, ["run", "--config", minimal(actor), "--", "/bin/capbox", "true"]);
+      expect(r.code).toBe(126);
+      expect(r.stderr).toContain("EPERM");
+      expect(r.stderr).toContain("hint: the file has file capabilities");
+    } finally {
+      rmSync(capbox, { force: true });
+    }
+  });
+
   test("the host's mount table is the same before and after boxes run", () => {
     const before = hostMounts();
     sh(actor, "true");

@@ -256,7 +256,11 @@ export function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorRepo
     if (errno === ERRNO.ENOENT) return { message: `exec: ${cmd}: command not found in the box`, exitCode: EXIT_NOT_FOUND };
     if (errno === ERRNO.EACCES) return { message: `exec: ${cmd}: permission denied`, exitCode: EXIT_CANNOT_EXECUTE };
     const path = searchPath(plan.process)[r.index] ?? plan.process.args[0];
-    return { message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint: hintFor("execve", errno), exitCode: EXIT_CANNOT_EXECUTE };
+    const hint =
+      errno === ERRNO.EPERM
+        ? "the file has file capabilities (ping, say) the box may not gain: they must be in the bounding set ([security] capabilities), and no_new_privileges = true (the default) refuses to grant any on execve"
+        : hintFor("execve", errno);
+    return { message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint, exitCode: EXIT_CANNOT_EXECUTE };
   }
   const op = tape.ops[r.index];
   if (!op) return { message: `the tape ended without starting the command (op ${r.index}): a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };

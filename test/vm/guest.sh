@@ -11,6 +11,11 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/null >/dev/hvc0 2>&1
+# What udev would add: /dev/stdin and friends (nsrun doctor's probes read their config from /dev/stdin).
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
@@ -19,7 +24,7 @@ mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
 hostname nsrun-vm
 ip link set lo up
 
-poweroff() {
+power_off() {
 	sync
 	echo o >/proc/sysrq-trigger
 	sleep 5
@@ -35,7 +40,7 @@ fi
 
 export NSRUN_VM=1 HOME=/root LANG=C.UTF-8
 export PATH="$NSRUN_VM_REPO/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-cd "$NSRUN_VM_REPO" || { echo "guest: no $NSRUN_VM_REPO"; poweroff; }
+cd "$NSRUN_VM_REPO" || { echo "guest: no $NSRUN_VM_REPO"; power_off; }
 # The binary under test, if not the work tree's own: the copy lands in the guest's overlay only.
 if [ -n "$NSRUN_VM_DIST" ] && ! [ "$NSRUN_VM_DIST" -ef dist/nsrun ]; then
 	mkdir -p dist && cp "$NSRUN_VM_DIST" dist/nsrun
@@ -60,4 +65,4 @@ while IFS=$'\t' read -r id path filter; do
 done <"$ctl/suites.tsv"
 
 echo done >"$ctl/finished"
-poweroff
+power_off

@@ -13,8 +13,6 @@ export interface KernelSpec {
   /** Matches the package names of this series; the newest one apt knows is taken. */
   packages: RegExp;
   cpus: number;
-  /** Why the VM gets fewer CPUs than the host has, if it does. */
-  note?: string;
 }
 
 export interface Kernel {
@@ -71,7 +69,7 @@ export function prepareKernel(spec: KernelSpec, cacheDir: string): Kernel | { sk
     if (why) return { skipped: why };
   }
   const release = readFileSync(join(dir, "release"), "utf8").trim();
-  return { spec, pkg, release, image: join(dir, "vmlinux"), initrd: buildInitramfs(dir, release) };
+  return { spec, pkg, release, image: join(dir, "vmlinux"), initrd: buildInitramfs(dir) };
 }
 
 /** Download and unpack the package, keep what the VM needs; returns why not, or null. */
@@ -86,11 +84,12 @@ function unpackKernel(pkg: string, dir: string): string | null {
     const x = sh(["dpkg-deb", "-x", join(tmp, deb), tree]);
     if (!x.ok) return `dpkg-deb -x ${deb} failed: ${x.err}`;
     const release = readdirSync(join(tree, "lib/modules"))[0];
-    mkdirSync(join(tmp, "keep/modules"), { recursive: true });
     const keep = join(tmp, "keep");
+    mkdirSync(join(keep, "modules"), { recursive: true });
     writeFileSync(join(keep, "vmlinux"), uncompressedKernel(join(tree, `boot/vmlinuz-${release}`)));
     copyFileSync(join(tree, `boot/config-${release}`), join(keep, "config"));
     const order = moduleLoadOrder(join(tree, "lib/modules", release), MODULES);
+    if (typeof order === "string") return `${pkg} cannot run the guest: ${order}`;
     order.forEach((file, i) => writeFileSync(join(keep, "modules", `${String(i).padStart(2, "0")}-${moduleName(file)}.ko`), readModule(file)));
     writeFileSync(join(keep, "release"), `${release}\n`);
     writeFileSync(join(keep, "ready"), `${pkg}\n`);
@@ -134,8 +133,8 @@ function readModule(file: string): Uint8Array {
   return r.out;
 }
 
-/** The module files to load, each after the modules it depends on (its .modinfo `depends=`). */
-function moduleLoadOrder(modulesDir: string, wanted: string[]): string[] {
+/** The module files to load, each after the modules it depends on (its .modinfo `depends=`); or which is missing. */
+function moduleLoadOrder(modulesDir: string, wanted: string[]): string[] | string {
   const files = new Map<string, string>();
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -146,11 +145,12 @@ function moduleLoadOrder(modulesDir: string, wanted: string[]): string[] {
   walk(join(modulesDir, "kernel"));
   const builtin = new Set(readFileSync(join(modulesDir, "modules.builtin"), "utf8").split("\n").filter(Boolean).map(moduleName));
   const order: string[] = [];
+  const missing: string[] = [];
   const visit = (name: string) => {
     const file = files.get(name);
     if (!file) {
-      if (builtin.has(name)) return;
-      throw new Error(`kernel module ${name} is neither in the package nor built in`);
+      if (!builtin.has(name)) missing.push(name);
+      return;
     }
     if (order.includes(file)) return;
     const deps = Buffer.from(readModule(file)).toString("latin1").match(/\0depends=([^\0]*)\0/)?.[1] ?? "";
@@ -158,11 +158,11 @@ function moduleLoadOrder(modulesDir: string, wanted: string[]): string[] {
     order.push(file);
   };
   for (const m of wanted) visit(m);
-  return order;
+  return missing.length ? `it has no ${missing.join(", ")}, neither as a module nor built in` : order;
 }
 
 /** A gzipped newc cpio: busybox, init.sh as /init, the modules. Rebuilt when init.sh changes. */
-function buildInitramfs(dir: string, release: string): string {
+function buildInitramfs(dir: string): string {
   const init = readFileSync(INIT);
   const stamp = new Bun.CryptoHasher("sha256").update(init).update(readFileSync(BUSYBOX)).digest("hex").slice(0, 12);
   const out = join(dir, `initramfs-${stamp}.cpio.gz`);
@@ -174,7 +174,6 @@ function buildInitramfs(dir: string, release: string): string {
     copyFileSync(BUSYBOX, join(root, "bin/busybox"));
     writeFileSync(join(root, "init"), init, { mode: 0o755 });
     for (const m of readdirSync(join(dir, "modules"))) copyFileSync(join(dir, "modules", m), join(root, "lib/modules", m));
-    writeFileSync(join(root, "release"), `${release}\n`);
     const list = sh(["find", "."], { cwd: root });
     const cpio = sh([BUSYBOX, "cpio", "-o", "-H", "newc"], { cwd: root, stdin: list.out });
     if (!cpio.ok) throw new Error(`cpio: ${cpio.err}`);

@@ -60,7 +60,7 @@ export async function boot(qemu: string, kernel: Kernel, runDir: string, opts: {
     timedOut = true;
     vm.kill("SIGKILL");
   }, opts.timeoutSeconds * 1000);
-  // Interrupted: take the VM down too (qemu is not in a terminal's process group under CI).
+  // A signal to test:vm alone (a CI job's timeout, say) would leave qemu running: take it down too.
   const stop = (signal: NodeJS.Signals) => {
     vm.kill("SIGKILL");
     process.exit(signal === "SIGINT" ? 130 : 143);
@@ -73,7 +73,8 @@ export async function boot(qemu: string, kernel: Kernel, runDir: string, opts: {
   process.off("SIGTERM", stop);
   const seconds = Math.round((performance.now() - started) / 1000);
   if (existsSync(join(runDir, "finished"))) return { failure: null, seconds };
-  const console = existsSync(join(runDir, "console.log")) ? readFileSync(join(runDir, "console.log"), "utf8").trim().split("\n").slice(-15).join("\n") : "";
+  const log = join(runDir, "console.log");
+  const tail = existsSync(log) ? readFileSync(log, "utf8").trim().split("\n").slice(-15).join("\n") : "";
   const why = timedOut ? `no result within ${opts.timeoutSeconds} s (NSRUN_VM_TIMEOUT); the VM was stopped` : `the VM stopped before the tests finished (qemu exit ${code})`;
-  return { failure: [why, qemuErr.trim(), console && `kernel console, last lines:\n${console}`].filter(Boolean).join("\n"), seconds };
+  return { failure: [why, qemuErr.trim(), tail && `kernel console, last lines:\n${tail}`].filter(Boolean).join("\n"), seconds };
 }

@@ -52,8 +52,8 @@ export function tally(cases: Case[], actor: Actor) {
 }
 
 /**
- * A failure message in one line: its first line, then what came instead of what was expected
- * ("Received: ..." or a diff's "+" lines, without the diff's own legend).
+ * A failure message in one line: its first line, then "Expected:" and "Received:", or a diff's
+ * "+" lines (what came instead), without the diff's own legend.
  */
 export function shortMessage(message: string): string {
   const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
