@@ -200,17 +200,19 @@ describe.each(area.actors)("a box started by $name", (actor) => {
   test("a program with file capabilities the box may not gain: exit 126 and a hint that says why (control: without them it runs)", () => {
     const hasSetcap = Bun.spawnSync(["sh", "-c", "command -v setcap"]).exitCode === 0;
     if (!hasSetcap) return console.warn("skipped: setcap is not installed (apt-get install libcap2-bin)");
-    const capbox = join(actor.area, "rootfs/bin/capbox");
+    // busybox picks its applet by name: a copy called "true".
+    const capbox = join(actor.area, "rootfs/capbin/true");
+    Bun.spawnSync(["mkdir", "-p", join(actor.area, "rootfs/capbin")]);
     Bun.spawnSync(["cp", join(actor.area, "rootfs/bin/busybox"), capbox]);
     try {
-      expect(nsrun(actor, ["run", "--config", minimal(actor), "--", "/bin/capbox", "true"]).code).toBe(0);
+      expect(nsrun(actor, ["run", "--config", minimal(actor), "--", "/capbin/true"]).code).toBe(0);
       Bun.spawnSync(["setcap", "cap_net_raw+ep", capbox]);
-      const r = nsrun(actor, ["run", "--config", minimal(actor), "--", "/bin/capbox", "true"]);
+      const r = nsrun(actor, ["run", "--config", minimal(actor), "--", "/capbin/true"]);
       expect(r.code).toBe(126);
       expect(r.stderr).toContain("EPERM");
       expect(r.stderr).toContain("hint: the file has file capabilities");
     } finally {
-      rmSync(capbox, { force: true });
+      rmSync(join(actor.area, "rootfs/capbin"), { recursive: true, force: true });
     }
   });
 
