@@ -4,20 +4,92 @@
 import type { ArgsDef } from "citty";
 
 export const runArgs = {
-  config: { type: "string", alias: "c", description: "The box's TOML config (without it: the default box)", valueHint: "box.toml" },
+  config: { type: "string", alias: "c", description: "The box's TOML config; the flags below override its keys (without either: the default box)", valueHint: "box.toml" },
+  rootfs: { type: "string", description: "The box's root filesystem (rootfs)", valueHint: "DIR" },
+  image: { type: "string", description: "An image from the store as the rootfs, with its defaults (rootfs = \"image:NAME\")", valueHint: "NAME" },
+  bind: { type: "string", description: "Bind a host path in, read-write ([[mounts]] type = \"bind\"); repeatable", valueHint: "SRC[:DST]" },
+  "ro-bind": { type: "string", description: "The same, read-only", valueHint: "SRC[:DST]" },
+  tmpfs: { type: "string", description: "A tmpfs at DST; repeatable", valueHint: "DST" },
+  env: { type: "string", alias: "e", description: "Set a variable ([process] env); repeatable", valueHint: "NAME=value" },
+  "env-file": { type: "string", description: "Variables from a file, one NAME=value a line", valueHint: "FILE" },
+  hostname: { type: "string", description: "The box's hostname", valueHint: "NAME" },
+  cwd: { type: "string", alias: "w", description: "The working directory in the box", valueHint: "DIR" },
+  user: { type: "string", alias: "u", description: "The box's user ([process] user)", valueHint: "UID[:GID]" },
+  net: { type: "string", description: "none | host | nat ([network] mode)", valueHint: "MODE" },
+  publish: { type: "string", alias: "p", description: "Forward a host port into the box (implies --net nat); repeatable", valueHint: "[IP:]HOST:BOX[/udp]" },
+  memory: { type: "string", alias: "m", description: "Memory limit, e.g. 256M ([limits] memory)", valueHint: "SIZE" },
+  pids: { type: "string", description: "Process limit ([limits] pids)", valueHint: "N" },
+  cpus: { type: "string", description: "CPUs' worth of time, e.g. 1.5 ([limits] cpu)", valueHint: "N" },
+  ephemeral: { type: "boolean", description: "Throw the box's writes away at exit (overlay)" },
+  readonly: { type: "boolean", description: "Mount the rootfs read-only" },
+  init: { type: "boolean", description: "A small init as PID 1 that reaps zombies and forwards signals" },
+  tty: { type: "boolean", alias: "t", description: "A pseudo-terminal for the box (default: when stdin and stdout are terminals; --no-tty: never)" },
+  "print-config": { type: "boolean", description: "Print the resulting box.toml instead of running it" },
+  trace: { type: "boolean", description: "Print every setup syscall, with its result and time, to stderr" },
   "log-level": { type: "string", description: "error | warn | info | debug", default: "warn", valueHint: "level" },
   verbose: { type: "boolean", alias: "v", description: "Same as --log-level debug" },
-  trace: { type: "boolean", description: "Print every setup syscall, with its result and time, to stderr" },
-  tty: { type: "boolean", alias: "t", description: "A pseudo-terminal for the box (default: when stdin and stdout are terminals; --no-tty: never)" },
 } satisfies ArgsDef;
+
+/** How `nsrun run --help` groups the options. */
+const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
+  ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly"]],
+  ["Mounts", ["bind", "ro-bind", "tmpfs"]],
+  ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
+  ["Network", ["net", "publish"]],
+  ["Limits", ["memory", "pids", "cpus"]],
+  ["nsrun itself", ["print-config", "trace", "log-level", "verbose"]],
+];
+
+/** `nsrun run --help`: the options in groups, in one aligned column. */
+export function runHelp(): string {
+  const spell = (name: string) => {
+    const d = (runArgs as Record<string, { type: string; alias?: string; valueHint?: string }>)[name];
+    const value = d.type === "string" ? ` ${d.valueHint ?? "VALUE"}` : "";
+    return `${d.alias ? `-${d.alias}, ` : "    "}--${name}${value}`;
+  };
+  const width = Math.max(...Object.keys(runArgs).map((n) => spell(n).length)) + 2;
+  const out = [
+    "Run a command in a box. Without --config or --rootfs: the default box (the host's / read-only).",
+    "",
+    "USAGE nsrun run [OPTIONS] [CMD ARG...]     (the first word that is not an option starts CMD; -- works too)",
+    "      nsrun --config box.toml [OPTIONS] [-- CMD ARG...]",
+  ];
+  for (const [title, names] of GROUPS) {
+    out.push("", `${title}:`);
+    for (const n of names) out.push(`  ${spell(n).padEnd(width)}${(runArgs as Record<string, { description: string }>)[n].description}`);
+  }
+  out.push("", "A flag overrides the box.toml key it names; repeatable ones add to it. See docs/config.md.");
+  return `${out.join("\n")}\n`;
+}
+
+/** Options that may be given more than once: their values are collected in order. */
+export const REPEATABLE = new Set(["bind", "ro-bind", "tmpfs", "env", "publish"]);
 
 /** nsrun's subcommands; any other first word is not one. */
 export const SUBCOMMAND_NAMES = ["run", "ns", "doctor", "image"];
 
-/** nsrun's own arguments: everything before `--`. */
+/**
+ * nsrun's own arguments: everything before `--`, and for a box (run, --config) everything before
+ * the box's command, which starts at the first word that is not an option or an option's value.
+ */
 export function ownArgs(rawArgs: string[]): string[] {
   const dashes = rawArgs.indexOf("--");
-  return dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
+  const own = dashes === -1 ? rawArgs : rawArgs.slice(0, dashes);
+  const isRun = own[0] === "run" || (!SUBCOMMAND_NAMES.includes(own[0]) && own.some((a) => a === "--config" || a === "-c" || a.startsWith("--config=")));
+  if (!isRun) return own;
+  const takesValue = new Set<string>();
+  for (const [name, d] of Object.entries(runArgs)) {
+    if ((d as { type: string }).type !== "string") continue;
+    takesValue.add(`--${name}`);
+    const alias = (d as { alias?: string }).alias;
+    if (alias) takesValue.add(`-${alias}`);
+  }
+  for (let i = own[0] === "run" ? 1 : 0; i < own.length; i++) {
+    const a = own[i];
+    if (!a.startsWith("-") || a === "-") return own.slice(0, i);
+    if (takesValue.has(a)) i++;
+  }
+  return own;
 }
 
 /** Whether this command line starts a box (the hot path, which loads neither citty nor consola). */
@@ -32,7 +104,7 @@ export function startsABox(rawArgs: string[]): boolean {
 export class ArgsError extends Error {}
 
 export interface Parsed {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | boolean | string[] | undefined>;
   /** The box's command: what follows `--`, or (with `command: true`) the first word that is not an option. */
   command: string[];
 }
@@ -75,9 +147,12 @@ export function parseArgs(raw: string[], def: ArgsDef, opts: { command: boolean;
       values[name] = type === "boolean";
       continue;
     }
-    if (eq !== -1) values[name] = arg.slice(eq + 1);
-    else if (i + 1 < raw.length) values[name] = raw[++i];
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (i + 1 < raw.length) value = raw[++i];
     else throw new ArgsError(`${flag} needs a value`);
+    if (REPEATABLE.has(name)) values[name] = [...((values[name] as string[] | undefined) ?? []), value];
+    else values[name] = value;
   }
   return { values, command: [] };
 }

@@ -4,7 +4,7 @@
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { ConfigError, fail, StageError } from "../core/errors";
-import { ArgsError, ownArgs, parseArgs, runArgs } from "./args";
+import { ArgsError, ownArgs, parseArgs, runArgs, runHelp } from "./args";
 import run, { runFromArgs } from "./run";
 
 /** Subcommands load only when used. */
@@ -29,11 +29,20 @@ export async function main(rawArgs: string[]): Promise<void> {
   const misplaced = !sub && own.find((a) => a in SUBCOMMANDS);
   if (misplaced) fail(`options go after the command: nsrun ${misplaced} [OPTIONS]`);
   const cmd = sub ? await SUBCOMMANDS[sub]() : (root as unknown as CommandDef);
+  if ((own.includes("--help") || own.includes("-h")) && (sub === "run" || !sub)) {
+    const commands = [
+      "nsrun run [OPTIONS] [CMD ARG...]   run a command in a box (below)",
+      "nsrun ns PID                       show a process's namespaces",
+      "nsrun doctor                       check that this host can run boxes",
+      "nsrun image import|pull|ls|...     root filesystems from images",
+    ];
+    process.stdout.write(sub ? runHelp() : `nsrun ${pkg.version}: run a program in its own Linux namespaces, as root or as an ordinary user\n\nCOMMANDS\n${commands.map((c) => `  ${c}`).join("\n")}\n\n${runHelp()}`);
+    process.exit(0);
+  }
   if (own.includes("--help") || own.includes("-h")) {
     // Plain text (citty colours it), and the usage lines say where options and the command go.
     let usage = (await renderUsage(cmd, sub ? (root as unknown as CommandDef) : undefined)).replace(/\x1b\[[0-9;]*m/g, "");
     if (!sub) usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun --config box.toml [OPTIONS] [-- CMD ARG...]\n      nsrun run|ns|doctor|image [OPTIONS] ...");
-    if (sub === "run") usage = usage.replace(/^USAGE .*$/m, "USAGE nsrun run [OPTIONS] [CMD ARG...]");
     process.stdout.write(`${usage}\n`);
     process.exit(0);
   }

@@ -40,10 +40,14 @@ export function parseSize(input: string | number): number | null {
   return Number.isSafeInteger(bytes) ? bytes : null;
 }
 
-const size = (min: number) =>
+/** Below this a box's memory limit leaves no room for the box's own setup (podman's minimum too). */
+const MIN_MEMORY = 6 * 1024 * 1024;
+
+const size = (min: number, tooSmall?: string) =>
   v.pipe(
     v.union([v.string(), v.number()], 'expected a size such as "256M"'),
-    v.check((s) => (parseSize(s) ?? -1) >= min, `expected a size such as "256M" (bytes, or with K, M, G)${min > 0 ? ", above 0" : ""}`),
+    v.check((s) => parseSize(s) !== null, 'expected a size such as "256M" (bytes, or with K, M, G)'),
+    v.check((s) => (parseSize(s) ?? -1) >= min, tooSmall ?? (min > 0 ? "expected a size above 0" : "")),
   );
 
 const weight = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(1, "expected 1 to 10000"), v.maxValue(10000, "expected 1 to 10000"));
@@ -53,8 +57,8 @@ const rlimitValue = v.union([v.pipe(v.number(), v.integer(), v.minValue(0)), v.l
 const rlimit = v.union([rlimitValue, v.tuple([rlimitValue, rlimitValue])], 'expected a number, "unlimited", or [soft, hard]');
 
 const LimitsSchema = v.strictObject({
-  /** Memory for the box; past it the kernel's OOM killer ends the box. Bytes, or "256M". */
-  memory: v.optional(size(1)),
+  /** Memory for the box; past it the kernel's OOM killer ends the box. Bytes, or "256M"; at least 6M. */
+  memory: v.optional(size(MIN_MEMORY, "at least 6M: nsrun cannot set a box up in less")),
   /** Swap the box may use on top of memory. "0": none. */
   memory_swap: v.optional(size(0)),
   /** Processes and threads in the box. */
@@ -107,8 +111,23 @@ export const ConfigSchema = v.strictObject({
       args: v.optional(v.pipe(v.array(v.string()), v.minLength(1, "expected at least the command")), ["/bin/sh"]),
       /** Working directory inside the box. Default "/". */
       cwd: v.optional(absolutePath, "/"),
-      /** The box's whole environment; the host's is never inherited. Default { PATH = "<standard>" }. */
-      env: v.optional(v.record(v.pipe(v.string(), v.regex(/^[^=\0]+$/, "expected a name without = or NUL")), v.string())),
+      /** The box's whole environment, a table or ["NAME=value", ...]; the host's is never inherited. Default { PATH = "<standard>" }, and HOME. */
+      env: v.optional(
+        v.union(
+          [
+            // The array first: a record would take an array too, keyed "0", "1", ...
+            v.pipe(
+              v.array(v.pipe(v.string(), v.regex(/^[^=\0]+=/, 'expected "NAME=value"'))),
+              v.transform((list) => Object.fromEntries(list.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]))),
+            ),
+            v.pipe(
+              v.custom<Record<string, unknown>>((x) => typeof x === "object" && x !== null && !Array.isArray(x)),
+              v.record(v.pipe(v.string(), v.regex(/^[^=\0]+$/, "expected a name without = or NUL")), v.string()),
+            ),
+          ],
+          'expected a table (FOO = "bar") or an array of "NAME=value" strings',
+        ),
+      ),
       /** uid:gid inside the box. Default "0:0". */
       user: v.optional(v.pipe(v.string(), v.regex(/^\d+:\d+$/, 'expected "uid:gid", e.g. "0:0"')), "0:0"),
       /** Run a small init as PID 1 that reaps zombies and forwards signals. Default false. */
@@ -172,6 +191,12 @@ export interface LoadedConfig {
 }
 
 export function loadConfig(file: string): LoadedConfig {
+  const { raw, dir } = readRawConfig(file);
+  return { config: parseConfig(raw, file), file, dir };
+}
+
+/** box.toml as TOML gives it, before validation: flags (cmd/run.ts) are applied to this form. */
+export function readRawConfig(file: string): { raw: Record<string, unknown>; dir: string } {
   const path = resolve(file);
   let text: string;
   try {
@@ -186,7 +211,7 @@ export function loadConfig(file: string): LoadedConfig {
   } catch (e) {
     throw new ConfigError(file, null, `not valid TOML: ${(e as Error).message}`);
   }
-  return { config: parseConfig(raw, file), file, dir: dirname(path) };
+  return { raw: raw as Record<string, unknown>, dir: dirname(path) };
 }
 
 export function parseConfig(raw: unknown, file: string): Config {

@@ -1,7 +1,7 @@
 // Stage 2: plan. A validated config and a few facts about the host become a BoxPlan: plain data
 // that says everything the later stages do. The runtime stages read only the BoxPlan, so any front
 // end (box.toml today, an OCI bundle later) can drive them.
-import { realpathSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
@@ -177,6 +177,8 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     time: ns.time,
   };
   if (!wanted.mount) fail("namespaces.mount", "nsrun needs a mount namespace to give the box its own root; remove this key");
+  if (caller.uid !== 0 && ns.user === false)
+    fail("namespaces.user", "an ordinary user may create the other namespaces only inside a user namespace of their own: remove this key (or run as root)");
   if (config.hostname !== undefined && !wanted.uts)
     fail("hostname", "setting a hostname needs namespaces.uts = true (it would change the host's)");
   if (config.ephemeral && overlayUnsafe(facts.rootfs))
@@ -271,39 +273,6 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     rlimits,
     security,
   };
-}
-
-/**
- * The box `nsrun run -- CMD` gets without a config: the host's root read-only, fresh /proc, a
- * minimal /dev, private /tmp, loopback-only network, hostname "nsrun", the caller's cwd. The host's
- * sockets are hidden: /run, /var/run and $XDG_RUNTIME_DIR are empty tmpfs in the box (a read-only
- * bind does not stop connect(2), and a root daemon's socket there is a way out).
- */
-export function defaultBoxConfig(cwd: string, env: Record<string, string | undefined> = process.env): LoadedConfig {
-  const hide = new Set(["/run"]);
-  for (const dir of ["/var/run", env.XDG_RUNTIME_DIR]) {
-    if (!dir?.startsWith("/")) continue;
-    let real: string;
-    try {
-      real = realpathSync(dir);
-    } catch {
-      continue; // nothing there to hide
-    }
-    if (real !== "/run" && !real.startsWith("/run/")) hide.add(real);
-  }
-  const config: Config = {
-    rootfs: "/",
-    readonly: true,
-    ephemeral: false,
-    process: { args: ["/bin/sh"], cwd, init: false, user: "0:0" },
-    namespaces: { mount: true, pid: true, uts: true, ipc: true, cgroup: true, time: false },
-    user_namespace: { mode: "auto" },
-    network: { ports: [] },
-    mounts: [...hide].map((target) => ({ type: "tmpfs", target, readonly: false, options: ["mode=755"] })),
-    limits: {},
-    security: { no_new_privileges: true, seccomp: "default" },
-  };
-  return { config, file: "(default box)", dir: "/" };
 }
 
 /** podman's masked and read-only paths. */

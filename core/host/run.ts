@@ -8,18 +8,17 @@ import { clearNonblock, errno, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
 import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
-import { loadConfig } from "../config";
+import type { Assembled } from "../boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine } from "../pipeline";
-import { type BoxPlan, defaultBoxConfig, inspectHost, planBox } from "../plan";
+import { type BoxPlan, inspectHost, planBox } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { type Started, startBox, type Tracer } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 
 export interface RunOptions {
-  configFile?: string;
-  /** Replaces [process].args when non-empty. */
-  args: string[];
+  /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
+  assembled: Assembled;
   trace: boolean;
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
@@ -35,14 +34,13 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const trace = tracerFor("host", opts.trace);
   trace?.(`start  +${performance.now().toFixed(1)}ms since exec`);
   trace?.(stageLine("load config"));
-  const loaded = opts.configFile ? loadConfig(opts.configFile) : defaultBoxConfig(process.cwd());
+  const { loaded, isDefault } = opts.assembled;
   trace?.(stageLine("plan"));
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
   const plan = planBox(loaded, facts, caller, {
-    args: opts.args,
-    cwdFallback: !opts.configFile,
+    cwdFallback: isDefault,
     terminal: { size, asked: opts.terminal, term: process.env.TERM },
   });
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);

@@ -23,6 +23,8 @@ export class OciPlanError extends Error {
 /** v1 hierarchies a root container joins even without limits (cpuset needs its cpus/mems copied first; it is left out). */
 const V1_JOINED = ["memory", "pids", "cpu", "cpuacct", "blkio", "devices", "freezer", "net_cls", "net_prio", "perf_event", "hugetlb"];
 
+const DEFAULT_ALLOWED_DEVICES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"];
+
 type Writes = Array<[controller: string, file: string, value: string]>;
 
 export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: string | undefined, id: string, caller: OciCaller, host: OciCgroupHost | null): CgroupPlan | null {
@@ -132,6 +134,9 @@ function v1Writes(r: SpecResources): Writes {
     const rule = `${d.type ?? "a"} ${num(d.major)}:${num(d.minor)} ${d.access || "rwm"}`;
     w.push(["devices", d.allow ? "devices.allow" : "devices.deny", rule]);
   }
+  // As runc does, the devices every container has stay allowed after the config's rules (podman
+  // denies all and relies on this): null, zero, full, random, urandom, tty, console, ptys, ptmx, tun.
+  if (r.devices?.length) for (const rule of DEFAULT_ALLOWED_DEVICES) w.push(["devices", "devices.allow", rule]);
   refuseOthers(r);
   if (r.unified && Object.keys(r.unified).length) refuse("unified", "cgroup v2 files cannot be set on this cgroup v1 host");
   return w;

@@ -332,9 +332,10 @@ function planSeccomp(spec: Spec, bounding: number[], fail: Fail): Insn[] | null 
   if (s.listenerPath) fail("linux.seccomp.listenerPath", "seccomp user notification is not supported by nsrun");
   if (s.flags?.length) fail("linux.seccomp.flags", `${JSON.stringify(s.flags)}: seccomp filter flags are not supported by nsrun`);
   if (process.arch !== "x64") fail("linux.seccomp", `nsrun's seccomp compiler knows only x86-64 syscalls, not ${process.arch}`);
-  // libseccomp skips syscall names it does not know; so does nsrun, but only in rules that allow
-  // (dropping a name from a deny rule would weaken the filter).
-  const syscalls = (s.syscalls ?? []).map((r) => (r.action === "SCMP_ACT_ALLOW" ? { ...r, names: r.names.filter((n) => n in SYSCALLS_X86_64) } : r)).filter((r) => r.names.length);
+  // Profiles name syscalls of every architecture (bdflush, ...); libseccomp skips those this one
+  // lacks, and so does nsrun: its table is x86-64's complete list (to 465, Linux 6.13), so a name
+  // missing there has no syscall here to allow or deny.
+  const syscalls = (s.syscalls ?? []).map((r) => ({ ...r, names: r.names.filter((n) => n in SYSCALLS_X86_64) })).filter((r) => r.names.length);
   try {
     return compileProfile(parseProfile(JSON.stringify({ ...s, syscalls }), bounding.map((c) => CAPABILITIES[c])));
   } catch (e) {
