@@ -129,14 +129,16 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     const rest = new TextDecoder().decode((await reader.read()).value);
     expect(first + rest).toContain("got-term");
 
-    const plain = start(area.bin, actor, ["run", "--config", minimal(actor), "--", "sleep", "30"]);
-    await Bun.sleep(400);
+    // The command says when it runs, then becomes sleep: no handler, so the PID 1 rule applies.
+    const running = async (box: ReturnType<typeof start>) => new TextDecoder().decode((await box.stdout.getReader().read()).value);
+    const plain = start(area.bin, actor, ["run", "--config", minimal(actor), "--", "/bin/sh", "-c", "echo running; exec sleep 30"]);
+    expect(await running(plain)).toBe("running\n");
     plain.kill("SIGTERM");
     expect(await plain.exited).toBe(143);
 
     const initCfg = writeConfig(actor, "init.toml", 'rootfs = "../rootfs"\n[process]\ninit = true\n');
-    const withInit = start(area.bin, actor, ["run", "--config", initCfg, "--", "sleep", "30"]);
-    await Bun.sleep(400);
+    const withInit = start(area.bin, actor, ["run", "--config", initCfg, "--", "/bin/sh", "-c", "echo running; exec sleep 30"]);
+    expect(await running(withInit)).toBe("running\n");
     withInit.kill("SIGTERM");
     expect(await withInit.exited).toBe(143);
   });

@@ -94,7 +94,7 @@ describe("planning (no privileges)", () => {
       [`${tmp}/pids/nsrun-9/pids.max`, "8"],
       [`${tmp}/cpu,cpuacct/nsrun-9/cpu.cfs_period_us`, "100000"],
       [`${tmp}/cpu,cpuacct/nsrun-9/cpu.cfs_quota_us`, "50000"],
-      [`${tmp}/cpu,cpuacct/nsrun-9/cpu.shares`, String(weightToShares(100))],
+      [`${tmp}/cpu,cpuacct/nsrun-9/cpu.shares`, "2597"], // runc's mapping of weight 100
     ]);
     expect(plan?.oomFile).toBe(`${tmp}/memory/job/1/nsrun-9/memory.oom_control`);
     expect(weightToShares(1)).toBe(2);

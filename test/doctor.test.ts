@@ -69,9 +69,8 @@ const ORDER = ["kernel", "namespaces", "userns.max", "ns.max", "userns.clone", "
 
 describe("checks against a fake host", () => {
   test("a healthy host: every check ok, in order, exit 0; the user's name comes from /etc/passwd", async () => {
-    // A stand-in for nsrun: the overlay probe's box has no program, so nsrun's success there is 127.
-    const probe = ["/bin/sh", "-c", 'grep -q "ephemeral = true" && exit 127; exit 0', "probe"];
-    const checks = await D.runDoctor({ view: fakeView(), uid: 1000, nsrunPath: NSRUN, probe });
+    // The live probes run the real nsrun (a user namespace, and an ephemeral box over an empty folder).
+    const checks = await D.runDoctor({ view: fakeView(), uid: 1000, nsrunPath: NSRUN, probe: [DIST] });
     expect(checks.map((c) => c.id)).toEqual(ORDER);
     expect(checks.filter((c) => c.status !== "ok")).toEqual([]);
     expect(D.doctorExitCode(checks)).toBe(0);
@@ -254,15 +253,12 @@ describe("on this host", () => {
   copyFileSync(DIST, bin); // a copy (mode and all): a rebuild of dist/nsrun during the tests does not disturb them
   const USERNS = ["userns.max", "ns.max", "userns.clone", "userns.apparmor", "userns.self", "userns.live"];
 
-  test("runDoctor in-process: the user-namespace checks pass, exit 0, well under a second, mounts unchanged", async () => {
+  test("runDoctor in-process: the user-namespace checks pass, exit 0, mounts unchanged", async () => {
     const before = hostMounts();
-    const t = performance.now();
     const checks = await D.runDoctor({ probe: [bin] });
-    const ms = performance.now() - t;
     expect(checks.map((c) => c.id)).toEqual(ORDER);
     expect(checks.filter((c) => USERNS.includes(c.id) && c.status !== "ok")).toEqual([]);
     expect(D.doctorExitCode(checks)).toBe(0);
-    expect(ms).toBeLessThan(1000);
     expect(hostMounts()).toBe(before);
   });
 

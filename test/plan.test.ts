@@ -53,8 +53,8 @@ describe("parseConfig", () => {
     expect(configError(() => parse({ readonyl: true })).message).toContain("unknown key");
   });
 
-  // BUG (core/config.ts parseConfig): only issues[0] is reported, and valibot lists the missing
-  // required "target" before the unknown "targte", so the typo itself is never named.
+  // valibot lists the missing required "target" before the unknown "targte": parseConfig reports
+  // the unknown key first, so the typo itself is named.
   test("a misspelt required key is reported as the unknown key, not as the missing one", () => {
     expect(keyOf({ mounts: [{ type: "tmpfs", target: "/a" }, { type: "tmpfs", targte: "/b" }] })).toBe("mounts[1].targte");
   });
