@@ -35,6 +35,7 @@ export async function main(rawArgs: string[]): Promise<void> {
       "nsrun ns PID                       show a process's namespaces",
       "nsrun doctor                       check that this host can run boxes",
       "nsrun image import|pull|ls|...     root filesystems from images",
+      "nsrun create|start|state|kill|delete|exec|ps|list|features|spec   the OCI runtime interface, for podman and containerd (docs/oci.md)",
     ];
     process.stdout.write(sub ? runHelp() : `nsrun ${pkg.version}: run a program in its own Linux namespaces, as root or as an ordinary user\n\nCOMMANDS\n${commands.map((c) => `  ${c}`).join("\n")}\n\n${runHelp()}`);
     process.exit(0);

@@ -11,8 +11,15 @@ const internal = async (e: unknown) => {
 process.on("unhandledRejection", internal);
 process.on("uncaughtException", internal);
 try {
-  const { startsABox } = await import("./args");
-  if (startsABox(argv)) {
+  // OCI runtime calls (podman, containerd: `nsrun --root DIR create ...`) first: `run ID` inside a
+  // bundle folder is theirs, and their global flags come before the command. The check reads no
+  // file unless the line could be OCI's `run`.
+  const { isOciCommandLine } = await import("../core/oci/argv");
+  const { ownArgs, startsABox } = await import("./args");
+  if (isOciCommandLine(argv, process.cwd(), ownArgs)) {
+    const { runOci } = await import("./oci");
+    await runOci(argv);
+  } else if (startsABox(argv)) {
     const { runFromArgs } = await import("./run");
     await runFromArgs(argv[0] === "run" ? argv.slice(1) : argv);
   } else {

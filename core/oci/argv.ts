@@ -40,7 +40,11 @@ export function splitGlobals(argv: string[]): { globals: string[]; rest: string[
   return { globals: argv.slice(0, i), rest: argv.slice(i) };
 }
 
-export function isOciCommandLine(argv: string[], cwd: string = process.cwd()): boolean {
+/**
+ * `ownArgs` cuts a box's command off a `run` line (cmd/args.ts's ownArgs): OCI's run flags count
+ * only among nsrun's own options, so `nsrun run --rootfs DIR ls -d /etc` stays a box.
+ */
+export function isOciCommandLine(argv: string[], cwd: string = process.cwd(), ownArgs: (argv: string[]) => string[] = (a) => a): boolean {
   const { globals, rest } = splitGlobals(argv);
   if (globals.length) return true;
   const cmd = rest[0];
@@ -48,7 +52,7 @@ export function isOciCommandLine(argv: string[], cwd: string = process.cwd()): b
   if (cmd !== "run") return false;
   const args = rest.slice(1);
   if (args.includes("--")) return false;
-  if (args.some((a) => RUN_OCI_FLAGS.includes(a.includes("=") ? a.slice(0, a.indexOf("=")) : a))) return true;
+  if (ownArgs(rest).slice(1).some((a) => RUN_OCI_FLAGS.includes(a.includes("=") ? a.slice(0, a.indexOf("=")) : a))) return true;
   if (args.some((a) => a === "--config" || a === "-c" || a.startsWith("--config="))) return false;
   const words = args.filter((a) => !a.startsWith("-"));
   if (words.length !== 1 || args.length !== 1) return false;

@@ -3,7 +3,7 @@
 // core/cgroup.ts carry it out. Unlike a box, an OCI container's cgroup outlives nsrun: `delete`
 // removes it. A root container always gets one (ps, kill --all and stats read it); an ordinary
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, rmdirSync } from "node:fs";
 import type { CgroupHost, CgroupPlan } from "../cgroup";
 import type { OciCaller } from "./plan";
 import type { SpecResources } from "./spec";
@@ -43,7 +43,7 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
   if (useV2) {
     const v2 = host.v2 as NonNullable<CgroupHost["v2"]>;
     const leaf = under(v2.mount, v2.own, path);
-    if (existsSync(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already`);
+    if (existsSync(leaf) && !removeIfEmpty(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already, with processes in it`);
     const needed = [...new Set(writes.map(([c]) => c))].filter((c) => c !== "cgroup");
     const dirs = missingAncestors(v2.mount, leaf);
     // Controllers are handed down level by level, from the hierarchy's root to the leaf's parent.
@@ -64,7 +64,7 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
   const hierarchy = (c: string) => host.v1[c] ?? raise("linux.resources", `this host has no cgroup v1 hierarchy for ${c}`);
   const leafOf = (c: string) => under(hierarchy(c).mount, hierarchy(c).own, path);
   const leaves = [...new Set([...controllers].map(leafOf))];
-  for (const leaf of leaves) if (existsSync(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already`);
+  for (const leaf of leaves) if (existsSync(leaf) && !removeIfEmpty(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already, with processes in it`);
   const dirs = [...controllers].flatMap((c) => missingAncestors(hierarchy(c).mount, leafOf(c)));
   return {
     version: 1,
@@ -76,6 +76,17 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
     oomFile: memoryText && host.v1.memory ? `${leafOf("memory")}/memory.oom_control` : null,
     memoryText,
   };
+}
+
+/** A leftover cgroup of this name with nothing in it (a container that was never deleted) is taken away. */
+function removeIfEmpty(dir: string): boolean {
+  try {
+    if (readFileSync(`${dir}/cgroup.procs`, "utf8").trim()) return false;
+    rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function raise(key: string, message: string): never {

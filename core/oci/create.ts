@@ -63,15 +63,23 @@ export function ociCaller(): OciCaller {
 
 export async function createContainer(opts: CreateOptions): Promise<Created> {
   const bundle = resolve(opts.bundle);
-  // Everything that can be refused is refused before anything exists.
-  const { spec, file } = loadSpec(bundle);
-  const caller = ociCaller();
-  const plan = planOci(spec, file, bundle, opts.id, caller, caller.hostRoot || spec.linux?.resources ? inspectCgroups() : null);
-  const terminal = plan.box.process.terminal !== null;
-  if (terminal && !opts.consoleSocket) throw new CreateFailed({ message: `${file}: process.terminal: true needs --console-socket SOCK (nsrun create does not relay a terminal itself); or set it to false`, exitCode: EXIT_NSRUN_FAILED });
-  if (!terminal && opts.consoleSocket) throw new CreateFailed({ message: "--console-socket is for process.terminal: true; this config has no terminal", exitCode: EXIT_NSRUN_FAILED });
-
+  // The ID first (two creates of one ID: the second is told so), then everything that can be
+  // refused is refused before anything but the empty, locked folder exists.
   const { container, lock } = claimContainer(opts.root, opts.id);
+  let planned;
+  try {
+    const { spec, file } = loadSpec(bundle);
+    const caller = ociCaller();
+    const plan = planOci(spec, file, bundle, opts.id, caller, caller.hostRoot || spec.linux?.resources ? inspectCgroups() : null);
+    const terminal = plan.box.process.terminal !== null;
+    if (terminal && !opts.consoleSocket) throw new CreateFailed({ message: `${file}: process.terminal: true needs --console-socket SOCK (nsrun create does not relay a terminal itself); or set it to false`, exitCode: EXIT_NSRUN_FAILED });
+    if (!terminal && opts.consoleSocket) throw new CreateFailed({ message: "--console-socket is for process.terminal: true; this config has no terminal", exitCode: EXIT_NSRUN_FAILED });
+    planned = { spec, file, plan };
+  } catch (e) {
+    container.remove();
+    throw e;
+  }
+  const { spec, file, plan } = planned;
   const state: SavedState = {
     ociVersion: spec.ociVersion || OCI_VERSION,
     id: opts.id,
