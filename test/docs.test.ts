@@ -2,8 +2,10 @@
 //   (a) docs/algorithm.md has one "### N. title" section per stage of core/pipeline.ts, in order;
 //   (b) a real `--trace` run of the compiled binary prints the same stages' markers, in the same
 //       order, each from the process that core/pipeline.ts (and so docs/algorithm.md) says runs it;
-//   (c) the README's config reference names exactly the keys core/config.ts accepts, and its full
-//       example config passes parseConfig (which rejects unknown keys).
+//   (c) docs/config.md's config reference names exactly the keys core/config.ts accepts, and its
+//       full example config passes parseConfig (which rejects unknown keys);
+//   (d) README.md stays the page a user reads first: at most 200 lines, and its keys at a glance
+//       name every key of the schema.
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +17,7 @@ const REPO = join(import.meta.dir, "..");
 const DIST = join(REPO, "dist/nsrun");
 const ALGORITHM = join(REPO, "docs/algorithm.md");
 const README = join(REPO, "README.md");
+const CONFIG_DOC = join(REPO, "docs/config.md");
 
 /** Markdown without its fenced code blocks: a "### 1." inside a code block is not a heading. */
 function withoutCode(md: string): string {
@@ -94,24 +97,28 @@ describe("nsrun --trace", () => {
   );
 });
 
-describe("README.md config reference", () => {
-  const readme = readFileSync(README, "utf8");
-  const reference = sections(readme, "##").get("## Config reference (box.toml)") ?? "";
-  const E = ConfigSchema.entries;
-  /** Each table of box.toml and its keys, as core/config.ts's schema has them. */
-  const TABLES = {
-    process: Object.keys(E.process.wrapped.entries),
-    namespaces: Object.keys(E.namespaces.wrapped.entries),
-    user_namespace: Object.keys(E.user_namespace.wrapped.entries),
-    mounts: Object.keys(E.mounts.wrapped.item.entries),
-    limits: Object.keys(E.limits.wrapped.entries),
-    security: Object.keys(E.security.wrapped.entries),
-  };
-  const tableNames = Object.keys(TABLES) as Array<keyof typeof TABLES>;
-  const topLevel = Object.keys(E).filter((k) => !(tableNames as string[]).includes(k));
-  const isArray = (name: keyof typeof TABLES) => E[name].wrapped.type === "array";
+const E = ConfigSchema.entries;
+/** Each table of box.toml and its keys, as core/config.ts's schema has them. */
+const TABLES = {
+  process: Object.keys(E.process.wrapped.entries),
+  namespaces: Object.keys(E.namespaces.wrapped.entries),
+  user_namespace: Object.keys(E.user_namespace.wrapped.entries),
+  network: Object.keys(E.network.wrapped.entries),
+  mounts: Object.keys(E.mounts.wrapped.item.entries),
+  limits: Object.keys(E.limits.wrapped.entries),
+  security: Object.keys(E.security.wrapped.entries),
+};
+const tableNames = Object.keys(TABLES) as Array<keyof typeof TABLES>;
+const topLevel = Object.keys(E).filter((k) => !(tableNames as string[]).includes(k));
+const isArray = (name: keyof typeof TABLES) => E[name].wrapped.type === "array";
+/** How the docs write a table's name: `[process]`, `[[mounts]]`. */
+const spelt = (name: keyof typeof TABLES) => (isArray(name) ? `\`[[${name}]]\`` : `\`[${name}]\``);
 
-  test("the schema's tables are the ones this test knows (a new table needs a README section)", () => {
+describe("docs/config.md config reference", () => {
+  const doc = readFileSync(CONFIG_DOC, "utf8");
+  const reference = sections(doc, "##").get("## Config reference") ?? "";
+
+  test("the schema's tables are the ones this test knows (a new table needs a section in docs/config.md)", () => {
     const tablesInSchema = Object.entries(E)
       .filter(([, s]) => "wrapped" in s && ["strict_object", "array"].includes((s.wrapped as { type: string }).type))
       .map(([k]) => k)
@@ -125,7 +132,7 @@ describe("README.md config reference", () => {
     const expected: Record<string, string[]> = { "Top level": [...topLevel].sort() };
     documented["Top level"] = keyColumn(subs.get("### Top level"));
     for (const name of tableNames) {
-      const heading = isArray(name) ? `\`[[${name}]]\`` : `\`[${name}]\``;
+      const heading = spelt(name);
       expected[heading] = [...TABLES[name]].sort();
       documented[heading] = keyColumn(subs.get(`### ${heading}`));
     }
@@ -138,7 +145,7 @@ describe("README.md config reference", () => {
     expect(example).toBeString();
     const raw = Bun.TOML.parse(example ?? "") as Record<string, unknown>;
     // parseConfig rejects unknown keys: every key the example shows exists in the schema.
-    expect(() => parseConfig(raw, "README.md: A full example")).not.toThrow();
+    expect(() => parseConfig(raw, "docs/config.md: A full example")).not.toThrow();
     const shown: string[] = [];
     for (const [k, v] of Object.entries(raw)) {
       shown.push(k);
@@ -150,6 +157,28 @@ describe("README.md config reference", () => {
     expect([...new Set(shown)].sort()).toEqual(schema.sort());
     // A [[table]] is written as one in the example, a [table] as one.
     for (const name of tableNames) expect(new RegExp(`^${isArray(name) ? `\\[\\[${name}\\]\\]` : `\\[${name}\\]`}`, "m").test(example ?? "")).toBe(true);
+  });
+});
+
+describe("README.md", () => {
+  const readme = readFileSync(README, "utf8");
+
+  test("has at most 200 lines: the details live in docs/ and CONTRIBUTING.md", () => {
+    const lines = readme.split("\n").length - (readme.endsWith("\n") ? 1 : 0);
+    expect(lines).toBeLessThanOrEqual(200);
+  });
+
+  test("its keys at a glance name every key of the schema, each in its table's row", () => {
+    const glance = withoutCode(sections(readme, "##").get("## Config keys at a glance") ?? "");
+    /** The backticked words of the row whose first cell is `first`. */
+    const row = (first: string) => {
+      const line = glance.split("\n").find((l) => l.startsWith("|") && l.split("|")[1].trim() === first) ?? "";
+      return [...line.split("|").slice(2).join("|").matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    };
+    const missing: string[] = [];
+    for (const k of topLevel) if (!row("top level").includes(k)) missing.push(k);
+    for (const name of tableNames) for (const k of TABLES[name]) if (!row(spelt(name)).includes(k)) missing.push(`${name}.${k}`);
+    expect(missing).toEqual([]);
   });
 });
 
