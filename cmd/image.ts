@@ -74,7 +74,7 @@ const rm = defineCommand({
   args: { name: { type: "positional", required: false, description: "The image", valueHint: "NAME" } },
   async run({ args }) {
     const { ImageStore } = await import("../core/image/store");
-    const r = new ImageStore().remove(required(args.name, "NAME", "rm NAME"), log);
+    const r = await new ImageStore().remove(required(args.name, "NAME", "rm NAME"), log);
     out(`${r.name}\n`);
   },
 });
@@ -84,7 +84,7 @@ const prune = defineCommand({
   async run() {
     const { ImageStore } = await import("../core/image/store");
     const { formatBytes } = await import("../core/image/progress");
-    const r = new ImageStore().prune(log);
+    const r = await new ImageStore().prune(log);
     log(`removed ${r.blobs} blob${r.blobs === 1 ? "" : "s"} (${formatBytes(r.bytes)}) and ${r.temporaries} leftover${r.temporaries === 1 ? "" : "s"}`);
   },
 });

@@ -78,6 +78,14 @@ export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const FD_CLOEXEC = 1;
 
+// <sys/stat.h>: mode bits that chown(2) clears on a regular file
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+
+// <linux/xattr.h>: setxattr(2) flags
+export const XATTR_CREATE = 0x1;
+export const XATTR_REPLACE = 0x2;
+
 // <linux/openat2.h>: resolve flags
 export const RESOLVE_NO_XDEV = 0x01;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
@@ -228,6 +236,11 @@ export const RESOLVE_FLAGS = {
   RESOLVE_NO_SYMLINKS,
   RESOLVE_BENEATH,
   RESOLVE_IN_ROOT,
+};
+
+export const XATTR_FLAGS = {
+  XATTR_CREATE,
+  XATTR_REPLACE,
 };
 
 export const AT_FLAGS = {

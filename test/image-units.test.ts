@@ -1,13 +1,17 @@
 // Unit tests of the image code that needs no store: the tar reader (against GNU tar's output as
-// well as our writer's), names inside the image, compression, references and auth files.
+// well as our writer's), names inside the image, the owners an ordinary user's extraction records
+// and the tape that gives them, compression, references and auth files.
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { closeSync, mkdtempSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { fsetxattr } from "../ffi/fs";
+import { close as closeFd, fsetxattr, openat2 } from "../ffi/fs";
 import { join } from "node:path";
 import { parseChallenge, findCredentials } from "../core/image/auth";
 import { decompress, sniffCompression } from "../core/image/compression";
-import { cleanName } from "../core/image/layers";
+import { cleanName, extractLayers } from "../core/image/layers";
+import { emitOwners } from "../core/image/owners";
+import { Tape } from "../core/tape/tape";
+import * as F from "../ffi/flags";
 import { normalizeName } from "../core/image/store";
 import { isLoopback, parseReference } from "../core/image/registry";
 import { readTar, parseNumber, type TarEntry } from "../core/image/tar";
@@ -116,6 +120,84 @@ describe("names inside the image", () => {
     expect(normalizeName("localhost:5000/test/busybox")).toBe("localhost:5000/test/busybox:latest");
     expect(normalizeName("localhost:5000/test/busybox:1")).toBe("localhost:5000/test/busybox:1");
     for (const bad of ["", "../x", "a//b", "a b", "-x", "a/../b"]) expect(() => normalizeName(bad)).toThrow(/image name/);
+  });
+});
+
+describe("owners to give later (an ordinary user's import with subordinate ids)", () => {
+  test("recorded by real path, the last layer's word: whiteouts, replacements and opaque directories drop what they remove", async () => {
+    const lower = writeTar([
+      { path: "home/", type: "dir" },
+      { path: "home/u/", type: "dir", mode: 0o750, uid: 1000, gid: 1000 },
+      { path: "home/u/f", data: "x", uid: 1000, gid: 1000 },
+      { path: "home/u/gone", data: "x", uid: 1000, gid: 1000 },
+      { path: "suid", data: "x", mode: 0o4755, uid: 1000, gid: 1000 },
+      { path: "suid-link", type: "hardlink", linkname: "suid" },
+      { path: "sym", type: "symlink", linkname: "home/u/f", uid: 7, gid: 7 },
+      { path: "fifo", type: "fifo", mode: 0o2620, uid: 5, gid: 5 },
+      { path: "dir/", type: "dir", uid: 2, gid: 2 },
+      { path: "dir/inner", data: "x", uid: 2, gid: 2 },
+      { path: "opq/", type: "dir" },
+      { path: "opq/below", data: "x", uid: 3, gid: 3 },
+      { path: "later", data: "x", uid: 9, gid: 9 },
+      { path: "real/", type: "dir" },
+      { path: "other/", type: "dir" },
+      { path: "via", type: "symlink", linkname: "real" },
+      { path: "via/f", data: "x", uid: 4, gid: 4 },
+    ]);
+    const upper = writeTar([
+      { path: "home/u/.wh.gone", data: "" },
+      { path: "dir", data: "a file now" },
+      { path: "opq/.wh..wh..opq", data: "" },
+      { path: "opq/above", data: "x", uid: 6, gid: 6 },
+      { path: "later", data: "root's now" },
+      { path: "via", type: "symlink", linkname: "other" },
+      { path: "via/g", data: "x", uid: 8, gid: 8 },
+    ]);
+    const dir = mkdtempSync("/tmp/nsrun-owners-unit-");
+    const rootfd = openat2(F.AT_FDCWD, dir, F.O_PATH | F.O_DIRECTORY, 0);
+    try {
+      const layers = [lower, upper].map((l, i) => ({ label: `layer ${i + 1}`, open: () => chunks(l, 4096) }));
+      const { owners } = await extractLayers(rootfd, layers, { keepOwners: false, recordOwners: true, whiteouts: true });
+      const rec = (uid: number, mode: number | null = null) => ({ uid, gid: uid, mode, capability: null });
+      expect(Object.fromEntries([...owners].sort(([a], [b]) => a.localeCompare(b)))).toEqual({
+        "home/u": rec(1000),
+        "home/u/f": rec(1000),
+        "opq/above": rec(6),
+        "other/g": rec(8), // through the symlink as it is when the entry comes
+        "real/f": rec(4), // kept under its real path, though "via" now leads elsewhere
+        fifo: rec(5, 0o2620),
+        suid: rec(1000, 0o4755),
+        "suid-link": rec(1000, 0o4755), // the same file as suid
+        sym: rec(7),
+      });
+    } finally {
+      closeFd(rootfd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the tape: chown through an O_PATH fd from the image root, then the mode and the capability that chown clears", () => {
+    const t = new Tape("x64");
+    emitOwners(t, 5, [
+      ["usr/bin/x", { uid: 1000, gid: 1000, mode: 0o4755, capability: new Uint8Array(20) }],
+      ["", { uid: 0, gid: 50, mode: null, capability: null }],
+    ]);
+    expect(t.listing()).toBe(
+      [
+        '   0  openat2(5, "usr/bin/x", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry',
+        '   1  fchownat(entry, "", 1000, 1000, AT_EMPTY_PATH)',
+        "   2  fdpath(entry)",
+        '   3  fchmodat(AT_FDCWD, "/proc/self/fd/entry", 04755)',
+        "   4  fdpath(entry)",
+        '   5  setxattr("/proc/self/fd/entry", "security.capability", [20 bytes], 20, 0)',
+        "   6  close(entry)",
+        '   7  openat2(5, ".", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry',
+        '   8  fchownat(entry, "", 0, 50, AT_EMPTY_PATH)',
+        "   9  close(entry)",
+        "  10  exit_group(0)",
+        "",
+      ].join("\n"),
+    );
   });
 });
 

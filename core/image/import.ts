@@ -9,8 +9,9 @@ import { StageError } from "../errors";
 import { sniffCompression } from "./compression";
 import { readDockerArchive } from "./docker-archive";
 import { dirFiles, type FileSet, tarFiles } from "./files";
-import { extractLayers, type ExtractStats, type LayerSource, tap } from "./layers";
+import { CAPABILITY_XATTR, type ExtractOptions, extractLayers, type ExtractStats, type LayerSource, tap } from "./layers";
 import { hostPlatform, type ImageSpec, readOciLayout } from "./oci";
+import { giveOwners, type OwnerPlan, ownerPlan, ownersRecord } from "./owners";
 import { formatBytes, Progress } from "./progress";
 import { type ImageRecord, ImageStore, normalizeName, removeTree } from "./store";
 
@@ -19,7 +20,10 @@ export interface UnpackOptions {
   /** Status lines ("nsrun: ..." is added by the caller's printer). */
   log?: (line: string) => void;
   progress?: Progress;
-  /** Keep the layers' owners (chown). Default: when running as root. */
+  /**
+   * Keep the layers' owners (chown). Default: as root; as an ordinary user with subordinate ids
+   * and newuidmap/newgidmap, through those ids in a user namespace; false: everything the caller's.
+   */
   keepOwners?: boolean;
 }
 
@@ -114,10 +118,12 @@ export async function unpackImage(
   name = normalizeName(name);
   const log = opts.log ?? (() => {});
   const progress = opts.progress ?? new Progress();
-  const keepOwners = opts.keepOwners ?? process.getuid?.() === 0;
+  const owners = ownerPlan(opts.keepOwners);
+  const extract = { keepOwners: owners.kind === "kept", recordOwners: owners.kind === "subordinate" };
   const host = hostPlatform();
   if (spec.architecture && spec.architecture !== host.architecture) log(`warning: ${name} is built for ${spec.architecture}, this host is ${host.architecture}; its programs may not run`);
-  const work = store.tempDir();
+  const work = await store.tempDir();
+  let failed = false;
   try {
     let rootfs = join(work.path, "rootfs");
     mkdirSync(rootfs, { mode: 0o755 });
@@ -136,7 +142,7 @@ export async function unpackImage(
       tasks[tasks.length - 1]?.done(`done: ${s.entries - before} entries`);
       before = s.entries;
     };
-    let result = await extractInto(rootfs, layers, { keepOwners, whiteouts: source.kind !== "rootfs" }, onLayer);
+    let result = await extractInto(rootfs, layers, { ...extract, whiteouts: source.kind !== "rootfs" }, onLayer);
     let final = spec;
     // A compressed file that held an image archive (`docker save | gzip`): now unpacked, read it as one.
     if (source.kind === "rootfs") {
@@ -150,9 +156,18 @@ export async function unpackImage(
         if (!opts.name && final.refName) name = normalizeName(defaultName(opts.rootfsFile ?? "image", final.refName));
         source = { kind: inner, ref: source.ref };
         const innerLayers: LayerSource[] = final.layers.map((l, i) => ({ label: `layer ${i + 1}/${final.layers.length}`, diffId: l.diffId, open: l.open }));
-        result = await extractInto(rootfs, innerLayers, { keepOwners, whiteouts: true });
+        result = await extractInto(rootfs, innerLayers, { ...extract, whiteouts: true });
         removeTree(archive); // only rootfs/ goes into the store
       }
+    }
+    // Last, on the whole tree: a later layer may have removed or replaced what an earlier one owned.
+    if (owners.kind === "subordinate" && result.owners.size) {
+      await giveOwners(rootfs, result.owners, owners.map, name);
+      // The file capabilities refused outside the namespace are now set (a hard link shares its record).
+      const given = new Set([...result.owners.values()].filter((r) => r.capability)).size;
+      const skipped = (result.stats.xattrsSkipped[CAPABILITY_XATTR] ?? 0) - given;
+      if (skipped > 0) result.stats.xattrsSkipped[CAPABILITY_XATTR] = skipped;
+      else delete result.stats.xattrsSkipped[CAPABILITY_XATTR];
     }
     const fileDigest = opts.fileHash ? `sha256:${opts.fileHash.digest("hex")}` : "";
     const record: ImageRecord = {
@@ -166,26 +181,40 @@ export async function unpackImage(
       config: final.config,
       layers: final.layers.map((l, i) => ({ digest: l.digest || fileDigest, diffId: result.diffIds[i], size: l.size })),
       blobs: opts.blobs ?? [],
-      owners: keepOwners ? "kept" : { uid: process.getuid?.() ?? 0 },
+      owners: ownersRecord(owners),
       size: result.stats.bytes,
       devicesSkipped: result.stats.devicesSkipped,
       xattrsSkipped: result.stats.xattrsSkipped,
       namesContained: result.stats.namesContained,
     };
-    store.commit(work.path, record, log);
-    if (!keepOwners) log(`${name}: unpacked without subordinate ids, so every file is owned by you (uid ${process.getuid?.()}); the layers' owners are not kept`);
+    await store.commit(work.path, record, log);
+    logOwners(log, name, owners, result.owners.size);
     if (result.stats.devicesSkipped) log(`${name}: skipped ${result.stats.devicesSkipped} device node${result.stats.devicesSkipped === 1 ? "" : "s"} (a box gets its own /dev)`);
     const xs = Object.entries(result.stats.xattrsSkipped);
     if (xs.length) log(`${name}: skipped xattrs the kernel refused or nsrun drops: ${xs.map(([k, n]) => `${k} (${n})`).join(", ")}`);
     if (result.stats.namesContained) log(`${name}: ${result.stats.namesContained} entries named paths outside the image (absolute or ..); they were kept inside it`);
     log(`${name}: ${final.layers.length} layer${final.layers.length === 1 ? "" : "s"}, ${formatBytes(result.stats.bytes)}, id ${record.id.slice(0, 19)}`);
     return record;
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
-    work.release();
+    // After a failure, that failure is what to report: a work folder left behind goes at the next run.
+    await work.release().catch((e) => {
+      if (!failed) throw e;
+    });
   }
 }
 
-async function extractInto(rootfs: string, layers: LayerSource[], opts: { keepOwners: boolean; whiteouts: boolean }, onLayer?: (label: string, s: ExtractStats) => void) {
+function logOwners(log: (line: string) => void, name: string, owners: OwnerPlan, given: number): void {
+  if (owners.kind === "user") log(`${name}: unpacked without subordinate ids, so every file is owned by you (uid ${owners.uid}); the layers' owners are not kept`);
+  if (owners.kind !== "subordinate") return;
+  const [you, sub] = owners.map.uidMap;
+  const range = sub ? `, uids 1-${sub.count} are ${sub.outside}-${sub.outside + sub.count - 1}` : "";
+  log(`${name}: the layers' owners are kept through your subordinate ids (uid 0 is you, uid ${you.outside}${range}): ${given} entr${given === 1 ? "y" : "ies"} given an owner in a user namespace`);
+}
+
+async function extractInto(rootfs: string, layers: LayerSource[], opts: ExtractOptions, onLayer?: (label: string, s: ExtractStats) => void) {
   const rootfd = fs.openat2(F.AT_FDCWD, rootfs, F.O_PATH | F.O_DIRECTORY, 0, rootfs);
   try {
     return await extractLayers(rootfd, layers, opts, onLayer);

@@ -6,9 +6,10 @@
 // box itself after pivot_root. The last component is made with *at() calls on the parent fd that
 // never follow a symlink there. A hard link's target is resolved the same way, inside the image.
 //
-// The extractor knows nothing about who runs it: it chowns only when told to keep owners, so the
-// same code runs as root, as an ordinary user (everything owned by the user), or inside a user
-// namespace with the user's subordinate ids mapped (owners kept, as mapped ids).
+// The extractor knows nothing about who runs it: it chowns only when told to keep owners (root).
+// An ordinary user's extractor can instead record the owners it could not give (recordOwners):
+// core/image/owners.ts then gives them inside a user namespace with the user's subordinate ids.
+import { readlinkSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
@@ -21,7 +22,27 @@ export interface ExtractOptions {
   keepOwners: boolean;
   /** OCI/docker layer semantics: `.wh.NAME` deletes NAME, `.wh..wh..opq` empties a directory. */
   whiteouts: boolean;
+  /**
+   * Without keepOwners: note each entry whose owner is not 0:0, or whose file capability the kernel
+   * refused, under its real path in the image (the last layer's word; removed paths dropped).
+   */
+  recordOwners?: boolean;
 }
+
+/** What an ordinary user's extraction could not give an entry, for core/image/owners.ts to give later. */
+export interface OwnerRecord {
+  uid: number;
+  gid: number;
+  /** The mode again, when it has setuid or setgid (chown clears them); null otherwise. */
+  mode: number | null;
+  /** The security.capability value the kernel refused outside a user namespace. */
+  capability: Uint8Array | null;
+}
+
+/** Records by real path inside the image ("" is the root, "etc/passwd" a file). */
+export type Owners = Map<string, OwnerRecord>;
+
+export const CAPABILITY_XATTR = "security.capability";
 
 export interface ExtractStats {
   entries: number;
@@ -73,12 +94,22 @@ export class Extractor {
    * The last parent directory resolved. It stays right while entries keep that parent: an entry
    * changes only its own name, a child of the parent, never what the parent's path resolves to.
    */
-  private cached: { path: string; fd: number } | null = null;
+  private cached: { path: string; fd: number; real: string } | null = null;
+  /** With recordOwners: what core/image/owners.ts must still give, by real path inside the image. */
+  readonly owners: Owners = new Map();
+  /** The image root as the host names it, to turn an fd into its real path inside the image. */
+  private readonly rootPath: string | null;
+  /** The file capability the kernel refused on the entry being made, if any. */
+  private refusedCap: Uint8Array | null = null;
+  /** A hard link just made: its target's record (null: none); undefined: no link made. */
+  private linked: OwnerRecord | null | undefined = undefined;
 
   constructor(
     private readonly rootfd: number,
     private readonly opts: ExtractOptions,
-  ) {}
+  ) {
+    this.rootPath = opts.recordOwners && !opts.keepOwners ? readlinkSync(`/proc/self/fd/${rootfd}`) : null;
+  }
 
   /** Apply one layer's (decompressed) tar stream. `label` names it in errors. */
   async apply(members: AsyncIterable<TarMember>, label: string): Promise<void> {
@@ -135,6 +166,16 @@ export class Extractor {
     const pfd = this.parent(parentPath);
     this.current.add(path);
     const existing = fs.typeAt(pfd, base, path);
+    const key = this.childKey(this.cached?.real ?? "", base);
+    this.refusedCap = null;
+    this.linked = undefined;
+    await this.make(m, pfd, base, path, existing);
+    if (this.rootPath !== null) this.note(key, e, existing);
+  }
+
+  /** Make one entry (neither the root nor a whiteout) as `base` in the directory `pfd`, replacing what is there. */
+  private async make(m: TarMember, pfd: number, base: string, path: string, existing: number | null): Promise<void> {
+    const e = m.entry;
     switch (e.type) {
       case "dir": {
         if (existing !== null && existing !== fs.S_IFDIR) this.remove(pfd, base, existing, path);
@@ -184,6 +225,8 @@ export class Extractor {
           const tfd = fs.openat2(this.rootfd, `/${target.slice(0, -1).join("/")}`, F.O_PATH | F.O_DIRECTORY, fs.IN_ROOT, `/${target.join("/")}`);
           try {
             fs.linkat(tfd, target[target.length - 1], pfd, base, `linkat(${q(`/${target.join("/")}`)}, ${q(path)})`);
+            // The link is the target's file: what owners.ts must give the target, it gives this name too.
+            if (this.rootPath !== null) this.linked = this.owners.get(this.childKey(this.realOf(tfd), target[target.length - 1])) ?? null;
           } finally {
             fs.close(tfd);
           }
@@ -214,6 +257,7 @@ export class Extractor {
   private rootEntry(e: TarEntry): void {
     if (e.type !== "dir") throw new StageError("image", `the image root must be a directory, not a ${e.type}`);
     const fd = fs.openat2(this.rootfd, ".", F.O_RDONLY | F.O_DIRECTORY, fs.IN_ROOT, "/");
+    this.refusedCap = null;
     try {
       if (this.opts.keepOwners) fs.fchown(fd, e.uid, e.gid, "/");
       this.xattrs(fd, e, "/");
@@ -221,6 +265,7 @@ export class Extractor {
       fs.close(fd);
     }
     this.dirs.set("", { mode: e.mode, mtime: e.mtime, atime: e.atime });
+    if (this.rootPath !== null) this.note("", e, fs.S_IFDIR);
   }
 
   private whiteout(parentPath: string, base: string): void {
@@ -245,6 +290,7 @@ export class Extractor {
         if (this.current.has(prefix + name)) continue; // this layer's own entries stay
         const t = fs.typeAt(pfd, name, prefix + name);
         if (t !== null) this.remove(pfd, name, t, prefix + name);
+        if (t !== null) this.forget(name, t);
       }
       return;
     }
@@ -254,6 +300,7 @@ export class Extractor {
     if (this.current.has(prefix + name)) return;
     const t = fs.typeAt(pfd, name, prefix + name);
     if (t !== null) this.remove(pfd, name, t, prefix + name);
+    if (t !== null) this.forget(name, t);
   }
 
   /** The parent directory of an entry as an O_PATH fd, made (0755) where the layer did not list it. */
@@ -267,8 +314,57 @@ export class Extractor {
       if (!create || !fs.isErrno(e, fs.ENOENT)) throw e;
       fd = this.makeParents(path);
     }
-    this.cached = { path, fd };
+    this.cached = { path, fd, real: this.rootPath === null ? path : this.realOf(fd) };
     return fd;
+  }
+
+  // ---- owners to give later (recordOwners) ------------------------------------------------
+
+  /**
+   * Where an fd really is inside the image, "" for the root. A name's parent may have been reached
+   * through a symlink that a later layer points elsewhere: owners.ts must find this very file, so
+   * records are keyed by real paths, never by the names the layer used.
+   */
+  private realOf(fd: number): string {
+    const at = readlinkSync(`/proc/self/fd/${fd}`);
+    const root = this.rootPath as string;
+    if (at === root) return "";
+    if (!at.startsWith(`${root}/`)) throw new StageError("image", `${q(at)} is not inside the image ${q(root)}`);
+    return at.slice(root.length + 1);
+  }
+
+  private childKey(parentKey: string, name: string): string {
+    return parentKey ? `${parentKey}/${name}` : name;
+  }
+
+  /** After an entry is made: what owners.ts must give it, the last layer's word (nothing when 0:0 and every xattr kept). */
+  private note(key: string, e: TarEntry, existing: number | null): void {
+    if (e.type === "hardlink" && this.linked === undefined) return; // a link to itself: unchanged
+    // What the entry replaced is gone, a directory with everything under it.
+    if (existing !== null && !(e.type === "dir" && existing === fs.S_IFDIR)) this.forgetKey(key, existing);
+    if (e.type === "chardev" || e.type === "blockdev") return;
+    if (e.type === "hardlink") {
+      if (this.linked) this.owners.set(key, this.linked);
+      return;
+    }
+    if (e.uid === 0 && e.gid === 0 && this.refusedCap === null) {
+      this.owners.delete(key);
+      return;
+    }
+    const setid = e.type !== "symlink" && (e.mode & (F.S_ISUID | F.S_ISGID)) !== 0;
+    this.owners.set(key, { uid: e.uid, gid: e.gid, mode: setid ? e.mode : null, capability: this.refusedCap });
+  }
+
+  /** A whiteout removed `name` of the cached parent. */
+  private forget(name: string, type: number): void {
+    if (this.rootPath !== null) this.forgetKey(this.childKey(this.cached?.real ?? "", name), type);
+  }
+
+  private forgetKey(key: string, type: number): void {
+    this.owners.delete(key);
+    if (type !== fs.S_IFDIR) return;
+    const below = `${key}/`;
+    for (const k of this.owners.keys()) if (k.startsWith(below)) this.owners.delete(k);
   }
 
   private makeParents(path: string): number {
@@ -326,6 +422,8 @@ export class Extractor {
       } catch (err) {
         if (!fs.isErrno(err, ...REFUSED_XATTR_ERRNOS)) throw err;
         this.skipXattr(name, 1);
+        // A user namespace of the user's may set it (a v3 capability, bound to that namespace's root).
+        if (name === CAPABILITY_XATTR && this.rootPath !== null) this.refusedCap = value;
       }
     }
   }
@@ -364,7 +462,7 @@ export async function extractLayers(
   layers: LayerSource[],
   opts: ExtractOptions,
   onLayer?: (label: string, stats: ExtractStats) => void,
-): Promise<{ stats: ExtractStats; diffIds: string[] }> {
+): Promise<{ stats: ExtractStats; diffIds: string[]; owners: Owners }> {
   const x = new Extractor(rootfd, opts);
   const diffIds: string[] = [];
   for (const layer of layers) {
@@ -376,5 +474,5 @@ export async function extractLayers(
     onLayer?.(layer.label, x.stats);
   }
   x.finish();
-  return { stats: x.stats, diffIds };
+  return { stats: x.stats, diffIds, owners: x.owners };
 }

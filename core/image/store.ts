@@ -17,6 +17,7 @@ import { join } from "node:path";
 import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
 import { ConfigError, StageError } from "../errors";
+import type { OwnersRecord } from "./owners";
 
 export interface ImageConfig {
   env: string[];
@@ -49,8 +50,12 @@ export interface ImageRecord {
   layers: LayerRecord[];
   /** Blobs of this image kept in STORE/blobs (pulled images), which prune leaves alone. */
   blobs: string[];
-  /** "kept": the layers' owners; otherwise the uid that owns every file. */
-  owners: "kept" | { uid: number };
+  /**
+   * "kept": the layers' owners (root's import); { uid }: that user owns every file; { map:
+   * "subordinate" }: the layers' owners through the user's subordinate ids, as these maps say (the
+   * maps of a rootless box with [user_namespace] mode = "auto").
+   */
+  owners: OwnersRecord;
   /** Bytes of file content unpacked. */
   size: number;
   devicesSkipped: number;
@@ -109,6 +114,48 @@ export function removeTree(path: string): void {
   rmdirSync(path);
 }
 
+/**
+ * Remove a tree of the store's. An ordinary user's tree may hold files of the user's subordinate
+ * ids (an image given its layers' owners, or written by a rootless box), which the user may not
+ * list or unlink: what removeTree cannot remove goes in a user namespace with those ids.
+ */
+export async function removeStoreTree(path: string): Promise<void> {
+  try {
+    removeTree(path);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EACCES" && code !== "EPERM") throw e;
+    const { ownerPlan, removeAsNamespaceRoot } = await import("./owners");
+    const plan = ownerPlan();
+    if (plan.kind !== "subordinate") throw new StageError("image", `remove ${q(path)}: ${(e as Error).message}`);
+    await removeAsNamespaceRoot(path, plan.map);
+  }
+}
+
+/** A folder of tmp/ claimed for removal: its lock is ours until it is gone. */
+interface Claim {
+  path: string;
+  lockPath: string;
+  fd: number;
+}
+
+/** Remove claimed folders, then their locks; outside the store lock (this may take a while). */
+async function removeClaims(claims: Claim[]): Promise<void> {
+  let failure: unknown = null;
+  for (const c of claims) {
+    try {
+      await removeStoreTree(c.path);
+      unlinkSync(c.lockPath);
+    } catch (e) {
+      failure ??= e; // left with its lock file, for the next run to try again
+    } finally {
+      closeSync(c.fd);
+    }
+  }
+  if (failure !== null) throw failure;
+}
+
 export class ImageStore {
   readonly blobDir: string;
   readonly imageDir: string;
@@ -151,9 +198,10 @@ export class ImageStore {
    * A private work folder in STORE/tmp, flock'd until release(). An import builds the image there;
    * if nsrun dies, the lock goes with it and the next run's cleanStale() removes the folder.
    */
-  tempDir(): { path: string; release(): void } {
-    return this.withLock(() => {
-      this.cleanStaleLocked();
+  async tempDir(): Promise<{ path: string; release(): Promise<void> }> {
+    let stale: Claim[] = [];
+    const work = this.withLock(() => {
+      stale = this.claimStaleLocked();
       const name = `${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
       const lockPath = join(this.tmpDir, `${name}.lock`);
       const fd = openSync(lockPath, "wx", 0o600);
@@ -163,48 +211,39 @@ export class ImageStore {
       let released = false;
       return {
         path,
-        release: () => {
+        release: async () => {
           if (released) return;
           released = true;
-          removeTree(path);
-          try {
-            unlinkSync(lockPath);
-          } catch {
-            // already gone
-          }
-          closeSync(fd);
+          await removeClaims([{ path, lockPath, fd }]);
         },
       };
     });
+    await removeClaims(stale);
+    return work;
   }
 
-  /** Remove work folders whose owner is gone (their lock is free). Call with the store lock held. */
-  private cleanStaleLocked(): number {
-    let removed = 0;
+  /**
+   * Claim the work folders whose owner is gone (their lock is free), by taking their locks: the
+   * caller removes them after the store lock (removeClaims). Call with the store lock held.
+   */
+  private claimStaleLocked(): Claim[] {
+    const claims: Claim[] = [];
     let names: string[];
     try {
       names = readdirSync(this.tmpDir);
     } catch {
-      return 0;
+      return claims;
     }
     for (const name of names) {
       if (name.endsWith(".lock")) continue;
       const lockPath = join(this.tmpDir, `${name}.lock`);
-      let fd: number | null = null;
-      try {
-        fd = openSync(lockPath, "r+");
-        if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, lockPath)) continue; // alive
-      } catch {
-        // no lock file: left by a run that died before taking it, or a trash folder
+      // No lock file: left by a run that died before taking it, or a trash folder; make one to hold.
+      const fd = openSync(lockPath, "a", 0o600);
+      if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, lockPath)) {
+        closeSync(fd); // alive
+        continue;
       }
-      removeTree(join(this.tmpDir, name));
-      try {
-        unlinkSync(lockPath);
-      } catch {
-        // none
-      }
-      if (fd !== null) closeSync(fd);
-      removed++;
+      claims.push({ path: join(this.tmpDir, name), lockPath, fd });
     }
     // Lock files whose folder is gone (a run that died between the two).
     for (const name of names) {
@@ -219,11 +258,14 @@ export class ImageStore {
       if (fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, lockPath)) unlinkSync(lockPath);
       closeSync(fd);
     }
-    return removed;
+    return claims;
   }
 
-  cleanStale(): number {
-    return this.withLock(() => this.cleanStaleLocked());
+  /** Remove work folders whose owner is gone; how many. */
+  async cleanStale(): Promise<number> {
+    const claims = this.withLock(() => this.claimStaleLocked());
+    await removeClaims(claims);
+    return claims.length;
   }
 
   dirOf(name: string): string {
@@ -260,7 +302,7 @@ export class ImageStore {
    * Put a finished image in place: `work` holds rootfs/; its image.json is written here. An image
    * of the same name is replaced, unless a box is using it.
    */
-  commit(work: string, record: ImageRecord, log?: (line: string) => void): void {
+  async commit(work: string, record: ImageRecord, log?: (line: string) => void): Promise<void> {
     writeFileSync(join(work, "image.json"), `${JSON.stringify(record, null, 2)}\n`);
     writeFileSync(join(work, "in-use"), "");
     const dir = this.dirOf(record.name);
@@ -269,11 +311,11 @@ export class ImageStore {
       renameSync(work, dir);
       return old;
     }, log);
-    trash?.release();
+    await trash?.release();
   }
 
   /** Move an image out of images/ into a work folder (to delete). Refused while a box uses it. */
-  private takeOutLocked(name: string, dir: string, doing: string): { release(): void } | null {
+  private takeOutLocked(name: string, dir: string, doing: string): { release(): Promise<void> } | null {
     if (!existsSync(dir)) return null;
     const usePath = join(dir, "in-use");
     const fd = openSync(usePath, "a", 0o600);
@@ -287,30 +329,25 @@ export class ImageStore {
       fs.flock(lockFd, fs.LOCK_EX, lockPath);
       const trashPath = join(this.tmpDir, name2);
       renameSync(dir, trashPath);
-      return {
-        release: () => {
-          removeTree(trashPath);
-          unlinkSync(lockPath);
-          closeSync(lockFd);
-        },
-      };
+      return { release: () => removeClaims([{ path: trashPath, lockPath, fd: lockFd }]) };
     } finally {
       closeSync(fd);
     }
   }
 
-  remove(name: string, log?: (line: string) => void): ImageRecord {
+  async remove(name: string, log?: (line: string) => void): Promise<ImageRecord> {
     const record = this.read(name);
     if (!record) throw notFound(name, this.root);
     const trash = this.withLock(() => this.takeOutLocked(record.name, this.dirOf(name), "remove it"), log);
-    trash?.release();
+    await trash?.release();
     return record;
   }
 
   /** Remove blobs no image lists, interrupted downloads and stale work folders. */
-  prune(log?: (line: string) => void): { blobs: number; bytes: number; temporaries: number } {
-    return this.withLock(() => {
-      const temporaries = this.cleanStaleLocked();
+  async prune(log?: (line: string) => void): Promise<{ blobs: number; bytes: number; temporaries: number }> {
+    let stale: Claim[] = [];
+    const r = this.withLock(() => {
+      stale = this.claimStaleLocked();
       const used = new Set(this.list().flatMap((r) => r.blobs.map((d) => d.replace(/^sha256:/, ""))));
       let blobs = 0;
       let bytes = 0;
@@ -339,8 +376,10 @@ export class ImageStore {
         unlinkSync(path);
         blobs++;
       }
-      return { blobs, bytes, temporaries };
+      return { blobs, bytes, temporaries: stale.length };
     }, log);
+    await removeClaims(stale);
+    return r;
   }
 }
 
@@ -369,7 +408,7 @@ export function resolveImage(name: string, store = new ImageStore()): ResolvedIm
  * same name refuse while any box holds it. A shared flock on STORE/images/ID/in-use, so a box that
  * dies releases it with its fds. The fd is close-on-exec: the box's own processes never see it.
  */
-export function acquireImageUse(name: string, store = new ImageStore()): () => void {
+export function acquireImageUse(name: string, store = new ImageStore()): (() => void) & { fd: number } {
   for (let attempt = 0; ; attempt++) {
     if (attempt === 10) throw new StageError("image", `image ${q(name)}: cannot hold its in-use marker; is another nsrun replacing it in a loop?`);
     if (!store.read(name)) throw notFound(name, store.root);
@@ -390,11 +429,15 @@ export function acquireImageUse(name: string, store = new ImageStore()): () => v
     }
     if (same) {
       let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        closeSync(fd);
-      };
+      // The fd too: a box's supervisor keeps it open across its execve, and so holds the lock to the end.
+      return Object.assign(
+        () => {
+          if (released) return;
+          released = true;
+          closeSync(fd);
+        },
+        { fd },
+      );
     }
     closeSync(fd);
   }

@@ -119,6 +119,24 @@ export function symlinkat(t: Tape, linkTo: string, dir: Fd, name: string, opts: 
   t.sys("symlinkat", [t.str(linkTo), dir, t.str(name)], () => `symlinkat(${q(linkTo)}, ${fdText(dir)}, ${q(name)})`, opts);
 }
 
+/** fchownat(2); with AT_EMPTY_PATH and "" it changes the file `dir` is open on (an O_PATH fd of a symlink: the symlink). */
+export function fchownat(t: Tape, dir: Fd, path: string, uid: number, gid: number, flags: number, opts: Opts = {}): void {
+  t.sys("fchownat", [dir, t.str(path), uid, gid, flags], () => `fchownat(${fdText(dir)}, ${q(path)}, ${uid}, ${gid}, ${names(flags, F.AT_FLAGS)})`, opts);
+}
+
+/** fchmodat(2) of a path, or of a Ptr from Tape.fdpath ("/proc/self/fd/N": the file an fd is open on, O_PATH too). */
+export function fchmodat(t: Tape, dir: Fd, path: string | Ptr, mode: number, opts: Opts = {}): void {
+  const p = typeof path === "string" ? t.str(path) : path;
+  t.sys("fchmodat", [dir, p, mode, 0], () => `fchmodat(${fdText(dir)}, ${p.show}, 0${mode.toString(8)})`, opts);
+}
+
+/** setxattr(2) of a path (following symlinks), or of a Ptr from Tape.fdpath. */
+export function setxattr(t: Tape, path: string | Ptr, name: string, value: Uint8Array, flags: number, opts: Opts = {}): void {
+  const p = typeof path === "string" ? t.str(path) : path;
+  const shown = `[${value.length} bytes]`;
+  t.sys("setxattr", [p, t.str(name), t.bytes(value, shown), value.length, flags], () => `setxattr(${p.show}, ${q(name)}, ${shown}, ${value.length}, ${names(flags, F.XATTR_FLAGS)})`, opts);
+}
+
 export function sethostname(t: Tape, name: string): void {
   const b = new TextEncoder().encode(name);
   t.sys("sethostname", [t.bytes(b, q(name)), b.length], () => `sethostname(${q(name)}, ${b.length})`);
@@ -143,12 +161,12 @@ export function ioctlInt(t: Tape, fd: Reg, request: number, arg: number, shown: 
 }
 
 /** dup3(2) onto a fixed fd number (0-2 for the box's stdio). */
-export function dup3(t: Tape, fd: Reg, to: number): void {
-  t.sys("dup3", [fd, to, 0], () => `dup3(${fd.name}, ${to}, 0)`);
+export function dup3(t: Tape, fd: Fd, to: number): void {
+  t.sys("dup3", [fd, to, 0], () => `dup3(${fdText(fd)}, ${to}, 0)`);
 }
 
-export function fchdir(t: Tape, fd: Reg): void {
-  t.sys("fchdir", [fd], () => `fchdir(${fd.name})`);
+export function fchdir(t: Tape, fd: Fd): void {
+  t.sys("fchdir", [fd], () => `fchdir(${fdText(fd)})`);
 }
 
 export function chdir(t: Tape, path: string, opts: Opts = {}): void {
@@ -228,6 +246,16 @@ export function fcntl(t: Tape, fd: number, cmd: number, arg: number, shown: stri
 /** execveat(2) of an fd (AT_EMPTY_PATH): the stub, from its sealed memfd. */
 export function execveat(t: Tape, fd: number, argv: string[], env: string[]): void {
   t.sys("execveat", [fd, t.str(""), t.strv(argv), t.strv(env), F.AT_EMPTY_PATH], () => `execveat(${fd}, "", ${JSON.stringify(argv)}, [${env.length} variables], AT_EMPTY_PATH)`);
+}
+
+/** execveat(AT_FDCWD, path): a host program by its absolute path (pasta), not a box's command. */
+export function execvePath(t: Tape, path: string, argv: string[], env: string[]): void {
+  t.sys("execveat", [F.AT_FDCWD, t.str(path), t.strv(argv), t.strv(env), 0], () => `execveat(AT_FDCWD, ${q(path)}, ${JSON.stringify(argv)}, [${env.length} variables], 0)`);
+}
+
+/** rt_sigprocmask(SIG_SETMASK, {}): the executor runs with every signal blocked, and a mask survives execve. */
+export function unblockSignals(t: Tape): void {
+  t.sys("rt_sigprocmask", [2 /* SIG_SETMASK */, t.bytes(new Uint8Array(8), "{}"), 0, 8], () => "rt_sigprocmask(SIG_SETMASK, {}, NULL, 8)");
 }
 
 export function unshare(t: Tape, flags: number): void {
