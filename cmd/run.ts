@@ -49,6 +49,12 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       process.stdout.write(toToml(assembled.loaded.config));
       process.exit(0);
     }
+    if (assembled.image !== null) {
+      // `image rm` is refused while a box holds this shared lock: nsrun's supervisor keeps it to the end.
+      const { acquireImageUse } = await import("../core/image/store");
+      const { keepAcrossExec } = await import("../ffi/io");
+      keepAcrossExec(acquireImageUse(assembled.image).fd);
+    }
     const { runBoxCommand } = await import("../core/host/run");
     const terminal = values.tty === undefined ? undefined : values.tty === true;
     return await runBoxCommand({ assembled, trace: values.trace === true, terminal, log });

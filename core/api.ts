@@ -14,6 +14,7 @@ import { type LoadedConfig, loadConfig, parseConfig } from "./config";
 import { StageError } from "./errors";
 import { inspectHost, planBox } from "./plan";
 import { startBox } from "./host/start";
+import { endHelper } from "./host/network";
 import { processRuns, tracerFor } from "./host/run";
 
 export interface BoxOptions {
@@ -72,7 +73,7 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
     if (child) {
       (await import("node:fs")).closeSync(child.pidfd);
       (await import("node:fs")).closeSync(child.stub);
-      for (const helper of child.helpers) process.kill(helper, "SIGTERM");
+      for (const helper of child.helpers) await endHelper(helper);
     }
     // Killed by our own abort, during setup or after: that is the result, not a setup failure.
     const aborted = opts.signal?.aborted && exit?.signal !== null && exit !== null;

@@ -61,6 +61,8 @@ export interface Assembled {
   loaded: LoadedConfig;
   /** The default box: its cwd falls back to / when the caller's is not inside. */
   isDefault: boolean;
+  /** The image the rootfs comes from (rootfs = "image:NAME", --image), or null. */
+  image: string | null;
 }
 
 /** box.toml (or the default box), then the flags, then the image's defaults: one validated config. */
@@ -97,8 +99,10 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   for (const target of f.tmpfs ?? []) mounts.push({ type: "tmpfs", target });
   if (mounts.length) raw.mounts = mounts;
   const proc = table(raw, "process");
+  const image = typeof raw.rootfs === "string" && raw.rootfs.startsWith("image:") ? raw.rootfs.slice(6) : null;
   if (f.envFile !== undefined || f.env?.length) {
-    const env = envTable(proc.env);
+    // With an image, variables of its own fill in below (applyImage): no default PATH over its PATH.
+    const env = proc.env === undefined && image !== null ? {} : envTable(proc.env);
     for (const line of f.envFile !== undefined ? readEnvFile(abs(f.envFile), fail) : []) set(env, line, "--env-file", fail);
     for (const kv of f.env ?? []) set(env, kv, "--env", fail);
     proc.env = env;
@@ -123,8 +127,8 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     if (f.cpus !== undefined) limits.cpu = numberFlag("--cpus", f.cpus, fail);
   }
   if (Object.keys(proc).length === 0) delete raw.process;
-  if (typeof raw.rootfs === "string" && raw.rootfs.startsWith("image:")) applyImage(raw, raw.rootfs.slice(6), file);
-  return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)" };
+  if (image !== null) applyImage(raw, image, file);
+  return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image };
 }
 
 function envTable(env: unknown): Record<string, string> {
@@ -166,7 +170,9 @@ function applyImage(raw: Raw, name: string, file: string): void {
   const proc = table(raw, "process");
   const c = image.config;
   if (proc.args === undefined && (c.entrypoint.length || c.cmd.length)) proc.args = [...c.entrypoint, ...c.cmd];
-  if (proc.env === undefined && c.env.length) proc.env = c.env;
+  // The image's Env is the base; the config's and the flags' variables go over it, name by name (as
+  // podman's --env does), so `-e FOO=1` keeps the image's PATH.
+  if (c.env.length) proc.env = proc.env === undefined ? c.env : { ...envTable(c.env), ...envTable(proc.env) };
   if (proc.cwd === undefined && c.workingDir) proc.cwd = c.workingDir;
   if (proc.user === undefined && c.user) proc.user = numericUser(c.user, image.rootfs);
 }

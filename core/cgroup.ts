@@ -23,8 +23,11 @@ export interface Limits {
 export interface CgroupHost {
   /** The cgroup2 mount, nsrun's cgroup in it, the controllers that cgroup offers and hands down. */
   v2: { mount: string; own: string; controllers: string[]; delegated: string[] } | null;
-  /** Per v1 controller: its hierarchy's mount and nsrun's cgroup in it. */
-  v1: Record<string, { mount: string; own: string }>;
+  /**
+   * Per v1 controller: its hierarchy's mount and nsrun's cgroup in it. For blkio, also which weight
+   * file it has: blkio.weight (CFQ), blkio.bfq.weight (BFQ), or none (no scheduler with weights).
+   */
+  v1: Record<string, { mount: string; own: string; weightFile?: string | null }>;
 }
 
 export interface CgroupPlan {
@@ -148,7 +151,12 @@ function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controlle
     writes.push([`${dirOf("cpu")}/cpu.cfs_quota_us`, String(Math.round(l.cpu * CPU_PERIOD_US))]);
   }
   if (l.cpuWeight !== undefined) writes.push([`${dirOf("cpu")}/cpu.shares`, String(weightToShares(l.cpuWeight))]);
-  if (l.ioWeight !== undefined) writes.push([`${dirOf("io")}/blkio.weight`, String(weightToBlkio(l.ioWeight))]);
+  if (l.ioWeight !== undefined) {
+    // A file the hierarchy lacks cannot be made (EACCES): say so while nothing exists yet.
+    const file = v1[names.io].weightFile === undefined ? "blkio.weight" : v1[names.io].weightFile;
+    if (!file) throw new CgroupUnavailable("io_weight: this host's blkio controller (cgroup v1) has no weight file (blkio.weight or blkio.bfq.weight): its I/O schedulers offer no weights; remove io_weight");
+    writes.push([`${dirOf("io")}/${file}`, String(weightToBlkio(l.ioWeight))]);
+  }
   return {
     version: 1,
     dirs,
@@ -180,10 +188,21 @@ export function inspectCgroups(procRoot = "/proc"): CgroupHost {
       for (const opt of superOpts.split(",")) {
         const entry = membership.find((m) => m.split(":")[1]?.split(",").includes(opt));
         if (entry && !host.v1[opt]) host.v1[opt] = { mount: mountPoint, own: entry.split(":").slice(2).join(":") };
+        if (opt === "blkio" && host.v1.blkio?.mount === mountPoint) host.v1.blkio.weightFile = blkioWeightFile(`${mountPoint}${host.v1.blkio.own === "/" ? "" : host.v1.blkio.own}`);
       }
     }
   }
   return host;
+}
+
+/** CFQ's blkio.weight, or BFQ's blkio.bfq.weight (which a root cgroup does not show, but its stats tell BFQ is there). */
+function blkioWeightFile(dir: string): string | null {
+  if (existsSync(`${dir}/blkio.weight`)) return "blkio.weight";
+  try {
+    return readdirSync(dir).some((f) => f.startsWith("blkio.bfq.")) ? "blkio.bfq.weight" : null;
+  } catch {
+    return null;
+  }
 }
 
 function readWords(file: string): string[] {

@@ -277,7 +277,7 @@ export async function checkOverlay(ctx: DoctorContext): Promise<Check> {
       rmSync(empty, { recursive: true, force: true }),
     );
     if (code === 127) return { id: "overlay", status: "ok", summary: `overlayfs: an ephemeral box mounted it inside a user namespace (${ms} ms)` };
-    const fix = "ephemeral = true needs overlayfs in user namespaces (Linux 5.11+, or Ubuntu's patched kernels); use a writable rootfs you own instead";
+    const fix = "ephemeral = true in a user namespace needs overlayfs there (5.11+) with its scratch upper layer on a tmpfs that keeps user.* xattrs (Linux 6.6+); use a writable rootfs you own instead";
     return { id: "overlay", status: "warn", summary: `overlayfs: available, but an ephemeral box failed, exit ${code}: ${stderr.trim().split("\n")[0] || "(no message)"}`, fix };
   }
   const fix = "sudo modprobe overlay (to load it at boot: echo overlay | sudo tee /etc/modules-load.d/overlay.conf)";
@@ -325,13 +325,16 @@ export function doctorContext(o: Partial<DoctorContext> = {}): DoctorContext {
   return { view, uid, initialUserNs, root: o.root ?? (uid === 0 && initialUserNs), user, nsrunPath, probe, probeTimeoutMs: o.probeTimeoutMs ?? 5000 };
 }
 
-/** Every check, in order. The live probe runs while the others read their files. */
+/** Every check, in order. The live probes run while the others read their files. */
 export async function runDoctor(options: Partial<DoctorContext> = {}): Promise<Check[]> {
   const ctx = doctorContext(options);
+  // The cgroup check counts the processes in doctor's own cgroup (is nsrun alone there?): it reads
+  // them before the probes start boxes in that cgroup, or it would count them too.
+  const cgroup = checkCgroup(ctx);
   const live = probeLive(ctx);
   const overlay = checkOverlay(ctx);
   const userns = [checkKernel, checkNamespaces, checkUserNsLimit, checkOtherNsLimits, checkUnprivilegedClone, checkAppArmor, checkOwnUserNs].map((f) => f(ctx));
-  const rest = [checkSubIds, checkIdMapHelpers, checkCgroup].map((f) => f(ctx));
+  const rest = [...[checkSubIds, checkIdMapHelpers].map((f) => f(ctx)), cgroup];
   return [...userns, await live, ...rest, await overlay, checkPivotRoot(ctx), checkProc(ctx)];
 }
 

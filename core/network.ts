@@ -45,6 +45,8 @@ export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: bool
   const udp = plan.ports.filter((p) => p.proto === "udp").map(spec);
   return [
     "pasta",
+    // In the foreground, as nsrun's child: its parent-death signal ends it with nsrun (core/host/network.ts).
+    "--foreground",
     "--config-net",
     "--quiet",
     "--dns-forward",
@@ -66,16 +68,30 @@ export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: bool
   ];
 }
 
+const PROGRAM_DIRS = ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
+
+function usable(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a program is on the standard PATH. */
 export function installed(name: string): boolean {
-  return ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"].some((dir) => {
-    try {
-      accessSync(`${dir}/${name}`, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return PROGRAM_DIRS.some((dir) => usable(`${dir}/${name}`, constants.X_OK));
+}
+
+/** pasta's path on the standard PATH (planning has checked that it is installed). */
+export function pastaPath(): string {
+  return `${PROGRAM_DIRS.find((dir) => usable(`${dir}/pasta`, constants.X_OK)) ?? "/usr/bin"}/pasta`;
+}
+
+/** Whether this user may open /dev/net/tun, which pasta needs. */
+export function usableTun(): boolean {
+  return usable("/dev/net/tun", constants.R_OK | constants.W_OK);
 }
 
 /** The sync point at which nsrun starts pasta for the box. */

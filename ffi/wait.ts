@@ -40,3 +40,20 @@ export function waitExit(pidfd: number): Promise<Exit> {
 export function shellStatus(e: Exit): number {
   return e.signal !== null ? 128 + e.signal : (e.code ?? 0);
 }
+
+const SYS_pidfd_open = 434; // the same number on x86-64 and arm64
+
+/**
+ * Whether any process `pid` (not only a child) is gone, waiting up to `ms` for it: poll(2) on a
+ * pidfd is readable once the process has exited. For tests that must see a helper end.
+ */
+export function goneWithin(pid: number, ms: number): boolean {
+  const pidfd = Number(libc.syscall(SYS_pidfd_open, pid, 0, 0, 0, 0, 0));
+  if (pidfd < 0) return true; // ESRCH: no such process any more
+  try {
+    const pfd = new Int32Array([pidfd, 1 /* POLLIN */]);
+    return libc.poll(pfd, 1, ms) > 0;
+  } finally {
+    libc.close(pidfd);
+  }
+}

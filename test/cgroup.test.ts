@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { applyCgroup, type CgroupHost, CgroupUnavailable, inspectCgroups, planCgroup, removeCgroup, weightToShares } from "../core/cgroup";
+import { applyCgroup, type CgroupHost, CgroupUnavailable, inspectCgroups, planCgroup, removeCgroup, weightToBlkio, weightToShares } from "../core/cgroup";
 import { parseSize } from "../core/config";
 import { type Actor, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
 
@@ -101,6 +101,13 @@ describe("planning (no privileges)", () => {
     expect(weightToShares(10000)).toBe(262144);
   });
 
+  test("v1 io_weight: blkio.weight (CFQ) or blkio.bfq.weight (BFQ), and refused naming the key where there is neither", () => {
+    const withBlkio = (weightFile: string | null | undefined) => ({ ...v1Host, v1: { ...v1Host.v1, blkio: { mount: `${tmp}/blkio`, own: "/", weightFile } } });
+    expect(planCgroup({ ioWeight: 100 }, withBlkio("blkio.weight"), "n", null, false)?.writes).toEqual([[`${tmp}/blkio/n/blkio.weight`, "20"]]);
+    expect(planCgroup({ ioWeight: 100 }, withBlkio("blkio.bfq.weight"), "n", null, false)?.writes).toEqual([[`${tmp}/blkio/n/blkio.bfq.weight`, "20"]]);
+    expect(() => planCgroup({ ioWeight: 100 }, withBlkio(null), "n", null, false)).toThrow(/io_weight: .*no weight file/);
+  });
+
   test("v1 for an ordinary user, or a controller nowhere, is refused with what is missing", () => {
     expect(() => planCgroup({ pids: 8 }, v1Host, "n", null, true)).toThrow(CgroupUnavailable);
     expect(() => planCgroup({ pids: 8 }, v1Host, "n", null, true)).toThrow(/ordinary user/);
@@ -157,7 +164,7 @@ const root = area.actors.find((a) => a.name === "root");
 const user = area.actors.find((a) => a.name === "user");
 const v1Ready = ["memory", "pids", "cpu"].every((c) => host.v1[c]);
 const v2Ready = ["memory", "pids", "cpu"].every((c) => host.v2?.controllers.includes(c));
-if (!v2Ready) console.warn(`skipped: real cgroup v2 limits: this host's cgroup2 offers ${host.v2?.controllers.join(" ") || "no controllers"}`);
+if (!v2Ready) console.warn(`skipped: real cgroup v2 limits: they need memory, pids and cpu on cgroup2, and this host's offers ${host.v2?.controllers.join(" ") || "none"} (\`bun run test:vm\` runs them in a VM)`);
 if (!root) console.warn("skipped: real cgroup v1 limits: they need root");
 
 /** The cgroup folders the nsrun with this PID makes (nsrun-PID beneath its own cgroup, in each hierarchy). */
@@ -198,6 +205,23 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     const c = sh(limited(a, "pids64.toml", "pids = 64"), probe);
     expect(Number(c.stdout.trim())).toBe(31);
     expect(leftoverCgroups(r.pid, c.pid)).toEqual([]);
+  });
+
+  test.if(!v2Ready && Boolean(host.v1.blkio?.weightFile))("v1: io_weight and cpu_weight reach the box's blkio and cpu cgroups (control: the hierarchy's default differs)", async () => {
+    const blkio = host.v1.blkio;
+    const cfg = limited(a, "weights.toml", "io_weight = 1000\ncpu_weight = 1000");
+    const box = start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "echo ready; exec sleep 30"]);
+    try {
+      expect(new TextDecoder().decode((await box.stdout.getReader().read()).value)).toBe("ready\n");
+      const dirOf = (h: { mount: string; own: string }) => `${h.mount}${h.own === "/" ? "" : h.own}/nsrun-${box.pid}`;
+      const weight = readFileSync(`${dirOf(blkio)}/${blkio.weightFile}`, "utf8").trim();
+      expect(weight.split("\n")[0].replace(/^default /, "")).toBe(String(weightToBlkio(1000)));
+      expect(weightToBlkio(1000)).not.toBe(100); // the kernel's default weight, which an unset box would show
+      expect(readFileSync(`${dirOf(host.v1.cpu)}/cpu.shares`, "utf8").trim()).toBe(String(weightToShares(1000)));
+    } finally {
+      box.kill();
+      await box.exited;
+    }
   });
 
   test("a CPU-limited busy loop still finishes, throttled to its quota", async () => {

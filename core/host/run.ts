@@ -15,6 +15,7 @@ import { type BoxPlan, inspectHost, planBox } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { type Started, startBox, type Tracer } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
+import { endHelper } from "./network";
 
 export interface RunOptions {
   /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
@@ -91,7 +92,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     const child = result.ok ? result : result.started;
     if (child) {
       await waitExit(child.pidfd);
-      for (const helper of child.helpers) libc.kill(helper, F.SIGTERM);
+      for (const helper of child.helpers) await endHelper(helper);
     }
     const code = abortedBy !== null ? 128 + abortedBy : (failure?.exitCode ?? EXIT_NSRUN_FAILED);
     return exit(code, abortedBy !== null ? undefined : (failure ?? undefined));

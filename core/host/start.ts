@@ -2,7 +2,7 @@
 // and follow the report pipe until the box's command has started or setup has failed. The event
 // loop stays free the whole time (the pipe is read asynchronously), so a signal to nsrun is handled
 // at every moment, also while setup hangs.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ERRNO, errnoName } from "../../ffi/errno";
@@ -19,7 +19,7 @@ import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorRepor
 import { SYNC_ID_MAPS } from "../userns";
 import { SYNC_NETWORK } from "../network";
 import { writeIdMaps } from "./idmaps";
-import { startPasta } from "./network";
+import { type Helper, startPasta } from "./network";
 import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
@@ -45,8 +45,8 @@ export interface Started {
   stub: number;
   /** The master of the box's pseudo-terminal, when it has one. */
   terminal: number | null;
-  /** Helpers started for the box that end with it (pasta). */
-  helpers: number[];
+  /** Helpers started for the box that end with it (pasta), nsrun's children. */
+  helpers: Helper[];
 }
 
 export type StartResult = ({ ok: true } & Started) | { ok: false; failure: ErrorReport; started: Started | null };
@@ -90,7 +90,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
   const idMap = plan.idMap;
-  const helpers: number[] = [];
+  const helpers: Helper[] = [];
   const run = await runTape(tape, {
     reportRead,
     reportWrite,
@@ -203,6 +203,9 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
 function writeFiles(list: BoxPlan["files"]): { paths: Map<string, string>; remove(): void } | null {
   if (!list.length) return null;
   const dir = mkdtempSync(join(tmpdir(), "nsrun-files-"));
+  // A root box with a user namespace binds these as its own root, a host uid with no rights on
+  // root's files: it may search the folder (whose random name it is told) and read the files.
+  chmodSync(dir, 0o711);
   const paths = new Map<string, string>();
   list.forEach((f, i) => {
     const path = join(dir, `${i}-${f.target.split("/").pop()}`);

@@ -10,10 +10,11 @@ import { cleanupSteps } from "../cgroup";
 import type { ErrorReport } from "../errors";
 import { EXIT_NSRUN_FAILED } from "../errors";
 import type { BoxPlan } from "../plan";
+import type { Helper } from "./network";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 
 /** The stub's command line for this box (see the option list at the top of stub.c). */
-export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null, helpers: number[] = []): string[] {
+export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null, helpers: Helper[] = []): string[] {
   const argv = ["nsrun", "supervise", String(pid)];
   if (terminal !== null) argv.push("-T", String(terminal));
   // Only PID 1 of a PID namespace has signals dropped by the kernel; nsrun's own init handles them all.
@@ -28,7 +29,7 @@ export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], tr
     for (const dir of steps.rmdirs) argv.push("-r", dir);
     if (plan.cgroup.oomFile) argv.push("-o", plan.cgroup.oomFile, outOfMemoryMessage(plan.cgroup.memoryText));
   }
-  for (const helper of helpers) argv.push("-x", String(helper));
+  for (const helper of helpers) argv.push("-x", String(helper.pid));
   if (trace) argv.push("-t");
   return argv;
 }

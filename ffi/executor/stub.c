@@ -18,7 +18,7 @@
 //   -K DIR          at the end, kill what is left in cgroup DIR     -w FILE VALUE   then write VALUE to FILE
 //   -r DIR          then rmdir DIR                                  -o FILE TEXT    on exit 137, if FILE
 //                   counts an oom_kill, print TEXT                  -t              trace the clean-up
-//   -x PID          a helper of the box's (pasta): SIGTERM it when the box has exited
+//   -x PID          a helper of the box's (pasta), our child: SIGKILL and reap it when the box has exited
 //   -T FD           FD is the master of the box's pseudo-terminal: put our terminal (fd 0) in raw mode,
 //                   relay fd 0 -> FD -> fd 1, pass window size changes on, restore the terminal at the end
 // Failures to start the command go to REPORT_FD as an NSRUN_REPORT_EXEC_FAILED record (protocol.h).
@@ -110,13 +110,31 @@ static int wait_signal(unsigned long long set) {
 }
 
 // Reap every child that has exited; returns 1 when `target` was among them, with its status.
+// Helpers (-x): children of ours that end with the box. One reaped early is forgotten here, so that
+// the end never signals a PID that may since belong to someone else.
+static long helpers[8];
+static int nhelpers;
+
 static int reap(long target, int *status) {
-  int found = 0;
+  int found = 0, i;
   for (;;) {
     int st = 0;
     long pid = sys4(SYS_wait4, -1, &st, WNOHANG, 0);
     if (pid <= 0) return found;
     if (pid == target) *status = st, found = 1;
+    for (i = 0; i < nhelpers; i++)
+      if (helpers[i] == pid) helpers[i] = 0;
+  }
+}
+
+// Its port must be free once nsrun has returned: kill, then wait until it is gone.
+static void end_helpers(void) {
+  int i, st;
+  for (i = 0; i < nhelpers; i++) {
+    if (helpers[i] <= 0) continue;
+    sys2(SYS_kill, helpers[i], SIGKILL);
+    while (sys4(SYS_wait4, helpers[i], &st, 0, 0) == -EINTR) {
+    }
   }
 }
 
@@ -368,8 +386,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
   struct cleanup c = {lists[0], lists[1], lists[2], 0, 0, 0, 0, 0, 0};
   struct supervisor s = {0, 0, 0, 0, 0};
   struct kernel_termios saved, raw;
-  int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1, nhelpers = 0;
-  long helpers[8];
+  int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1;
   long sfd;
   s.box = argc > 2 ? num(argv[2]) : -1;
   if (s.box <= 0) {
@@ -456,7 +473,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
     while (master_open && (r = sys3(SYS_read, master, buf, sizeof buf)) > 0) write_all(1, buf, r);
     if (terminal) sys3(SYS_ioctl, 0, TCSETSW, &saved);
   }
-  for (i = 0; i < nhelpers; i++) sys2(SYS_kill, helpers[i], 15); // SIGTERM: the box they served is gone
+  end_helpers(); // the box they served is gone
   int code = s.killed_by ? 128 + s.killed_by : exit_code(s.status);
   if (code == 128 + SIGKILL && !s.killed_by && c.oom_file && oom_killed(c.oom_file)) {
     put(2, "nsrun: ");

@@ -63,6 +63,12 @@ function runcBundle(rootless: boolean): string {
   const spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
   spec.process.args = ["/bin/true"];
   spec.process.terminal = false;
+  // `runc spec --rootless` maps container root to whoever ran it (root, here): map the user instead.
+  if (rootless && isRoot) {
+    const id = (flag: string) => Number(spawnSync(["id", flag, USER], { stdout: "pipe" }).stdout.toString().trim());
+    spec.linux.uidMappings = [{ containerID: 0, hostID: id("-u"), size: 1 }];
+    spec.linux.gidMappings = [{ containerID: 0, hostID: id("-g"), size: 1 }];
+  }
   writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
   return bundle;
 }
@@ -87,7 +93,15 @@ async function residentFootprint(prefix: string[]): Promise<string> {
           return false;
         }
       });
-  for (let i = 0; i < 5000 && !running(); i++) await Bun.sleep(1);
+  // ... and nsrun has handed over to its supervisor (the command may start a moment before that).
+  const handedOver = () => {
+    try {
+      return readFileSync(`/proc/${box.pid}/cmdline`, "utf8").startsWith("nsrun\0supervise");
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 5000 && !(running() && handedOver()); i++) await Bun.sleep(1);
   let count = 0;
   let rssKb = 0;
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
