@@ -207,7 +207,7 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     expect(leftoverCgroups(r.pid, c.pid)).toEqual([]);
   });
 
-  test.if(!v2Ready && Boolean(host.v1.blkio?.weightFile))("v1: io_weight and cpu_weight reach the box's blkio and cpu cgroups (control: the hierarchy's default differs)", async () => {
+  test.if(!v2Ready && Boolean(host.v1.blkio?.weightFile))("cgroup v1 hosts only: io_weight and cpu_weight reach the box's blkio and cpu cgroups (control: the hierarchy's default differs)", async () => {
     const blkio = host.v1.blkio;
     const cfg = limited(a, "weights.toml", "io_weight = 1000\ncpu_weight = 1000");
     const box = start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "echo ready; exec sleep 30"]);
@@ -273,7 +273,7 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
   });
 });
 
-describe.if(Boolean(user) && !v2Ready)("limits for an ordinary user without delegated cgroup v2", () => {
+describe.if(Boolean(user) && !v2Ready)("limits for an ordinary user on a host without cgroup v2 controllers (where v2 has them, test/vm/cgroup-v2.vm-test.ts checks the undelegated case)", () => {
   test("are refused with exit 125 and what to do, not silently ignored", () => {
     const a = user as Actor;
     const r = run(area.bin, a, ["--config", limited(a, "user-limits.toml", "pids = 16")]);
