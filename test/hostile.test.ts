@@ -2,7 +2,7 @@
 // for real, root and rootless where both apply, each with a positive control that shows the probe
 // would have noticed.
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, hostMounts, run, setupTestArea, start, writeConfig } from "./helpers";
 
@@ -231,7 +231,15 @@ describe.each(area.actors)("nsrun ns on a box ($name)", (a) => {
     try {
       const reader = box.stdout.getReader();
       expect(new TextDecoder().decode((await reader.read()).value)).toBe("ready\n");
-      const pid = Bun.spawnSync(["sh", "-c", `grep -l 'ZXZpbA' /proc/[0-9]*/cmdline 2>/dev/null | grep -v self | head -1`]).stdout.toString().trim().split("/")[2];
+      // The box's command: the child of nsrun (now its supervisor, same PID) with the marker. Not a
+      // grep over /proc: the grep's own command line would carry the marker too.
+      const pid = readdirSync("/proc").find((p) => {
+        try {
+          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/status`, "utf8").includes(`\nPPid:\t${box.pid}\n`) && readFileSync(`/proc/${p}/cmdline`, "utf8").includes("ZXZpbA");
+        } catch {
+          return false;
+        }
+      }) as string;
       expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain("\x1b]52;");
       const r = nsrun(a, ["ns", pid]);
       expect(r.stdout).toContain("\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J");

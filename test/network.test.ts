@@ -36,61 +36,65 @@ function freePort(): number {
   return port;
 }
 
-/** A host server on 127.0.0.1 that greets each client. */
-function greeter(text: string) {
-  // end(text), not write then end: with the latter Bun left pasta's connection half-open, and pasta
-  // connected again and again (seen with busybox nc in the box).
-  return Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(text), data() {} } });
+// Every exchange is client-first (HTTP): pasta (Debian 12's 2023.03) can lose what a server sends
+// at once and follows with its FIN, before pasta has finished its side of the connection; a server
+// that only answers a request never meets that.
+
+/** An HTTP server on the host's 127.0.0.1 that answers every request with `text`. */
+function hostServer(text: string): { port: number; stop(force: boolean): void } {
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(text) });
+  return { port: server.port as number, stop: (force) => void server.stop(force) };
 }
 
-/** Connect to 127.0.0.1:port and return what the other side says, or null when it is refused. */
+/** GET http://127.0.0.1:port/greeting from the host: the body, or null when nothing answers. */
 async function ask(port: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    let text = "";
-    Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        data: (_s, d) => void (text += d.toString()),
-        close: () => resolve(text),
-        connectError: () => resolve(null),
-        error: () => resolve(null),
-      },
-    }).catch(() => resolve(null));
-  });
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/greeting`);
+    return r.ok ? await r.text() : null;
+  } catch {
+    return null;
+  }
 }
 
 describe.each(area.actors)("the network ($name)", (a) => {
   const why = !hasPasta ? "pasta is not installed (apt-get install passt)" : !tunFor(a) ? `${a.name} may not open /dev/net/tun on this host` : null;
   if (why) console.warn(`skipped: "nat" for ${a.name}: ${why}`);
 
-  /** A nat box whose script serves one reply on box port 8080 (forwarded from `forwarded`), saying "ready" once it listens. */
-  const serving = (name: string, forwarded: number, before = "", toml = "") => {
-    const cfg = writeConfig(a, name, `rootfs = "../rootfs"\n${toml}[network]\nmode = "nat"\nports = ["127.0.0.1:${forwarded}:8080"]\n`);
+  /** A nat box serving /greeting ("from-the-box") over HTTP on box port 8080, forwarded from `forwarded`; it says "ready" once it listens. */
+  const serving = (name: string, forwarded: number, before = "") => {
+    const cfg = writeConfig(a, name, `rootfs = "../rootfs"\n[network]\nmode = "nat"\nports = ["127.0.0.1:${forwarded}:8080"]\n`);
     const script = [
       before,
-      "(echo from-the-box | nc -l -p 8080) &",
-      // Ready once the kernel lists the listening socket: no guessing how long nc takes to start.
+      "mkdir -p /tmp/www && echo from-the-box > /tmp/www/greeting",
+      "httpd -f -p 8080 -h /tmp/www &",
+      // Ready once the kernel lists the listening socket: no guessing how long httpd takes to start.
       "until netstat -ltn | grep -q ':8080 '; do :; done",
       "echo ready",
       "wait",
     ].filter(Boolean).join("\n");
     return start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", script]);
   };
+  /** End a serving box the way a user would (SIGTERM to nsrun); its status says so. */
+  const stop = async (box: ReturnType<typeof start>) => {
+    box.kill("SIGTERM");
+    return box.exited;
+  };
+  const pastaFor = (port: number) => processesWith(`127.0.0.1/${port}:8080`);
 
   test.skipIf(why !== null)(`"nat": out to the host's loopback, in through a forwarded port; resolv.conf generated; pasta ends with the box${why ? ` (skipped: ${why})` : ""}`, async () => {
-    const host = greeter("hello-from-host\n");
+    const host = hostServer("hello-from-host\n");
     const forwarded = freePort();
-    const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `echo | nc -w 5 $GW ${host.port}`].join("\n"));
+    const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `wget -qO- http://$GW:${host.port}/`].join("\n"));
     try {
       const out = await untilLine(box.stdout, "ready");
       expect(out).toContain("nameserver 169.254.1.1");
       expect(out).toContain("hello-from-host");
-      expect(processesWith(`127.0.0.1/${forwarded}:8080`).length).toBe(1); // control: pasta is there while the box runs
+      expect(pastaFor(forwarded).length).toBe(1); // control: pasta is there while the box runs
       expect(await ask(forwarded)).toBe("from-the-box\n");
-      expect(await box.exited).toBe(0);
+      expect(await stop(box)).toBe(143);
       // nsrun has waited for pasta: nothing holds the port any more, at once.
-      expect(processesWith(`127.0.0.1/${forwarded}:8080`)).toEqual([]);
+      expect(pastaFor(forwarded)).toEqual([]);
+      expect(await ask(forwarded)).toBeNull();
     } finally {
       box.kill();
       host.stop(true);
@@ -103,11 +107,11 @@ describe.each(area.actors)("the network ($name)", (a) => {
       const box = serving("nat-again.toml", forwarded);
       await untilLine(box.stdout, "ready");
       expect(await ask(forwarded)).toBe("from-the-box\n");
-      expect(await box.exited).toBe(0);
+      expect(await stop(box)).toBe(143);
     }
     const box = serving("nat-killed.toml", forwarded);
     await untilLine(box.stdout, "ready");
-    const pasta = processesWith(`127.0.0.1/${forwarded}:8080`);
+    const pasta = pastaFor(forwarded);
     expect(pasta.length).toBe(1);
     box.kill("SIGKILL"); // nsrun itself (the supervisor), which pasta is a child of
     expect(goneWithin(pasta[0], 10_000)).toBe(true);
@@ -121,11 +125,11 @@ describe.each(area.actors)("the network ($name)", (a) => {
   });
 
   test(`"none" (the default) reaches neither (control: the host's loopback server answers the host)`, async () => {
-    const host = greeter("hello-from-host\n");
+    const host = hostServer("hello-from-host\n");
     try {
       expect(await ask(host.port)).toBe("hello-from-host\n");
       const cfg = writeConfig(a, "none.toml", 'rootfs = "../rootfs"\n');
-      const r = run(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", `ip route; echo | nc -w 2 10.0.2.2 ${host.port} || echo UNREACHABLE; echo | nc -w 2 192.0.2.1 ${host.port} || echo UNREACHABLE`]);
+      const r = run(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", `ip route; wget -T 2 -qO- http://10.0.2.2:${host.port}/ || echo UNREACHABLE; wget -T 2 -qO- http://192.0.2.1:${host.port}/ || echo UNREACHABLE`]);
       expect(r.stdout).not.toContain("hello-from-host");
       expect(r.stdout.match(/UNREACHABLE/g)?.length).toBe(2);
       expect(r.stdout).not.toContain("default");

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as F from "../../ffi/flags";
 import { pipe } from "../../ffi/io";
-import { libc } from "../../ffi/libc";
+import { check, libc } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
 import { StageError } from "../errors";
 import { type NetworkPlan, pastaArgs, pastaPath, usableTun } from "../network";
@@ -25,7 +25,6 @@ export interface Helper {
   pidfd: number;
 }
 
-const F_DUPFD_CLOEXEC = 1030;
 /** Where the fds pasta gets are parked before the tape puts them at 0-5 (above any of those). */
 const PARK_AT = 64;
 
@@ -35,7 +34,7 @@ export async function startPasta(plan: NetworkPlan, pid: number, userns: boolean
   const opened: number[] = [];
   const park = (fd: number) => {
     opened.push(fd);
-    const high = libc.fcntl(fd, F_DUPFD_CLOEXEC, PARK_AT);
+    const high = check("fcntl", libc.fcntl(fd, F.F_DUPFD_CLOEXEC, PARK_AT), `fcntl(${fd}, F_DUPFD_CLOEXEC, ${PARK_AT})`);
     opened.push(high);
     return high;
   };
