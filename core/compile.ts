@@ -6,8 +6,8 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import { emitBoundingSet, emitCapabilitySets, emitUser } from "./capabilities";
 import { emitHostname } from "./hostname";
-import { emitMounts, type MountOp } from "./mounts";
-import { cloneFlags, NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "./namespaces";
+import { emitEarlyBinds, emitMounts, emitPropagation, emitSlaveRoot, type MountOp } from "./mounts";
+import { cloneFlags, emitForkIntoPidNamespace, emitTimeOffsets, NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "./namespaces";
 import { emitNetwork } from "./network";
 import { emitPivot } from "./pivot";
 import type { BoxPlan } from "./plan";
@@ -72,9 +72,9 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   const joinCgroupInside = fds.cgroupProcs.length > 0;
   t.reportFd = fds.report;
   t.cgroupFd = fds.cgroupDir ?? -1;
-  t.cloneFlags = cloneFlags(plan.namespaces, joinCgroupInside);
-
   const join = [...(fds.join ?? [])].sort((a, b) => NAMESPACE_KINDS.indexOf(a.kind) - NAMESPACE_KINDS.indexOf(b.kind));
+  const shape = joinShape(plan, join);
+  t.cloneFlags = shape.newAfterJoin ? 0 : cloneFlags(plan.namespaces, joinCgroupInside);
   const armDeath = opts.parentDeath ?? true;
 
   t.stage("namespaces", "start the box's first process");
@@ -93,25 +93,45 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
     // then makes its cgroup namespace, whose root is the cgroup it is in at that moment.
     t.doing("join the box's cgroup");
     for (const fd of fds.cgroupProcs) writeText(t, fd, "0");
-    if (plan.namespaces.includes("cgroup")) unshare(t, F.CLONE_NEWCGROUP);
+    if (plan.namespaces.includes("cgroup") && !shape.newAfterJoin) unshare(t, F.CLONE_NEWCGROUP);
   }
+  if (shape.newAfterJoin && plan.namespaces.length) {
+    // With a joined user namespace the new ones must belong to it, not to nsrun's: unshare(2) them
+    // now. A new PID namespace, like a joined one, is for children (the fork below).
+    t.doing("make the new namespaces, owned by the joined user namespace");
+    unshare(t, unshareFlags(plan.namespaces));
+  }
+  // Before anything could enter the new time namespace (a fork, the execve): then its offsets are fixed.
+  if (plan.timeOffsets) emitTimeOffsets(t, plan.timeOffsets);
+  // The box's process is then a child in the PID namespace; the process clone3 made reports its PID and exits.
+  if (shape.fork) emitForkIntoPidNamespace(t, fds.report);
 
   // No PR_SET_DUMPABLE here: "dumpable" belongs to the memory, which this process shares with nsrun
   // (CLONE_VM), so it would change nsrun's own, and a later box's uid_map write would be refused.
   t.stage("user namespace");
   if (plan.idMap) emitIdMaps(t, plan.idMap, fds);
 
+  // A joined mount namespace (OCI) is used as it is: no root of the box's own, no mounts, no pivot.
+  const ownRoot = !shape.mountJoined;
   t.stage("mount namespace and private root");
-  emitPrivateRoot(t);
+  const mounts = withFiles(plan, fds.files);
+  const early = ownRoot ? emitEarlyBinds(t, mounts) : new Map<MountOp, never>();
+  // OCI's slave and shared mount propagation: the host's mounts become slaves here, not private.
+  if (ownRoot && plan.propagation?.fromHost) emitSlaveRoot(t);
+  else if (ownRoot) emitPrivateRoot(t);
 
   t.stage("rootfs");
   const root = t.reg("root");
-  emitRootfs(t, plan.rootfs, root);
+  if (ownRoot) emitRootfs(t, plan.rootfs, root);
+  // rootfsPropagation, before nsrun's mounts are attached below it (each mount gets its own), except
+  // shared: pivot_root(2) refuses a shared new root, so the root is private until it is `/`.
+  const rootPropagation = plan.propagation?.root;
+  if (ownRoot && rootPropagation) emitPropagation(t, root, rootPropagation.type === F.MS_SHARED ? { ...rootPropagation, type: F.MS_PRIVATE } : rootPropagation);
 
   t.stage("mounts");
   // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
   // allowed only while a fully visible proc (the host's) is mounted in the namespace.
-  emitMounts(t, root, withFiles(plan, fds.files));
+  if (ownRoot) emitMounts(t, root, mounts, early);
 
   t.stage("hostname");
   emitHostname(t, plan.hostname);
@@ -121,8 +141,11 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
 
   opts.beforePivot?.(t);
   t.stage("pivot_root");
-  emitPivot(t, root);
-  close(t, root);
+  if (ownRoot) {
+    emitPivot(t, root);
+    if (rootPropagation?.type === F.MS_SHARED) emitPropagation(t, root, rootPropagation);
+    close(t, root);
+  }
 
   t.stage("process");
   emitProcess(t, plan.process);
@@ -158,6 +181,22 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   opts.beforeExec?.(t);
   emitExec(t, plan.process, { stubFd: fds.stub, reportFd: fds.report });
   return t;
+}
+
+/** How namespaces joined by path (OCI linux.namespaces[].path) shape the tape. */
+export interface JoinShape {
+  /** A user namespace is joined: the new namespaces are made by unshare(2) after setns(2), not by clone3. */
+  newAfterJoin: boolean;
+  /** The box's process must be a child: a PID namespace is joined, or made by unshare(2). */
+  fork: boolean;
+  /** A mount namespace is joined: the box uses it as it is. */
+  mountJoined: boolean;
+}
+
+export function joinShape(plan: Pick<BoxPlan, "namespaces">, join: ReadonlyArray<{ kind: NamespaceKind }>): JoinShape {
+  const joined = (kind: NamespaceKind) => join.some((j) => j.kind === kind);
+  const newAfterJoin = joined("user");
+  return { newAfterJoin, fork: joined("pid") || (newAfterJoin && plan.namespaces.includes("pid")), mountJoined: joined("mount") };
 }
 
 /** The plan's mounts, with nsrun's own files bound in read-only before the masked and read-only paths. */

@@ -50,6 +50,15 @@ const size = (min: number, tooSmall?: string) =>
     v.check((s) => (parseSize(s) ?? -1) >= min, tooSmall ?? (min > 0 ? "expected a size above 0" : "")),
   );
 
+/** [namespaces] time: true/false, or a table of clock offsets in seconds (negative or fractional too, at most about 126 years). */
+type TimeKey = boolean | { monotonic?: number; boottime?: number };
+const isSeconds = (n: unknown) => typeof n === "number" && Number.isFinite(n) && Math.abs(n) <= 4_000_000_000;
+const timeKey = v.pipe(
+  v.union([v.boolean(), v.record(v.string(), v.unknown())], "expected true, false or a table { monotonic = SECONDS, boottime = SECONDS }"),
+  v.check((t) => typeof t === "boolean" || Object.entries(t).every(([k, n]) => (k === "monotonic" || k === "boottime") && isSeconds(n)), "expected a table { monotonic = SECONDS, boottime = SECONDS }, each a number of seconds, at most 4000000000 either way"),
+  v.transform((t) => t as TimeKey),
+);
+
 const weight = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(1, "expected 1 to 10000"), v.maxValue(10000, "expected 1 to 10000"));
 
 /** An rlimit: a number, "unlimited", or [soft, hard]. */
@@ -148,7 +157,8 @@ export const ConfigSchema = v.strictObject({
       /** Default true: the box's own network namespace (false is [network] mode = "host"). */
       net: v.optional(v.boolean()),
       cgroup: v.optional(v.boolean(), true),
-      time: v.optional(v.boolean(), false),
+      /** A time namespace: true, or a table of clock offsets in seconds, { monotonic = 86400, boottime = 86400 }, which implies one. */
+      time: v.optional(timeKey, false),
     }),
     {},
   ),
@@ -166,8 +176,10 @@ export const ConfigSchema = v.strictObject({
   /** The box's network. */
   network: v.optional(
     v.strictObject({
-      /** "none": loopback only; "host": the host's network, shared; "nat": outbound connections and forwarded ports through pasta. Default "none" ("host" with [namespaces] net = false). */
+      /** "none": loopback only; "host": the host's network, shared; "nat": outbound connections and forwarded ports through pasta or slirp4netns. Default "none" ("host" with [namespaces] net = false). */
       mode: v.optional(v.picklist(["none", "host", "nat"], 'expected "none", "host" or "nat"')),
+      /** With "nat": the program that connects the box. "auto": pasta when installed, else slirp4netns. Default "auto". */
+      helper: v.optional(v.picklist(["auto", "pasta", "slirp4netns"], 'expected "auto", "pasta" or "slirp4netns"')),
       /** With "nat": ports forwarded from the host into the box, "[HOST_ADDRESS:]HOST_PORT[:BOX_PORT][/tcp|/udp]". Default []. */
       ports: v.optional(v.array(v.string()), []),
     }),

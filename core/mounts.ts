@@ -7,8 +7,9 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
+import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
+import type { IdRange } from "./userns";
 
 export type MountOp =
   /**
@@ -17,14 +18,73 @@ export type MountOp =
    * on a real directory, reached without symlinks, and paths below them are resolved from the mount
    * itself. `fallbackBind`: when the kernel says EPERM, that host path is bound read-only instead.
    */
-  | { op: "mount"; fstype: string; target: string; attrs: number; options: string[]; special: boolean; fallbackBind?: string; origin: string }
-  /** A copy of a host path's mount tree; `attrs` (MOUNT_ATTR_*) are set before it is attached. */
-  | { op: "bind"; source: string; target: string; recursive: boolean; attrs: number; file: boolean; origin: string }
+  | { op: "mount"; fstype: string; target: string; attrs: number; options: string[]; special: boolean; fallbackBind?: string; origin: string; propagation?: Propagation }
+  /**
+   * A copy of a host path's mount tree; `attrs` (MOUNT_ATTR_*) are set before it is attached.
+   * `early`: copied before the namespace's mounts stop being peers of the host's (see
+   * emitEarlyBinds), so that a shared source stays shared with the host.
+   */
+  | {
+      op: "bind";
+      source: string;
+      target: string;
+      recursive: boolean;
+      attrs: number;
+      file: boolean;
+      origin: string;
+      propagation?: Propagation;
+      early?: boolean;
+      /** OCI: the bind's files through these id maps (an id-mapped mount; core/oci/idmap.ts makes it). */
+      idmap?: IdmapPlan;
+      /** A detached copy nsrun made already (an fd the process inherits), attached instead of copying the source. */
+      tree?: number;
+    }
   /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a folder. A missing path is left alone. */
   | { op: "mask"; target: string; origin: string }
   /** Bind a path onto itself, read-only. A missing path is left alone. */
   | { op: "readonly"; target: string; origin: string }
   | { op: "symlink"; target: string; linkTo: string; origin: string };
+
+/**
+ * Mount propagation (mount_namespaces(7)): MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, for the
+ * mount alone or, `recursive`, for every mount of its tree. Set with mount_setattr(2) once the mount
+ * is attached, so that it holds whatever attaching it below a shared mount did.
+ */
+export interface Propagation {
+  type: number;
+  recursive: boolean;
+}
+
+/** An id-mapped mount's maps ("containerID hostID size": an on-disk containerID shows as hostID). */
+export interface IdmapPlan {
+  uidMap: IdRange[];
+  gidMap: IdRange[];
+  /** ridmap: every mount of the bind's tree, not only its top. */
+  recursive: boolean;
+}
+
+/** How the box's mount namespace relates to the host's (OCI rootfsPropagation and mount options). */
+export interface PropagationPlan {
+  /**
+   * The namespace's copy of the host's mounts is made MS_REC|MS_SLAVE instead of MS_REC|MS_PRIVATE,
+   * so that copies of them (the rootfs, binds) can still receive the host's mount events.
+   */
+  fromHost: boolean;
+  /** The box's root mount (recursive: with the mounts the rootfs directory has below it). */
+  root: Propagation | null;
+}
+
+/** The mount options that set propagation, as runc spells them. */
+export const PROPAGATION_OPTIONS: Record<string, Propagation> = {
+  shared: { type: F.MS_SHARED, recursive: false },
+  rshared: { type: F.MS_SHARED, recursive: true },
+  slave: { type: F.MS_SLAVE, recursive: false },
+  rslave: { type: F.MS_SLAVE, recursive: true },
+  private: { type: F.MS_PRIVATE, recursive: false },
+  rprivate: { type: F.MS_PRIVATE, recursive: true },
+  unbindable: { type: F.MS_UNBINDABLE, recursive: false },
+  runbindable: { type: F.MS_UNBINDABLE, recursive: true },
+};
 
 /** Facts about the host that planning needs: each bind source's real path and whether it is a directory. */
 export interface SourceFact {
@@ -199,8 +259,8 @@ const HINTS = {
   },
 };
 
-/** Tape: every mount op, in order. `root` is the box's root mount. */
-export function emitMounts(t: Tape, root: Reg, ops: MountOp[]): void {
+/** Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds copied. */
+export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map()): void {
   const bases = new Bases(root);
   ops.forEach((op, i) => {
     t.doing(describeMount(op), op.op === "mount" && op.special ? HINTS.special : undefined);
@@ -208,7 +268,7 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[]): void {
       case "mount":
         return emitFilesystem(t, bases, op, i);
       case "bind":
-        return emitBind(t, bases, op);
+        return emitBind(t, bases, op, early.get(op));
       case "symlink":
         return emitSymlink(t, bases, op);
       case "mask":
@@ -258,25 +318,70 @@ function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount
   openInRoot(t, lookup, rel, "dir", target);
   moveMount(t, mnt, target);
   close(t, target);
+  if (op.propagation) emitPropagation(t, mnt, op.propagation);
   if (op.special) bases.keep(op.target, mnt);
   else close(t, mnt);
 }
 
-function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>): void {
-  const src = t.reg("src");
-  const tree = t.reg("tree");
+function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, early?: Reg): void {
+  const tree = early ?? t.reg("tree");
   const target = t.reg("target");
+  if (op.tree !== undefined) {
+    // Made by nsrun with its attributes already (an id-mapped bind): its fd into the register.
+    t.load(t.struct(8, String(op.tree), [[0, 8, op.tree]]), 8, tree);
+  } else {
+    if (!early) copyTree(t, op, tree);
+    if (op.attrs) mountSetattr(t, tree, op.recursive, op.attrs);
+  }
+  const { lookup, rel } = bases.lookup(op.target, false);
+  openInRoot(t, lookup, rel, op.file ? "file" : "dir", target);
+  moveMount(t, tree, target);
+  if (op.propagation) emitPropagation(t, tree, op.propagation);
+  close(t, tree);
+  close(t, target);
+}
+
+/** A detached copy of a bind's source tree into `tree`. */
+function copyTree(t: Tape, op: Extract<MountOp, { op: "bind" }>, tree: Reg): void {
+  const src = t.reg("src");
   // The source is opened once, by the path planning found (symlinks already resolved there), and
   // refused if a symlink appears on the way since: a bind can never be swapped for another tree.
   openat2(t, F.AT_FDCWD, op.source, F.O_PATH, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: src });
   openTree(t, src, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | (op.recursive ? F.AT_RECURSIVE : 0), { dst: tree });
   close(t, src);
-  if (op.attrs) mountSetattr(t, tree, op.recursive, op.attrs);
-  const { lookup, rel } = bases.lookup(op.target, false);
-  openInRoot(t, lookup, rel, op.file ? "file" : "dir", target);
-  moveMount(t, tree, target);
-  close(t, tree);
-  close(t, target);
+}
+
+/**
+ * Tape: the binds marked `early`, copied while the new mount namespace's mounts are still what
+ * clone3 made them: for a shared host mount, a peer of it (root without a user namespace; a less
+ * privileged namespace gets slaves, mount_namespaces(7)). A copy made then stays in that peer group,
+ * so mounts below the bind propagate both ways (rshared). Held in registers until emitMounts.
+ */
+export function emitEarlyBinds(t: Tape, ops: MountOp[]): Map<MountOp, Reg> {
+  const early = new Map<MountOp, Reg>();
+  ops.forEach((op, i) => {
+    if (op.op !== "bind" || !op.early || op.tree !== undefined) return;
+    t.doing(`${describeMount(op)}: copy the source while it is a peer of the host's mount`);
+    const tree = t.reg(`early${i}`);
+    copyTree(t, op, tree);
+    early.set(op, tree);
+  });
+  return early;
+}
+
+/**
+ * Tape: the mount namespace's copy of the host's mounts becomes slaves of them, instead of private
+ * (emitPrivateRoot): mounts the host makes later still reach copies of them, and nothing the box
+ * mounts reaches the host. pivot_root(2) accepts slaves, as it does private mounts.
+ */
+export function emitSlaveRoot(t: Tape): void {
+  t.doing('make "/" a slave of the host\'s mounts');
+  mount(t, null, "/", null, F.MS_REC | F.MS_SLAVE, null);
+}
+
+/** Tape: set the propagation of the (attached) mount `fd` is open on. */
+export function emitPropagation(t: Tape, fd: Reg, p: Propagation): void {
+  mountSetattr(t, fd, p.recursive, 0, { propagation: p.type });
 }
 
 function emitSymlink(t: Tape, bases: Bases, op: Extract<MountOp, { op: "symlink" }>): void {

@@ -2,9 +2,10 @@
 // (network_namespaces(7)); a box expects 127.0.0.1 to work, so `lo` comes up in every mode:
 //   "none" (the default)  loopback only: no route out
 //   "host"                the host's network namespace, shared (no namespace of its own)
-//   "nat"                 outbound connections and forwarded ports through pasta (Debian/Ubuntu
-//                         package passt), which nsrun starts at a sync point while the box waits;
-//                         it runs as the calling user and ends with the box
+//   "nat"                 outbound connections and forwarded ports through a helper nsrun starts at
+//                         a sync point while the box waits: pasta (Debian/Ubuntu package passt) when
+//                         installed, else slirp4netns (package slirp4netns), or the one [network]
+//                         helper names; it runs as the calling user and ends with the box
 import { accessSync, constants } from "node:fs";
 import * as F from "../ffi/flags";
 import { close, ioctl, socket, syncWithHost } from "./tape/calls";
@@ -20,13 +21,43 @@ export interface PortForward {
   boxPort: number;
 }
 
+export type NetworkHelper = "pasta" | "slirp4netns";
+
 export interface NetworkPlan {
   mode: NetworkMode;
   ports: PortForward[];
+  /** With "nat": the program that connects the box, and why it was chosen (for --trace and --log-level info). */
+  helper?: { name: NetworkHelper; why: string };
 }
 
-/** What the box's resolv.conf names: pasta forwards DNS queries sent there to the host's resolver. */
-export const DNS_FORWARD = "169.254.1.1";
+/** What each helper is, for planning, error messages and the box's resolv.conf. */
+export const HELPERS: Record<NetworkHelper, { package: string; nameserver: string }> = {
+  // pasta forwards DNS queries sent to this address (its --dns-forward) to the host's resolver.
+  pasta: { package: "passt", nameserver: "169.254.1.1" },
+  // slirp4netns answers DNS at its network's address + 3 (10.0.2.3), forwarding to the host's resolver.
+  slirp4netns: { package: "slirp4netns", nameserver: "10.0.2.3" },
+};
+
+/** pasta's DNS forwarding address (its --dns-forward). */
+export const DNS_FORWARD = HELPERS.pasta.nameserver;
+
+/**
+ * The helper for a "nat" box: the one asked for, or with "auto" pasta when installed, else
+ * slirp4netns; or the problem, with the config key it belongs to.
+ */
+export function chooseHelper(asked: "auto" | NetworkHelper, isInstalled: (program: string) => boolean): { name: NetworkHelper; why: string } | { key: string; problem: string } {
+  const pkg = (h: NetworkHelper) => `the Debian/Ubuntu package ${HELPERS[h].package}`;
+  if (asked !== "auto")
+    return isInstalled(asked)
+      ? { name: asked, why: `[network] helper = "${asked}"` }
+      : { key: "network.helper", problem: `"${asked}" is not installed: install ${pkg(asked)}, or use helper = "auto"` };
+  if (isInstalled("pasta")) return { name: "pasta", why: "pasta is installed (preferred over slirp4netns)" };
+  if (isInstalled("slirp4netns")) return { name: "slirp4netns", why: "pasta is not installed" };
+  return {
+    key: "network.mode",
+    problem: '"nat" needs pasta or slirp4netns, and neither is installed: install the Debian/Ubuntu package passt (pasta, preferred) or slirp4netns',
+  };
+}
 
 /** "8080:80", "127.0.0.1:5353:53/udp", "8080" (the same port inside) -> a PortForward, or a problem. */
 export function parsePort(spec: string): PortForward | string {
@@ -38,11 +69,15 @@ export function parsePort(spec: string): PortForward | string {
   return { proto: (m[4] as "tcp" | "udp") ?? "tcp", hostAddress: m[1] ?? null, hostPort, boxPort };
 }
 
+/** A port as pasta's -t and -u options spell it: "127.0.0.1/5353:53". */
+export function pastaPortSpec(p: PortForward): string {
+  return `${p.hostAddress ? `${p.hostAddress}/` : ""}${p.hostPort}:${p.boxPort}`;
+}
+
 /** pasta's command line for a box whose network namespace is fd 3 (and user namespace fd 4). */
 export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: boolean; pidFile: string }): string[] {
-  const spec = (p: PortForward) => `${p.hostAddress ? `${p.hostAddress}/` : ""}${p.hostPort}:${p.boxPort}`;
-  const tcp = plan.ports.filter((p) => p.proto === "tcp").map(spec);
-  const udp = plan.ports.filter((p) => p.proto === "udp").map(spec);
+  const tcp = plan.ports.filter((p) => p.proto === "tcp").map(pastaPortSpec);
+  const udp = plan.ports.filter((p) => p.proto === "udp").map(pastaPortSpec);
   return [
     "pasta",
     // In the foreground, as nsrun's child: its parent-death signal ends it with nsrun (core/host/network.ts).
@@ -84,17 +119,53 @@ export function installed(name: string): boolean {
   return PROGRAM_DIRS.some((dir) => usable(`${dir}/${name}`, constants.X_OK));
 }
 
-/** pasta's path on the standard PATH (planning has checked that it is installed). */
-export function pastaPath(): string {
-  return `${PROGRAM_DIRS.find((dir) => usable(`${dir}/pasta`, constants.X_OK)) ?? "/usr/bin"}/pasta`;
+/** A helper's path on the standard PATH (planning has checked that it is installed). */
+export function programPath(name: string): string {
+  return `${PROGRAM_DIRS.find((dir) => usable(`${dir}/${name}`, constants.X_OK)) ?? "/usr/bin"}/${name}`;
 }
 
-/** Whether this user may open /dev/net/tun, which pasta needs. */
+/** slirp4netns's address for the box (its network 10.0.2.0/24 + 100, which --configure gives tap0). */
+export const SLIRP_BOX_ADDRESS = "10.0.2.100";
+
+/**
+ * slirp4netns's command line for a box whose network namespace is fd 3 (and user namespace fd 4).
+ * It writes "1" to `readyFd` once tap0 is configured and its API socket listens, and exits when
+ * `exitFd` (the read end of a pipe only nsrun holds) reports end of file. Ports are forwarded
+ * afterwards, one request each on the API socket (core/host/network.ts).
+ */
+export function slirp4netnsArgs(opts: { userns: boolean; readyFd: number; exitFd: number; apiSocket: string | null }): string[] {
+  return [
+    "slirp4netns",
+    // Configure tap0 (10.0.2.100/24, default route via 10.0.2.2, which reaches the host's
+    // 127.0.0.1 as pasta's gateway does: no --disable-host-loopback) and bring lo up.
+    "--configure",
+    "--mtu=65520",
+    `--ready-fd=${opts.readyFd}`,
+    `--exit-fd=${opts.exitFd}`,
+    ...(opts.apiSocket ? [`--api-socket=${opts.apiSocket}`] : []),
+    "--netns-type=path",
+    ...(opts.userns ? ["--userns-path=/proc/self/fd/4"] : []),
+    "/proc/self/fd/3",
+    "tap0",
+  ];
+}
+
+/** slirp4netns's API request that forwards one port (add_hostfwd, slirp4netns(1)). */
+export function addHostfwd(p: PortForward): string {
+  return JSON.stringify({ execute: "add_hostfwd", arguments: { proto: p.proto, host_addr: p.hostAddress ?? "0.0.0.0", host_port: p.hostPort, guest_addr: SLIRP_BOX_ADDRESS, guest_port: p.boxPort } });
+}
+
+/** A port as the config spells it: "127.0.0.1:5353:53/udp". */
+export function portText(p: PortForward): string {
+  return `${p.hostAddress ? `${p.hostAddress}:` : ""}${p.hostPort}:${p.boxPort}/${p.proto}`;
+}
+
+/** Whether this user may open /dev/net/tun, which both helpers need. */
 export function usableTun(): boolean {
   return usable("/dev/net/tun", constants.R_OK | constants.W_OK);
 }
 
-/** The sync point at which nsrun starts pasta for the box. */
+/** The sync point at which nsrun starts the box's network helper. */
 export const SYNC_NETWORK = 2;
 
 export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, fds: { report: number; sync: number | null }): void {
@@ -111,6 +182,6 @@ export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, f
   close(t, sock);
   if (plan.mode === "nat") {
     if (fds.sync === null) throw new Error("compile: network mode nat needs the sync pipe");
-    syncWithHost(t, fds.report, fds.sync, SYNC_NETWORK, "wait while nsrun starts pasta for the box's network");
+    syncWithHost(t, fds.report, fds.sync, SYNC_NETWORK, `wait while nsrun starts ${plan.helper?.name ?? "pasta"} for the box's network`);
   }
 }

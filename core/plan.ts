@@ -5,13 +5,13 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
-import { DNS_FORWARD, installed, type NetworkMode, type NetworkPlan, parsePort } from "./network";
+import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, parsePort } from "./network";
 import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
 import { ConfigError } from "./errors";
-import { MountPlanError, type MountOp, planMounts, type SourceFact } from "./mounts";
-import { type NamespaceKind, planNamespaces } from "./namespaces";
+import { MountPlanError, type MountOp, planMounts, type PropagationPlan, type SourceFact } from "./mounts";
+import { type NamespaceKind, planNamespaces, planTimeOffsets, type TimeOffsets } from "./namespaces";
 import type { ProcessPlan } from "./process";
 import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./rlimits";
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
@@ -33,6 +33,10 @@ export interface BoxPlan {
   cgroup: CgroupPlan | null;
   rlimits: RlimitPlan[];
   security: SecurityPlan;
+  /** The time namespace's clock offsets ([namespaces] time = { ... }, OCI linux.timeOffsets); none: zero. */
+  timeOffsets?: TimeOffsets | null;
+  /** OCI mount propagation other than private; none: every mount private. */
+  propagation?: PropagationPlan;
 }
 
 export interface SecurityPlan {
@@ -57,8 +61,8 @@ export interface HostFacts {
   setgroupsAllowed?: boolean;
   /** The caller's ranges in /etc/subuid and /etc/subgid, and whether newuidmap/newgidmap exist. */
   subordinate?: SubordinateIds;
-  /** pasta (package passt) is installed. */
-  pasta?: boolean;
+  /** Whether a program is installed (pasta, slirp4netns); absent: every one is. */
+  installed?: (program: string) => boolean;
   /** Reads a small file as the box would see it in its rootfs, or null (see core/hostpath.ts). */
   rootfsFile?: (path: string) => string | null;
 }
@@ -112,7 +116,7 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     ttyGroupMapped: idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5),
     setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
     subordinate: readSubordinateIds(process.getuid?.() ?? 0),
-    pasta: config.network.mode === "nat" ? installed("pasta") : undefined,
+    installed,
   };
 }
 
@@ -174,7 +178,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     ipc: ns.ipc,
     net: mode !== "host",
     cgroup: ns.cgroup,
-    time: ns.time,
+    time: ns.time !== false,
   };
   if (!wanted.mount) fail("namespaces.mount", "nsrun needs a mount namespace to give the box its own root; remove this key");
   if (caller.uid !== 0 && ns.user === false)
@@ -236,7 +240,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
 
   const env = Object.entries(config.process.env ?? { PATH: DEFAULT_PATH }).map(([k, v]) => `${k}=${v}`);
   const network = planNetwork(config, facts, mode, fail);
-  const files = mode === "nat" ? networkFiles(config, facts, wanted.uts ? (config.hostname ?? "nsrun") : null) : [];
+  const files = network.helper ? networkFiles(config, facts, HELPERS[network.helper.name].nameserver, wanted.uts ? (config.hostname ?? "nsrun") : null) : [];
   // HOME, as a login would set it: the box user's entry in the rootfs's /etc/passwd, else / (or /root for root).
   if (!env.some((e) => e.startsWith("HOME="))) env.push(`HOME=${homeOf(facts.rootfsFile?.("/etc/passwd") ?? "", uid)}`);
 
@@ -256,6 +260,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     hostname: wanted.uts ? (config.hostname ?? "nsrun") : null,
     network,
     files,
+    timeOffsets: planTimeOffsets(ns.time),
     process: {
       args: opts.args?.length ? opts.args : config.process.args,
       cwd: config.process.cwd,
@@ -288,8 +293,12 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
     return typeof p === "string" ? fail(`network.ports[${i}]`, p) : p;
   });
   if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
-  if (mode === "nat" && facts.pasta === false) fail("network.mode", '"nat" needs pasta, which is not installed: install the Debian/Ubuntu package passt');
-  return { mode, ports };
+  const asked = config.network.helper ?? "auto";
+  if (asked !== "auto" && mode !== "nat") fail("network.helper", `a helper connects only a box with [network] mode = "nat", not "${mode}"`);
+  if (mode !== "nat") return { mode, ports };
+  const helper = chooseHelper(asked, facts.installed ?? (() => true));
+  if ("key" in helper) return fail(helper.key, helper.problem);
+  return { mode, ports, helper };
 }
 
 /**
@@ -297,12 +306,12 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
  * rootfs has them: a resolv.conf counts only if it names a nameserver outside 127.0.0.0/8, which
  * the box, in a network namespace of its own, could not reach.
  */
-function networkFiles(config: Config, facts: HostFacts, hostname: string | null): Array<{ target: string; content: string }> {
+function networkFiles(config: Config, facts: HostFacts, nameserver: string, hostname: string | null): Array<{ target: string; content: string }> {
   const mounted = new Set(config.mounts.map((m) => m.target));
   const out: Array<{ target: string; content: string }> = [];
   const resolv = facts.rootfsFile?.("/etc/resolv.conf") ?? "";
   const usable = resolv.split("\n").some((l) => /^\s*nameserver\s+(?!127\.)\S+/.test(l));
-  if (!mounted.has("/etc/resolv.conf") && !usable) out.push({ target: "/etc/resolv.conf", content: `nameserver ${DNS_FORWARD}\n` });
+  if (!mounted.has("/etc/resolv.conf") && !usable) out.push({ target: "/etc/resolv.conf", content: `nameserver ${nameserver}\n` });
   const hosts = facts.rootfsFile?.("/etc/hosts") ?? "";
   if (!mounted.has("/etc/hosts") && !hosts.trim())
     out.push({ target: "/etc/hosts", content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${hostname ? `127.0.1.1\t${hostname}\n` : ""}` });

@@ -24,8 +24,10 @@ export const MS_NODIRATIME = 0x800;
 export const MS_BIND = 0x1000;
 export const MS_REC = 0x4000;
 export const MS_SILENT = 0x8000;
+export const MS_UNBINDABLE = 0x20000;
 export const MS_PRIVATE = 0x40000;
 export const MS_SLAVE = 0x80000;
+export const MS_SHARED = 0x100000;
 export const MS_RELATIME = 0x200000;
 export const MS_STRICTATIME = 0x1000000;
 
@@ -37,6 +39,7 @@ export const MOUNT_ATTR_NOEXEC = 0x8;
 export const MOUNT_ATTR_NOATIME = 0x10;
 export const MOUNT_ATTR_STRICTATIME = 0x20;
 export const MOUNT_ATTR_NODIRATIME = 0x80;
+export const MOUNT_ATTR_IDMAP = 0x100000;
 
 // <linux/mount.h>: the new mount API (Linux 5.2): open_tree(2), move_mount(2), fsopen(2), fsconfig(2), fsmount(2)
 export const OPEN_TREE_CLONE = 0x1;
@@ -162,6 +165,7 @@ export const IFNAMSIZ = 16;
 // The newer ones have one number on every architecture; pivot_root does not.
 export const SYS_pivot_root = ARM64 ? 41 : 155;
 export const SYS_close_range = 436;
+export const SYS_open_tree = 428;
 export const SYS_openat2 = 437;
 export const SYS_mount_setattr = 442;
 export const SYS_seccomp = ARM64 ? 277 : 317;
@@ -203,8 +207,10 @@ export const MS_FLAGS = {
   MS_BIND,
   MS_REC,
   MS_SILENT,
+  MS_UNBINDABLE,
   MS_PRIVATE,
   MS_SLAVE,
+  MS_SHARED,
   MS_RELATIME,
   MS_STRICTATIME,
 };
@@ -217,6 +223,7 @@ export const MOUNT_ATTR_FLAGS = {
   MOUNT_ATTR_NOATIME,
   MOUNT_ATTR_STRICTATIME,
   MOUNT_ATTR_NODIRATIME,
+  MOUNT_ATTR_IDMAP,
 };
 
 export const O_FLAGS = {

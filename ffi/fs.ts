@@ -91,6 +91,23 @@ export function openat2(dirfd: number, path: string, flags: number, resolve: num
   return check("openat2", ret, `openat2(${q(shown)})`);
 }
 
+/** open_tree(2) of `fd` itself (AT_EMPTY_PATH): with OPEN_TREE_CLONE, a detached copy of its mount. */
+export function openTree(fd: number, flags: number, shown: string): number {
+  const ret = libc.syscall(F.SYS_open_tree, fd, ptrOf(cstr("")), flags | F.AT_EMPTY_PATH, 0, 0, 0);
+  return check("open_tree", ret, `open_tree(${q(shown)})`);
+}
+
+/** mount_setattr(2) on the mount `fd` is (AT_EMPTY_PATH): set `attrSet`, `propagation`, and an id map from `userns`. */
+export function mountSetattr(fd: number, recursive: boolean, attrSet: number, propagation: number, userns: number, shown: string): void {
+  // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
+  const attr = Buffer.alloc(32);
+  attr.writeBigUInt64LE(BigInt(attrSet), 0);
+  attr.writeBigUInt64LE(BigInt(propagation), 16);
+  attr.writeBigUInt64LE(BigInt(userns), 24);
+  const at = F.AT_EMPTY_PATH | (recursive ? F.AT_RECURSIVE : 0);
+  check("mount_setattr", libc.syscall(F.SYS_mount_setattr, fd, ptrOf(cstr("")), at, ptrOf(attr), 32, 0), `mount_setattr(${q(shown)})`);
+}
+
 // libc.syscall takes i64 arguments, so buffers go in as their addresses.
 function ptrOf(buf: Buffer): number {
   return addressOf(buf) as unknown as number;

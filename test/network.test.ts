@@ -1,16 +1,50 @@
-// The box's network (issue 11): "nat" reaches a server on the host's loopback (through pasta's
-// mapping of the gateway address) and a host client reaches a server in the box through a forwarded
-// port; "none" reaches neither. Nothing leaves this machine: both ends are on 127.0.0.1.
+// The box's network (issue 11): "nat", through pasta and through slirp4netns, reaches a server on
+// the host's loopback (through the helper's mapping of the gateway address) and a host client
+// reaches a server in the box through a forwarded port; "none" reaches neither. Nothing leaves this
+// machine: both ends are on 127.0.0.1. Planning's choice of helper is tested without running one.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
+import { readdirSync, readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { goneWithin } from "../ffi/wait";
-import { type Actor, command, processesWith, run, setupTestArea, start, writeConfig } from "./helpers";
+import { parseConfig } from "../core/config";
+import { ConfigError } from "../core/errors";
+import { HELPERS, type NetworkHelper } from "../core/network";
+import { planBox } from "../core/plan";
+import { type Actor, command, run, setupTestArea, start, writeConfig } from "./helpers";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
-const hasPasta = spawnSync(["sh", "-c", "command -v pasta"]).exitCode === 0;
-/** pasta opens /dev/net/tun as the user; some hosts keep it root's (0600). */
+const installed = (program: string) => spawnSync(["sh", "-c", `command -v ${program}`]).exitCode === 0;
+/** Both helpers open /dev/net/tun as the user; some hosts keep it root's (0600). */
 const tunFor = (a: Actor) => spawnSync(command("/bin/sh", a, ["-c", "exec 3<>/dev/net/tun"])).exitCode === 0;
+const helpers = (["pasta", "slirp4netns"] as const).map((helper) => ({ helper, ...HELPERS[helper] }));
+
+/** The helper processes (pasta, slirp4netns) that are children of process `parent` (nsrun, then its supervisor). */
+function helperOf(parent: number, helper: NetworkHelper): number[] {
+  return helperProcesses(helper).filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+    } catch {
+      return false; // exited while we looked
+    }
+  });
+}
+
+/** Every process on this host whose program is the helper (pasta may run as pasta.avx2). */
+function helperProcesses(helper: NetworkHelper): number[] {
+  return readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        return basename(readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0")[0]).startsWith(helper);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 /** Everything `stream` says until a line `line` (the box tells it is ready), as text. */
 async function untilLine(stream: ReadableStream<Uint8Array>, line: string): Promise<string> {
@@ -57,71 +91,91 @@ async function ask(port: number): Promise<string | null> {
 }
 
 describe.each(area.actors)("the network ($name)", (a) => {
-  const why = !hasPasta ? "pasta is not installed (apt-get install passt)" : !tunFor(a) ? `${a.name} may not open /dev/net/tun on this host` : null;
-  if (why) console.warn(`skipped: "nat" for ${a.name}: ${why}`);
+  describe.each(helpers)('"nat" through $helper', ({ helper, package: pkg, nameserver }) => {
+    const why = !installed(helper) ? `${helper} is not installed (apt-get install ${pkg})` : !tunFor(a) ? `${a.name} may not open /dev/net/tun on this host` : null;
+    if (why) console.warn(`skipped: "nat" through ${helper} for ${a.name}: ${why}`);
+    const skipped = why ? ` (skipped: ${why})` : "";
+    const natConfig = (name: string, extra = "") => writeConfig(a, name, `rootfs = "../rootfs"\n[network]\nmode = "nat"\nhelper = "${helper}"\n${extra}`);
 
-  /** A nat box serving /greeting ("from-the-box") over HTTP on box port 8080, forwarded from `forwarded`; it says "ready" once it listens. */
-  const serving = (name: string, forwarded: number, before = "") => {
-    const cfg = writeConfig(a, name, `rootfs = "../rootfs"\n[network]\nmode = "nat"\nports = ["127.0.0.1:${forwarded}:8080"]\n`);
-    const script = [
-      before,
-      "mkdir -p /tmp/www && echo from-the-box > /tmp/www/greeting",
-      "httpd -f -p 8080 -h /tmp/www &",
-      // Ready once the kernel lists the listening socket: no guessing how long httpd takes to start.
-      "until netstat -ltn | grep -q ':8080 '; do :; done",
-      "echo ready",
-      "wait",
-    ].filter(Boolean).join("\n");
-    return start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", script]);
-  };
-  /** End a serving box the way a user would (SIGTERM to nsrun); its status says so. */
-  const stop = async (box: ReturnType<typeof start>) => {
-    box.kill("SIGTERM");
-    return box.exited;
-  };
-  const pastaFor = (port: number) => processesWith(`127.0.0.1/${port}:8080`);
+    /** A nat box serving /greeting ("from-the-box") over HTTP on box port 8080, forwarded from `forwarded`; it says "ready" once it listens. */
+    const serving = (name: string, forwarded: number, before = "") => {
+      const cfg = natConfig(name, `ports = ["127.0.0.1:${forwarded}:8080"]\n`);
+      const script = [
+        before,
+        "mkdir -p /tmp/www && echo from-the-box > /tmp/www/greeting",
+        "httpd -f -p 8080 -h /tmp/www &",
+        // Ready once the kernel lists the listening socket: no guessing how long httpd takes to start.
+        "until netstat -ltn | grep -q ':8080 '; do :; done",
+        "echo ready",
+        "wait",
+      ].filter(Boolean).join("\n");
+      return start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", script]);
+    };
+    /** End a serving box the way a user would (SIGTERM to nsrun); its status says so. */
+    const stop = async (box: ReturnType<typeof start>) => {
+      box.kill("SIGTERM");
+      return box.exited;
+    };
 
-  test.skipIf(why !== null)(`"nat": out to the host's loopback, in through a forwarded port; resolv.conf generated; pasta ends with the box${why ? ` (skipped: ${why})` : ""}`, async () => {
-    const host = hostServer("hello-from-host\n");
-    const forwarded = freePort();
-    const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `wget -qO- http://$GW:${host.port}/`].join("\n"));
-    try {
-      const out = await untilLine(box.stdout, "ready");
-      expect(out).toContain("nameserver 169.254.1.1");
-      expect(out).toContain("hello-from-host");
-      expect(pastaFor(forwarded).length).toBe(1); // control: pasta is there while the box runs
-      expect(await ask(forwarded)).toBe("from-the-box\n");
-      expect(await stop(box)).toBe(143);
-      // nsrun has waited for pasta: nothing holds the port any more, at once.
-      expect(pastaFor(forwarded)).toEqual([]);
-      expect(await ask(forwarded)).toBeNull();
-    } finally {
-      box.kill();
-      host.stop(true);
-    }
-  }, 60_000);
+    test.skipIf(why !== null)(`out to the host's loopback, in through a forwarded port; resolv.conf names ${nameserver}; ${helper} ends with the box${skipped}`, async () => {
+      const host = hostServer("hello-from-host\n");
+      const forwarded = freePort();
+      const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `wget -qO- http://$GW:${host.port}/`].join("\n"));
+      try {
+        const out = await untilLine(box.stdout, "ready");
+        expect(out).toContain(`nameserver ${nameserver}\n`);
+        expect(out).toContain("hello-from-host");
+        const pids = helperOf(box.pid, helper);
+        expect(pids.length).toBe(1); // control: the helper is there while the box runs, nsrun's child
+        expect(await ask(forwarded)).toBe("from-the-box\n");
+        expect(await stop(box)).toBe(143);
+        // nsrun has ended and reaped the helper before it returned: it is gone, and the port is free, at once.
+        expect(goneWithin(pids[0], 0)).toBe(true);
+        expect(await ask(forwarded)).toBeNull();
+      } finally {
+        box.kill();
+        host.stop(true);
+      }
+    }, 60_000);
 
-  test.skipIf(why !== null)(`"nat": the same port for box after box; a SIGKILLed nsrun takes pasta with it${why ? ` (skipped: ${why})` : ""}`, async () => {
-    const forwarded = freePort();
-    for (let i = 0; i < 3; i++) {
-      const box = serving("nat-again.toml", forwarded);
+    test.skipIf(why !== null)(`the same port for box after box; a SIGKILLed nsrun takes ${helper} with it${skipped}`, async () => {
+      const forwarded = freePort();
+      for (let i = 0; i < 3; i++) {
+        const box = serving("nat-again.toml", forwarded);
+        await untilLine(box.stdout, "ready");
+        expect(await ask(forwarded)).toBe("from-the-box\n");
+        expect(await stop(box)).toBe(143);
+      }
+      const box = serving("nat-killed.toml", forwarded);
       await untilLine(box.stdout, "ready");
-      expect(await ask(forwarded)).toBe("from-the-box\n");
-      expect(await stop(box)).toBe(143);
-    }
-    const box = serving("nat-killed.toml", forwarded);
-    await untilLine(box.stdout, "ready");
-    const pasta = pastaFor(forwarded);
-    expect(pasta.length).toBe(1);
-    box.kill("SIGKILL"); // nsrun itself (the supervisor), which pasta is a child of
-    expect(goneWithin(pasta[0], 10_000)).toBe(true);
-  }, 60_000);
+      const pids = helperOf(box.pid, helper);
+      expect(pids.length).toBe(1);
+      box.kill("SIGKILL"); // nsrun itself (the supervisor), which the helper is a child of
+      expect(goneWithin(pids[0], 10_000)).toBe(true);
+    }, 60_000);
 
-  test.skipIf(why !== null || a.name !== "root")(`"nat" for root with a user namespace: the generated resolv.conf is readable by the box's root (root only)${why ? ` (skipped: ${why})` : ""}`, () => {
-    const cfg = writeConfig(a, "nat-userns.toml", 'rootfs = "../rootfs"\n[namespaces]\nuser = true\n[network]\nmode = "nat"\n');
-    const r = run(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "id -u; cat /etc/resolv.conf"]);
-    expect(r.stderr).toBe("");
-    expect(r.stdout).toContain("nameserver 169.254.1.1");
+    test.skipIf(why !== null)(`a forwarded host port already in use: exit 125 naming network.ports[1], the box never starts, no ${helper} left${skipped}`, () => {
+      const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        const before = new Set(helperProcesses(helper));
+        const cfg = natConfig("nat-taken.toml", `ports = ["127.0.0.1:${freePort()}:8080", "127.0.0.1:${taken.port}:8080"]\n`);
+        const r = run(area.bin, a, ["run", "--config", cfg, "--", "/bin/echo", "started"]);
+        expect(r.code).toBe(125);
+        expect(r.stderr).toContain(`network.ports[1] "127.0.0.1:${taken.port}:8080/tcp"`);
+        expect(r.stdout).toBe("");
+        expect(helperProcesses(helper).filter((pid) => !before.has(pid))).toEqual([]);
+      } finally {
+        taken.stop(true);
+      }
+    });
+
+    // Only root's box has a user namespace of its own here; an ordinary user's always has one.
+    if (a.name === "root") test.skipIf(why !== null)(`for root with a user namespace: the generated resolv.conf is readable by the box's root${skipped}`, () => {
+      const cfg = writeConfig(a, "nat-userns.toml", `rootfs = "../rootfs"\n[namespaces]\nuser = true\n[network]\nmode = "nat"\nhelper = "${helper}"\n`);
+      const r = run(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "id -u; cat /etc/resolv.conf"]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain(`nameserver ${nameserver}`);
+    });
   });
 
   test(`"none" (the default) reaches neither (control: the host's loopback server answers the host)`, async () => {
@@ -138,12 +192,57 @@ describe.each(area.actors)("the network ($name)", (a) => {
     }
   });
 
-  test('ports without "nat", or a bad port, are refused naming the key', () => {
+  test('ports or a helper without "nat", or a bad port, are refused naming the key', () => {
     const bad = writeConfig(a, "ports-none.toml", 'rootfs = "../rootfs"\n[network]\nports = ["8080:80"]\n');
     expect(run(area.bin, a, ["--config", bad]).stderr).toContain("network.ports");
+    const helperOnly = writeConfig(a, "helper-none.toml", 'rootfs = "../rootfs"\n[network]\nhelper = "slirp4netns"\n');
+    expect(run(area.bin, a, ["--config", helperOnly]).stderr).toContain("network.helper");
     const worse = writeConfig(a, "ports-bad.toml", 'rootfs = "../rootfs"\n[network]\nmode = "nat"\nports = ["99999"]\n');
     const r = run(area.bin, a, ["--config", worse]);
     expect(r.code).toBe(125);
     expect(r.stderr).toContain("network.ports[0]");
+  });
+});
+
+describe('planning picks the "nat" helper (a fake check of what is installed)', () => {
+  const nat = (installedHere: string[], network: Record<string, unknown> = {}) =>
+    planBox(
+      { config: parseConfig({ rootfs: "r", network: { mode: "nat", ...network } }, "box.toml"), file: "box.toml", dir: "/tmp" },
+      { rootfs: "/r", sources: [], installed: (p) => installedHere.includes(p), rootfsFile: () => null },
+      { uid: 1000, gid: 1000 },
+    );
+  const refusal = (fn: () => unknown): ConfigError => {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof ConfigError) return e;
+      throw e;
+    }
+    throw new Error("expected a ConfigError");
+  };
+  const resolvOf = (p: ReturnType<typeof nat>) => p.files.find((f) => f.target === "/etc/resolv.conf")?.content;
+
+  test("pasta when installed, else slirp4netns, else a refusal naming both packages", () => {
+    const both = nat(["pasta", "slirp4netns"]);
+    expect(both.network.helper).toEqual({ name: "pasta", why: "pasta is installed (preferred over slirp4netns)" });
+    expect(resolvOf(both)).toBe("nameserver 169.254.1.1\n");
+    const slirp = nat(["slirp4netns"]);
+    expect(slirp.network.helper).toEqual({ name: "slirp4netns", why: "pasta is not installed" });
+    expect(resolvOf(slirp)).toBe("nameserver 10.0.2.3\n");
+    const neither = refusal(() => nat([]));
+    expect(neither.key).toBe("network.mode");
+    expect(neither.message).toContain("passt");
+    expect(neither.message).toContain("slirp4netns");
+  });
+
+  test("[network] helper names one; one not installed is refused naming its package", () => {
+    expect(nat(["pasta", "slirp4netns"], { helper: "slirp4netns" }).network.helper?.name).toBe("slirp4netns");
+    expect(nat(["pasta"], { helper: "pasta" }).network.helper?.name).toBe("pasta");
+    expect(nat(["pasta", "slirp4netns"], { helper: "auto" }).network.helper?.name).toBe("pasta");
+    const missing = refusal(() => nat(["slirp4netns"], { helper: "pasta" }));
+    expect(missing.key).toBe("network.helper");
+    expect(missing.message).toContain("package passt");
+    expect(refusal(() => nat(["pasta"], { helper: "slirp4netns" })).message).toContain("package slirp4netns");
+    expect(refusal(() => nat(["pasta"], { helper: "slirp" })).key).toBe("network.helper");
   });
 });

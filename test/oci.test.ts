@@ -4,7 +4,7 @@
 // OCI call from a box. Each test uses its own container IDs in its own --root folder.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "bun";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isOciCommandLine as isOciLine } from "../core/oci/argv";
 import { ownArgs } from "../cmd/args";
@@ -84,6 +84,18 @@ function state(a: Actor, id: string): Record<string, any> {
   const r = oci(a, ["state", id]);
   if (r.code !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
+}
+
+const NS_FILES: Record<string, string> = { mount: "mnt", network: "net" };
+/** Namespaces of `kinds` joined by path (PATH: /proc/PID/ns/KIND, nsrun's own by default), the others as the template has them. */
+function joinOwn(s: Spec, kinds: string[], pid: number | "self" = "self"): void {
+  const path = (type: string) => `/proc/${pid}/ns/${NS_FILES[type] ?? type}`;
+  s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (kinds.includes(n.type) ? { type: n.type, path: path(n.type) } : n));
+  for (const type of kinds) if (!s.linux.namespaces.some((n: { type: string }) => n.type === type)) s.linux.namespaces.push({ type, path: path(type) });
+  if (kinds.includes("user")) {
+    delete s.linux.uidMappings;
+    delete s.linux.gidMappings;
+  }
 }
 
 let bundles = 0;
@@ -234,13 +246,16 @@ describe("error paths (each changes nothing)", () => {
       [(s) => (s.linux.maskedPath = []), "linux.maskedPath: unknown field"],
       [(s) => (s.process.user.uid = "0"), "process.user.uid: expected number"],
       [(s) => (s.process.apparmorProfile = "docker-default"), "process.apparmorProfile: this host has no AppArmor"],
-      [(s) => (s.hooks = { createContainer: [{ path: "/bin/true" }] }), "hooks.createContainer: hooks that run inside the container's namespaces are not supported"],
+      [(s) => (s.linux.timeOffsets = { boottime: { secs: 10 } }), 'linux.timeOffsets: offsets need a new time namespace ({"type": "time"})'],
+      [(s) => (s.linux.timeOffsets = { boottime: { nanosecs: 1e9 } }), "linux.timeOffsets.boottime.nanosecs: expected 0 to 999999999"],
       [(s) => (s.linux.sysctl = { "kernel.panic": "1" }), "linux.sysctl.kernel.panic: is not a sysctl of a namespace the container has"],
-      [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "mount")), "linux.namespaces: nsrun needs a new mount namespace"],
+      [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "mount")), "linux.namespaces: nsrun needs a mount namespace: a new one"],
+      [(s) => joinOwn(s, ["user", "mount"]), "linux.namespaces[3].path: joining a mount namespace needs that container's PID namespace joined too"],
+      [(s) => joinOwn(s, ["user", "mount", "pid"]), "mounts: the container joins a mount namespace (linux.namespaces[3].path), whose mounts are another's: remove it"],
       [(s) => (s.process.capabilities.bounding = ["CAP_NOPE"]), 'process.capabilities.bounding[0]: unknown capability "CAP_NOPE"'],
-      [(s) => (s.mounts[0].options = ["rshared"]), 'mounts[0].options[0]: "rshared": nsrun\'s mounts are private'],
+      [(s) => (s.mounts[0].options = ["rshared", "rslave"]), 'mounts[0].options[1]: "rslave" contradicts an earlier propagation option'],
       [(s) => (s.process.rlimits = [{ type: "RLIMIT_FOO", hard: 1, soft: 1 }]), 'process.rlimits[0].type: unknown rlimit "RLIMIT_FOO"'],
-      [(s) => (s.linux.rootfsPropagation = "rslave"), 'linux.rootfsPropagation: "rslave" is not supported'],
+      [(s) => (s.linux.rootfsPropagation = "rsleeve"), 'linux.rootfsPropagation: "rsleeve": expected one of shared, rshared, slave, rslave'],
       [(s) => (s.linux.cgroupsPath = "machine.slice:libpod:x"), "linux.cgroupsPath"],
     ];
     for (const [edit, message] of cases) {
@@ -291,6 +306,329 @@ describe("config.json's security settings (each with a positive control)", () =>
     expect(out).toBe("oci-host\nONLY=this PATH=/bin PWD=/ SHLVL=1 \n0\ntouch: /tmp/t: Read-only file system\ntmp-ro\ntouch: /x: Read-only file system\nroot-ro\n");
     // Positive control: without them the file has its content and /tmp is writable.
     expect(status(a, () => {}, "wc -c < /etc/hostname; touch /tmp/t && echo tmp-rw").stdout).toBe("7\ntmp-rw\n");
+  });
+});
+
+/** /proc/uptime's first field (CLOCK_BOOTTIME) in hundredths of a second, a whole number. */
+const centiseconds = (text: string) => Math.round(Number(text.split(" ")[0]) * 100);
+const uptime = () => centiseconds(readFileSync("/proc/uptime", "utf8"));
+
+describe("time namespace offsets", () => {
+  forEachActor("linux.timeOffsets: the container's boot and monotonic clocks are offset (control: a time namespace without offsets is not)", (a) => {
+    const clocks = (offsets: object | null) => {
+      const b = bundle(a, (s) => {
+        s.process.args = ["sh", "-c", "cut -d' ' -f1 /proc/uptime; cat /proc/self/timens_offsets"];
+        s.linux.namespaces.push({ type: "time" });
+        if (offsets) s.linux.timeOffsets = offsets;
+      });
+      const before = uptime();
+      const r = oci(a, ["run", "--bundle", b, `time${bundles}`]);
+      const after = uptime();
+      expect([r.code, r.stderr]).toEqual([0, ""]);
+      const [inside, ...offsetLines] = r.stdout.trim().split("\n");
+      return { inside: centiseconds(inside), before, after, offsets: offsetLines.map((l) => l.trim().split(/\s+/).join(" ")) };
+    };
+    const shifted = clocks({ boottime: { secs: 1000000 }, monotonic: { secs: 500000, nanosecs: 250 } });
+    // The container read its uptime between our two readings, a million seconds on.
+    expect(shifted.inside).toBeGreaterThanOrEqual(shifted.before + 100000000);
+    expect(shifted.inside).toBeLessThanOrEqual(shifted.after + 100000000);
+    expect(shifted.offsets).toEqual(["monotonic 500000 250", "boottime 1000000 0"]);
+    const control = clocks(null);
+    expect(control.inside).toBeGreaterThanOrEqual(control.before);
+    expect(control.inside).toBeLessThanOrEqual(control.after);
+    expect(control.offsets).toEqual(["monotonic 0 0", "boottime 0 0"]);
+  });
+
+  forEachActor("box.toml [namespaces] time = { boottime, monotonic }: the same offsets for a box (control: time = true)", (a) => {
+    const rootfs = join(bundle(a), "rootfs");
+    const box = (time: string) => {
+      const file = join(a.area, `time${++calls}.toml`);
+      writeFileSync(file, `rootfs = "${rootfs}"\n[namespaces]\ntime = ${time}\n[process]\nargs = ["/bin/sh", "-c", "cut -d' ' -f1 /proc/uptime; cat /proc/self/timens_offsets"]\n`);
+      const before = uptime();
+      const r = spawnSync(command(bin, a as never, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+      const after = uptime();
+      expect([r.exitCode, r.stderr.toString()]).toEqual([0, ""]);
+      const [inside, ...rest] = r.stdout.toString().trim().split("\n");
+      return { inside: centiseconds(inside), before, after, offsets: rest.map((l) => l.trim().split(/\s+/).join(" ")) };
+    };
+    const shifted = box("{ boottime = 86400.5, monotonic = -1.25 }");
+    expect(shifted.inside).toBeGreaterThanOrEqual(shifted.before + 8640050);
+    expect(shifted.inside).toBeLessThanOrEqual(shifted.after + 8640050);
+    expect(shifted.offsets).toEqual(["monotonic -2 750000000", "boottime 86400 500000000"]);
+    const control = box("true");
+    expect([control.inside >= control.before, control.inside <= control.after]).toEqual([true, true]);
+    expect(control.offsets).toEqual(["monotonic 0 0", "boottime 0 0"]);
+    // An offset the kernel refuses (the clock would go below zero) is a one-line error naming the step.
+    const file = join(a.area, `time${++calls}.toml`);
+    writeFileSync(file, `rootfs = "${rootfs}"\n[namespaces]\ntime = { boottime = -4000000000 }\n`);
+    const r = spawnSync(command(bin, a as never, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+    expect(r.exitCode).toBe(125);
+    expect(r.stderr.toString()).toContain("namespaces: set the time namespace's clock offsets: write(timens, ");
+    expect(r.stderr.toString()).toContain("ERANGE");
+  });
+});
+
+describe("createContainer and startContainer hooks", () => {
+  forEachActor("createContainer runs in the container's namespaces before pivot_root, startContainer in its root before the command; each gets the state", async (a) => {
+    const evidence = join(a.area, `evidence${bundles}`);
+    spawnSync(["mkdir", "-p", evidence]);
+    spawnSync(["chown", `${a.uid}:${a.gid}`, evidence]);
+    const log = join(evidence, "log");
+    // The same lines from each hook: its name, its mount namespace, where its / is, the state.
+    // (/only-in-rootfs exists only in the container's root; ROOT/proc is a mount when the container's
+    // /proc is mounted at the rootfs's path, as it is before pivot_root.)
+    const probe = (name: string, logFile: string, root: string) =>
+      `{ echo ${name}; readlink /proc/self/ns/mnt; test -e /only-in-rootfs && echo container-root || echo host-root; grep -c " ${root}/proc " /proc/self/mountinfo; cat; echo; } >> ${logFile}`;
+    let rootfs = "";
+    const b = bundle(a, (s) => {
+      rootfs = join(a.area, `bundle${bundles}`, "rootfs");
+      s.mounts.push({ destination: "/data", type: "bind", source: evidence, options: ["rbind", "rw"] });
+      s.hooks = {
+        createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", probe("createRuntime", log, rootfs)] }],
+        createContainer: [{ path: "/bin/sh", args: ["sh", "-c", probe("createContainer", log, rootfs)] }],
+        // Resolved in the container's root: its /bin/sh (busybox), its /only-in-rootfs, the bind.
+        startContainer: [{ path: "/bin/sh", args: ["sh", "-c", probe("startContainer", "/data/log", "")], env: ["PATH=/bin"] }],
+        poststart: [{ path: "/bin/sh", args: ["sh", "-c", `echo poststart >> ${log}`] }],
+      };
+    });
+    writeFileSync(join(rootfs, "only-in-rootfs"), "");
+    const id = `inside${bundles}`;
+    let r = oci(a, ["create", "--bundle", b, id]);
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    const pid = state(a, id).pid;
+    const containerMnt = readlinkSync(`/proc/${pid}/ns/mnt`);
+    const hostMnt = readlinkSync("/proc/self/ns/mnt");
+    expect(containerMnt).not.toBe(hostMnt);
+    r = oci(a, ["start", id]);
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    expect(await waitFor(() => existsSync(log) && readFileSync(log, "utf8").includes("poststart"), 10_000)).toBe(true);
+    const blocks = readFileSync(log, "utf8").trim().split("\n");
+    // createRuntime (4 lines + state), createContainer, startContainer, poststart.
+    const take = (name: string) => {
+      const at = blocks.indexOf(name);
+      return { at, mnt: blocks[at + 1], root: blocks[at + 2], procMounts: blocks[at + 3], state: JSON.parse(blocks[at + 4] ?? "null") };
+    };
+    const runtime = take("createRuntime");
+    const create = take("createContainer");
+    const start = take("startContainer");
+    expect([runtime.at, create.at, start.at, blocks.indexOf("poststart")]).toEqual([0, 5, 10, 15]);
+    // Where each ran: createRuntime in the host's mount namespace (the control), the other two in the container's.
+    expect([runtime.mnt, create.mnt, start.mnt]).toEqual([hostMnt, containerMnt, containerMnt]);
+    // createContainer sees the host's / with the container's root prepared at the rootfs's path, its
+    // /proc mounted there (before pivot_root); startContainer sees the container's own root.
+    expect([runtime.root, create.root, start.root]).toEqual(["host-root", "host-root", "container-root"]);
+    expect([runtime.procMounts, create.procMounts, start.procMounts]).toEqual(["0", "1", "1"]);
+    expect([create.state.status, start.state.status, create.state.id]).toEqual(["creating", "created", id]);
+    // The PID as each hook's namespace sees it: the host's for createRuntime, 1 inside (own PID namespace).
+    expect([runtime.state.pid, create.state.pid, start.state.pid]).toEqual([pid, 1, 1]);
+    expect(oci(a, ["delete", "--force", id]).code).toBe(0);
+  });
+
+  forEachActor("a failing createContainer hook fails create, a failing startContainer hook fails start; the errors name the hook", async (a) => {
+    const cases: Array<[string, object, string]> = [
+      ["createContainer", { path: "/bin/sh", args: ["sh", "-c", "exit 3"] }, 'hooks.createContainer[0] "/bin/sh": exited with status 3'],
+      ["createContainer", { path: "/no/such/hook" }, 'hooks.createContainer[0] "/no/such/hook": cannot run it (ENOENT)'],
+      ["startContainer", { path: "/bin/sh", args: ["sh", "-c", "kill -9 $$"] }, 'hooks.startContainer[0] "/bin/sh": killed by signal 9'],
+      ["startContainer", { path: "/bin/sleep", args: ["sleep", "1000"], timeout: 1 }, 'hooks.startContainer[0] "/bin/sleep": timed out after 1s'],
+    ];
+    for (const [list, hook, message] of cases) {
+      const b = bundle(a, (s) => (s.hooks = { [list]: [hook] }));
+      const id = `hookfail${bundles}`;
+      let r = oci(a, ["create", "--bundle", b, id]);
+      if (list === "createContainer") {
+        expect([r.code, r.stderr]).toEqual([125, `nsrun: ${message}\n`]);
+        expect(existsSync(join(a.area, "state", id))).toBe(false);
+        continue;
+      }
+      expect(r.code).toBe(0);
+      r = oci(a, ["start", id]);
+      expect([r.code, r.stderr]).toEqual([1, `nsrun: ${message}\n`]);
+      expect(await stopped(a, id)).toBe(true);
+      expect(oci(a, ["delete", id]).code).toBe(0);
+    }
+    // Control: the same hook lists with hooks that succeed start the container.
+    const b = bundle(a, (s) => {
+      s.process.args = ["true"];
+      s.hooks = { createContainer: [{ path: "/bin/true" }], startContainer: [{ path: "/bin/true" }] };
+    });
+    expect(oci(a, ["run", "--bundle", b, `hookok${bundles}`])).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+});
+
+describe("joining another container's namespaces by path", () => {
+  forEachActor("a container that joins another's user, mount and PID namespaces (and more) sees its files and processes (control: one of its own sees neither)", async (a) => {
+    const first = bundle(a, (s) => (s.process.args = ["sh", "-c", "echo from-first > /tmp/first-marker; exec sleep 1000"]));
+    const firstId = `first${bundles}`;
+    expect(oci(a, ["run", "-d", "--bundle", first, firstId]).code).toBe(0);
+    const pid = state(a, firstId).pid;
+    // The command: the first container's file, its sleep among our processes, our namespaces.
+    const look = (s: Spec) => {
+      s.process.args = ["sh", "-c", "cat /tmp/first-marker 2>&1; ps -o args | grep -c '^sleep 1000'; for n in mnt pid user ipc uts; do readlink /proc/self/ns/$n; done; sleep 1000"];
+    };
+    // rootless: the first container's user namespace first, which gives the rights to the others.
+    const kinds = a.name === "root" ? ["mount", "pid", "ipc", "uts", "network"] : ["user", "mount", "pid", "ipc", "uts"];
+    const second = bundle(a, (s) => {
+      look(s);
+      joinOwn(s, kinds, pid);
+      // A joined mount namespace is another's: no mounts, masks or read-only root of our own.
+      s.mounts = [];
+      s.linux.maskedPaths = [];
+      s.linux.readonlyPaths = [];
+      s.root.readonly = false;
+      delete s.hostname; // the uts namespace is joined too
+    });
+    const control = bundle(a, look);
+    const outOf = async (b: string, id: string) => {
+      // Files, not pipes: the container keeps run's stdout and stderr.
+      const out = join(a.area, `${id}.out`);
+      const err = join(a.area, `${id}.err`);
+      const r = spawnSync(command(bin, a as never, ["--root", join(a.area, "state"), "run", "-d", "--bundle", b, id]), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err) });
+      expect([r.exitCode, readFileSync(err, "utf8")]).toEqual([0, ""]);
+      expect(await waitFor(() => readFileSync(out, "utf8").split("\n").length > 7, 10_000)).toBe(true);
+      return readFileSync(out, "utf8").split("\n").slice(0, 7);
+    };
+    const ns = (p: number) => ["mnt", "pid", "user", "ipc", "uts"].map((n) => readlinkSync(`/proc/${p}/ns/${n}`));
+    const secondId = `second${bundles}`;
+    const joined = await outOf(second, secondId);
+    expect(joined).toEqual(["from-first", "1", ...ns(pid)]);
+    // Its own process is one of ours, in the first container's PID namespace (not its PID 1).
+    const secondPid = state(a, secondId).pid;
+    expect(readFileSync(`/proc/${secondPid}/status`, "utf8").match(/^NSpid:\s+\d+\s+(\d+)$/m)?.[1]).not.toBe("1");
+    // exec into it joins the same namespaces.
+    const r = oci(a, ["exec", secondId, "cat", "/tmp/first-marker"]);
+    expect([r.code, r.stdout]).toEqual([0, "from-first\n"]);
+    const own = await outOf(control, `control${bundles}`);
+    expect(own[0]).toContain("No such file");
+    expect(own[1]).toBe("0");
+    expect(own.slice(2, 4)).toEqual(expect.not.arrayContaining(ns(pid).slice(0, 2)));
+    for (const id of [secondId, `control${bundles}`, firstId]) expect(oci(a, ["delete", "--force", id]).code).toBe(0);
+  });
+});
+
+describe("id-mapped mounts", () => {
+  forEachActor("an id-mapped bind shows and writes its files through the mount's maps (control: a plain bind); an ordinary user is refused", (a) => {
+    const src = join(a.area, `idmapped${bundles}`);
+    spawnSync(["mkdir", "-p", src]);
+    writeFileSync(join(src, "owned"), "");
+    // On disk, everything belongs to 1000.
+    spawnSync(["chown", "-R", "1000:1000", src]);
+    const map = (inside: number, outside: number) => [{ containerID: inside, hostID: outside, size: 1 }];
+    const idmapped = (s: Spec, host: number) => s.mounts.push({ destination: "/data", type: "bind", source: src, options: ["rbind", "idmap"], uidMappings: map(1000, host), gidMappings: map(1000, host) });
+    const probe = (s: Spec) => (s.process.args = ["sh", "-c", "stat -c %u:%g /data/owned; touch /data/new && stat -c %u:%g /data/new"]);
+    const onDisk = () => {
+      const r = spawnSync(["stat", "-c", "%u:%g", join(src, "new")], { stdout: "pipe" }).stdout.toString().trim();
+      rmSync(join(src, "new"), { force: true });
+      return r;
+    };
+    if (a.name === "user") {
+      const b = bundle(a, (s) => idmapped(s, a.uid));
+      const r = oci(a, ["create", "--bundle", b, "idmap"]);
+      expect([r.code, r.stderr]).toEqual([125, expect.stringContaining("uidMappings: an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace")]);
+      expect(existsSync(join(a.area, "state", "idmap"))).toBe(false);
+      return;
+    }
+    // Root's container: 1000 on disk is 0 inside, and what it writes as 0 is 1000 on disk.
+    let r = oci(a, ["run", "--bundle", bundle(a, (s) => (probe(s), idmapped(s, 0))), `idmap${bundles}`]);
+    expect([r.code, r.stdout, r.stderr, onDisk()]).toEqual([0, "0:0\n0:0\n", "", "1000:1000"]);
+    // With a user namespace of the container's own (0 is 100000 outside): nsrun made the copy, the container attached it.
+    r = oci(a, ["run", "--bundle", bundle(a, (s) => {
+      probe(s);
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      idmapped(s, 100000);
+    }), `idmapns${bundles}`]);
+    expect([r.code, r.stdout, r.stderr, onDisk()]).toEqual([0, "0:0\n0:0\n", "", "1000:1000"]);
+    // Control: the same folder bound plainly shows its owners as they are.
+    r = oci(a, ["run", "--bundle", bundle(a, (s) => (probe(s), s.mounts.push({ destination: "/data", type: "bind", source: src, options: ["rbind"] }))), `plain${bundles}`]);
+    expect([r.code, r.stdout, onDisk()]).toEqual([0, "1000:1000\n0:0\n", "0:0"]);
+    // Both maps, and only on a bind.
+    const half = bundle(a, (s) => s.mounts.push({ destination: "/data", type: "bind", source: src, options: ["idmap"], uidMappings: map(1000, 0) }));
+    expect(oci(a, ["create", "--bundle", half, "half"]).stderr).toContain("gidMappings: an id-mapped mount needs both uidMappings and gidMappings");
+  });
+});
+
+/** Host mounts the propagation tests make: removed again, whatever happens. */
+function hostMount(args: string[]): void {
+  const r = spawnSync(["mount", ...args], { stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`mount ${args.join(" ")}: ${r.stderr}`);
+}
+const isMountPoint = (path: string) => readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
+
+describe("mount propagation", () => {
+  const needsRoot = isRoot ? "" : " (skipped: the host mounts these tests make need root)";
+  const forEachActorAsRoot = (name: string, fn: (a: Actor) => Promise<void>) =>
+    forEachActor(`${name}${needsRoot}`, async (a) => {
+      if (!isRoot) return void console.warn(`skipped: ${name}: the host mounts it makes need root`);
+      await fn(a);
+    });
+
+  forEachActorAsRoot("a bind with rslave sees a host mount made after create (control: rprivate does not); rshared reaches the host only for root", async (a) => {
+    const src = join(a.area, `shared${bundles}`);
+    for (const d of ["sub", "fromc", "fromc2"]) spawnSync(["mkdir", "-p", join(src, d)]);
+    spawnSync(["chown", "-R", `${a.uid}:${a.gid}`, src]);
+    const id = `prop${bundles}`;
+    hostMount(["--bind", src, src]);
+    try {
+      hostMount(["--make-shared", src]);
+      const b = bundle(a, (s) => {
+        s.root.readonly = false;
+        for (const set of ["bounding", "effective", "permitted"]) s.process.capabilities[set].push("CAP_SYS_ADMIN");
+        s.mounts.push(
+          { destination: "/slave", type: "bind", source: src, options: ["rbind", "rslave"] },
+          { destination: "/private", type: "bind", source: src, options: ["rbind", "rprivate"] },
+          { destination: "/shared", type: "bind", source: src, options: ["rbind", "rshared"] },
+        );
+        s.process.args = ["sh", "-c", "{ ls /slave/sub; echo --; ls /private/sub; } > /slave/result; mount -t tmpfs none /shared/fromc && mount -t tmpfs none /slave/fromc2 && echo mounted >> /slave/result; exec sleep 1000"];
+      });
+      expect(oci(a, ["create", "--bundle", b, id]).code).toBe(0);
+      // After the container's binds exist: a mount on the host, below the bound folder.
+      hostMount(["-t", "tmpfs", "none", join(src, "sub")]);
+      writeFileSync(join(src, "sub", "marker"), "");
+      expect(oci(a, ["start", id]).code).toBe(0);
+      expect(await waitFor(() => existsSync(join(src, "result")) && readFileSync(join(src, "result"), "utf8").includes("mounted"), 10_000)).toBe(true);
+      expect(readFileSync(join(src, "result"), "utf8")).toBe("marker\n--\nmounted\n");
+      // The container's own mounts: through the rshared bind to the host (root, no user namespace),
+      // never through the rslave one. A rootless container's copies of the host's mounts are slaves
+      // (mount_namespaces(7)): even rshared reaches nothing; the root case is the positive control.
+      expect([isMountPoint(join(src, "fromc")), isMountPoint(join(src, "fromc2"))]).toEqual([a.name === "root", false]);
+    } finally {
+      oci(a, ["delete", "--force", id]);
+      for (const d of ["fromc", "sub", ""]) spawnSync(["umount", "-l", join(src, d)]);
+    }
+  });
+
+  forEachActorAsRoot("rootfsPropagation rslave: the root follows host mounts below the rootfs (control: the default, private, does not)", async (a) => {
+    const sees = async (propagation: string | null) => {
+      let rootfs = "";
+      const evidence = join(a.area, `evidence${bundles + 1}`);
+      spawnSync(["mkdir", "-p", evidence]);
+      spawnSync(["chown", `${a.uid}:${a.gid}`, evidence]);
+      const b = bundle(a, (s) => {
+        rootfs = join(a.area, `bundle${bundles}`, "rootfs");
+        if (propagation) s.linux.rootfsPropagation = propagation;
+        s.mounts.push({ destination: "/home", type: "bind", source: evidence, options: ["rbind", "rw"] });
+        s.process.args = ["sh", "-c", "{ ls /data; echo end; } > /home/out"];
+      });
+      const id = `rootprop${bundles}`;
+      hostMount(["--bind", rootfs, rootfs]);
+      try {
+        hostMount(["--make-shared", rootfs]);
+        expect(oci(a, ["create", "--bundle", b, id]).code).toBe(0);
+        // After create: a mount on the host below the rootfs folder.
+        hostMount(["-t", "tmpfs", "none", join(rootfs, "data")]);
+        writeFileSync(join(rootfs, "data", "from-host"), "");
+        expect(oci(a, ["start", id]).code).toBe(0);
+        const out = join(evidence, "out");
+        expect(await waitFor(() => existsSync(out) && readFileSync(out, "utf8").endsWith("end\n"), 10_000)).toBe(true);
+        return readFileSync(out, "utf8");
+      } finally {
+        oci(a, ["delete", "--force", id]);
+        for (const d of ["data", ""]) spawnSync(["umount", "-l", join(rootfs, d)]);
+      }
+    };
+    expect(await sees("rslave")).toBe("from-host\nend\n");
+    expect(await sees(null)).toBe("end\n");
   });
 });
 
@@ -354,7 +692,9 @@ describe("hooks, locking, disambiguation", () => {
     const a = actors[0];
     const f = JSON.parse(oci(a, ["features"]).stdout);
     expect(f).toMatchObject({ ociVersionMin: "1.0.0", linux: { cgroup: { systemd: false } } });
-    expect(f.hooks).toContain("poststop");
+    expect(f.hooks).toEqual(["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    expect(f.mountOptions).toEqual(expect.arrayContaining(["rshared", "rslave", "rprivate", "runbindable", "idmap", "ridmap"]));
+    expect(f.linux.mountExtensions).toEqual({ idmap: { enabled: true } });
     const dir = mkdtempSync(join(top, "spec-"));
     chmodSync(dir, 0o777);
     expect(oci(a, ["spec", "--bundle", dir]).code).toBe(0);

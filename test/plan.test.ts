@@ -227,9 +227,9 @@ describe("planBox", () => {
     expect(planKey({ network: { mode: "none", ports: ["8080:80"] } })).toBe("network.ports");
   });
 
-  test("nat: ports parsed, pasta required, resolv.conf and hosts generated unless the rootfs has usable ones", () => {
-    const nat = (files: Record<string, string>, pasta = true) =>
-      planBox(loaded({ network: { mode: "nat", ports: ["8080:80", "127.0.0.1:5353:53/udp"] } }), { ...facts(), pasta, rootfsFile: (p) => files[p] ?? null }, user);
+  test("nat: ports parsed, a helper required, resolv.conf and hosts generated unless the rootfs has usable ones", () => {
+    const nat = (files: Record<string, string>, helpers = true) =>
+      planBox(loaded({ network: { mode: "nat", ports: ["8080:80", "127.0.0.1:5353:53/udp"] } }), { ...facts(), installed: () => helpers, rootfsFile: (p) => files[p] ?? null }, user);
     const p = nat({});
     expect(p.network.ports).toEqual([
       { proto: "tcp", hostAddress: null, hostPort: 8080, boxPort: 80 },
@@ -240,7 +240,7 @@ describe("planBox", () => {
     expect(nat({ "/etc/resolv.conf": "nameserver 127.0.0.53\n" }).files.map((f) => f.target)).toContain("/etc/resolv.conf");
     expect(nat({ "/etc/resolv.conf": "nameserver 9.9.9.9\n", "/etc/hosts": "127.0.0.1 x\n" }).files).toEqual([]);
     expect(configError(() => nat({}, false)).key).toBe("network.mode");
-    expect(configError(() => planBox(loaded({ network: { mode: "nat", ports: ["80:x"] } }), { ...facts(), pasta: true }, user)).key).toBe("network.ports[0]");
+    expect(configError(() => planBox(loaded({ network: { mode: "nat", ports: ["80:x"] } }), facts(), user)).key).toBe("network.ports[0]");
   });
 
   test("HOME comes from the rootfs's passwd entry of the box's user, else /root or /", () => {

@@ -23,7 +23,7 @@ export interface RunOptions {
   trace: boolean;
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
-  log: { debug(...a: unknown[]): void };
+  log: { debug(...a: unknown[]): void; info(...a: unknown[]): void };
 }
 
 /** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
@@ -46,6 +46,11 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   });
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
+  const helper = plan.network.helper;
+  if (helper) {
+    trace?.(`plan: network "nat" through ${helper.name}: ${helper.why}`);
+    opts.log.info(`network "nat" through ${helper.name}: ${helper.why}`);
+  }
 
   trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
@@ -114,6 +119,8 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
     await new Promise((resolve) => setTimeout(resolve, 0));
     if (s.terminal !== null) keepAcrossExec(s.terminal);
+    // The supervisor holds what ends a helper when it closes (slirp4netns's --exit-fd).
+    for (const helper of s.helpers) if (helper.hold !== null) keepAcrossExec(helper.hold);
     const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced, s.terminal, s.helpers));
     // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
     const status = shellStatus(await waitExit(s.pidfd));

@@ -19,7 +19,7 @@ import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorRepor
 import { SYNC_ID_MAPS } from "../userns";
 import { SYNC_NETWORK } from "../network";
 import { writeIdMaps } from "./idmaps";
-import { type Helper, startPasta } from "./network";
+import { type Helper, startNetwork } from "./network";
 import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
@@ -45,7 +45,7 @@ export interface Started {
   stub: number;
   /** The master of the box's pseudo-terminal, when it has one. */
   terminal: number | null;
-  /** Helpers started for the box that end with it (pasta), nsrun's children. */
+  /** Helpers started for the box that end with it (pasta or slirp4netns), nsrun's children. */
   helpers: Helper[];
 }
 
@@ -69,7 +69,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   const trace = opts.trace ?? { host: null, executor: null };
   const [reportRead, reportWrite] = pipe(true);
   // A sync pipe only when nsrun has work to do while the process waits: id maps written from
-  // outside, pasta for its network.
+  // outside, pasta or slirp4netns for its network.
   const sync = (plan.idMap && plan.idMap.writer !== "self") || plan.network.mode === "nat" ? pipe(true) : null;
   const files = writeFiles(plan.files);
   const stub = sealedStub();
@@ -99,7 +99,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     onSpawn: opts.onSpawn,
     onSync: async (id, pid) => {
       if (id === SYNC_ID_MAPS && idMap) await writeIdMaps(idMap, pid);
-      if (id === SYNC_NETWORK) helpers.push(await startPasta(plan.network, pid, plan.idMap !== null));
+      if (id === SYNC_NETWORK) helpers.push(await startNetwork(plan.network, pid, plan.idMap !== null, trace.host));
     },
   });
   files?.remove(); // the box has them bound (or has failed)
@@ -131,6 +131,8 @@ export interface TapeRunOptions {
   syncWrite?: number;
   /** Called at each sync point the tape reaches, with its id; the tape waits until it resolves. */
   onSync?: (id: number, pid: number) => Promise<void> | void;
+  /** Called with every record as it comes, before a sync point's onSync (OCI: a forked process's PID). */
+  onReport?: (r: Report) => void;
   trace?: Tracer;
   onSpawn?: StartOptions["onSpawn"];
   /**
@@ -178,6 +180,7 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   opts.onSpawn?.(pid, () => reportsRead || readable(opts.reportRead));
   let stopped = false;
   const reports = await readReports(opts.reportRead, async (r) => {
+    opts.onReport?.(r);
     if (r.kind !== REPORT.SYNC || hostError !== undefined) return;
     try {
       await opts.onSync?.(r.value, pid);

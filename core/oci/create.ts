@@ -15,18 +15,20 @@ import { pipe } from "../../ffi/io";
 import { clearNonblock, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
-import { compileBox } from "../compile";
+import { compileBox, joinShape } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { describeFailure, lastCapability, runTape } from "../host/start";
 import { writeIdMaps } from "../host/idmaps";
 import { syncWithHost } from "../tape/calls";
 import { SYNC_ID_MAPS } from "../userns";
-import { HookError, runHooks } from "./hooks";
+import { fillHookStdin, HookError, pidInContainer, runHooks } from "./hooks";
+import { idmapBinds } from "./idmap";
 import { type OciCaller, planOci } from "./plan";
 import { loadSpec } from "./spec";
 import { claimContainer, type Container, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
-import { connectUnix, mkfifo } from "./sys";
-import { emitCapabilitySets, emitGroups, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY } from "./tape";
+import { connectUnix, mkfifo, pidfdOpen } from "./sys";
+import { waitExit } from "../../ffi/wait";
+import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
 
 export interface CreateOptions {
   root: string;
@@ -96,9 +98,13 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   };
   const opened: number[] = [];
   let pid = -1;
+  // With a PID namespace joined (or made after joining a user namespace) the tape forks: the process
+  // clone3 made reports its child's PID and exits, and that child is the container's process.
+  let forked: number | null = null;
   let cgroupMade = false;
   const undo = async (report: ErrorReport): Promise<never> => {
     if (pid > 0) libc.kill(pid, F.SIGKILL);
+    if (forked !== null) libc.kill(forked, F.SIGKILL);
     for (const fd of opened) libc.close(fd);
     if (cgroupMade && plan.box.cgroup) await removeCgroup(plan.box.cgroup);
     container.remove();
@@ -132,24 +138,50 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     const cgroupJoin = plan.box.cgroup ? openCgroupJoin(plan.box.cgroup) : null;
     const stub = sealedStub();
     opened.push(stub);
+    // Id-mapped binds are copied and mapped here, by root in nsrun's own namespaces (core/oci/idmap.ts).
+    const idmapped = await idmapBinds(plan.box.mounts);
+    opened.push(...idmapped.fds);
+    plan.box.mounts = idmapped.ops;
 
-    const hasCreateHooks = plan.hooks.prestart.length + plan.hooks.createRuntime.length > 0;
+    // createContainer and startContainer hooks run inside: each gets a pipe for its stdin, whose
+    // write end nsrun fills with the state once it knows the PID (at the sync points below).
+    const inside: Array<TapeHook & { write: number }> = TAPE_HOOKS.flatMap((list) =>
+      plan.hooks[list].map((h, position) => {
+        const [read, write] = pipe(true);
+        opened.push(read, write);
+        return { list, position, path: h.path, args: h.args?.length ? h.args : [h.path], env: h.env ?? [], timeout: h.timeout ?? null, stdin: read, write };
+      }),
+    );
+    const fill = (list: (typeof TAPE_HOOKS)[number], status: "creating" | "created", p: number) => {
+      const now = publicState({ ...state, pid: pidInContainer(p) }, status);
+      for (const h of inside.filter((x) => x.list === list)) {
+        opened.splice(opened.indexOf(h.write), 1);
+        fillHookStdin(h.write, now);
+      }
+    };
+    const hasCreateHooks = plan.hooks.prestart.length + plan.hooks.createRuntime.length + plan.hooks.createContainer.length > 0;
     const tape = compileBox(plan.box, {
-      fds: { report: reportWrite, sync: syncRead, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal: console, keep: [execFifo, ...preserved] },
+      fds: { report: reportWrite, sync: syncRead, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal: console, keep: [execFifo, ...preserved, ...inside.map((h) => h.stdin), ...idmapped.fds] },
       lastCap: lastCapability(),
       parentDeath: opts.attached,
       beforePivot: (t) => {
         emitProcWrites(t, plan.oomScoreAdj, plan.sysctl);
         if (hasCreateHooks) syncWithHost(t, reportWrite, syncRead, SYNC_CREATE_HOOKS, "run the prestart and createRuntime hooks");
+        // After createRuntime, in the container's namespaces, before pivot_root (runtime-spec config.md).
+        for (const h of inside) if (h.list === "createContainer") emitHook(t, h, reportWrite);
       },
       beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
       beforeSeccomp: (t) => {
         if (plan.box.process.uid === 0) emitCapabilitySets(t, plan.caps);
         emitPreserveFds(t, preserved);
         emitWaitForStart(t, reportWrite, syncRead, execFifo);
+        // Part of `start`, in the container, before its command (runtime-spec config.md).
+        for (const h of inside) if (h.list === "startContainer") emitHook(t, h, reportWrite);
       },
     });
 
+    // The forked container process is our child too (CLONE_PARENT), as the one clone3 makes is.
+    const forks = joinShape(plan.box, plan.join).fork;
     // The umask is inherited at clone time (the tape has no umask op).
     const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
     const run = await runTape(tape, {
@@ -160,13 +192,19 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
         pid = p;
         if (oldMask !== null) process.umask(oldMask);
       },
-      onSync: async (syncId, p) => {
+      onReport: (r) => {
+        if (forks && r.kind === REPORT.PID) forked = r.value;
+      },
+      onSync: async (syncId, clonedPid) => {
+        const p = forked ?? clonedPid;
         if (syncId === SYNC_ID_MAPS && plan.box.idMap) await writeIdMaps(plan.box.idMap, p);
         if (syncId === SYNC_CREATE_HOOKS) {
           const now = { ...state, pid: p };
           await runHooks("prestart", plan.hooks.prestart, publicState(now, "creating"));
           await runHooks("createRuntime", plan.hooks.createRuntime, publicState(now, "creating"));
+          fill("createContainer", "creating", p);
         }
+        if (syncId === SYNC_READY) fill("startContainer", "created", p);
       },
       until: (r) => r.kind === REPORT.SYNC && r.value === SYNC_READY,
     });
@@ -175,11 +213,22 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     if (cgroupJoin) closeCgroupJoin(cgroupJoin);
     if (run.pid < 0) return await undo({ message: `namespaces: ${run.cloneText}: errno ${-run.pid}`, exitCode: EXIT_NSRUN_FAILED });
     pid = run.pid;
+    let pidfd = run.pidfd;
+    if (forks) {
+      await waitExit(run.pidfd); // the parent, which exits once it has reported its child
+      libc.close(run.pidfd);
+      pid = -1;
+      if (forked === null) return await undo({ message: "namespaces: fork into the PID namespace: the container's process did not start", exitCode: EXIT_NSRUN_FAILED });
+      pid = forked;
+      pidfd = pidfdOpen(pid);
+    }
     if (run.hostError) {
       const e = run.hostError;
       return await undo({ message: e instanceof HookError ? e.message : `setup: ${(e as Error).message}`, exitCode: EXIT_NSRUN_FAILED });
     }
-    const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
+    const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED || r.kind === REPORT.HOOK);
+    const hookFailed = failed && describeHookReport(failed, plan.hooks);
+    if (hookFailed) return await undo({ message: hookFailed, exitCode: EXIT_NSRUN_FAILED });
     if (failed) return await undo(describeFailure(failed, tape, plan.box));
     if (!run.reports.some((r) => r.kind === REPORT.SYNC && r.value === SYNC_READY)) return await undo({ message: "setup: the container's process died before it was ready", exitCode: EXIT_NSRUN_FAILED });
 
@@ -188,7 +237,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     container.write(state);
     if (opts.pidFile) writePidFile(opts.pidFile, pid);
     for (const fd of opened) if (fd !== stub) libc.close(fd);
-    return { container, state, pid, pidfd: run.pidfd, lock };
+    return { container, state, pid, pidfd, lock };
   } catch (e) {
     if (e instanceof CreateFailed) throw e;
     const err = e as Error & { hint?: string };

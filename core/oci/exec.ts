@@ -34,6 +34,9 @@ import { becomeSubreaper } from "./sys";
 import { connectUnix } from "./sys";
 import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
 
+/** runtime-spec namespace types -> /proc/PID/ns/ names, where they differ. */
+const NS_FILE: Record<string, string> = { network: "net", mount: "mnt" };
+
 export interface ExecOptions {
   root: string;
   id: string;
@@ -91,8 +94,9 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const proc = processSpec(spec.process ?? ({} as NonNullable<Spec["process"]>), o);
   const execFile = o.process ? "--process" : configFile;
   // The process is planned as its container was, with its own process section; the container's
-  // mounts and namespaces are joined, not made, so only the process-related parts are used.
-  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => ({ type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
+  // mounts and namespaces are joined, not made, so only the process-related parts are used. (A
+  // namespace the container joined by path is planned as joined, by a path that always exists.)
+  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${NS_FILE[n.type] ?? n.type}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
   const caller = ociCaller();
   let plan;
   try {

@@ -6,8 +6,11 @@ export function features(): object {
   return {
     ociVersionMin: "1.0.0",
     ociVersionMax: "1.1.0",
-    hooks: ["prestart", "createRuntime", "poststart", "poststop"],
-    mountOptions: ["bind", "rbind", "ro", "rw", "nosuid", "suid", "nodev", "noexec", "exec", "noatime", "nodiratime", "relatime", "strictatime", "private", "rprivate"],
+    hooks: ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+    mountOptions: [
+      "bind", "rbind", "ro", "rw", "nosuid", "suid", "nodev", "noexec", "exec", "noatime", "nodiratime", "relatime", "strictatime",
+      "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable", "idmap", "ridmap",
+    ],
     linux: {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
       capabilities: CAPABILITIES.map((c) => `CAP_${c}`),
@@ -23,7 +26,8 @@ export function features(): object {
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
-      mountExtensions: { idmap: { enabled: false } },
+      // Binds only, and only for root (mount_setattr(2) needs CAP_SYS_ADMIN in the initial user namespace).
+      mountExtensions: { idmap: { enabled: true } },
     },
     annotations: { "org.nsrun.version": pkg.version },
   };

@@ -1,6 +1,12 @@
-// runtime-spec hooks: each is a host program, run in nsrun's own namespaces with the container's
-// state JSON on its standard input. A failing prestart/createRuntime hook fails `create`; a failing
-// poststart/poststop hook is a warning (the spec: the runtime logs it and carries on).
+// runtime-spec hooks: prestart, createRuntime, poststart and poststop are host programs, run here in
+// nsrun's own namespaces with the container's state JSON on their standard input; createContainer
+// and startContainer run inside the container, forked by its tape (core/oci/tape.ts), and only their
+// stdin is filled here. A failing prestart/createRuntime/createContainer hook fails `create`, a
+// failing startContainer hook `start`; a failing poststart/poststop hook is a warning (the spec:
+// the runtime logs it and carries on).
+import { readFileSync } from "node:fs";
+import { writeAll } from "../../ffi/io";
+import { libc } from "../../ffi/libc";
 import type { SpecHook } from "./spec";
 
 export class HookError extends Error {}
@@ -34,5 +40,32 @@ export async function runHooksWarning(kind: string, hooks: SpecHook[], state: ob
     await runHooks(kind, hooks, state);
   } catch (e) {
     warn(`warning: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * A createContainer or startContainer hook runs in the container (core/oci/tape.ts); its stdin is a
+ * pipe whose write end nsrun fills with the state and closes. The pipe is made big enough first,
+ * since nobody reads it until the hook runs.
+ */
+export function fillHookStdin(fd: number, state: object): void {
+  const bytes = new TextEncoder().encode(JSON.stringify(state));
+  const F_SETPIPE_SZ = 1031;
+  if (bytes.length > 65536 && libc.fcntl(fd, F_SETPIPE_SZ, bytes.length) < 0) {
+    libc.close(fd);
+    throw new HookError(`the container's state is ${bytes.length} bytes, more than a pipe to a hook's stdin may hold (/proc/sys/fs/pipe-max-size)`);
+  }
+  writeAll(fd, bytes);
+  libc.close(fd);
+}
+
+/** The container's PID as a hook inside it sees it (runtime-spec state.md): the last NSpid of /proc/PID/status. */
+export function pidInContainer(pid: number): number {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").match(/^NSpid:\s*(.*)$/m)?.[1];
+    const last = Number(line?.trim().split(/\s+/).pop());
+    return Number.isInteger(last) && last > 0 ? last : pid;
+  } catch {
+    return pid;
   }
 }

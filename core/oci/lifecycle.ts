@@ -9,6 +9,7 @@ import * as F from "../../ffi/flags";
 import { removeCgroup } from "../cgroup";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND } from "../errors";
 import { runHooksWarning } from "./hooks";
+import { describeHookReport } from "./tape";
 import { Container, listContainers, lockContainer, processAlive, publicState, type SavedState, StateError, type Status } from "./state";
 import { pidfdOpen, pidfdSignal, pidfdWait } from "./sys";
 
@@ -54,6 +55,10 @@ export async function startContainer(root: string, id: string, warn: (line: stri
     closeSync(report);
     if (bytes.length >= REPORT_BYTES) {
       const r = decodeReport(bytes);
+      if (r.kind === REPORT.HOOK) {
+        const hooks = JSON.parse(readFileSync(c.path("config.json"), "utf8")).hooks ?? {};
+        throw new OciError(describeHookReport(r, { createContainer: hooks.createContainer ?? [], startContainer: hooks.startContainer ?? [] }) ?? "a hook failed");
+      }
       if (r.kind === REPORT.EXEC_FAILED) {
         const cmd = JSON.stringify(JSON.parse(readFileSync(c.path("config.json"), "utf8")).process.args[0]);
         if (r.value === 2) throw new OciError(`exec: ${cmd}: executable file not found in $PATH: no such file or directory`, EXIT_NOT_FOUND);

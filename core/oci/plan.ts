@@ -7,8 +7,8 @@ import { posix, resolve } from "node:path";
 import { capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
-import { MountPlanError, type MountOp, planMount, type SourceFact } from "../mounts";
-import { type NamespaceKind, planNamespaces } from "../namespaces";
+import { MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
+import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../namespaces";
 import type { BoxPlan } from "../plan";
 import type { RlimitPlan } from "../rlimits";
 import { compileProfile, type Insn } from "../seccomp";
@@ -55,7 +55,7 @@ const RLIMITS: Record<string, number> = {
   RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10, RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
 };
 /** Mount options that are runtime extensions (crun, podman) with nothing to do here. */
-const IGNORED_OPTIONS = new Set(["tmpcopyup", "notmpcopyup", "copy-symlink", "nocopyup", "z", "Z", "U", "private", "rprivate", "sync", "async", "relatime", "norelatime"]);
+const IGNORED_OPTIONS = new Set(["tmpcopyup", "notmpcopyup", "copy-symlink", "nocopyup", "z", "Z", "U", "sync", "async", "relatime", "norelatime"]);
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 const DEV_LINKS: Array<[string, string]> = [["/dev/ptmx", "pts/ptmx"], ["/dev/fd", "/proc/self/fd"], ["/dev/stdin", "/proc/self/fd/0"], ["/dev/stdout", "/proc/self/fd/1"], ["/dev/stderr", "/proc/self/fd/2"]];
 
@@ -76,21 +76,35 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
     if (seen.has(kind)) fail(`linux.namespaces[${i}]`, `"${ns.type}" is listed twice`);
     seen.add(kind);
     if (ns.path === undefined || ns.path === "") return void (wanted[kind] = true);
-    if (kind === "mount" || kind === "user" || kind === "pid")
-      fail(`linux.namespaces[${i}].path`, `nsrun cannot join an existing ${ns.type} namespace when creating a container (only network, ipc, uts, cgroup, time)`);
     if (!existsSync(ns.path)) fail(`linux.namespaces[${i}].path`, `${JSON.stringify(ns.path)} does not exist`);
     join.push({ kind, path: ns.path });
   });
-  if (!wanted.mount) fail("linux.namespaces", 'nsrun needs a new mount namespace ({"type": "mount"}) to give the container its own root');
-  if (wanted.user && join.length) fail("linux.namespaces", "joining namespaces by path together with a new user namespace is not supported");
-  if (!caller.hostRoot && !wanted.user && caller.uid !== 0) fail("linux.namespaces", 'an ordinary user needs a new user namespace ({"type": "user"} with uidMappings/gidMappings); see `nsrun spec --rootless`');
+  const joined = (kind: NamespaceKind) => join.find((j) => j.kind === kind);
+  const joinKey = (kind: NamespaceKind) => `linux.namespaces[${(linux.namespaces ?? []).findIndex((n) => NS_KIND[n.type] === kind)}].path`;
+  if (!wanted.mount && !joined("mount")) fail("linux.namespaces", 'nsrun needs a mount namespace: a new one ({"type": "mount"}) to give the container its own root, or one joined by path');
+  if (wanted.user && join.length) fail("linux.namespaces", "joining namespaces by path together with a new user namespace is not supported (join the user namespace too)");
+  if (!caller.hostRoot && !wanted.user && !joined("user") && caller.uid !== 0)
+    fail("linux.namespaces", 'an ordinary user needs a user namespace: a new one ({"type": "user"} with uidMappings/gidMappings; see `nsrun spec --rootless`), or one of theirs joined by path');
+  const mountJoined = joined("mount");
+  if (mountJoined) refuseInJoinedMount(spec, joinKey("mount"), Boolean(joined("pid")), fail);
+  const joinedUser = joined("user") ? joinedUserNamespace(joined("user")?.path ?? "") : null;
+
+  const offsets = linux.timeOffsets;
+  if (offsets && !wanted.time)
+    fail("linux.timeOffsets", join.some((j) => j.kind === "time") ? "offsets are set on a new time namespace, and this one is joined by path (its offsets are fixed)" : 'offsets need a new time namespace ({"type": "time"})');
+  const timeOffsets: TimeOffsets | null = offsets
+    ? { monotonic: [offsets.monotonic?.secs ?? 0, offsets.monotonic?.nanosecs ?? 0], boottime: [offsets.boottime?.secs ?? 0, offsets.boottime?.nanosecs ?? 0] }
+    : null;
 
   const idMap = wanted.user ? planIdMap(spec, caller, fail) : null;
   if (!wanted.user && (linux.uidMappings?.length || linux.gidMappings?.length)) fail("linux.uidMappings", 'id mappings need a new user namespace ({"type": "user"})');
   const { uid, gid } = proc.user;
   if (idMap && (!idMapped(idMap.uidMap, uid) || !idMapped(idMap.gidMap, gid))) fail("process.user", `${uid}:${gid} is not mapped in linux.uidMappings/gidMappings`);
-  const setgroupsAllowed = idMap ? idMap.setgroups === "allow" : readFileSync("/proc/self/setgroups", "utf8").trim() === "allow";
+  if (joinedUser?.uidMap && (!idMapped(joinedUser.uidMap, uid) || !idMapped(joinedUser.gidMap ?? [], gid)))
+    fail("process.user", `${uid}:${gid} is not mapped in the user namespace ${joinKey("user")} joins`);
   const extraGids = proc.user.additionalGids ?? [];
+  // A joined user namespace's setgroups file, when its path is a process's (/proc/PID/ns/user); else setgroups is tried only when asked for.
+  const setgroupsAllowed = idMap ? idMap.setgroups === "allow" : joinedUser ? (joinedUser.setgroups ?? extraGids.length > 0) : readFileSync("/proc/self/setgroups", "utf8").trim() === "allow";
   if (extraGids.length && !setgroupsAllowed) fail("process.user.additionalGids", "the user namespace denies setgroups(2) (a single-id mapping written without newgidmap); map more ids or drop them");
   extraGids.forEach((g, i) => idMap && !idMapped(idMap.gidMap, g) && fail(`process.user.additionalGids[${i}]`, `${g} is not mapped in linux.gidMappings`));
 
@@ -100,8 +114,12 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (spec.hostname && !wanted.uts) fail("hostname", 'setting a hostname needs a new uts namespace ({"type": "uts"}); it would change the host\'s');
   if (spec.domainname && !wanted.uts) fail("domainname", 'setting a domainname needs a new uts namespace ({"type": "uts"})');
   const netns = wanted.net || join.some((j) => j.kind === "net");
-  const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
-  const mounts = planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid, netns }, fail);
+  const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
+  // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
+  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns }, fail));
+  const idmapped = mounts.find((op) => op.op === "bind" && op.idmap);
+  if (idmapped && !caller.hostRoot)
+    fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
 
   const caps = planCapabilities(spec, uid, fail);
   const seccomp = planSeccomp(spec, caps.bounding, fail);
@@ -117,8 +135,6 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
 
   const terminal = proc.terminal ? { rows: proc.consoleSize?.height || 24, cols: proc.consoleSize?.width || 80 } : null;
   const hooks = Object.fromEntries(HOOK_NAMES.map((h) => [h, spec.hooks?.[h] ?? []])) as OciPlan["hooks"];
-  for (const h of ["createContainer", "startContainer"] as const)
-    if (hooks[h].length) fail(`hooks.${h}`, "hooks that run inside the container's namespaces are not supported by nsrun (createRuntime, prestart, poststart and poststop are)");
 
   const box: BoxPlan = {
     namespaces: planNamespaces(wanted),
@@ -142,6 +158,8 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
       terminal,
     },
     cgroup,
+    timeOffsets,
+    propagation,
     rlimits: planRlimits(spec, fail),
     security: { capabilities: caps.bounding, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
   };
@@ -175,11 +193,40 @@ function refuseUnsupported(spec: Spec, fail: Fail): void {
   if (l.mountLabel) fail("linux.mountLabel", hasLsm("selinux") ? "nsrun does not apply SELinux labels; remove it" : "this host has no SELinux; remove it");
   if (p?.commandLine !== undefined) fail("process.commandLine", "is for Windows containers");
   for (const k of ["ioPriority", "scheduler", "execCPUAffinity"] as const) if (p?.[k] !== undefined) fail(`process.${k}`, "not supported by nsrun; remove it");
-  for (const k of ["timeOffsets", "intelRdt", "personality"] as const) if (l[k] !== undefined) fail(`linux.${k}`, "not supported by nsrun; remove it");
+  for (const k of ["intelRdt", "personality"] as const) if (l[k] !== undefined) fail(`linux.${k}`, "not supported by nsrun; remove it");
   for (const k of ["solaris", "windows", "vm", "zos"] as const) if (spec[k] !== undefined) fail(k, "is for another platform; nsrun runs Linux containers");
   const prop = l.rootfsPropagation;
-  if (prop && prop !== "private" && prop !== "rprivate")
-    fail("linux.rootfsPropagation", `"${prop}" is not supported: nsrun makes the container's mounts private (use "private" or "rprivate", or leave it out)`);
+  if (prop !== undefined && !(prop in PROPAGATION_OPTIONS))
+    fail("linux.rootfsPropagation", `${JSON.stringify(prop)}: expected one of ${Object.keys(PROPAGATION_OPTIONS).join(", ")}`);
+}
+
+/**
+ * With a joined mount namespace the container sees that namespace's files as they are: nothing of
+ * config.json may change them (they are another container's), and its /proc (where the tape writes
+ * oom_score_adj, sysctls and clock offsets) shows the processes of that container's PID namespace
+ * only, which the container must then join too.
+ */
+function refuseInJoinedMount(spec: Spec, key: string, pidJoined: boolean, fail: Fail): void {
+  const why = `the container joins a mount namespace (${key}), whose mounts are another's: remove it`;
+  if (!pidJoined) fail(key, "joining a mount namespace needs that container's PID namespace joined too: its /proc shows only the processes there");
+  if (spec.mounts?.length) fail("mounts", why);
+  const l = spec.linux ?? {};
+  for (const k of ["maskedPaths", "readonlyPaths", "devices"] as const) if (l[k]?.length) fail(`linux.${k}`, why);
+  if (l.rootfsPropagation !== undefined) fail("linux.rootfsPropagation", why);
+  if (spec.root?.readonly) fail("root.readonly", why);
+  if (l.timeOffsets !== undefined) fail("linux.timeOffsets", `the offsets are written through /proc/self before the container's process enters the joined PID namespace, and the joined mount namespace's /proc (${key}) does not show it then`);
+}
+
+/** What nsrun can learn of a user namespace joined by path: its maps and setgroups, when the path is /proc/PID/ns/user. */
+function joinedUserNamespace(path: string): { uidMap?: IdRange[]; gidMap?: IdRange[]; setgroups?: boolean } {
+  const pid = path.match(/^\/proc\/(\d+)\/ns\/user$/)?.[1];
+  if (!pid) return {};
+  try {
+    const read = (f: string) => readFileSync(`/proc/${pid}/${f}`, "utf8");
+    return { uidMap: parseIdMap(read("uid_map")), gidMap: parseIdMap(read("gid_map")), setgroups: read("setgroups").trim() === "allow" };
+  } catch {
+    return {};
+  }
 }
 
 function hostDir(path: string, key: string, fail: Fail): string {
@@ -252,20 +299,72 @@ function planOciMounts(spec: Spec, bundle: string, ctx: { ttyGroup: boolean; pid
   return ops;
 }
 
+/**
+ * rootfsPropagation and the mounts' propagation options. nsrun's default is private everywhere (the
+ * namespace's copy of the host's mounts made MS_REC|MS_PRIVATE). When the root or a mount is to be a
+ * slave, or a mount shared, that copy becomes MS_REC|MS_SLAVE instead; then, and under a shared root
+ * (attaching below a shared mount makes a mount shared), every mount that asked for nothing is made
+ * private explicitly, so only what the config names follows the host. A shared bind is copied before
+ * "/" changes (`early`): of a shared host mount, a peer. A shared root is private until pivot_root.
+ */
+function planPropagation(spec: Spec, ops: MountOp[]): { mounts: MountOp[]; propagation?: PropagationPlan } {
+  const asked = spec.linux?.rootfsPropagation;
+  const root = asked ? PROPAGATION_OPTIONS[asked] : null;
+  const own = (op: MountOp) => (op.op === "mount" || op.op === "bind" ? op.propagation : undefined);
+  const fromHost = root?.type === F.MS_SLAVE || ops.some((op) => own(op)?.type === F.MS_SLAVE || own(op)?.type === F.MS_SHARED);
+  const explicit = fromHost || root?.type === F.MS_SHARED;
+  const isPrivate = (p: Propagation | null | undefined) => !p || p.type === F.MS_PRIVATE;
+  if (!explicit && isPrivate(root) && ops.every((op) => isPrivate(own(op)))) return { mounts: ops.map(withoutPropagation) };
+  const PRIVATE: Propagation = { type: F.MS_PRIVATE, recursive: true };
+  const mounts = ops.map((op): MountOp => {
+    if (op.op !== "mount" && op.op !== "bind") return op;
+    const p = op.propagation ?? (explicit ? PRIVATE : undefined);
+    if (!p || (!explicit && p.type === F.MS_PRIVATE)) return withoutPropagation(op);
+    return op.op === "bind" ? { ...op, propagation: p, early: p.type === F.MS_SHARED } : { ...op, propagation: p };
+  });
+  const rootPlan = root ?? (explicit ? PRIVATE : null);
+  return { mounts, propagation: { fromHost, root: rootPlan && (explicit || rootPlan.type !== F.MS_PRIVATE) ? rootPlan : null } };
+}
+
+function withoutPropagation(op: MountOp): MountOp {
+  if (op.op !== "mount" && op.op !== "bind") return op;
+  const { propagation: _, ...rest } = op;
+  return rest as MountOp;
+}
+
 function planOneMount(m: SpecMount, i: number, bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp {
   const key = `mounts[${i}]`;
   const dest = m.destination.startsWith("/") ? m.destination : `/${m.destination}`;
   if (dest.split("/").includes("..")) fail(`${key}.destination`, `expected a path without "..", got ${JSON.stringify(m.destination)}`);
   const target = posix.normalize(dest).replace(/\/+$/, "") || "/";
   if (target === "/") fail(`${key}.destination`, "cannot mount over the container's root; use root.path");
-  if (m.uidMappings?.length || m.gidMappings?.length) fail(`${key}.uidMappings`, "id-mapped mounts are not supported by nsrun");
   const options: string[] = [];
+  let propagation: Propagation | undefined;
+  let idmapOption: string | null = null;
   (m.options ?? []).forEach((o, j) => {
     if (IGNORED_OPTIONS.has(o)) return;
-    if (/^r?(shared|slave|unbindable)$/.test(o)) fail(`${key}.options[${j}]`, `"${o}": nsrun's mounts are private; other propagation is not supported`);
-    if (o === "idmap" || o === "ridmap") fail(`${key}.options[${j}]`, "id-mapped mounts are not supported by nsrun");
+    const p = PROPAGATION_OPTIONS[o];
+    if (p) {
+      if (propagation && (propagation.type !== p.type || propagation.recursive !== p.recursive)) fail(`${key}.options[${j}]`, `"${o}" contradicts an earlier propagation option`);
+      return void (propagation = p);
+    }
+    if (o === "idmap" || o === "ridmap") return void (idmapOption = o);
     options.push(o);
   });
+  const op = planMountOp(m, i, target, options, bundle, ctx, fail);
+  if (propagation && op.op !== "mount" && op.op !== "bind") fail(`${key}.options`, "propagation applies to mounts and binds");
+  const withPropagation = propagation ? ({ ...op, propagation } as MountOp) : op;
+  if (!m.uidMappings?.length && !m.gidMappings?.length && !idmapOption) return withPropagation;
+  // An id-mapped bind: both maps, as a user namespace's ("containerID hostID size").
+  if (withPropagation.op !== "bind") return fail(`${key}.type`, "only a bind mount can be id-mapped");
+  if (!m.uidMappings?.length || !m.gidMappings?.length) return fail(`${key}.${m.uidMappings?.length ? "gidMappings" : "uidMappings"}`, "an id-mapped mount needs both uidMappings and gidMappings");
+  const ranges = (list: NonNullable<SpecMount["uidMappings"]>) => list.map((r) => ({ inside: r.containerID, outside: r.hostID, count: r.size }));
+  return { ...withPropagation, idmap: { uidMap: ranges(m.uidMappings), gidMap: ranges(m.gidMappings), recursive: idmapOption === "ridmap" } };
+}
+
+/** One mount of config.json, its propagation options taken out. */
+function planMountOp(m: SpecMount, i: number, target: string, options: string[], bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp {
+  const key = `mounts[${i}]`;
   const isBind = m.type === "bind" || options.includes("bind") || options.includes("rbind");
   try {
     if (isBind) {

@@ -64,6 +64,12 @@ const Mount = v.strictObject({
   gidMappings: v.optional(v.array(idMapping)),
 });
 
+/** A time namespace's offset of one clock: secs (negative too) and nanosecs 0..999999999. */
+const ClockOffset = v.strictObject({
+  secs: v.optional(v.pipe(int, v.minValue(-4_000_000_000, "expected at most 4000000000 seconds either way"), v.maxValue(4_000_000_000, "expected at most 4000000000 seconds either way"))),
+  nanosecs: v.optional(v.pipe(int, v.minValue(0, "expected 0 to 999999999"), v.maxValue(999_999_999, "expected 0 to 999999999"))),
+});
+
 const Namespace = v.strictObject({
   type: v.picklist(["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"], "expected pid, network, mount, ipc, uts, user, cgroup or time"),
   path: v.optional(str),
@@ -158,7 +164,7 @@ const Linux = v.strictObject({
   namespaces: v.optional(v.array(Namespace)),
   uidMappings: v.optional(v.array(idMapping)),
   gidMappings: v.optional(v.array(idMapping)),
-  timeOffsets: v.optional(v.unknown()),
+  timeOffsets: v.optional(v.strictObject({ monotonic: v.optional(ClockOffset), boottime: v.optional(ClockOffset) })),
   devices: v.optional(v.array(Device)),
   cgroupsPath: v.optional(str),
   resources: v.optional(Resources),

@@ -103,12 +103,23 @@ export function fsmount(t: Tape, ctx: Reg, attrs: number, opts: Opts = {}): void
   t.sys("fsmount", [ctx, F.FSMOUNT_CLOEXEC, attrs], () => `fsmount(${ctx.name}, FSMOUNT_CLOEXEC, ${names(attrs, F.MOUNT_ATTR_FLAGS)})`, opts);
 }
 
-/** mount_setattr(2) on the mount (tree, with AT_RECURSIVE) that `fd` is open on. */
-export function mountSetattr(t: Tape, fd: Reg, recursive: boolean, set: number): void {
+/**
+ * mount_setattr(2) on the mount (tree, with AT_RECURSIVE) that `fd` is open on. `more`: a
+ * propagation type (MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE), and with MOUNT_ATTR_IDMAP the
+ * user namespace whose maps the mount takes (an fd number the tape holds, in a register).
+ */
+export function mountSetattr(t: Tape, fd: Reg, recursive: boolean, set: number, more: { propagation?: number; userns?: Reg } = {}): void {
   const atFlags = F.AT_EMPTY_PATH | (recursive ? F.AT_RECURSIVE : 0);
+  const propagation = more.propagation ?? 0;
+  const shown = [
+    ...(set || !propagation ? [`attr_set=${names(set, F.MOUNT_ATTR_FLAGS)}`] : []),
+    ...(propagation ? [`propagation=${names(propagation, F.MS_FLAGS)}`] : []),
+    ...(more.userns ? [`userns_fd=${more.userns.name}`] : []),
+  ].join(", ");
   // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
-  const attr = t.bytes(u64s([set, 0, 0, 0]), `{attr_set=${names(set, F.MOUNT_ATTR_FLAGS)}}`);
-  t.sys("mount_setattr", [fd, t.str(""), atFlags, attr, 32], () => `mount_setattr(${fd.name}, "", ${names(atFlags, F.AT_FLAGS)}, {attr_set=${names(set, F.MOUNT_ATTR_FLAGS)}})`);
+  const attr = t.bytes(u64s([set, 0, propagation, 0]), `{${shown}}`);
+  if (more.userns) t.store(more.userns, t.field(attr, 24, "attr.userns_fd"), 8);
+  t.sys("mount_setattr", [fd, t.str(""), atFlags, attr, 32], () => `mount_setattr(${fd.name}, "", ${names(atFlags, F.AT_FLAGS)}, {${shown}})`);
 }
 
 export function mkdirat(t: Tape, dir: Fd, name: string, mode: number, opts: Opts = {}): void {

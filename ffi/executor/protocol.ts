@@ -49,6 +49,8 @@ export const REPORT = {
   ACK: 4,
   /** value: the PID of the process a tape forked (OCI exec, after joining a PID namespace). */
   PID: 5,
+  /** An OCI hook the tape ran failed: index says which and why, value the status, signal or errno (core/oci/tape.ts). */
+  HOOK: 6,
 } as const;
 
 export const EXIT = { SETUP_FAILED: 125, CANNOT_EXECUTE: 126, NOT_FOUND: 127 } as const;
