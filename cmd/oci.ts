@@ -16,7 +16,7 @@ import { CreateFailed, createContainer } from "../core/oci/create";
 import { execInContainer } from "../core/oci/exec";
 import { features, specTemplate } from "../core/oci/features";
 import { containerPids, deleteContainer, killContainer, listStates, OciError, startContainer, stateOf } from "../core/oci/lifecycle";
-import { checkId, defaultRoot, publicState, StateError } from "../core/oci/state";
+import { checkId, defaultRoot, isHostRoot, publicState, StateError } from "../core/oci/state";
 import { exitNow, pidfdSignal } from "../core/oci/sys";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/signals";
 import { waitExit, shellStatus } from "../ffi/wait";
@@ -174,7 +174,7 @@ function parseGlobals(globals: string[]): Globals {
     logTo = g;
     throw new UsageError("--systemd-cgroup: nsrun has no systemd cgroup driver; use cgroupfs (podman: --cgroup-manager=cgroupfs; containerd: SystemdCgroup = false)");
   }
-  g.root = resolve((values.root as string | undefined) ?? defaultRoot(process.getuid?.() ?? 0));
+  g.root = resolve((values.root as string | undefined) ?? defaultRoot(isHostRoot()));
   return g;
 }
 

@@ -7,7 +7,7 @@
 // The report channel is a FIFO in the state folder (report.fifo), opened read-write by the
 // container: `create` reads setup failures from it, and `start` reads it until end of file to learn
 // whether the command could be started (the stub writes an EXEC_FAILED record there if not).
-import { closeSync, constants, copyFileSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, constants, copyFileSync, openSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
@@ -25,7 +25,7 @@ import { fillHookStdin, HookError, pidInContainer, runHooks } from "./hooks";
 import { idmapBinds } from "./idmap";
 import { type OciCaller, planOci } from "./plan";
 import { loadSpec } from "./spec";
-import { claimContainer, type Container, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
+import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
 import { connectUnix, mkfifo, pidfdOpen } from "./sys";
 import { waitExit } from "../../ffi/wait";
 import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
@@ -59,8 +59,7 @@ export class CreateFailed extends Error {
 
 export function ociCaller(): OciCaller {
   const uid = process.getuid?.() ?? 0;
-  const map = readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/).map(Number);
-  return { uid, gid: process.getgid?.() ?? 0, hostRoot: uid === 0 && map.length === 3 && map[0] === 0 && map[1] === 0 && map[2] === 4294967295 };
+  return { uid, gid: process.getgid?.() ?? 0, hostRoot: isHostRoot(uid) };
 }
 
 export async function createContainer(opts: CreateOptions): Promise<Created> {

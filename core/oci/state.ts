@@ -55,8 +55,19 @@ export function checkId(id: string | undefined): string {
   return id;
 }
 
-export function defaultRoot(uid: number, env = process.env): string {
-  if (uid === 0) return "/run/nsrun";
+/**
+ * Whether nsrun runs as the host's root: uid 0 in the initial user namespace. uid 0 in a user
+ * namespace of its own (rootless podman runs its runtime there) is an ordinary user to the host.
+ */
+export function isHostRoot(uid = process.getuid?.() ?? 0): boolean {
+  if (uid !== 0) return false;
+  const map = readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/).map(Number);
+  return map.length === 3 && map[0] === 0 && map[1] === 0 && map[2] === 4294967295;
+}
+
+/** runc's rule: /run/nsrun for the host's root; otherwise $XDG_RUNTIME_DIR/nsrun (rootless podman sets it). */
+export function defaultRoot(hostRoot: boolean, env = process.env): string {
+  if (hostRoot) return "/run/nsrun";
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, "nsrun");
   throw new StateError("no state folder: set XDG_RUNTIME_DIR or give --root DIR");
 }
