@@ -88,7 +88,7 @@ describe("the command and what used to be silent", () => {
 
   test("an ordinary user's [namespaces] user = false names the key, not a sysctl", () => {
     const u = area.actors.find((x) => x.name === "user");
-    if (!u) return;
+    if (!u) throw new Error("setupTestArea always has the user actor");
     const cfg = writeConfig(u, "no-userns.toml", 'rootfs = "../rootfs"\n[namespaces]\nuser = false\n');
     const r = run(area.bin, u, ["--config", cfg]);
     expect(r.code).toBe(125);

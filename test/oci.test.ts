@@ -31,6 +31,12 @@ function idOf(flag: string): number {
   return Number(spawnSync(["id", flag, TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
 }
 
+/** Why an actor's tests cannot run here (known when the tests are declared), or null. */
+const unavailable = {
+  root: isRoot ? null : "the tests run as an ordinary user",
+  user: isRoot && spawnSync(["id", "-u", TEST_USER]).exitCode !== 0 ? `no user ${TEST_USER} (test/helpers.ts makes it; run the box tests once)` : null,
+};
+
 beforeAll(() => {
   top = mkdtempSync("/tmp/nsrun-oci-test-");
   chmodSync(top, 0o755);
@@ -122,12 +128,12 @@ function stopped(a: Actor, id: string): Promise<boolean> {
   return waitFor(() => state(a, id).status === "stopped", 10_000);
 }
 
-const forEachActor = (name: string, fn: (a: Actor) => void | Promise<void>, timeout = 60_000) => {
-  test.each(["root", "user"] as const)(`${name} (%s)`, async (who) => {
-    const a = actors.find((x) => x.name === who);
-    if (!a) return void console.warn(`skipped: ${name} (${who}): that actor is not available here (see above)`);
-    await fn(a);
-  }, timeout);
+/** The test once for root and once for the ordinary user; skipped, saying why, for an actor not available here or when `skip` says so. */
+const forEachActor = (name: string, fn: (a: Actor) => void | Promise<void>, timeout = 60_000, skip: string | null = null) => {
+  for (const who of ["root", "user"] as const) {
+    const why = skip ?? unavailable[who];
+    test.skipIf(why !== null)(`${name} (${who})${why ? ` (skipped: ${why})` : ""}`, async () => fn(actors.find((x) => x.name === who) as Actor), timeout);
+  }
 };
 
 describe("lifecycle", () => {
@@ -556,12 +562,8 @@ function hostMount(args: string[]): void {
 const isMountPoint = (path: string) => readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === path);
 
 describe("mount propagation", () => {
-  const needsRoot = isRoot ? "" : " (skipped: the host mounts these tests make need root)";
   const forEachActorAsRoot = (name: string, fn: (a: Actor) => Promise<void>) =>
-    forEachActor(`${name}${needsRoot}`, async (a) => {
-      if (!isRoot) return void console.warn(`skipped: ${name}: the host mounts it makes need root`);
-      await fn(a);
-    });
+    forEachActor(name, fn, 60_000, isRoot ? null : "the host mounts this test makes need root");
 
   forEachActorAsRoot("a bind with rslave sees a host mount made after create (control: rprivate does not); rshared reaches the host only for root", async (a) => {
     const src = join(a.area, `shared${bundles}`);
