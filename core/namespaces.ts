@@ -109,8 +109,7 @@ export function emitForkIntoPidNamespace(t: Tape, reportFd: number): void {
   t.doing("fork into the PID namespace");
   const child = t.reg("child");
   const inChild = t.label(`in_child_${t.ops.length}`);
-  const CLONE_PARENT = 0x8000;
-  t.sys("clone", [CLONE_PARENT | F.SIGCHLD, 0, 0, 0, 0], () => "clone(CLONE_PARENT|SIGCHLD)", { dst: child });
+  t.sys("clone", [F.CLONE_PARENT | F.SIGCHLD, 0, 0, 0, 0], () => "clone(CLONE_PARENT|SIGCHLD)", { dst: child });
   t.jumpIf(child, "EQ", 0, inChild);
   const record = t.struct(16, "{PID, child}", [[0, 4, REPORT.PID]]);
   t.store(child, t.field(record, 8, "record.value"), 8);

@@ -11,6 +11,10 @@ export const CLONE_NEWIPC = 0x08000000;
 export const CLONE_NEWUSER = 0x10000000;
 export const CLONE_NEWPID = 0x20000000;
 export const CLONE_NEWNET = 0x40000000;
+/** clone(2): the child's parent is the caller's parent (a sibling, not a child). */
+export const CLONE_PARENT = 0x00008000;
+/** clone(2): a pidfd of the child, stored where the parent_tid argument points. */
+export const CLONE_PIDFD = 0x00001000;
 
 // <linux/mount.h>: mount(2) flags
 export const MS_RDONLY = 0x1;

@@ -99,7 +99,6 @@ const HOOK_KILLED = 2; // value: the signal
 const HOOK_TIMED_OUT = 3; // value: the timeout, seconds
 const HOOK_NOT_RUN = 4; // value: -errno of execve(2)
 
-const CLONE_PIDFD = 0x1000;
 const CLD_EXITED = 1;
 
 export interface TapeHook {
@@ -137,7 +136,7 @@ export function emitHook(t: Tape, h: TapeHook, reportFd: number): void {
   const done = t.label(`hook_done_${n}`);
   const slot = t.slot(8, "pidfd");
   // fork(2) with CLONE_PIDFD: the pidfd lands in the parent_tid argument's int.
-  t.sys("clone", [F.SIGCHLD | CLONE_PIDFD, 0, slot, 0, 0], () => "clone(SIGCHLD|CLONE_PIDFD, &pidfd)", { dst: child });
+  t.sys("clone", [F.SIGCHLD | F.CLONE_PIDFD, 0, slot, 0, 0], () => "clone(SIGCHLD|CLONE_PIDFD, &pidfd)", { dst: child });
   t.jumpIf(child, "EQ", 0, inChild);
   t.load(slot, 4, pidfd);
   const pollfd = t.struct(8, "{hook_pidfd, POLLIN}", [[4, 2, F.POLLIN]]);
