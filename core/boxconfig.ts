@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
 import { readInRootfs } from "./hostpath";
+import type { OwnersRecord } from "./image/owners";
 
 export interface BoxFlags {
   rootfs?: string;
@@ -63,6 +64,8 @@ export interface Assembled {
   isDefault: boolean;
   /** The image the rootfs comes from (rootfs = "image:NAME", --image), or null. */
   image: string | null;
+  /** What the image's host owners mean (core/image/store.ts), or null without an image. */
+  imageOwners: OwnersRecord | null;
 }
 
 /** box.toml (or the default box), then the flags, then the image's defaults: one validated config. */
@@ -127,8 +130,8 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     if (f.cpus !== undefined) limits.cpu = numberFlag("--cpus", f.cpus, fail);
   }
   if (Object.keys(proc).length === 0) delete raw.process;
-  if (image !== null) applyImage(raw, image, file);
-  return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image };
+  const imageOwners = image !== null ? applyImage(raw, image, file) : null;
+  return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
 }
 
 function envTable(env: unknown): Record<string, string> {
@@ -157,8 +160,8 @@ function numberFlag(flag: string, text: string, fail: (flag: string, problem: st
   return text.trim() !== "" && Number.isFinite(n) ? n : fail(flag, `expected a number, got ${JSON.stringify(text)}`);
 }
 
-/** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. */
-function applyImage(raw: Raw, name: string, file: string): void {
+/** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. Returns its owners. */
+function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
   const { resolveImage } = require("./image/store") as typeof import("./image/store");
   let image: ReturnType<typeof resolveImage>;
   try {
@@ -175,6 +178,7 @@ function applyImage(raw: Raw, name: string, file: string): void {
   if (c.env.length) proc.env = proc.env === undefined ? c.env : { ...envTable(c.env), ...envTable(proc.env) };
   if (proc.cwd === undefined && c.workingDir) proc.cwd = c.workingDir;
   if (proc.user === undefined && c.user) proc.user = numericUser(c.user, image.rootfs);
+  return image.owners;
 }
 
 /** An image's User ("1000", "1000:100", "app", "app:staff") as "uid:gid", looked up in its own passwd and group. */

@@ -145,6 +145,15 @@ describe.skipIf(why !== null)("rootless ownership through subordinate ids", () =
     const as1000 = nsrun(user, store, ["run", "--image", "owners", "-u", "1000:1000", "--", "sh", "-c", "echo mine > /home/user/new && stat -c %u:%g /home/user/new"]);
     expect(as1000.stdout).toBe("1000:1000\n");
     expect(own(join(root, "home/user/new"))).toBe(sub(1000));
+
+    // A box that maps only the user (mode = "single") sees the subordinate ids' files as nobody's,
+    // and is told why (the "auto" box above, the control, printed nothing).
+    const single = join(store, "single.toml");
+    writeFileSync(single, '[user_namespace]\nmode = "single"\n');
+    chownSync(single, user.uid, user.gid);
+    const narrow = nsrun(user, store, ["run", "--config", single, "--image", "owners", "--", "stat", "-c", "%u", "/home/user", "/bin/busybox"]);
+    expect(narrow.stdout).toBe("65534\n0\n");
+    expect(narrow.stderr).toBe(`nsrun: image "owners": its files belong to your subordinate ids as [user_namespace] mode = "auto" maps them, and this box maps ids otherwise: files it does not map show as nobody (65534); use mode = "auto"\n`);
   });
 
   test("positive control: a user without ranges owns every file, says so, and the box sees root's everywhere", () => {

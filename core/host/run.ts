@@ -23,7 +23,7 @@ export interface RunOptions {
   trace: boolean;
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
-  log: { debug(...a: unknown[]): void; info(...a: unknown[]): void };
+  log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
 }
 
 /** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
@@ -46,6 +46,12 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   });
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
+  const { image, imageOwners } = opts.assembled;
+  if (image !== null && imageOwners !== null && typeof imageOwners === "object") {
+    const { ownersWarning } = await import("../image/store");
+    const warning = ownersWarning(image, imageOwners, plan.idMap);
+    if (warning) opts.log.warn(warning);
+  }
   const helper = plan.network.helper;
   if (helper) {
     trace?.(`plan: network "nat" through ${helper.name}: ${helper.why}`);

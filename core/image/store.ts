@@ -17,6 +17,7 @@ import { join } from "node:path";
 import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
 import { ConfigError, StageError } from "../errors";
+import type { IdMapPlan, IdRange } from "../userns";
 import type { OwnersRecord } from "./owners";
 
 export interface ImageConfig {
@@ -72,6 +73,19 @@ export interface ResolvedImage {
   config: ImageConfig;
   name: string;
   id: string;
+  /** What the tree's host owners mean (see ImageRecord.owners). */
+  owners: OwnersRecord;
+}
+
+/**
+ * A warning when a rootless box maps ids otherwise than the image's files were given them: files of
+ * subordinate ids the box does not map show as 65534 (nobody) inside, and setuid programs fail.
+ */
+export function ownersWarning(name: string, owners: OwnersRecord, idMap: IdMapPlan | null): string | null {
+  if (typeof owners !== "object" || !("map" in owners)) return null;
+  const same = (a: IdRange[], b: IdRange[]) => JSON.stringify(a) === JSON.stringify(b);
+  if (idMap && same(owners.uidMap, idMap.uidMap) && same(owners.gidMap, idMap.gidMap)) return null;
+  return `image ${q(name)}: its files belong to your subordinate ids as [user_namespace] mode = "auto" maps them, and this box maps ids otherwise: files it does not map show as nobody (65534); use mode = "auto"`;
 }
 
 export function defaultStoreRoot(): string {
@@ -400,7 +414,7 @@ export function resolveImage(name: string, store = new ImageStore()): ResolvedIm
   }
   if (!record) throw notFound(name, store.root);
   const rootfs = join(store.dirOf(name), "rootfs");
-  return { rootfs, layers: [rootfs], config: record.config, name: record.name, id: record.id };
+  return { rootfs, layers: [rootfs], config: record.config, name: record.name, id: record.id, owners: record.owners };
 }
 
 /**
