@@ -151,7 +151,7 @@ function parseFlags(raw: string[], flags: Flag[], stopAt = Infinity): Parsed {
 }
 
 interface Globals {
-  root: string;
+  readonly root: string;
   log?: string;
   logFormat: "text" | "json";
   debug: boolean;
@@ -169,12 +169,22 @@ function parseGlobals(globals: string[]): Globals {
   ]);
   const logFormat = (values["log-format"] as string | undefined) ?? "text";
   if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format: expected text or json, got ${JSON.stringify(logFormat)}`);
-  const g: Globals = { root: "", log: values.log as string | undefined, logFormat, debug: values.debug === true };
+  // The state folder only when a command needs it: `spec` and `features` run anywhere.
+  const given = values.root as string | undefined;
+  let root: string | null = null;
+  const g: Globals = {
+    get root() {
+      root ??= resolve(given ?? defaultRoot(isHostRoot()));
+      return root;
+    },
+    log: values.log as string | undefined,
+    logFormat,
+    debug: values.debug === true,
+  };
   if (values["systemd-cgroup"]) {
     logTo = g;
     throw new UsageError("--systemd-cgroup: nsrun has no systemd cgroup driver; use cgroupfs (podman: --cgroup-manager=cgroupfs; containerd: SystemdCgroup = false)");
   }
-  g.root = resolve((values.root as string | undefined) ?? defaultRoot(isHostRoot()));
   return g;
 }
 

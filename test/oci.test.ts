@@ -7,6 +7,7 @@ import { spawn, spawnSync } from "bun";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isOciCommandLine as isOciLine } from "../core/oci/argv";
+import { planOciCgroup } from "../core/oci/cgroup";
 import { ownArgs } from "../cmd/args";
 
 /** As cmd/main.ts asks. */
@@ -702,5 +703,24 @@ describe("hooks, locking, disambiguation", () => {
     expect(oci(a, ["spec", "--bundle", dir]).code).toBe(0);
     expect(oci(a, ["spec", "--bundle", dir]).stderr).toContain("exists already");
     editBundle(dir, (s) => expect(s.ociVersion).toBe("1.0.2"));
+  });
+});
+
+describe("linux.cgroupsPath (planning, a fake host)", () => {
+  const root = { uid: 0, gid: 0, hostRoot: true };
+  const own = "/user.slice/user-1000.slice/session-3.scope";
+  const v2 = { v2: { mount: "/nonexistent/v2", own, controllers: ["memory", "pids"], delegated: [] }, v1: {} };
+  const v1 = { v2: null, v1: { memory: { mount: "/nonexistent/memory", own } } };
+  const leafOf = (host: typeof v2 | typeof v1, path: string | undefined) => planOciCgroup({ memory: { limit: 1 << 26 } }, path, "c1", root, host as never)?.procs;
+
+  test("cgroup v2: a relative path is below the parent of nsrun's cgroup (which has processes), as with runc; an absolute one from the root", () => {
+    expect(leafOf(v2, undefined)).toEqual(["/nonexistent/v2/user.slice/user-1000.slice/nsrun/c1/cgroup.procs"]);
+    expect(leafOf(v2, "pods/c1")).toEqual(["/nonexistent/v2/user.slice/user-1000.slice/pods/c1/cgroup.procs"]);
+    expect(leafOf(v2, "/libpod_parent/libpod-c1")).toEqual(["/nonexistent/v2/libpod_parent/libpod-c1/cgroup.procs"]);
+  });
+
+  test("cgroup v1 (no internal-process rule): a relative path is below nsrun's own cgroup (control for the v2 rule)", () => {
+    expect(leafOf(v1, undefined)).toEqual([`/nonexistent/memory${own}/nsrun/c1/cgroup.procs`]);
+    expect(leafOf(v1, "/libpod_parent/libpod-c1")).toEqual(["/nonexistent/memory/libpod_parent/libpod-c1/cgroup.procs"]);
   });
 });

@@ -42,13 +42,19 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
   const memoryText = res?.memory?.limit !== undefined ? String(res.memory.limit) : null;
   if (useV2) {
     const v2 = host.v2 as NonNullable<CgroupHost["v2"]>;
-    const leaf = under(v2.mount, v2.own, path);
+    // As runc does: a relative path is below the parent of nsrun's own cgroup, not below the cgroup
+    // itself, which has processes (nsrun's, a shell's) and so, on v2, can hand no controllers down.
+    const leaf = under(v2.mount, v2.own.slice(0, v2.own.lastIndexOf("/")) || "/", path);
     if (existsSync(leaf) && !removeIfEmpty(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already, with processes in it`);
     const needed = [...new Set(writes.map(([c]) => c))].filter((c) => c !== "cgroup");
     const dirs = missingAncestors(v2.mount, leaf);
     // Controllers are handed down level by level, from the hierarchy's root to the leaf's parent.
+    // Only where they are not on yet: an ordinary user may write nothing above the delegated cgroup.
     const enable: CgroupPlan["writes"] = [];
-    if (needed.length) for (const dir of [v2.mount, ...dirsBetween(v2.mount, leaf)]) enable.push([`${dir}/cgroup.subtree_control`, needed.map((c) => `+${c}`).join(" ")]);
+    for (const dir of [v2.mount, ...dirsBetween(v2.mount, leaf)]) {
+      const missing = needed.filter((c) => !enabledBelow(dir).includes(c));
+      if (missing.length) enable.push([`${dir}/cgroup.subtree_control`, missing.map((c) => `+${c}`).join(" ")]);
+    }
     return {
       version: 2,
       dirs,
@@ -89,11 +95,20 @@ function removeIfEmpty(dir: string): boolean {
   }
 }
 
+/** The controllers a cgroup hands down (its cgroup.subtree_control); none for one not made yet. */
+function enabledBelow(dir: string): string[] {
+  try {
+    return readFileSync(`${dir}/cgroup.subtree_control`, "utf8").trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+
 function raise(key: string, message: string): never {
   throw new OciPlanError(key, message);
 }
 
-/** An absolute cgroupsPath is taken from the hierarchy's root; a relative one from nsrun's own cgroup. */
+/** An absolute cgroupsPath is taken from the hierarchy's root; a relative one from `own`. */
 function under(mount: string, own: string, path: string): string {
   const base = path.startsWith("/") ? mount : `${mount}${own === "/" ? "" : own}`;
   return `${base}/${path.replace(/^\/+/, "").replace(/\/+$/, "")}`;

@@ -45,8 +45,10 @@ export function specTemplate(rootless: boolean, ids: { uid: number; gid: number 
     rootless
       ? { destination: "/sys", type: "none", source: "/sys", options: ["rbind", "nosuid", "noexec", "nodev", "ro"] }
       : { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+    // cgroup2 on a cgroup v2 host, showing the container's own cgroup as / (its cgroup namespace).
+    { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
   ];
-  const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(rootless ? [{ type: "user" }] : [{ type: "network" }])];
+  const namespaces = [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }, ...(rootless ? [{ type: "user" }] : [{ type: "network" }])];
   return {
     ociVersion: "1.0.2",
     process: {

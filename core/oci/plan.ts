@@ -116,7 +116,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const netns = wanted.net || join.some((j) => j.kind === "net");
   const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
   // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
-  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns }, fail));
+  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers") }, fail));
   const idmapped = mounts.find((op) => op.op === "bind" && op.idmap);
   if (idmapped && !caller.hostRoot)
     fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
@@ -265,7 +265,16 @@ function planIdMap(spec: Spec, caller: OciCaller, fail: Fail): IdMapPlan {
 }
 
 /** config.json's mounts, in order, then the devices the spec says a runtime supplies, then masks. */
-function planOciMounts(spec: Spec, bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp[] {
+/** What the mounts depend on: the tty group mapped, new PID and network namespaces, cgroup2 for /sys/fs/cgroup. */
+interface MountContext {
+  ttyGroup: boolean;
+  pidns: boolean;
+  netns: boolean;
+  /** The host is cgroup v2 only and the container has a cgroup namespace: a `cgroup` mount is cgroup2, showing the container's own cgroup as its root. */
+  cgroup2: boolean;
+}
+
+function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail): MountOp[] {
   const ops: MountOp[] = [];
   const targets = new Set<string>();
   (spec.mounts ?? []).forEach((m, i) => {
@@ -332,7 +341,7 @@ function withoutPropagation(op: MountOp): MountOp {
   return rest as MountOp;
 }
 
-function planOneMount(m: SpecMount, i: number, bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp {
+function planOneMount(m: SpecMount, i: number, bundle: string, ctx: MountContext, fail: Fail): MountOp {
   const key = `mounts[${i}]`;
   const dest = m.destination.startsWith("/") ? m.destination : `/${m.destination}`;
   if (dest.split("/").includes("..")) fail(`${key}.destination`, `expected a path without "..", got ${JSON.stringify(m.destination)}`);
@@ -363,7 +372,7 @@ function planOneMount(m: SpecMount, i: number, bundle: string, ctx: { ttyGroup: 
 }
 
 /** One mount of config.json, its propagation options taken out. */
-function planMountOp(m: SpecMount, i: number, target: string, options: string[], bundle: string, ctx: { ttyGroup: boolean; pidns: boolean; netns: boolean }, fail: Fail): MountOp {
+function planMountOp(m: SpecMount, i: number, target: string, options: string[], bundle: string, ctx: MountContext, fail: Fail): MountOp {
   const key = `mounts[${i}]`;
   const isBind = m.type === "bind" || options.includes("bind") || options.includes("rbind");
   try {
@@ -387,9 +396,13 @@ function planMountOp(m: SpecMount, i: number, target: string, options: string[],
     }
     const type = m.type ?? fail(`${key}.type`, "missing (and the options say no bind)");
     if (type === "cgroup" || type === "cgroup2") {
-      // A cgroup v1 host has a hierarchy per controller; the container sees an empty read-only tmpfs there.
+      // cgroup v2 with a cgroup namespace: cgroup2 itself, whose root is the container's cgroup (it
+      // was in it when its cgroup namespace was made). Otherwise (cgroup v1, with a hierarchy per
+      // controller, or no cgroup namespace, where cgroup2 would show the host's whole tree) the
+      // container sees an empty tmpfs there. Read-only unless the options say rw.
       const ro = !options.includes("rw");
       const attrs = F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC | (ro ? F.MOUNT_ATTR_RDONLY : 0);
+      if (ctx.cgroup2) return { op: "mount", fstype: "cgroup2", target, attrs, options: [], special: false, origin: key };
       return { op: "mount", fstype: "tmpfs", target, attrs, options: ["mode=755"], special: false, origin: key };
     }
     if (!["tmpfs", "proc", "sysfs", "devpts", "mqueue"].includes(type))

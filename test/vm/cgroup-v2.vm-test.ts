@@ -9,9 +9,10 @@
 // left below the cgroup it started nsrun in. Every limit is shown against a control: the same box
 // with a higher limit, or without it.
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, processesWith, type Result, setupTestArea, waitFor, writeConfig } from "../helpers";
+import { makeBundle } from "../../fixtures/oci/bundle";
 import { ALL_CONTROLLERS, CGROUP_ROOT, cgroupOf, childCgroups, delegate, inCgroup, makeCgroup, members, removeCgroupTree } from "./cgroups";
 
 const inVm = process.env.NSRUN_VM === "1";
@@ -200,6 +201,39 @@ describe.each(places)("$label", ({ a }) => {
     const r = shIn(place, a, config(a, "nopid-limits.toml", "[namespaces]\npid = false\n[limits]\npids = 64"), script);
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: "started\n" });
     expect(processesWith(marker)).toEqual([]);
+    expectClean();
+  });
+
+  // The OCI runtime's cgroup (core/oci/cgroup.ts): linux.resources become the container's own
+  // cgroup, which outlives nsrun until `delete`. Its default cgroupsPath, nsrun/ID, is relative: as
+  // with runc, below the parent of nsrun's cgroup (that one holds processes). So nsrun runs in a
+  // scope below the actor's place, as a terminal's shell runs in a scope below user@UID.service.
+  test("OCI linux.resources: memory 48M OOM-kills the container (137), memory.max and pids.max are set inside, delete removes its cgroup (control: 512M lets it finish)", () => {
+    const state = join(a.area, "oci-state");
+    const scope = join(place, "oci.scope");
+    mkdirSync(scope);
+    if (a.name === "user") delegate(scope, a.uid, a.gid);
+    const ociRun = (name: string, memory: number, script: string) => {
+      const b = makeBundle(join(a.area, `oci-${name}`), (d) => {
+        const r = Bun.spawnSync(command(area?.bin ?? "", a, ["--root", state, "spec", ...(a.name === "user" ? ["--rootless"] : []), "--bundle", d]), { env: { PATH }, stderr: "pipe" });
+        if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+      }, a, (s) => {
+        s.process.terminal = false;
+        s.process.args = ["/bin/sh", "-c", script];
+        s.linux.resources = { memory: { limit: memory }, pids: { limit: 40 } };
+      });
+      return nsrunIn(scope, a, ["--root", state, "run", "--bundle", b, `vm-${name}`]);
+    };
+    const limits = ociRun("limits", 48 << 20, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cat /proc/self/cgroup");
+    expect(limits).toMatchObject({ code: 0, stdout: `${48 << 20}\n40\n0::/\n`, stderr: "" });
+    const oom = ociRun("oom", 48 << 20, ALLOCATE_200M);
+    expect(oom.code).toBe(137);
+    const control = ociRun("enough", 512 << 20, ALLOCATE_200M);
+    expect({ code: control.code, stderr: control.stderr }).toEqual({ code: 0, stderr: "" });
+    // Each run deleted its container and the cgroups it made (nsrun/ too, once empty).
+    expect(childCgroups(place)).toEqual(["oci.scope"]);
+    expect(members(scope)).toEqual([]);
+    rmdirSync(scope);
     expectClean();
   });
 
