@@ -350,10 +350,18 @@ function killQuietly(pid: number): void {
   }
 }
 
+/**
+ * rmdir(2) of a cgroup, with a few more tries while it is EBUSY: on cgroup v1 a child just removed
+ * goes offline asynchronously, and until it has, its parent still counts it and refuses rmdir.
+ */
 function tryRmdir(dir: string): void {
-  try {
-    rmdirSync(dir);
-  } catch {
-    // reported by the caller's check, if it matters
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EBUSY") return; // reported by the caller's check, if it matters
+      Bun.sleepSync(2);
+    }
   }
 }

@@ -150,6 +150,14 @@ describe("lifecycle", () => {
     // Nothing of nsrun stays behind: the only process is the container's, waiting.
     expect(readFileSync(`/proc/${created.pid}/cmdline`, "utf8")).toContain("nsrun");
     expect(oci(a, ["ps", "--format", "json", "life"]).stdout.trim()).toBe(`[${created.pid}]`);
+    // A root container has cgroups of its own (nsrun/life below nsrun's, in each hierarchy it joins):
+    // there while it lives, gone after delete (below). An ordinary user's gets one only with limits.
+    const cgroups = readFileSync(`/proc/${created.pid}/cgroup`, "utf8")
+      .split("\n")
+      .map((l) => l.split(":"))
+      .filter(([, , path]) => path?.endsWith("/nsrun/life"))
+      .map(([, controllers, path]) => `/sys/fs/cgroup${controllers ? `/${controllers.replace(/^name=/, "")}` : ""}${path}`);
+    expect(cgroups.length > 0 && cgroups.every((d) => existsSync(d))).toBe(a.name === "root");
 
     r = oci(a, ["start", "life"]);
     expect(r.stderr).toBe("");
@@ -177,6 +185,7 @@ describe("lifecycle", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(existsSync(join(a.area, "state", "life"))).toBe(false);
+    expect(cgroups.filter((d) => existsSync(d))).toEqual([]);
     expect(oci(a, ["state", "life"]).stderr).toContain('container "life" does not exist');
   });
 
