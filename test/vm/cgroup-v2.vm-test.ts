@@ -37,10 +37,15 @@ function cgroup(path: string, controllers = ALL_CONTROLLERS): string {
 const actor = (name: Actor["name"]) => area?.actors.find((a) => a.name === name) as Actor;
 const config = (a: Actor, name: string, toml: string) => writeConfig(a, name, `rootfs = "../rootfs"\n${toml}\n`);
 
-/** nsrun as `a`, started as a member of the cgroup `dir`. */
+let outputs = 0;
+/**
+ * nsrun as `a`, started as a member of the cgroup `dir`. Its output goes to files, not pipes: a
+ * detached OCI container keeps nsrun's stdio, and a pipe would not reach its end while it runs.
+ */
 function nsrunIn(dir: string, a: Actor, args: string[]): Result {
-  const r = Bun.spawnSync(inCgroup(dir, command(area?.bin ?? "", a, args)), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: BOX_TIMEOUT_MS });
-  return { code: r.exitCode ?? 128 + 9, stdout: r.stdout.toString(), stderr: r.stderr.toString(), pid: r.pid };
+  const [out, err] = [join(a.area, `out${++outputs}`), join(a.area, `err${outputs}`)];
+  const r = Bun.spawnSync(inCgroup(dir, command(area?.bin ?? "", a, args)), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err), timeout: BOX_TIMEOUT_MS });
+  return { code: r.exitCode ?? 128 + 9, stdout: readFileSync(out, "utf8"), stderr: readFileSync(err, "utf8"), pid: r.pid };
 }
 const shIn = (dir: string, a: Actor, cfg: string, script: string) => nsrunIn(dir, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", script]);
 
@@ -213,7 +218,7 @@ describe.each(places)("$label", ({ a }) => {
     const scope = join(place, "oci.scope");
     mkdirSync(scope);
     if (a.name === "user") delegate(scope, a.uid, a.gid);
-    const ociRun = (name: string, memory: number, script: string) => {
+    const ociRun = (name: string, memory: number, script: string, flags: string[] = []) => {
       const b = makeBundle(join(a.area, `oci-${name}`), (d) => {
         const r = Bun.spawnSync(command(area?.bin ?? "", a, ["--root", state, "spec", ...(a.name === "user" ? ["--rootless"] : []), "--bundle", d]), { env: { PATH }, stderr: "pipe" });
         if (r.exitCode !== 0) throw new Error(r.stderr.toString());
@@ -222,7 +227,7 @@ describe.each(places)("$label", ({ a }) => {
         s.process.args = ["/bin/sh", "-c", script];
         s.linux.resources = { memory: { limit: memory }, pids: { limit: 40 } };
       });
-      return nsrunIn(scope, a, ["--root", state, "run", "--bundle", b, `vm-${name}`]);
+      return nsrunIn(scope, a, ["--root", state, "run", ...flags, "--bundle", b, `vm-${name}`]);
     };
     const limits = ociRun("limits", 48 << 20, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cat /proc/self/cgroup");
     expect(limits).toMatchObject({ code: 0, stdout: `${48 << 20}\n40\n0::/\n`, stderr: "" });
@@ -230,6 +235,13 @@ describe.each(places)("$label", ({ a }) => {
     expect(oom.code).toBe(137);
     const control = ociRun("enough", 512 << 20, ALLOCATE_200M);
     expect({ code: control.code, stderr: control.stderr }).toEqual({ code: 0, stderr: "" });
+    // exec joins the running container's cgroup and cgroup namespace. (A detached container keeps
+    // the stdio nsrun had: files here, since a pipe would not end while it runs.)
+    const detached = ociRun("exec", 48 << 20, "exec sleep 1000", ["-d"]);
+    expect({ code: detached.code, stderr: detached.stderr }).toEqual({ code: 0, stderr: "" });
+    const joined = nsrunIn(scope, a, ["--root", state, "exec", "vm-exec", "/bin/sh", "-c", "cat /proc/self/cgroup; grep -qx $$ /sys/fs/cgroup/cgroup.procs && echo member"]);
+    expect({ code: joined.code, stdout: joined.stdout, stderr: joined.stderr }).toEqual({ code: 0, stdout: "0::/\nmember\n", stderr: "" });
+    expect(nsrunIn(scope, a, ["--root", state, "delete", "--force", "vm-exec"]).code).toBe(0);
     // Each run deleted its container and the cgroups it made (nsrun/ too, once empty).
     expect(childCgroups(place)).toEqual(["oci.scope"]);
     expect(members(scope)).toEqual([]);
