@@ -23,6 +23,11 @@ export const NAMESPACE_ORDER = [
 
 export type NamespaceKind = (typeof NAMESPACE_ORDER)[number][0];
 
+/** A kind's file in /proc/PID/ns/: its name, except the mount namespace's, "mnt". */
+export function nsFileName(kind: NamespaceKind): string {
+  return kind === "mount" ? "mnt" : kind;
+}
+
 /** The kinds to create, in the canonical order. */
 export function planNamespaces(wanted: Record<NamespaceKind, boolean>): NamespaceKind[] {
   return NAMESPACE_ORDER.filter(([kind]) => wanted[kind]).map(([kind]) => kind);

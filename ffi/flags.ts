@@ -82,6 +82,7 @@ export const F_SEAL_GROW = 0x4;
 export const F_SEAL_WRITE = 0x8;
 export const F_SETFD = 2;
 export const F_DUPFD_CLOEXEC = 1030;
+export const F_SETPIPE_SZ = 1031;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const FD_CLOEXEC = 1;

@@ -16,7 +16,7 @@ import { keepOnlyFds } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
 import { describeFailure, lastCapability, runTape } from "../host/start";
 import { handOver } from "../host/supervise";
-import { NAMESPACE_ORDER, type NamespaceKind, unshareFlags } from "../namespaces";
+import { NAMESPACE_ORDER, nsFileName, unshareFlags } from "../namespaces";
 import type { BoxPlan } from "../plan";
 import { emitExec, emitProcess, emitSealFds } from "../process";
 import { emitRlimits } from "../rlimits";
@@ -26,16 +26,13 @@ import { closeFd, prctl, setns, writeText } from "../tape/calls";
 import { Tape } from "../tape/tape";
 import { emitTerminal } from "../terminal";
 import { OciError } from "./lifecycle";
-import { planOci } from "./plan";
+import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "./sys";
 import { connectUnix } from "./sys";
 import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
-
-/** runtime-spec namespace types -> /proc/PID/ns/ names, where they differ. */
-const NS_FILE: Record<string, string> = { network: "net", mount: "mnt" };
 
 export interface ExecOptions {
   root: string;
@@ -96,7 +93,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // The process is planned as its container was, with its own process section; the container's
   // mounts and namespaces are joined, not made, so only the process-related parts are used. (A
   // namespace the container joined by path is planned as joined, by a path that always exists.)
-  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${NS_FILE[n.type] ?? n.type}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
+  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${nsFileName(NS_KIND[n.type])}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
   const caller = ociCaller();
   let plan;
   try {
@@ -118,8 +115,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
     return fd;
   };
   const kinds = NAMESPACE_ORDER.map(([k]) => k).filter((k) => saved.namespaces.includes(k));
-  const nsFile: Record<NamespaceKind, string> = { user: "user", mount: "mnt", pid: "pid", uts: "uts", ipc: "ipc", net: "net", cgroup: "cgroup", time: "time" };
-  const join = kinds.map((kind) => ({ kind, fd: openFd(`/proc/${saved.pid}/ns/${nsFile[kind]}`, constants.O_RDONLY) }));
+  const join = kinds.map((kind) => ({ kind, fd: openFd(`/proc/${saved.pid}/ns/${nsFileName(kind)}`, constants.O_RDONLY) }));
   const [reportRead, reportWrite] = pipe(true);
   const stub = sealedStub();
   // A terminal goes to the console socket, or (attached, without one) to nsrun's supervisor to relay.

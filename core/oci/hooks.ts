@@ -6,6 +6,7 @@
 // the runtime logs it and carries on).
 import { readFileSync } from "node:fs";
 import { writeAll } from "../../ffi/io";
+import * as F from "../../ffi/flags";
 import { libc } from "../../ffi/libc";
 import type { SpecHook } from "./spec";
 
@@ -50,8 +51,7 @@ export async function runHooksWarning(kind: string, hooks: SpecHook[], state: ob
  */
 export function fillHookStdin(fd: number, state: object): void {
   const bytes = new TextEncoder().encode(JSON.stringify(state));
-  const F_SETPIPE_SZ = 1031;
-  if (bytes.length > 65536 && libc.fcntl(fd, F_SETPIPE_SZ, bytes.length) < 0) {
+  if (bytes.length > 65536 && libc.fcntl(fd, F.F_SETPIPE_SZ, bytes.length) < 0) {
     libc.close(fd);
     throw new HookError(`the container's state is ${bytes.length} bytes, more than a pipe to a hook's stdin may hold (/proc/sys/fs/pipe-max-size)`);
   }

@@ -48,7 +48,8 @@ export interface OciCaller {
   hostRoot: boolean;
 }
 
-const NS_KIND: Record<string, NamespaceKind> = { pid: "pid", network: "net", mount: "mount", ipc: "ipc", uts: "uts", user: "user", cgroup: "cgroup", time: "time" };
+/** runtime-spec namespace types as nsrun's kinds. */
+export const NS_KIND: Record<string, NamespaceKind> = { pid: "pid", network: "net", mount: "mount", ipc: "ipc", uts: "uts", user: "user", cgroup: "cgroup", time: "time" };
 const HOOK_NAMES: HookName[] = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
 const RLIMITS: Record<string, number> = {
   RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5, RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7,
