@@ -112,6 +112,7 @@ export function planTimeOffsets(time: boolean | { monotonic?: number; boottime?:
  */
 export function emitForkIntoPidNamespace(t: Tape, reportFd: number): void {
   t.doing("fork into the PID namespace");
+  t.expects.pid = true;
   const child = t.reg("child");
   const inChild = t.label(`in_child_${t.ops.length}`);
   t.sys("clone", [F.CLONE_PARENT | F.SIGCHLD, 0, 0, 0, 0], () => "clone(CLONE_PARENT|SIGCHLD)", { dst: child });

@@ -10,6 +10,7 @@ import { accessSync, constants } from "node:fs";
 import * as F from "../ffi/flags";
 import { close, ioctl, socket, syncWithHost } from "./tape/calls";
 import type { Tape } from "./tape/tape";
+import { SYNC } from "./launch/sync";
 
 export type NetworkMode = "none" | "host" | "nat";
 
@@ -166,7 +167,7 @@ export function usableTun(): boolean {
 }
 
 /** The sync point at which nsrun starts the box's network helper. */
-export const SYNC_NETWORK = 2;
+export const SYNC_NETWORK = SYNC.NETWORK;
 
 export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, fds: { report: number; sync: number | null }): void {
   if (!ownNamespace) return;

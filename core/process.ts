@@ -70,10 +70,10 @@ export interface StubHandOver {
  * Tape: only fds 0-2 reach the command. Every other fd is marked close-on-exec, except the report
  * pipe, which the stub needs and closes itself.
  */
-export function emitSealFds(t: Tape, reportFd: number): void {
+export function emitSealFds(t: Tape, reportFd: number | null): void {
   t.doing("mark every fd above 2 close-on-exec");
   closeRange(t, 3, 0xffffffff, F.CLOSE_RANGE_CLOEXEC);
-  fcntl(t, reportFd, F.F_SETFD, 0, "F_SETFD, 0");
+  if (reportFd !== null) fcntl(t, reportFd, F.F_SETFD, 0, "F_SETFD, 0");
 }
 
 /**
@@ -85,5 +85,18 @@ export function emitExec(t: Tape, plan: ProcessPlan, fds: StubHandOver): void {
   t.doing(`start ${JSON.stringify(plan.args[0])}`);
   const paths = searchPath(plan);
   const argv = ["nsrun", plan.init ? "init" : "exec", String(fds.reportFd), String(paths.length), ...paths, "--", ...plan.args];
+  t.expects.execFailed = true;
+  t.command = { args: plan.args, paths };
   execveat(t, fds.stubFd, argv, plan.env);
+}
+
+/**
+ * Tape, sealed (core/launch/): the process already runs in the stub, so the tape execs the command
+ * itself, trying the paths as execvp(3) would (NSRUN_OP_EXEC). Nothing but execve(2) runs between
+ * the seccomp filter and the command. init = true is for nsrun's own boxes (the stub as PID 1).
+ */
+export function emitExecSealed(t: Tape, plan: ProcessPlan, reportFd: number): void {
+  if (plan.init) throw new Error("compile: init = true needs the stub as PID 1: a box, not a sealed launch");
+  t.doing(`start ${JSON.stringify(plan.args[0])}`);
+  t.execCandidates(reportFd, searchPath(plan), plan.args, plan.env);
 }

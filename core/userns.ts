@@ -11,6 +11,7 @@ import { accessSync, constants, readFileSync } from "node:fs";
 import * as F from "../ffi/flags";
 import { close, openat, setgroups, setresgid, setresuid, syncWithHost, writeText } from "./tape/calls";
 import type { Tape } from "./tape/tape";
+import { SYNC } from "./launch/sync";
 
 /** One line of a uid_map or gid_map: ids inside..inside+count map to outside..outside+count. */
 export interface IdRange {
@@ -135,7 +136,7 @@ export function idMapWrites(plan: IdMapPlan): Array<[path: string, text: string]
 }
 
 /** The sync point at which nsrun writes the maps from outside. */
-export const SYNC_ID_MAPS = 1;
+export const SYNC_ID_MAPS = SYNC.ID_MAPS;
 
 /**
  * Tape: the maps. A self-writer writes its own. Otherwise the process waits while nsrun writes them,

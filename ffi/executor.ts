@@ -76,6 +76,14 @@ function memfdWith(name: string, bytes: Uint8Array, flags: number): number {
   return fd;
 }
 
+/**
+ * A sealed launch's tape in a memfd of its own (close-on-exec; the launcher clears that in the child
+ * that execs the stub), which the stub maps shared: nsrun reads the progress and results back.
+ */
+export function tapeFile(bytes: Uint8Array): number {
+  return memfdWith("nsrun-tape", bytes, F.MFD_CLOEXEC);
+}
+
 /** Tape memory: page-aligned and out of the JavaScript heap's way, valid until the box is started. */
 export function tapeMemory(size: number): { bytes: Uint8Array; address: number } {
   const bytes = new Uint8Array(new ArrayBuffer(Math.max(size, 4096)));

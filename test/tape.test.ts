@@ -10,7 +10,8 @@ import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type LoadedConfig, parseConfig } from "../core/config";
 import { compileBox, keepOnlyFds } from "../core/compile";
-import { runTape } from "../core/host/start";
+import { launch } from "../core/launch/launch";
+import { SYNC } from "../core/launch/sync";
 import type { CgroupHost } from "../core/cgroup";
 import { type HostFacts, planBox } from "../core/plan";
 import { exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
@@ -18,6 +19,7 @@ import { Tape } from "../core/tape/tape";
 import { ERRNO, errnoName } from "../ffi/errno";
 import { CMP, HEADER, OP, OP_BYTES, REGISTERS, REPORT, REPORT_BYTES, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
 import * as F from "../ffi/flags";
+import { sealedStub } from "../ffi/executor";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
@@ -111,7 +113,9 @@ describe("golden tapes (test/golden/*.tape)", () => {
       const tape = g.tape();
       const listing = `# clone3 flags: ${F.flagNames(tape.cloneFlags, F.CLONE_FLAGS)}\n${tape.listing(errnoName)}`;
       const file = join(REPO, "test/golden", `${g.name}.tape`);
-      if (process.env.UPDATE_GOLDEN === "1" || !existsSync(file)) writeFileSync(file, listing);
+      // A missing golden file fails: UPDATE_GOLDEN=1 writes it, for review in the diff.
+      if (process.env.UPDATE_GOLDEN === "1") writeFileSync(file, listing);
+      if (!existsSync(file)) throw new Error(`test/golden/${g.name}.tape is missing: run UPDATE_GOLDEN=1 bun test test/tape.test.ts and review it`);
       expect(listing).toBe(readFileSync(file, "utf8"));
     });
   }
@@ -139,7 +143,7 @@ describe("golden tapes (test/golden/*.tape)", () => {
 // ---- the real executor ----------------------------------------------------------------------
 
 /** Run a hand-made tape in a child with no namespaces; `build` gets the report fd and adds the ops. */
-async function run(build: (t: Tape, report: number, extra: { sync: number }) => void, opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[] } = {}) {
+async function run(build: (t: Tape, report: number, extra: { sync: number }) => void, opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[]; sealed?: boolean } = {}) {
   const [reportRead, reportWrite] = pipe(true);
   const [syncRead, syncWrite] = pipe(true);
   const t = new Tape();
@@ -149,7 +153,10 @@ async function run(build: (t: Tape, report: number, extra: { sync: number }) => 
   // when we close them.
   keepOnlyFds(t, [reportWrite, syncRead, ...(opts.keep ?? [])]);
   build(t, reportWrite, { sync: syncRead });
-  const r = await runTape(t, { reportRead, reportWrite, syncWrite, onSync: opts.onSync });
+  const handlers = Object.fromEntries(Object.values(SYNC).map((id) => [id, (pid: number) => opts.onSync?.(id, pid)]));
+  const stub = opts.sealed ? sealedStub() : undefined;
+  const r = await launch(t, { report: [reportRead, reportWrite], syncWrite, sync: handlers, sealedStub: stub });
+  if (stub !== undefined) libc.close(stub);
   libc.close(syncRead);
   libc.close(syncWrite);
   const exit = await waitExit(r.pidfd);
@@ -212,7 +219,7 @@ describe("the executor", () => {
     const seen: string[] = [];
     const { exit } = await run(
       (t, report, { sync }) => {
-        syncWithHost(t, report, sync, 7, "wait for the host");
+        syncWithHost(t, report, sync, SYNC.NETWORK, "wait for the host");
         exitGroup(t, 3);
       },
       {
@@ -223,7 +230,7 @@ describe("the executor", () => {
       },
     );
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatch(/^7 (anon_)?pipe_read$/);
+    expect(seen[0]).toMatch(/^2 (anon_)?pipe_read$/);
     expect(exit).toEqual({ code: 3, signal: null });
   });
 
@@ -236,8 +243,8 @@ describe("the executor", () => {
     keepOnlyFds(t, [reportWrite, syncRead]);
     syncWithHost(t, reportWrite, syncRead, 1, "wait for the host");
     exitGroup(t, 0);
-    // No syncWrite given to runTape: nothing answers; closing our end tells the process we are gone.
-    const r = await runTape(t, { reportRead, reportWrite, onSync: () => void libc.close(syncWrite) });
+    // No syncWrite given to launch: nothing answers; closing our end tells the process we are gone.
+    const r = await launch(t, { report: [reportRead, reportWrite], sync: { [SYNC.ID_MAPS]: () => void libc.close(syncWrite) } });
     libc.close(syncRead);
     expect(r.reports.map((x) => x.kind)).toEqual([REPORT.SYNC, REPORT.FAILED]);
     expect(r.reports[1].value).toBe(ERRNO.EPIPE);

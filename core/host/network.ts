@@ -18,9 +18,8 @@ import { check, libc } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
 import { StageError } from "../errors";
 import { addHostfwd, type NetworkHelper, type NetworkPlan, pastaArgs, pastaPortSpec, type PortForward, portText, programPath, slirp4netnsArgs, usableTun } from "../network";
-import { closeRange, dup3, execvePath, prctl, unblockSignals } from "../tape/calls";
-import { Tape } from "../tape/tape";
-import { runTape, type Tracer } from "./start";
+import { compileHelper } from "../compile";
+import { launch, type Tracer } from "../launch/launch";
 
 /** A process started for a box that ends with it. */
 export interface Helper {
@@ -86,19 +85,21 @@ function standardFds(fds: Fds, log: string, pid: number, userns: boolean): numbe
  * Start a helper as nsrun's child: a tape that arms its parent-death signal, puts `childFds` at 0,
  * 1, 2, ... (every other fd closes on exec), clears the signal mask and execs it.
  */
-async function launch(name: NetworkHelper, args: string[], childFds: number[], trace: Tracer): Promise<{ pid: number; pidfd: number }> {
+async function start(name: NetworkHelper, args: string[], childFds: number[], trace: Tracer): Promise<{ pid: number; pidfd: number }> {
   trace?.(`network: ${args.join(" ")}`);
-  const t = new Tape();
-  const [reportRead, reportWrite] = pipe(true);
-  t.reportFd = reportWrite;
-  t.stage("network", `start ${name} for the box`);
-  prctl(t, F.PR_SET_PDEATHSIG, F.SIGKILL, "SIGKILL");
-  childFds.forEach((fd, i) => dup3(t, fd, i));
-  closeRange(t, childFds.length, 0xffffffff, F.CLOSE_RANGE_CLOEXEC);
-  unblockSignals(t);
-  execvePath(t, programPath(name), args, HELPER_ENV);
-  const run = await runTape(t, { reportRead, reportWrite });
-  if (run.pid < 0) throw new StageError("network", `start ${name} for the box: ${run.cloneText}: errno ${-run.pid}`);
+  // The report pipe's write end parked high too, so that no dup3 onto 0, 1, 2, ... replaces it.
+  const [reportRead, reportLow] = pipe(true);
+  const report: [number, number] = [reportRead, check("fcntl", libc.fcntl(reportLow, F.F_DUPFD_CLOEXEC, PARK_AT), `fcntl(${reportLow}, F_DUPFD_CLOEXEC, ${PARK_AT})`)];
+  libc.close(reportLow);
+  const t = compileHelper({ kind: "program", report: report[1], what: `start ${name} for the box`, fds: childFds, path: programPath(name), args, env: HELPER_ENV });
+  const run = await launch(t, { report });
+  if (run.failure) {
+    if (run.pid >= 0) {
+      await waitExit(run.pidfd);
+      libc.close(run.pidfd);
+    }
+    throw new StageError("network", run.failure.message.replace(/^network: /, ""), run.failure.hint);
+  }
   return { pid: run.pid, pidfd: run.pidfd };
 }
 
@@ -112,7 +113,7 @@ async function startPasta(plan: NetworkPlan, pid: number, userns: boolean, trace
     // pasta's fds: 0-4 as standardFds says, then the pipe its PID (readiness) goes into.
     const readyAt = userns ? 5 : 4;
     const args = pastaArgs(plan, { userns, root: process.getuid?.() === 0, pidFile: `/proc/self/fd/${readyAt}` });
-    const run = await launch("pasta", args, [...standardFds(fds, log, pid, userns), fds.give(readyWrite)], trace);
+    const run = await start("pasta", args, [...standardFds(fds, log, pid, userns), fds.give(readyWrite)], trace);
     fds.closeGiven(); // pasta has its own copies now
 
     // A PID in the pipe: pasta is set up. End of file without one: it has failed, and says why in its log.
@@ -142,7 +143,7 @@ async function startSlirp4netns(plan: NetworkPlan, pid: number, userns: boolean,
     // slirp4netns's fds: 0-4 as standardFds says, then its --ready-fd and its --exit-fd.
     const readyFd = userns ? 5 : 4;
     const args = slirp4netnsArgs({ userns, readyFd, exitFd: readyFd + 1, apiSocket });
-    run = await launch("slirp4netns", args, [...standardFds(fds, log, pid, userns), fds.give(readyWrite), fds.give(exitRead)], trace);
+    run = await start("slirp4netns", args, [...standardFds(fds, log, pid, userns), fds.give(readyWrite), fds.give(exitRead)], trace);
     fds.closeGiven();
 
     // "1", then end of file: tap0 is configured and the API socket listens. End of file alone: it has failed.

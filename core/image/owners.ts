@@ -9,21 +9,20 @@ import { existsSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { errnoName } from "../../ffi/errno";
 import { sealedStub } from "../../ffi/executor";
-import { REPORT } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
-import { hintFor } from "../../ffi/hints";
 import { pipe } from "../../ffi/io";
 import { libc, q, strerror } from "../../ffi/libc";
 import { type Exit, waitExit } from "../../ffi/wait";
-import { keepOnlyFds } from "../compile";
+import { compileHelper } from "../compile";
 import { StageError } from "../errors";
-import { runTape } from "../host/start";
 import { writeIdMaps } from "../host/idmaps";
+import { launch, type Launched } from "../launch/launch";
+import { SYNC } from "../launch/sync";
 import { emitExec, emitSealFds } from "../process";
-import { close, dup3, exitGroup, fchdir, fchmodat, fchownat, openat2, prctl, setxattr } from "../tape/calls";
+import { close, dup3, exitGroup, fchdir, fchmodat, fchownat, openat2, setxattr } from "../tape/calls";
 import { Tape } from "../tape/tape";
-import { emitIdMaps, type IdMapPlan, type IdRange, idMapped, planIdMaps, readSubordinateIds, SYNC_ID_MAPS } from "../userns";
+import { type IdMapPlan, type IdRange, idMapped, planIdMaps, readSubordinateIds } from "../userns";
 import { CAPABILITY_XATTR, type OwnerRecord, type Owners } from "./layers";
 
 /** Who owns an import's files: the layers' owners (root), the user alone, or the layers' owners through the user's subordinate ids. */
@@ -158,53 +157,33 @@ async function asNamespaceRoot(
   body: (t: Tape, reportFd: number) => void,
 ): Promise<{ exit: Promise<Exit> }> {
   const { what, prefix } = names;
-  const [reportRead, reportWrite] = pipe(true);
+  const report = pipe(true);
   const [syncRead, syncWrite] = pipe(true);
-  const t = new Tape();
-  t.reportFd = reportWrite;
-  t.cloneFlags = F.CLONE_NEWUSER;
-  t.stage("namespaces", what);
-  keepOnlyFds(t, [reportWrite, syncRead, ...keep]);
-  // Dies with nsrun; armed again below, since becoming root of the namespace clears it.
-  t.doing("arm the parent-death signal");
-  prctl(t, F.PR_SET_PDEATHSIG, F.SIGKILL, "SIGKILL");
-  t.stage("user namespace");
-  emitIdMaps(t, map, { report: reportWrite, sync: syncRead });
-  t.doing("arm the parent-death signal");
-  prctl(t, F.PR_SET_PDEATHSIG, F.SIGKILL, "SIGKILL");
-  body(t, reportWrite);
-  let run: Awaited<ReturnType<typeof runTape>>;
+  const t = compileHelper({ kind: "as-root", report: report[1], sync: syncRead, what, map, keep, body });
+  let run: Launched;
   try {
-    run = await runTape(t, {
-      reportRead,
-      reportWrite,
-      syncWrite,
-      onSync: async (id, pid) => {
-        if (id === SYNC_ID_MAPS) await writeIdMaps(map, pid);
-      },
-    });
+    run = await launch(t, { report, syncWrite, sync: { [SYNC.ID_MAPS]: (pid: number) => writeIdMaps(map, pid) } });
   } finally {
     libc.close(syncRead);
     libc.close(syncWrite);
   }
-  if (run.pid < 0) throw new StageError("image", `${what}: ${run.cloneText}: ${errnoName(-run.pid)} (${strerror(-run.pid)})`, hintFor("unshare", -run.pid));
+  const failure = run.failure;
+  if (run.pid < 0) throw new StageError("image", `${what}: ${failure?.message}`, failure?.hint);
   const exit = waitExit(run.pidfd).finally(() => libc.close(run.pidfd));
-  const fail = async (message: string, hint?: string): Promise<never> => {
-    await exit;
-    throw new StageError("image", message, hint);
-  };
-  if (run.hostError !== undefined) {
-    const message = (run.hostError as Error).message ?? String(run.hostError);
-    return fail(`${what}: ${message}`, "newuidmap and newgidmap (package uidmap) write the ranges of /etc/subuid and /etc/subgid: check your lines there");
+  if (!failure) return { exit };
+  await exit;
+  switch (failure.kind) {
+    case "host":
+      throw new StageError("image", `${what}: ${failure.message}`, "newuidmap and newgidmap (package uidmap) write the ranges of /etc/subuid and /etc/subgid: check your lines there");
+    case "exec":
+      throw new StageError("image", `${what}: cannot start it: ${errnoName(failure.errno)} (${strerror(failure.errno)})`);
+    case "op": {
+      const op = t.ops[failure.index];
+      if (!op) throw new StageError("image", `${what}: the tape ran out (op ${failure.index}): a bug in nsrun`);
+      const call = op.name === "fail" ? op.text : `${op.text}: ${errnoName(failure.errno)} (${strerror(failure.errno)})`;
+      throw new StageError("image", `${prefix}: ${op.step.what}: ${call}`, failure.hint);
+    }
+    default:
+      throw new StageError("image", `${what}: ${failure.message}`, failure.hint);
   }
-  const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
-  if (failed?.kind === REPORT.EXEC_FAILED) return fail(`${what}: cannot start it: ${errnoName(failed.value)} (${strerror(failed.value)})`);
-  if (failed) {
-    const op = t.ops[failed.index];
-    if (!op) return fail(`${what}: the tape ran out (op ${failed.index}): a bug in nsrun`);
-    const errno = failed.value;
-    const call = op.name === "fail" ? op.text : `${op.text}: ${errnoName(errno)} (${strerror(errno)})`;
-    return fail(`${prefix}: ${op.step.what}: ${call}`, op.step.hints?.[errnoName(errno)] ?? hintFor(op.name, errno));
-  }
-  return { exit };
 }

@@ -17,10 +17,11 @@ import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
 import { compileBox, joinShape } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
-import { describeFailure, lastCapability, runTape } from "../host/start";
+import { lastCapability } from "../host/start";
 import { writeIdMaps } from "../host/idmaps";
+import { launch } from "../launch/launch";
+import { SYNC } from "../launch/sync";
 import { syncWithHost } from "../tape/calls";
-import { SYNC_ID_MAPS } from "../userns";
 import { fillHookStdin, HookError, pidInContainer, runHooks } from "./hooks";
 import { idmapBinds } from "./idmap";
 import { type OciCaller, planOci } from "./plan";
@@ -28,7 +29,7 @@ import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
 import { connectUnix, mkfifo, pidfdOpen } from "./sys";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
 
 export interface CreateOptions {
   root: string;
@@ -97,8 +98,8 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   };
   const opened: number[] = [];
   let pid = -1;
-  // With a PID namespace joined (or made after joining a user namespace) the tape forks: the process
-  // clone3 made reports its child's PID and exits, and that child is the container's process.
+  // With a PID namespace (made or joined) the tape forks: the process clone3 made reports its child's
+  // PID and exits, and that child is the container's process.
   let forked: number | null = null;
   let cgroupMade = false;
   const undo = async (report: ErrorReport): Promise<never> => {
@@ -160,12 +161,13 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     };
     const hasCreateHooks = plan.hooks.prestart.length + plan.hooks.createRuntime.length + plan.hooks.createContainer.length > 0;
     const tape = compileBox(plan.box, {
+      profile: "create",
       fds: { report: reportWrite, sync: syncRead, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal: console, keep: [execFifo, ...preserved, ...inside.map((h) => h.stdin), ...idmapped.fds] },
       lastCap: lastCapability(),
       parentDeath: opts.attached,
       beforePivot: (t) => {
         emitProcWrites(t, plan.oomScoreAdj, plan.sysctl);
-        if (hasCreateHooks) syncWithHost(t, reportWrite, syncRead, SYNC_CREATE_HOOKS, "run the prestart and createRuntime hooks");
+        if (hasCreateHooks) syncWithHost(t, reportWrite, syncRead, SYNC.CREATE_HOOKS, "run the prestart and createRuntime hooks");
         // After createRuntime, in the container's namespaces, before pivot_root (runtime-spec config.md).
         for (const h of inside) if (h.list === "createContainer") emitHook(t, h, reportWrite);
       },
@@ -179,57 +181,55 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
       },
     });
 
-    // The forked container process is our child too (CLONE_PARENT), as the one clone3 makes is.
-    const forks = joinShape(plan.box, plan.join).fork;
+    // Launched sealed (core/launch/): the container's process is the non-dumpable stub from before
+    // it enters any namespace until its command runs, so nothing in the container (a process
+    // `nsrun exec` started there, say) can open its memory, fds or exe while it waits for `start`.
     // The umask is inherited at clone time (the tape has no umask op).
     const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
-    const run = await runTape(tape, {
-      reportRead,
-      reportWrite,
+    let forked: number | null = null;
+    const run = await launch(tape, {
+      report: [reportRead, reportWrite],
       syncWrite,
+      sealedStub: stub,
+      describeHook: (r) => describeHookReport(r, plan.hooks),
       onSpawn: (p) => {
         pid = p;
         if (oldMask !== null) process.umask(oldMask);
       },
-      onReport: (r) => {
-        if (forks && r.kind === REPORT.PID) forked = r.value;
-      },
-      onSync: async (syncId, clonedPid) => {
-        const p = forked ?? clonedPid;
-        if (syncId === SYNC_ID_MAPS && plan.box.idMap) await writeIdMaps(plan.box.idMap, p);
-        if (syncId === SYNC_CREATE_HOOKS) {
+      sync: {
+        [SYNC.ID_MAPS]: async (p: number) => {
+          forked = p === pid ? null : p;
+          if (plan.box.idMap) await writeIdMaps(plan.box.idMap, p);
+        },
+        [SYNC.CREATE_HOOKS]: async (p: number) => {
           const now = { ...state, pid: p };
           await runHooks("prestart", plan.hooks.prestart, publicState(now, "creating"));
           await runHooks("createRuntime", plan.hooks.createRuntime, publicState(now, "creating"));
           fill("createContainer", "creating", p);
-        }
-        if (syncId === SYNC_READY) fill("startContainer", "created", p);
+        },
+        [SYNC.READY]: (p: number) => fill("startContainer", "created", p),
       },
-      until: (r) => r.kind === REPORT.SYNC && r.value === SYNC_READY,
+      until: SYNC.READY,
     });
-    opened.splice(opened.indexOf(reportWrite), 1); // runTape closed it
+    opened.splice(opened.indexOf(reportWrite), 1); // launch closed it
     opened.splice(opened.indexOf(reportRead), 1);
     if (cgroupJoin) closeCgroupJoin(cgroupJoin);
-    if (run.pid < 0) return await undo({ message: `namespaces: ${run.cloneText}: errno ${-run.pid}`, exitCode: EXIT_NSRUN_FAILED });
+    forked = run.forked;
+    if (run.pid < 0) return await undo(run.failure as ErrorReport);
     pid = run.pid;
     let pidfd = run.pidfd;
-    if (forks) {
+    if (forked !== null) {
       await waitExit(run.pidfd); // the parent, which exits once it has reported its child
       libc.close(run.pidfd);
-      pid = -1;
-      if (forked === null) return await undo({ message: "namespaces: fork into the PID namespace: the container's process did not start", exitCode: EXIT_NSRUN_FAILED });
       pid = forked;
       pidfd = pidfdOpen(pid);
     }
-    if (run.hostError) {
-      const e = run.hostError;
-      return await undo({ message: e instanceof HookError ? e.message : `setup: ${(e as Error).message}`, exitCode: EXIT_NSRUN_FAILED });
+    if (run.failure) {
+      if (run.failure.kind === "host" && !(run.failure.cause instanceof HookError)) run.failure.message = `setup: ${run.failure.message}`;
+      return await undo(run.failure);
     }
-    const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED || r.kind === REPORT.HOOK);
-    const hookFailed = failed && describeHookReport(failed, plan.hooks);
-    if (hookFailed) return await undo({ message: hookFailed, exitCode: EXIT_NSRUN_FAILED });
-    if (failed) return await undo(describeFailure(failed, tape, plan.box));
-    if (!run.reports.some((r) => r.kind === REPORT.SYNC && r.value === SYNC_READY)) return await undo({ message: "setup: the container's process died before it was ready", exitCode: EXIT_NSRUN_FAILED });
+    if (forked === null && joinShape(plan.box, plan.join, true).fork) return await undo({ message: "namespaces: fork into the PID namespace: the container's process did not start", exitCode: EXIT_NSRUN_FAILED });
+    if (!run.reports.some((r) => r.kind === REPORT.SYNC && r.value === SYNC.READY)) return await undo({ message: "setup: the container's process died before it was ready", exitCode: EXIT_NSRUN_FAILED });
 
     state.pid = pid;
     state.startTime = processStartTime(pid) ?? "";

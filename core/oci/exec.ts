@@ -1,30 +1,24 @@
 // `nsrun exec`: a new process in a running container. The host opens the container's namespaces
-// (/proc/PID/ns/*) and cgroup; the tape joins them with setns(2) in the canonical order (user
-// first), forks once so the new process is inside the joined PID namespace (the parent reports its
-// PID and exits), then becomes the process as create's tape does: cwd, terminal, rlimits,
-// capabilities, user, no_new_privs, seccomp, and the stub's execve.
+// (/proc/PID/ns/*) and cgroup; the tape (compileBox's "exec" profile) joins them with setns(2) in
+// the canonical order (user first), forks once so the new process is inside the joined PID
+// namespace (the parent reports its PID and exits), then becomes the process as create's tape does:
+// cwd, terminal, rlimits, capabilities, user, no_new_privs, seccomp, and the command's execve. It is
+// launched sealed (core/launch/): from before it joins anything until its command runs, the process
+// is the non-dumpable stub, never a copy of nsrun that the container could open.
 import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { loadExecutor, sealedStub } from "../../ffi/executor";
-import { REPORT } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { pipe, receiveFd, socketPair } from "../../ffi/io";
 import { clearNonblock, libc } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { emitBoundingSet, emitCapabilitySets as emitBoxCapabilities, emitUser } from "../capabilities";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
-import { keepOnlyFds } from "../compile";
+import { compileBox } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
-import { describeFailure, lastCapability, runTape } from "../host/start";
+import { lastCapability } from "../host/start";
 import { handOver } from "../host/supervise";
-import { NAMESPACE_ORDER, nsFileName, unshareFlags } from "../namespaces";
-import type { BoxPlan } from "../plan";
-import { emitExec, emitProcess, emitSealFds } from "../process";
-import { emitRlimits } from "../rlimits";
-import { emitSeccomp } from "../seccomp";
+import { launch } from "../launch/launch";
+import { NAMESPACE_ORDER, nsFileName } from "../namespaces";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
-import { closeFd, prctl, setns, writeText } from "../tape/calls";
-import { Tape } from "../tape/tape";
-import { emitTerminal } from "../terminal";
 import { OciError } from "./lifecycle";
 import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
@@ -32,7 +26,7 @@ import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "./sys";
 import { connectUnix } from "./sys";
-import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
+import { emitCapabilitySets, emitGroups, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
   root: string;
@@ -116,8 +110,9 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   };
   const kinds = NAMESPACE_ORDER.map(([k]) => k).filter((k) => saved.namespaces.includes(k));
   const join = kinds.map((kind) => ({ kind, fd: openFd(`/proc/${saved.pid}/ns/${nsFileName(kind)}`, constants.O_RDONLY) }));
-  const [reportRead, reportWrite] = pipe(true);
+  const report = pipe(true);
   const stub = sealedStub();
+  opened.push(stub);
   // A terminal goes to the console socket, or (attached, without one) to nsrun's supervisor to relay.
   const relay = box.process.terminal && !o.consoleSocket ? socketPair() : null;
   const terminal = o.consoleSocket ? connectUnix(o.consoleSocket) : relay?.[1];
@@ -125,60 +120,39 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const cgroupJoin = saved.cgroup ? openCgroupJoin(saved.cgroup) : null;
   const preserved = Array.from({ length: o.preserveFds }, (_, i) => 3 + i);
 
-  const t = new Tape();
-  t.reportFd = reportWrite;
-  t.cgroupFd = cgroupJoin?.dir ?? -1;
-  t.cloneFlags = 0;
-  t.stage("namespaces", "join the container's namespaces");
-  keepOnlyFds(t, [reportWrite, stub, ...(terminal !== undefined ? [terminal] : []), ...(cgroupJoin?.procs ?? []), ...join.map((j) => j.fd), ...preserved]);
-  if (cgroupJoin?.procs.length) {
-    t.doing("join the container's cgroup");
-    for (const fd of cgroupJoin.procs) writeText(t, fd, "0");
-  }
-  for (const j of join) {
-    t.doing(`join the container's ${j.kind} namespace`);
-    setns(t, j.fd, unshareFlags([j.kind]));
-    closeFd(t, j.fd);
-  }
-  emitForkIntoPidNamespace(t, reportWrite);
-  t.stage("process");
-  emitProcess(t, box.process);
-  if (box.process.terminal && terminal !== undefined) emitTerminal(t, box.process.terminal, terminal);
-  emitRlimits(t, box.rlimits);
-  t.stage("capabilities and user");
-  const sec = box.security;
-  if (sec.seccomp && !sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
-  emitBoundingSet(t, sec.capabilities, lastCapability());
-  if (plan.groups !== null) emitGroups(t, plan.groups);
-  emitUser(t, box.process);
-  emitBoxCapabilities(t, sec.capabilities, box.process.uid);
-  if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
-  if (sec.noNewPrivileges) {
-    t.doing("set no_new_privs");
-    prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");
-  }
-  t.stage("seccomp and execve");
-  emitSealFds(t, reportWrite);
-  emitPreserveFds(t, preserved);
-  if (sec.seccomp && sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
-  emitExec(t, box.process, { stubFd: stub, reportFd: reportWrite });
+  // The compile outline's "exec" profile, launched sealed: the process that joins the container
+  // runs in the stub, never as a copy of nsrun (docs/security.md).
+  const tape = compileBox(box, {
+    profile: "exec",
+    fds: { report: report[1], sync: null, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal, keep: preserved },
+    lastCap: lastCapability(),
+    parentDeath: false,
+    beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
+    beforeSeccomp: (t) => {
+      if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+      emitPreserveFds(t, preserved);
+    },
+  });
 
   // Attached: the forked process becomes ours when its parent exits, so we can wait for it.
   if (!o.detach) becomeSubreaper();
   const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
-  const run = await runTape(t, { reportRead, reportWrite, onSpawn: () => oldMask !== null && process.umask(oldMask) });
-  for (const fd of opened) libc.close(fd);
+  const run = await launch(tape, { report, sealedStub: stub, onSpawn: () => oldMask !== null && process.umask(oldMask) });
+  for (const fd of opened) if (fd !== stub) libc.close(fd);
   if (cgroupJoin) closeCgroupJoin(cgroupJoin);
   closeSync(lock);
-  if (run.pid < 0) throw new OciError(`exec: ${run.cloneText}: errno ${-run.pid}`);
-  await waitExit(run.pidfd); // the forked parent: it exits right after reporting
-  const failed = run.reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED);
-  if (failed) {
-    const f = describeFailure(failed, t, { process: box.process, cgroup: null } as unknown as BoxPlan);
+  if (run.pid < 0) {
+    libc.close(stub);
+    throw new OciError(`exec: ${run.failure?.message}`);
+  }
+  // With a PID namespace the first process forks into it, reports its child and exits.
+  if (run.forked !== null) await waitExit(run.pidfd);
+  if (run.failure) {
+    libc.close(stub);
+    const f = run.failure;
     throw new OciError(f.message.replace(/^exec: (".*"): command not found in the box$/, "exec: $1: executable file not found in $PATH: no such file or directory"), f.exitCode);
   }
-  const pid = run.reports.find((r) => r.kind === REPORT.PID)?.value;
-  if (!pid) throw new OciError("exec: the process did not start (no PID reported)");
+  const pid = run.forked ?? run.pid;
   if (o.pidFile) writePidFile(o.pidFile, pid);
   if (o.detach) return 0;
 

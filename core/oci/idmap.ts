@@ -18,15 +18,12 @@ import { mountSetattr, openat2, openTree } from "../../ffi/fs";
 import { pipe } from "../../ffi/io";
 import { libc, SyscallError } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { keepOnlyFds } from "../compile";
+import { compileHelper } from "../compile";
 import { writeIdMaps } from "../host/idmaps";
-import { runTape } from "../host/start";
+import { launch } from "../launch/launch";
+import { SYNC } from "../launch/sync";
 import type { IdmapPlan, MountOp } from "../mounts";
-import { exitGroup, prctl, syncWithHost } from "../tape/calls";
-import { Tape } from "../tape/tape";
 import type { IdRange } from "../userns";
-
-const SYNC_MAPS = 0x4f10;
 
 type Bind = Extract<MountOp, { op: "bind" }>;
 
@@ -66,31 +63,26 @@ export async function idmapBinds(ops: MountOp[]): Promise<{ ops: MountOp[]; fds:
 
 /** A user namespace with these maps, as an fd: made by a helper process that exits once nsrun has it. */
 async function userNamespaceWithMaps(uidMap: IdRange[], gidMap: IdRange[], origin: string): Promise<number> {
-  const [reportRead, reportWrite] = pipe(true);
+  const report = pipe(true);
   const [syncRead, syncWrite] = pipe(true);
-  const t = new Tape();
-  t.reportFd = reportWrite;
-  t.cloneFlags = F.CLONE_NEWUSER;
-  t.stage("user namespace", `${origin}: make a user namespace for the id map`);
-  keepOnlyFds(t, [reportWrite, syncRead]);
-  prctl(t, F.PR_SET_PDEATHSIG, F.SIGKILL, "SIGKILL");
-  syncWithHost(t, reportWrite, syncRead, SYNC_MAPS, `${origin}: wait while nsrun writes the id maps`);
-  exitGroup(t, 0);
+  const what = `${origin}: make a user namespace for the id map`;
+  const t = compileHelper({ kind: "userns", report: report[1], sync: syncRead, what });
   let fd = -1;
   try {
-    const run = await runTape(t, {
-      reportRead,
-      reportWrite,
+    const run = await launch(t, {
+      report,
       syncWrite,
-      onSync: async (_id, pid) => {
-        await writeIdMaps({ writer: "root", uidMap, gidMap, setgroups: "allow" }, pid);
-        fd = openSync(`/proc/${pid}/ns/user`, constants.O_RDONLY | F.O_CLOEXEC);
+      sync: {
+        [SYNC.IDMAP_USERNS]: async (pid: number) => {
+          await writeIdMaps({ writer: "root", uidMap, gidMap, setgroups: "allow" }, pid);
+          fd = openSync(`/proc/${pid}/ns/user`, constants.O_RDONLY | F.O_CLOEXEC);
+        },
       },
     });
-    if (run.pid < 0) throw new Error(`${origin}: make a user namespace for the id map: ${run.cloneText}: errno ${-run.pid}`);
+    if (run.pid < 0) throw new Error(`${what}: ${run.failure?.message}`);
     await waitExit(run.pidfd);
     libc.close(run.pidfd);
-    if (run.hostError) throw run.hostError;
+    if (run.failure) throw Object.assign(new Error(run.failure.kind === "host" ? run.failure.message : `${what}: ${run.failure.message}`), { hint: run.failure.hint });
     if (fd < 0) throw new Error(`${origin}: the helper that makes the id map's user namespace did not reach its sync point`);
     return fd;
   } finally {

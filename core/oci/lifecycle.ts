@@ -85,7 +85,9 @@ export function containerPids(saved: SavedState): number[] {
   try {
     ns = readlinkSync(`/proc/${saved.pid}/ns/pid`);
   } catch {
-    return [];
+    // A created container's process is the non-dumpable stub until `start` (core/launch/): an
+    // ordinary user may not read its namespaces, and nothing else can be in the container yet.
+    return processAlive(saved.pid, saved.startTime) ? [saved.pid] : [];
   }
   if (ns === readlinkSync("/proc/self/ns/pid")) return [saved.pid];
   const out: number[] = [];

@@ -9,9 +9,11 @@ import { close, closeFd, closeRange, dup3, fcntl, openat, prctl, read, setgroups
 import type { Ptr, Tape } from "../tape/tape";
 import type { CapabilitySets } from "./plan";
 
-/** Sync point ids of OCI tapes (core/userns.ts has 1 for the id maps). */
-export const SYNC_CREATE_HOOKS = 0x4f01;
-export const SYNC_READY = 0x4f02;
+import { SYNC } from "../launch/sync";
+
+/** Sync point ids of OCI tapes, from the one list (core/launch/sync.ts). */
+export const SYNC_CREATE_HOOKS = SYNC.CREATE_HOOKS;
+export const SYNC_READY = SYNC.READY;
 
 const PR_CAP_AMBIENT = 47;
 const PR_CAP_AMBIENT_RAISE = 2;
@@ -114,6 +116,7 @@ export interface TapeHook {
 
 function hookRecord(t: Tape, h: TapeHook, reason: number, value: number | null, show: string): Ptr {
   const index = (reason << 24) | (TAPE_HOOKS.indexOf(h.list) << 16) | h.position;
+  t.expects.hooks = true;
   return t.struct(16, `{HOOK, ${show}}`, [[0, 4, REPORT.HOOK], [4, 4, index], ...(value === null ? [] : [[8, 8, value] as [number, 8, number]])]);
 }
 

@@ -285,6 +285,7 @@ export function pollNow(t: Tape, pollfd: Ptr, dst: Reg): void {
  */
 export function syncWithHost(t: Tape, reportFd: number, syncFd: number, id: number, what: string): void {
   t.doing(what);
+  t.expects.syncs.add(id);
   const index = t.ops.length;
   const record = t.struct(16, `{SYNC, ${id}}`, [
     [0, 4, REPORT.SYNC],

@@ -70,6 +70,15 @@ export class Tape {
   cloneFlags = 0;
   cgroupFd = -1;
   reportFd = -1;
+  /**
+   * What the process may send on the report pipe besides FAILED: the launcher (core/launch/)
+   * refuses any other record. The emitters that write records say so here.
+   */
+  readonly expects: { syncs: Set<number>; pid: boolean; hooks: boolean; execFailed: boolean } = { syncs: new Set(), pid: false, hooks: false, execFailed: false };
+  /** The host fds the process keeps (keepOnlyFds): a sealed launch hands them through an execve. */
+  kept: number[] = [];
+  /** The command the tape ends by starting, and the paths it tries: what an exec failure names. */
+  command: { args: string[]; paths: string[] } | null = null;
   private readonly items: Item[] = [];
   private readonly regs = new Map<string, Reg>();
   private step: Step = { stage: "namespaces", what: "start the box" };
@@ -187,6 +196,18 @@ export class Tape {
 
   store(value: Reg, addr: Ptr, width: 4 | 8): void {
     this.push(OP.STORE, "store", [value, addr, width], () => `store${width * 8}(${addr.show}, ${value.name})`, null, []);
+  }
+
+  /**
+   * Start the command: execve(2) the first of `paths` that starts, with `argv` and `envp`; if none
+   * does, an EXEC_FAILED record and exit 126 or 127 (protocol.h). Only a sealed launch runs it.
+   */
+  execCandidates(reportFd: number, paths: string[], argv: string[], envp: string[]): void {
+    if (!paths.length) throw new Error("tape: exec with no path to try");
+    this.expects.execFailed = true;
+    this.command = { args: argv, paths };
+    const list = this.strv(paths);
+    this.push(OP.EXEC, "exec", [reportFd, paths.length, list, this.strv(argv), this.strv(envp)], () => `exec(${list.show}, ${JSON.stringify(argv)}, env[${envp.length}])`, null, []);
   }
 
   /** End the tape here as a failure with `errno`, reported as this step's error. */

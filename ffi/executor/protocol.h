@@ -3,9 +3,10 @@
 //
 // The tape: what TypeScript (core/tape/) compiles a box into and executor.c runs. One buffer:
 //   struct nsrun_tape | struct nsrun_op[nops] | struct nsrun_result[nops] (when traced) | data
-// Pointers in it are absolute addresses in the nsrun process. The executor's child shares that
-// process's memory (CLONE_VM), so they are valid there; it only reads the tape and writes its own
-// stack, the results and the scratch slots TypeScript reserved for it.
+// Pointers in it are absolute addresses: in the nsrun process when executor.c runs it in a child
+// that shares that process's memory (CLONE_VM); at NSRUN_SEALED_TAPE_ADDRESS when the stub maps it
+// from a memfd (a sealed launch). The runner only reads the tape and writes its own stack, the
+// results and the scratch slots TypeScript reserved for it.
 //
 // The report pipe: fixed 16-byte records (struct nsrun_report) from the box's first process (the
 // executor, then the stub) to the host. End of file with no FAILED record means the box's command
@@ -36,6 +37,11 @@ struct nsrun_op {
 #define NSRUN_OP_LOAD -4    // dst = the a1-byte (1, 4 or 8) signed value at address a0
 #define NSRUN_OP_STORE -5   // store a0 as an a2-byte (4 or 8) value at address a1
 #define NSRUN_OP_FAIL -6    // end the tape as if this op had failed with errno a0
+// Start the command, as execvp(3) would: execve(2) each of the a1 paths at a2 (char **) in order,
+// with argv a3 and envp a4, past ENOENT, ENOTDIR and EACCES; if none starts, an EXEC_FAILED record
+// to report fd a0 and exit 126 or 127. Nothing else is called, so a seccomp filter loaded just
+// before it needs to allow only execve(2), write(2) and exit_group(2). Only the stub runs it.
+#define NSRUN_OP_EXEC -7
 
 #define NSRUN_CMP_EQ 0
 #define NSRUN_CMP_NE 1
@@ -65,6 +71,11 @@ struct nsrun_tape {
   // signal killed got (the last op, the stub's execveat, means it started).
   long long progress;
 };
+
+// A sealed launch (stub.c, "nsrun tape FD") maps the tape's memfd at this address, which the tape's
+// pointers were computed for: far above a static, non-PIE program and its brk heap, below the
+// 39-bit address space of the smallest arm64 configuration.
+#define NSRUN_SEALED_TAPE_ADDRESS 0x4000000000
 
 struct nsrun_report {
   int kind;

@@ -35,7 +35,12 @@ export const OP = {
   LOAD: -4,
   STORE: -5,
   FAIL: -6,
+  /** execve(2) the first of a list of paths that starts (only the stub runs it: a sealed launch). */
+  EXEC: -7,
 } as const;
+
+/** Where the stub maps a sealed launch's tape (protocol.h): its pointers are computed for it. */
+export const SEALED_TAPE_ADDRESS = 0x4000000000;
 
 export const CMP = { EQ: 0, NE: 1, LT: 2, GE: 3, ANY: 4 } as const;
 export type Cmp = keyof typeof CMP;

@@ -7,6 +7,8 @@
 //                                               that works, with ARGV and this environment
 //   nsrun init REPORT_FD N PATH... -- ARGV...   stay PID 1 (init = true): run the command as a child,
 //                                               pass every signal on, reap orphans, exit as it does
+//   nsrun tape FD                               run the tape in memfd FD (a sealed launch: OCI
+//                                               create and exec; see run_sealed)
 //   nsrun supervise PID [OPTION]...             nsrun itself, after the box's command has started
 //                                               (the host execve(2)s into this to free its memory):
 //                                               wait for PID, pass signals on, clean up, exit as it did
@@ -24,6 +26,10 @@
 // Failures to start the command go to REPORT_FD as an NSRUN_REPORT_EXEC_FAILED record (protocol.h).
 #include "protocol.h"
 #include "sys.h"
+
+#define NSRUN_TAPE_EXEC
+static long tape_exec(const long long *a);
+#include "run_tape.h"
 
 #define ENOENT 2
 #define EINTR 4
@@ -76,14 +82,11 @@ static void report(long fd, int index, long err) {
 
 // Try each path in order, as execvp(3) would: past ENOENT and ENOTDIR, past EACCES remembering it.
 // The report pipe closes on a successful execve; on failure it carries why.
-__attribute__((noreturn)) static void exec_command(long report_fd, long n, char **paths, char **argv) {
-  unsigned long long none = 0;
+// Only execve(2), write(2) and exit_group(2): a sealed tape calls this after the seccomp filter.
+__attribute__((noreturn)) static void exec_candidates(long report_fd, long n, char **paths, char **argv, char **envp) {
   long denied = -1, i;
-  sys3(SYS_fcntl, report_fd, F_SETFD, FD_CLOEXEC);
-  // Signals were blocked since nsrun cloned the box's first process; the command starts with none blocked.
-  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8);
   for (i = 0; i < n; i++) {
-    long r = sys3(SYS_execve, paths[i], argv, environ_);
+    long r = sys3(SYS_execve, paths[i], argv, envp);
     if (r == -ENOENT || r == -ENOTDIR) continue;
     if (r == -EACCES) {
       if (denied < 0) denied = i;
@@ -94,6 +97,49 @@ __attribute__((noreturn)) static void exec_command(long report_fd, long n, char 
   }
   report(report_fd, (int)(denied >= 0 ? denied : n - 1), denied >= 0 ? EACCES : ENOENT);
   quit(denied >= 0 ? NSRUN_EXIT_CANNOT_EXECUTE : NSRUN_EXIT_NOT_FOUND);
+}
+
+__attribute__((noreturn)) static void exec_command(long report_fd, long n, char **paths, char **argv) {
+  unsigned long long none = 0;
+  sys3(SYS_fcntl, report_fd, F_SETFD, FD_CLOEXEC);
+  // Signals were blocked since nsrun cloned the box's first process; the command starts with none blocked.
+  sys4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8);
+  exec_candidates(report_fd, n, paths, argv, environ_);
+}
+
+// NSRUN_OP_EXEC (protocol.h): a0 report fd, a1 count, a2 paths, a3 argv, a4 envp.
+static long tape_exec(const long long *a) {
+  if (a[1] <= 0) return -EINVAL;
+  exec_candidates((long)a[0], (long)a[1], (char **)(unsigned long)a[2], (char **)(unsigned long)a[3], (char **)(unsigned long)a[4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nsrun tape FD: a sealed launch. nsrun's clone3 child (executor.c) execs this program from its
+// sealed memfd before it enters any namespace, with the tape in memfd FD. From here until the
+// command's execve the process is a copy of nothing of nsrun's: its exe is the sealed stub, its
+// environment empty, its memory this program and the tape. Non-dumpable first, while it is still
+// in nsrun's namespaces and nothing of a box can see it: then its /proc files (mem, environ, fd,
+// exe) stay closed to every process of the box, even one with the same uid and capabilities, since
+// its memory belongs to the host's user namespace (ptrace(2), "Ptrace access mode checking").
+#define PROT_RW 3
+#define MAP_SHARED 0x01
+#define MAP_FIXED_NOREPLACE 0x100000
+#define SEEK_END 2
+__attribute__((noreturn)) static void run_sealed(long fd) {
+  struct nsrun_tape head;
+  long size, at;
+  sys2(SYS_prctl, PR_SET_DUMPABLE, 0);
+  if (sys4(SYS_pread64, fd, &head, sizeof head, 0) != (long)sizeof head || head.magic != NSRUN_TAPE_MAGIC || head.version != NSRUN_TAPE_VERSION) quit(NSRUN_EXIT_SETUP_FAILED);
+  size = sys3(SYS_lseek, fd, 0, SEEK_END);
+  // Shared: nsrun reads the progress and the trace's results back from the memfd.
+  at = IS_ERR(size) ? size : sys6(SYS_mmap, (long)NSRUN_SEALED_TAPE_ADDRESS, size, PROT_RW, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  if (IS_ERR(at) || at != (long)NSRUN_SEALED_TAPE_ADDRESS) {
+    struct nsrun_report r = {NSRUN_REPORT_FAILED, -1, IS_ERR(at) ? -at : EINVAL};
+    sys3(SYS_write, head.report_fd, &r, sizeof r);
+    quit(NSRUN_EXIT_SETUP_FAILED);
+  }
+  sys1(SYS_close, fd);
+  run_tape((void *)at);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,6 +544,10 @@ static int stub_main(long *sp) {
       if (mode[0] == 'e') exec_command(report_fd, n, argv + 4, argv + 5 + n);
       run_init(report_fd, n, argv + 4, argv + 5 + n);
     }
+  } else if (streq(mode, "tape")) {
+    // nsrun tape FD (a sealed launch; only nsrun's clone3 child execs this, with signals blocked)
+    long fd = argc == 3 ? num(argv[2]) : -1;
+    if (fd >= 3) run_sealed(fd);
   } else if (streq(mode, "supervise")) {
     supervise(argc, argv);
   }

@@ -13,6 +13,8 @@
 #define SYS_write 1
 #define SYS_close 3
 #define SYS_mmap 9
+#define SYS_lseek 8
+#define SYS_pread64 17
 #define SYS_mprotect 10
 #define SYS_munmap 11
 #define SYS_rt_sigaction 13
@@ -67,6 +69,8 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
 #define SYS_clone 220
 #define SYS_execve 221
 #define SYS_mmap 222
+#define SYS_lseek 62
+#define SYS_pread64 67
 #define SYS_mprotect 226
 #define SYS_wait4 260
 #define SYS_clone3 435

@@ -1,0 +1,302 @@
+// The launcher: every process nsrun starts goes through launch(). It takes a compiled tape and the
+// handlers for the sync points the tape stops at, clone3(2)s the tape's first process through the
+// executor, answers each sync point, checks every record on the report pipe against what the tape
+// can send (anything else is an error: the process is killed), and returns the outcome in one
+// shape, with a failure named by its step and hint.
+//
+// Two ways to run the tape (docs/security.md, "Nothing a box can see is ever nsrun"):
+//   in place   the executor's child runs it on nsrun's own memory (CLONE_VM): a box's first
+//              process, alone in namespaces of its own until it execs the stub; and the helpers
+//              that never enter a box (pasta, the id-map and image-owner helpers).
+//   sealed     the child first execs the stub from its sealed memfd, in nsrun's namespaces, and the
+//              stub runs the tape from a memfd of its own ("nsrun tape FD"): non-dumpable, with an
+//              empty environment and nothing of nsrun's memory. For OCI create and exec, whose
+//              process shares namespaces with processes of the container.
+import { readSync } from "node:fs";
+import { ERRNO, errnoName } from "../../ffi/errno";
+import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor";
+import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
+import * as F from "../../ffi/flags";
+import { hintFor } from "../../ffi/hints";
+import { readable, writeAll } from "../../ffi/io";
+import { libc, strerror } from "../../ffi/libc";
+import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
+import { stageLine } from "../pipeline";
+import { execveat, fcntl } from "../tape/calls";
+import { Tape } from "../tape/tape";
+import { type SyncId, syncName } from "./sync";
+
+export type Tracer = ((line: string) => void) | null;
+
+/** What nsrun does at a sync point while the process waits; `pid` is the process that stopped there. */
+export type SyncHandler = (pid: number) => Promise<void> | void;
+
+export interface LaunchOptions {
+  /** The report pipe (or FIFO): the tape writes into `write` (its reportFd); launch() closes both. */
+  report: [read: number, write: number];
+  /** Run the tape in the stub, exec'd from this sealed memfd first (see above). */
+  sealedStub?: number;
+  /** The handlers for the tape's sync points, by id; a sync point without one is answered at once. */
+  sync?: Partial<Record<SyncId, SyncHandler>>;
+  /** The sync pipe's write end (the tape has the read end), when the tape has sync points. */
+  syncWrite?: number;
+  /** Stop reading after answering this sync point (OCI create: the process waits for `start`). */
+  until?: SyncId;
+  /** The executor's part of --trace: every op that ran, with its result and time. */
+  trace?: Tracer;
+  /** Called once the first process exists, with a test of whether setup is over (a signal handler needs both). */
+  onSpawn?: (pid: number, setupOver: () => boolean) => void;
+  /** OCI: a HOOK record as the error it stands for (core/oci/tape.ts). */
+  describeHook?: (r: Report) => string | null;
+}
+
+export interface Launched {
+  /** The first process: its PID in nsrun's PID namespace, -1 when clone3 failed. */
+  pid: number;
+  pidfd: number;
+  /** The process the tape forked into a PID namespace (its PID record), else null. */
+  forked: number | null;
+  reports: Report[];
+  /** The index of the last op the process began (protocol.h). */
+  progress: number;
+  /** How the process ended its setup: null if its command started (or `until` was reached). */
+  failure: LaunchFailure | null;
+}
+
+/** A failed start, in one shape: what the user reads, the step it happened at, and its exit status. */
+export interface LaunchFailure extends ErrorReport {
+  /** clone: the first process never existed; op: a tape op failed; exec: the command could not
+   * start; hook: an OCI hook failed; host: nsrun's own work at a sync point failed; protocol: the
+   * report pipe carried what the tape cannot send; died: the process ended without a word. */
+  kind: "clone" | "op" | "exec" | "hook" | "host" | "protocol" | "died";
+  /** The op's index, or -1. */
+  index: number;
+  errno: number;
+  /** kind "host": what the handler threw. */
+  cause?: unknown;
+}
+
+export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched> {
+  const executor = loadExecutor();
+  const traced = opts.trace !== null && opts.trace !== undefined;
+  const [reportRead, reportWrite] = opts.report;
+  if (tape.reportFd !== reportWrite) throw new Error("launch: the tape reports to another fd than the report pipe's write end");
+  // Sealed: the tape's bytes, computed for the address the stub maps them at, in a memfd; what
+  // clone3 runs is a two-op tape that execs the stub with it.
+  let first = tape;
+  let sealedFile = -1;
+  let bytes: Uint8Array;
+  if (opts.sealedStub !== undefined) {
+    if (tape.cloneFlags !== 0) throw new Error("launch: a sealed tape makes its namespaces itself (unshare/setns), after the stub has started");
+    bytes = tape.encode((size) => ({ bytes: new Uint8Array(size), address: SEALED_TAPE_ADDRESS }), traced).bytes;
+    sealedFile = tapeFile(bytes);
+    first = bootstrap(tape, opts.sealedStub, sealedFile);
+  }
+  const memory = first.encode(tapeMemory, false);
+  if (first === tape) bytes = memory.bytes;
+  const t0 = performance.now();
+  const pid = executor.spawn(memory.bytes);
+  const cloneText = cloneCall(first);
+  libc.close(reportWrite);
+  const fail = (f: Omit<LaunchFailure, "exitCode"> & { exitCode?: number }): LaunchFailure => ({ exitCode: EXIT_NSRUN_FAILED, ...f });
+  if (pid < 0) {
+    libc.close(reportRead);
+    if (sealedFile >= 0) libc.close(sealedFile);
+    opts.trace?.(stageLine("namespaces"));
+    opts.trace?.(`${cloneText} = -1 ${errnoName(-pid)}`);
+    const errno = -pid;
+    const failure = fail({
+      kind: "clone",
+      index: -1,
+      errno,
+      message: `namespaces: start the box's first process: ${cloneText}: ${errnoName(errno)} (${strerror(errno)})`,
+      hint: hintFor("unshare", errno) ?? (errno === ERRNO.ENOSYS ? "clone3(2) needs Linux 5.3 or later (CLONE_INTO_CGROUP: 5.7)" : undefined),
+    });
+    return { pid: -1, pidfd: -1, forked: null, reports: [], progress: -1, failure };
+  }
+  const header = new DataView(memory.bytes.buffer, memory.bytes.byteOffset);
+  const pidfd = Number(header.getBigInt64(HEADER.pidfd, true));
+  const killAll = () => {
+    libc.kill(pid, F.SIGKILL);
+    if (forked !== null) libc.kill(forked, F.SIGKILL);
+  };
+
+  let reportsRead = false;
+  let forked: number | null = null;
+  let failure: LaunchFailure | null = null;
+  let stopped = false;
+  opts.onSpawn?.(pid, () => reportsRead || readable(reportRead));
+  const expected = expectedRecords(tape, opts.sealedStub !== undefined);
+  const reports = await readReports(reportRead, async (r) => {
+    if (failure) return;
+    const unexpected = expected(r);
+    if (unexpected) {
+      failure = fail({ kind: "protocol", index: r.index, errno: 0, message: `report pipe: ${unexpected}: refused, and the process killed`, hint: "only the process nsrun started writes there; anything else is a bug in nsrun or an attack on it" });
+      killAll();
+      return;
+    }
+    if (r.kind === REPORT.PID) forked = r.value;
+    if (r.kind !== REPORT.SYNC) return;
+    try {
+      await opts.sync?.[r.value as SyncId]?.(forked ?? pid);
+    } catch (e) {
+      // The process waits for an answer that will not come: end it (its end of the report pipe closes).
+      const err = e as Error & { hint?: string };
+      failure = fail({ kind: "host", index: r.index, errno: 0, message: err.message ?? String(e), hint: err.hint, cause: e });
+      killAll();
+      return;
+    }
+    if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
+    if (opts.until !== undefined && r.value === opts.until) stopped = true;
+  }, () => stopped, (trailing) => {
+    failure ??= fail({ kind: "protocol", index: -1, errno: 0, message: `report pipe: ${trailing} bytes that are not a whole record: refused, and the process killed` });
+    killAll();
+  });
+  reportsRead = true;
+  libc.close(reportRead);
+  // End of file: the command has started, or the process has failed or died. In place, it no longer
+  // runs on the stack the executor gave it (unless `until` stopped early, while it still does); a
+  // sealed launch's first process left that stack when it exec'd the stub.
+  if (!stopped || sealedFile >= 0) executor.release(memory.bytes);
+  if (sealedFile >= 0) {
+    readSync(sealedFile, bytes!, 0, bytes!.length, 0); // the stub's progress and results
+    libc.close(sealedFile);
+  }
+  const view = new DataView(bytes!.buffer, bytes!.byteOffset);
+  const progress = Number(view.getBigInt64(HEADER.progress, true));
+  if (opts.trace) printTrace(opts.trace, tape, bytes!, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
+  if (!failure) {
+    const bad = reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED || r.kind === REPORT.HOOK);
+    if (bad) failure = describeRecord(bad, tape, opts.describeHook);
+  }
+  return { pid, pidfd, forked, reports, progress, failure };
+}
+
+/** A sealed launch's first tape: keep the fds the real tape needs across the execve, then exec the stub with it. */
+function bootstrap(tape: Tape, stub: number, file: number): Tape {
+  const t = new Tape();
+  t.reportFd = tape.reportFd;
+  t.cgroupFd = tape.cgroupFd;
+  t.stage("namespaces", "start the stub, which runs the tape sealed");
+  for (const fd of [...tape.kept, file]) if (fd >= 3 && fd !== stub) fcntl(t, fd, F.F_SETFD, 0, "F_SETFD, 0");
+  execveat(t, stub, ["nsrun", "tape", String(file)], []);
+  return t;
+}
+
+function cloneCall(t: Tape): string {
+  const cgroup = t.cgroupFd >= 0 ? `|CLONE_INTO_CGROUP, cgroup=${t.cgroupFd}` : "";
+  return `clone3({flags=${F.flagNames(t.cloneFlags, F.CLONE_FLAGS)}|CLONE_VM|CLONE_PIDFD${cgroup}, exit_signal=SIGCHLD})`;
+}
+
+/** A test of each record against what this tape can send: null when it may, else what is wrong with it. */
+function expectedRecords(tape: Tape, sealed: boolean): (r: Report) => string | null {
+  const { syncs, pid, hooks, execFailed } = tape.expects;
+  let pids = 0;
+  const show = (r: Report) => `{kind ${r.kind}, index ${r.index}, value ${r.value}}`;
+  const opIndex = (i: number) => i >= (sealed ? -1 : 0) && i <= tape.ops.length;
+  return (r) => {
+    switch (r.kind) {
+      case REPORT.FAILED:
+        return opIndex(r.index) ? null : `a failure at op ${r.index}, which the tape does not have`;
+      case REPORT.SYNC:
+        return syncs.has(r.value) && opIndex(r.index) ? null : `sync point ${syncName(r.value)}, which the tape does not stop at`;
+      case REPORT.EXEC_FAILED:
+        return execFailed ? null : `an exec failure ${show(r)} from a tape that execs no command`;
+      case REPORT.PID:
+        return pid && ++pids === 1 && r.value > 0 ? null : `a PID record ${show(r)} the tape did not send`;
+      case REPORT.HOOK:
+        return hooks ? null : `a hook record ${show(r)} from a tape that runs no hook`;
+    }
+    return `an unknown record ${show(r)}`;
+  };
+}
+
+/** Every record until end of file, each passed to `each` as it comes (a sync point waits for it). */
+async function readReports(fd: number, each: (r: Report) => Promise<void>, stop: () => boolean, torn: (bytes: number) => void): Promise<Report[]> {
+  const reports: Report[] = [];
+  let pending = new Uint8Array(0);
+  const reader = Bun.file(fd).stream().getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const all = new Uint8Array(pending.length + value.length);
+    all.set(pending);
+    all.set(value, pending.length);
+    let off = 0;
+    for (; off + REPORT_BYTES <= all.length; off += REPORT_BYTES) {
+      const r = decodeReport(all, off);
+      reports.push(r);
+      await each(r);
+      if (stop()) {
+        reader.releaseLock();
+        return reports;
+      }
+    }
+    pending = all.slice(off);
+  }
+  if (pending.length) torn(pending.length);
+  return reports;
+}
+
+/** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried; a HOOK one, a hook. */
+export function describeRecord(r: Report, tape: Tape, describeHook?: (r: Report) => string | null): LaunchFailure {
+  const errno = r.value;
+  const name = errnoName(errno);
+  if (r.kind === REPORT.HOOK) {
+    return { kind: "hook", index: r.index, errno: 0, message: describeHook?.(r) ?? `a hook failed (${r.index})`, exitCode: EXIT_NSRUN_FAILED };
+  }
+  if (r.kind === REPORT.EXEC_FAILED) {
+    const command = tape.command;
+    const cmd = JSON.stringify(command?.args[0] ?? "?");
+    const base = { kind: "exec" as const, index: r.index, errno };
+    if (r.index < 0) return { ...base, message: `exec: ${cmd}: fork: ${name} (${strerror(errno)})`, exitCode: EXIT_NSRUN_FAILED };
+    if (errno === ERRNO.ENOENT) return { ...base, message: `exec: ${cmd}: command not found in the box`, exitCode: EXIT_NOT_FOUND };
+    if (errno === ERRNO.EACCES) return { ...base, message: `exec: ${cmd}: permission denied`, exitCode: EXIT_CANNOT_EXECUTE };
+    const path = command?.paths[r.index] ?? command?.args[0];
+    const hint =
+      errno === ERRNO.EPERM
+        ? "the file has file capabilities (ping, say) the box may not gain: they must be in the bounding set ([security] capabilities), and no_new_privileges = true (the default) refuses to grant any on execve"
+        : hintFor("execve", errno);
+    return { ...base, message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint, exitCode: EXIT_CANNOT_EXECUTE };
+  }
+  if (r.index < 0) return { kind: "op", index: -1, errno, message: `namespaces: map the sealed tape: ${name} (${strerror(errno)})`, exitCode: EXIT_NSRUN_FAILED };
+  const op = tape.ops[r.index];
+  if (!op) return { kind: "op", index: r.index, errno, message: `the tape ended without starting the command (op ${r.index}): a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
+  const { stage, what, hints } = op.step;
+  if (op.name === "fail") return { kind: "op", index: r.index, errno, message: `${stage}: ${op.text}`, exitCode: EXIT_NSRUN_FAILED };
+  return {
+    kind: "op",
+    index: r.index,
+    errno,
+    message: `${stage}: ${what}: ${op.text}: ${name} (${strerror(errno)})`,
+    hint: hints?.[name] ?? hintFor(op.name, errno),
+    exitCode: op.name === "execveat" || op.name === "exec" ? EXIT.CANNOT_EXECUTE : EXIT_NSRUN_FAILED,
+  };
+}
+
+/** The executor's part of --trace: every op that ran, with its result and time, under its stage's marker. */
+function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, cloneLine: string): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  const resultsAt = HEADER.size + tape.ops.length * OP_BYTES;
+  if (Number(view.getBigUint64(HEADER.results, true)) === 0) return;
+  // A stage's marker comes before the first op that ran at or after its start, so stages with nothing
+  // to do still show, and none after a failure does.
+  const markers = tape.stages;
+  let next = 0;
+  const markUpTo = (i: number) => {
+    for (; next < markers.length && markers[next][0] <= i; next++) {
+      out(stageLine(markers[next][1]));
+      if (markers[next][1] === "namespaces") out(cloneLine);
+    }
+  };
+  tape.ops.forEach((op, i) => {
+    const at = resultsAt + i * RESULT_BYTES;
+    const ret = Number(view.getBigInt64(at, true));
+    const start = view.getBigUint64(at + 8, true);
+    const end = view.getBigUint64(at + 16, true);
+    if (end === 0n || op.code < 0) return; // not reached, or a control op
+    markUpTo(i);
+    const shown = ret < 0 && ret > -4096 ? `-1 ${errnoName(-ret)}` : String(ret);
+    out(`${op.text} = ${shown}  ${(Number(end - start) / 1e6).toFixed(3)}ms`);
+  });
+}
