@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type LoadedConfig, parseConfig } from "../core/config";
-import { compileBox, keepOnlyFds } from "../core/compile";
+import { compileBox, compileHelper, keepOnlyFds } from "../core/compile";
 import { launch } from "../core/launch/launch";
 import { SYNC } from "../core/launch/sync";
 import type { CgroupHost } from "../core/cgroup";
@@ -104,6 +104,39 @@ const GOLDEN: Array<{ name: string; tape: () => Tape }> = [
       const plan = planBox(loaded(raw), facts({ cgroups }), { uid: 0, gid: 0, pid: 7 });
       return compileBox(plan, { fds: { ...FDS, cgroupProcs: [32] }, lastCap: 40, arch: "x64" });
     },
+  },
+  // The other profiles of the outline (core/compile.ts): OCI create and exec, run sealed by the stub.
+  {
+    name: "oci-create-rootless",
+    tape: () => {
+      const raw = { process: { args: ["/bin/sh", "-c", "echo hi"], env: { PATH: "/bin" } }, mounts: [{ type: "tmpfs", target: "/scratch" }] };
+      const plan = planBox(loaded(raw), facts({ ttyGroupMapped: false }), { uid: 1000, gid: 1000, pid: 7 });
+      return compileBox(plan, { profile: "create", fds: { ...FDS, sync: 33, keep: [34] }, lastCap: 40, arch: "x64", parentDeath: false });
+    },
+  },
+  {
+    name: "oci-exec-root",
+    tape: () => {
+      const plan = planBox(loaded({ process: { args: ["ps"] } }), facts(), { uid: 0, gid: 0, pid: 7 });
+      const join = (["user", "mount", "pid", "net", "ipc", "uts"] as const).map((kind, i) => ({ kind, fd: 40 + i }));
+      return compileBox(plan, { profile: "exec", fds: { ...FDS, join }, lastCap: 40, arch: "x64", parentDeath: false });
+    },
+  },
+  // The helper tapes: processes nsrun starts that never enter a box.
+  { name: "helper-program", tape: () => compileHelper({ kind: "program", report: 70, what: "start pasta for the box", fds: [64, 65, 66, 67], path: "/usr/bin/pasta", args: ["pasta", "--config-net"], env: ["PATH=/usr/bin"] }) },
+  { name: "helper-userns", tape: () => compileHelper({ kind: "userns", report: 30, sync: 33, what: "mounts[0]: make a user namespace for the id map" }) },
+  {
+    name: "helper-as-root",
+    tape: () =>
+      compileHelper({
+        kind: "as-root",
+        report: 30,
+        sync: 33,
+        what: "give the image's files their owners",
+        map: { writer: "newuidmap", uidMap: [{ inside: 0, outside: 1000, count: 1 }, { inside: 1, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }], setgroups: "allow" },
+        keep: [40],
+        body: (t) => exitGroup(t, 0),
+      }),
   },
 ];
 

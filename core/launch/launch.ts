@@ -92,7 +92,7 @@ export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched>
     sealedFile = tapeFile(bytes);
     first = bootstrap(tape, opts.sealedStub, sealedFile);
   }
-  const memory = first.encode(tapeMemory, false);
+  const memory = first.encode(tapeMemory, first === tape && traced);
   if (first === tape) bytes = memory.bytes;
   const t0 = performance.now();
   const pid = executor.spawn(memory.bytes);
