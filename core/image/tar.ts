@@ -253,7 +253,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>): AsyncGenerator
     if (!checksumOk(block)) throw new TarError("a tar header has a bad checksum (not a tar archive, or corrupt)");
     const h = parseHeader(block);
     const paxSize = pax?.get("size");
-    const size = paxSize ? Number(paxSize.toString()) : h.size;
+    const size = paxSize ? (/^\d+$/.test(paxSize.toString()) ? Number(paxSize.toString()) : Number.NaN) : h.size;
     if (!Number.isSafeInteger(size) || size < 0) throw new TarError(`a tar member has a bad size: ${size}`);
     if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
       if (size > 64 * 1024 * 1024) throw new TarError(`a tar meta header of ${size} bytes is too large`);
@@ -297,9 +297,14 @@ export async function* readTar(input: AsyncIterable<Uint8Array>): AsyncGenerator
 
 function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | null, longLink: string | null, size: number): TarEntry {
   const text = (k: string) => meta.get(k)?.toString("utf8");
-  const num = (k: string, fallback: number) => {
+  const path = text("path") ?? longName ?? h.name;
+  // An owner is a decimal id up to 4294967294: "-1", "abc" or "1e3" (which Number() reads as 1000) is
+  // refused, never read as root.
+  const num = (k: "uid" | "gid", fallback: number) => {
     const v = text(k);
-    return v === undefined ? fallback : Number(v);
+    const n = v === undefined ? fallback : /^\d{1,10}$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < 0 || n > 4294967294) throw new TarError(`${JSON.stringify(path)}: its ${v === undefined ? "header's" : "PAX"} ${k} ${JSON.stringify(v ?? String(fallback))} is not an id (0-4294967294)`);
+    return n;
   };
   const type = TYPES[h.typeflag] ?? "file"; // POSIX: an unknown type is read as a regular file
   const xattrs = new Map<string, Buffer>();
@@ -311,7 +316,7 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
   const mtimeText = text("mtime");
   const atimeText = text("atime");
   return {
-    path: text("path") ?? longName ?? h.name,
+    path,
     type,
     mode: h.mode & 0o7777,
     uid: num("uid", h.uid),
