@@ -12,7 +12,7 @@
 import { readlinkSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
-import { q } from "../../ffi/libc";
+import { nameFromBytes, q } from "../../ffi/libc";
 import { StageError } from "../errors";
 import { decompress } from "./compression";
 import { readTar, TarError, type TarEntry, type TarMember } from "./tar";
@@ -108,7 +108,7 @@ export class Extractor {
     private readonly rootfd: number,
     private readonly opts: ExtractOptions,
   ) {
-    this.rootPath = opts.recordOwners && !opts.keepOwners ? readlinkSync(`/proc/self/fd/${rootfd}`) : null;
+    this.rootPath = opts.recordOwners && !opts.keepOwners ? nameFromBytes(readlinkSync(`/proc/self/fd/${rootfd}`, { encoding: "buffer" })) : null;
   }
 
   /** Apply one layer's (decompressed) tar stream. `label` names it in errors. */
@@ -326,7 +326,7 @@ export class Extractor {
    * records are keyed by real paths, never by the names the layer used.
    */
   private realOf(fd: number): string {
-    const at = readlinkSync(`/proc/self/fd/${fd}`);
+    const at = nameFromBytes(readlinkSync(`/proc/self/fd/${fd}`, { encoding: "buffer" }));
     const root = this.rootPath as string;
     if (at === root) return "";
     if (!at.startsWith(`${root}/`)) throw new StageError("image", `${q(at)} is not inside the image ${q(root)}`);

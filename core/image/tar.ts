@@ -2,6 +2,7 @@
 // with their xattrs (SCHILY.xattr.*, and libarchive's LIBARCHIVE.xattr.*). Layers can be gigabytes,
 // so nothing is held but the current header: a member's body is passed on in the chunks it came in.
 import type { Time } from "../../ffi/fs";
+import { nameFromBytes } from "../../ffi/libc";
 
 export type EntryType = "file" | "hardlink" | "symlink" | "chardev" | "blockdev" | "dir" | "fifo";
 
@@ -49,9 +50,10 @@ export function parseNumber(field: Uint8Array): number {
   return Number.parseInt(text, 8);
 }
 
+/** A NUL-terminated name, its bytes kept (nameFromBytes: a byte that is not UTF-8 stays that byte). */
 function cString(field: Uint8Array): string {
   const end = field.indexOf(0);
-  return Buffer.from(end === -1 ? field : field.subarray(0, end)).toString("utf8");
+  return nameFromBytes(end === -1 ? field : field.subarray(0, end));
 }
 
 /** Whether the header's checksum holds (unsigned sum, or the signed sum some old tars wrote). */
@@ -297,7 +299,11 @@ export async function* readTar(input: AsyncIterable<Uint8Array>): AsyncGenerator
 
 function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | null, longLink: string | null, size: number): TarEntry {
   const text = (k: string) => meta.get(k)?.toString("utf8");
-  const path = text("path") ?? longName ?? h.name;
+  const name = (k: string) => {
+    const v = meta.get(k);
+    return v === undefined ? undefined : nameFromBytes(v);
+  };
+  const path = name("path") ?? longName ?? h.name;
   // An owner is a decimal id up to 4294967294: "-1", "abc" or "1e3" (which Number() reads as 1000) is
   // refused, never read as root.
   const num = (k: "uid" | "gid", fallback: number) => {
@@ -324,7 +330,7 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
     size: type === "file" ? size : 0,
     mtime: mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 },
     atime: atimeText ? parsePaxTime(atimeText) : null,
-    linkname: text("linkpath") ?? longLink ?? h.linkname,
+    linkname: name("linkpath") ?? longLink ?? h.linkname,
     devmajor: h.devmajor,
     devminor: h.devminor,
     xattrs,
