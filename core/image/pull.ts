@@ -84,7 +84,9 @@ export async function fetchBlob(client: RegistryClient, store: ImageStore, d: De
       progress?.line(`${label}: already in the store`);
       return final;
     }
-    progress?.line(`${label}: the copy in the store is not its digest any more; downloading it again`);
+    const line = `${label}: the copy in the store is not its digest any more; downloading it again`;
+    if (progress) progress.line(line);
+    else opts.log?.(line);
     closeAndDrop(final);
   }
   const partial = `${final}.partial`;
