@@ -223,6 +223,8 @@ export function readRawConfig(file: string): { raw: Record<string, unknown>; dir
   try {
     raw = Bun.TOML.parse(text);
   } catch (e) {
+    // A deeply nested value overflows the parser's stack; say what it is rather than how it failed.
+    if (e instanceof RangeError) throw new ConfigError(file, null, "not valid TOML: values nested too deeply");
     throw new ConfigError(file, null, `not valid TOML: ${(e as Error).message}`);
   }
   return { raw: raw as Record<string, unknown>, dir: dirname(path) };

@@ -314,3 +314,71 @@ describe.skipIf(why !== null).each(area.actors)("a store that checks itself ($na
     expect(readdirSync(join(store, "tmp"))).toEqual([]);
   });
 });
+
+describe.skipIf(why !== null).each(area.actors)("one line naming the image, the file or the field ($name)", (a) => {
+  test("a base-256 mtime of 2^88 is refused naming the entry, not Node's range error (control: an ordinary mtime)", () => {
+    const src = dirOf(a, "mtime");
+    const t = writeTar([{ path: "f", data: "x" }]);
+    t[136] = 0x80;
+    t.fill(0xff, 137, 148);
+    t.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += t[i];
+    t.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
+    writeFileSync(join(src, "t.tar"), t);
+    writeFileSync(join(src, "ok.tar"), writeTar([{ path: "f", data: "x", mtime: 1_700_000_000 }]));
+    give(a, src);
+    const r = nsrun(a, dirOf(a, "store"), ["image", "import", join(src, "t.tar"), "--name", "t"]);
+    expect(r.code).toBe(125);
+    expect(oneLine(r)).toEqual([`nsrun: "${join(src, "t.tar")}": "f": its mtime 3.094850098213451e+26 is out of range`]);
+    expect(nsrun(a, dirOf(a, "store"), ["image", "import", join(src, "ok.tar"), "--name", "t"]).code).toBe(0);
+  });
+
+  test("a layer that is not its digest names the layer once (control: the intact layout imports)", () => {
+    const dir = dirOf(a, "badblob");
+    writeOciLayout(dir, [busyboxLayer()], { tag: "x", compression: "none" });
+    give(a, dir);
+    expect(nsrun(a, dirOf(a, "store"), ["image", "import", dir, "--name", "ok"]).code).toBe(0);
+    const blobsDir = join(dir, "blobs/sha256");
+    const [biggest] = readdirSync(blobsDir).sort((x, y) => readFileSync(join(blobsDir, y)).length - readFileSync(join(blobsDir, x)).length);
+    const b = readFileSync(join(blobsDir, biggest));
+    b[b.indexOf("\x7fELF", 0, "latin1") + 1000] ^= 0xff; // inside busybox's content: every header stays intact
+    writeFileSync(join(blobsDir, biggest), b);
+    const r = nsrun(a, dirOf(a, "store"), ["image", "import", dir, "--name", "bad"]);
+    expect(r.code).toBe(125);
+    const lines = oneLine(r);
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toContain(`layer 1/1 sha256:${biggest.slice(0, 12)}: digest mismatch: expected sha256:${biggest}`);
+    expect(lines[0].split("layer 1/1").length).toBe(2);
+  });
+
+  test("citty's errors reach a pipe without colour codes; a deeply nested TOML says so (controls: the name is kept; shallow nesting parses)", () => {
+    const r = run(area.bin, a, ["image", "bogus"]);
+    expect([r.code, r.stderr]).toEqual([125, "nsrun: Unknown command bogus\n"]);
+    const deep = join(a.area, "configs", "deep.toml");
+    writeFileSync(deep, `a = ${"[".repeat(100_000)}${"]".repeat(100_000)}\n`);
+    const shallow = join(a.area, "configs", "shallow.toml");
+    writeFileSync(shallow, `a = ${"[".repeat(3)}${"]".repeat(3)}\n`);
+    give(a, deep);
+    give(a, shallow);
+    expect(run(area.bin, a, ["run", "--config", deep]).stderr).toBe(`nsrun: ${deep}: not valid TOML: values nested too deeply\n`);
+    expect(run(area.bin, a, ["run", "--config", shallow]).stderr).toContain(`${shallow}: a: unknown key`);
+  });
+});
+
+describe.skipIf(why !== null || process.getuid?.() !== 0)("a read-only store (root: a read-only bind mount)", () => {
+  test("EROFS is named with a hint (control: the same store writable)", () => {
+    const a = area.actors[0];
+    const store = dirOf(a, "rostore");
+    expect(nsrun(a, store, ["image", "prune"]).code).toBe(0);
+    expect(spawnSync(["mount", "--bind", store, store]).exitCode).toBe(0);
+    try {
+      expect(spawnSync(["mount", "-o", "remount,ro,bind", store]).exitCode).toBe(0);
+      const r = nsrun(a, store, ["image", "import", layout(a, {}), "--name", "x"]);
+      expect([r.code, r.stderr]).toEqual([125, `nsrun: cannot open the image store's lock "${store}/lock": read-only file system (EROFS)\n  hint: the image store is on a read-only file system: set NSRUN_STORE to a folder on a writable one\n`]);
+    } finally {
+      spawnSync(["umount", store]);
+    }
+    expect(nsrun(a, store, ["image", "import", layout(a, {}), "--name", "x"]).code).toBe(0);
+  });
+});

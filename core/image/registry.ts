@@ -242,7 +242,7 @@ export class RegistryClient {
 
   private unreachable(url: URL, e: unknown): StageError {
     const tlsHint = url.protocol === "https:" && !isLoopback(this.ref.registry) ? "for a registry without TLS, add --tls-verify=false" : undefined;
-    return new StageError("image", `${this.what()}: cannot reach ${url.origin}: ${(e as Error).message}`, tlsHint);
+    return new StageError("image", `${this.what()}: cannot reach ${url.origin}: ${networkProblem(e)}`, tlsHint);
   }
 
   private async authenticate(header: string | null): Promise<void> {
@@ -332,4 +332,27 @@ export class RegistryClient {
   async blob(digest: string, from: number): Promise<Response> {
     return this.get(`/v2/${this.ref.repository}/blobs/${digest}`, from > 0 ? { Range: `bytes=${from}-` } : {});
   }
+}
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "the connection was reset",
+  ENOTFOUND: "no such host",
+  EAI_AGAIN: "the host name could not be resolved now",
+  ETIMEDOUT: "the connection timed out",
+  EHOSTUNREACH: "no route to the host",
+  ENETUNREACH: "the network is unreachable",
+};
+
+/** A fetch error as one line: the code and what it means, without Bun's advice ("pass `verbose: true` ..."). */
+export function networkProblem(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  const code = typeof err.code === "string" ? err.code : "";
+  if (NETWORK_CODES[code]) return `${NETWORK_CODES[code]} (${code})`;
+  const text = String(err.message ?? e)
+    .split(/\n/)[0]
+    .replace(/[.,;]?\s*(For more information, )?pass `?verbose: true`?.*$/i, "")
+    .replace(/[\x00-\x1f\x7f]/g, " ")
+    .trim();
+  return code && !text.includes(code) ? `${text} (${code})` : text;
 }

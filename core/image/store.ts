@@ -187,7 +187,8 @@ export class ImageStore {
       try {
         mkdirSync(d, { recursive: true, mode: 0o700 });
       } catch (e) {
-        throw new StageError("image", `cannot make the image store ${q(d)}: ${(e as Error).message}`, "set NSRUN_STORE to a folder you can write");
+        const code = (e as NodeJS.ErrnoException).code ?? "";
+        throw new StageError("image", `cannot make the image store ${q(d)}: ${fsProblem(e)}`, storeHint(code));
       }
     }
   }
@@ -196,7 +197,12 @@ export class ImageStore {
   withLock<T>(fn: () => T, log?: (line: string) => void): T {
     this.ensure();
     const path = join(this.root, "lock");
-    const fd = openSync(path, "a", 0o600);
+    let fd: number;
+    try {
+      fd = openSync(path, "a", 0o600);
+    } catch (e) {
+      throw new StageError("image", `cannot open the image store's lock ${q(path)}: ${fsProblem(e)}`, storeHint((e as NodeJS.ErrnoException).code ?? ""));
+    }
     try {
       if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, path)) {
         log?.(`waiting for the image store lock ${q(path)}, held by another nsrun`);
@@ -441,6 +447,19 @@ export class ImageStore {
     for (const t of trash) await t.release();
     return r;
   }
+}
+
+/** A Node file error as "read-only file system (EROFS)": the code, without Node's repeat of the call and path. */
+export function fsProblem(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const text = String(err.message ?? e).replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
+  return err.code ? `${text} (${err.code})` : text;
+}
+
+function storeHint(code: string): string {
+  if (code === "EROFS") return "the image store is on a read-only file system: set NSRUN_STORE to a folder on a writable one";
+  if (code === "ENOSPC" || code === "EDQUOT") return "the image store's disk is full: free some space (nsrun image prune) or set NSRUN_STORE to another disk";
+  return "set NSRUN_STORE to a folder you can write";
 }
 
 export function notFound(name: string, root: string): ConfigError {

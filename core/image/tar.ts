@@ -321,6 +321,12 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
   }
   const mtimeText = text("mtime");
   const atimeText = text("atime");
+  // A time the kernel's 64-bit seconds cannot hold (a base-256 field of 2^88) is refused naming the
+  // entry, before it reaches a syscall's argument.
+  const time = (t: Time, k: string): Time => {
+    if (!Number.isSafeInteger(t.sec)) throw new TarError(`${JSON.stringify(path)}: its ${k} ${mtimeText ?? t.sec} is out of range`);
+    return t;
+  };
   return {
     path,
     type,
@@ -328,8 +334,8 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
     uid: num("uid", h.uid),
     gid: num("gid", h.gid),
     size: type === "file" ? size : 0,
-    mtime: mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 },
-    atime: atimeText ? parsePaxTime(atimeText) : null,
+    mtime: time(mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 }, "mtime"),
+    atime: atimeText ? time(parsePaxTime(atimeText), "atime") : null,
     linkname: name("linkpath") ?? longLink ?? h.linkname,
     devmajor: h.devmajor,
     devminor: h.devminor,
