@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
 import { canonicalHostPath, HostPathError } from "./hostpath";
-import { lookupUserIn, UserDbError } from "./userdb";
+import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
 import type { OwnersRecord } from "./image/owners";
 
 export interface BoxFlags {
@@ -197,11 +197,20 @@ function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
 
 /** A user spec ("1000", "1000:100", "app", "app:staff") as "uid:gid", looked up in the rootfs's own passwd and group. */
 function boxUser(rootfs: string, spec: string, file: string, key: string, whose?: string): string {
+  let root: string;
   try {
-    const { uid, gid } = lookupUserIn(canonicalHostPath(rootfs), spec, whose);
+    root = canonicalHostPath(rootfs);
+  } catch (e) {
+    // A rootfs that cannot be used is the plan's error to report (naming `rootfs`); a bare number
+    // needs nothing of it, a name cannot be found without it.
+    if (/^\d+$/.test(spec) && Number(spec) <= MAX_ID) return `${spec}:${spec}`;
+    throw new ConfigError(file, key, `${JSON.stringify(spec)}: cannot look up the user in ${JSON.stringify(rootfs)}: ${e instanceof HostPathError ? e.message : ((e as NodeJS.ErrnoException).code ?? (e as Error).message)}`);
+  }
+  try {
+    const { uid, gid } = lookupUserIn(root, spec, whose);
     return `${uid}:${gid}`;
   } catch (e) {
-    if (!(e instanceof UserDbError || e instanceof HostPathError)) throw e;
+    if (!(e instanceof UserDbError)) throw e;
     throw new ConfigError(file, key, `${JSON.stringify(spec)}: ${e.message}`);
   }
 }
