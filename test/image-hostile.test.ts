@@ -382,3 +382,21 @@ describe.skipIf(why !== null || process.getuid?.() !== 0)("a read-only store (ro
     expect(nsrun(a, store, ["image", "import", layout(a, {}), "--name", "x"]).code).toBe(0);
   });
 });
+
+describe.skipIf(why !== null).each(area.actors)("a kept layer is opened without following symlinks ($name)", (a) => {
+  test("upper/ planted as a symlink to a host folder is refused, and the host folder is untouched (control: a real upper/ takes the write)", () => {
+    const store = imported(a, layout(a, {}), "img");
+    const target = dirOf(a, "host-folder");
+    const layer = dirOf(a, "layer");
+    symlinkSync(target, join(layer, "upper"));
+    give(a, layer);
+    const r = nsrun(a, store, ["run", "--image", "img", "--layer", layer, "-u", "0:0", "--", "sh", "-c", "echo pwned > /etc/owned"]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain(`open the box's layer "${layer}"`);
+    expect(r.stderr).toContain("ELOOP");
+    expect(readdirSync(target)).toEqual([]);
+    const honest = dirOf(a, "layer");
+    expect(nsrun(a, store, ["run", "--image", "img", "--layer", honest, "-u", "0:0", "--", "sh", "-c", "echo mine > /etc/owned"]).code).toBe(0);
+    expect(readFileSync(join(honest, "upper/etc/owned"), "utf8")).toBe("mine\n");
+  });
+});
