@@ -251,8 +251,8 @@ for applet in (b'sh', b'cat', b'stat', b'printf'):
     expect(names(gnu)).toEqual(names(rootfs));
   });
 
-  test("a PAX uid or gid of -1, abc or 1e3 is refused naming the entry (control: uid=1000)", () => {
-    const pax = (uid: string) => {
+  test("a PAX uid or gid of -1, abc or 1e3, or a name with NUL, is refused naming the entry (control: uid=1000)", () => {
+    const pax = (uid: string, key = "uid") => {
       // A PAX header 'x' with uid=..., then the file: built by hand (the writer only makes valid ones).
       const record = (k: string, v: string) => {
         const body = ` ${k}=${v}\n`;
@@ -260,7 +260,7 @@ for applet in (b'sh', b'cat', b'stat', b'printf'):
         if (String(len).length + body.length !== len) len = String(len + 1).length + body.length;
         return `${len}${body}`;
       };
-      const text = Buffer.from(record("uid", uid));
+      const text = Buffer.from(record(key, uid));
       const file = writeTar([{ path: "f", data: "x" }]);
       const header = writeTar([{ path: "PaxHeaders/f", data: text }]).subarray(0, 512 + Math.ceil(text.length / 512) * 512);
       header[156] = "x".charCodeAt(0);
@@ -278,6 +278,13 @@ for applet in (b'sh', b'cat', b'stat', b'printf'):
       expect(r.code).toBe(125);
       expect(r.stderr).toContain(`"f": its PAX uid ${JSON.stringify(uid)} is not an id (0-4294967294)`);
     }
+    // A NUL in a PAX name would end it at the syscall: "etc/passwd\0junk" would write etc/passwd.
+    const nul = dirOf(a, "pax");
+    writeFileSync(join(nul, "l.tar"), pax("etc/passwd\0junk", "path"));
+    give(a, nul);
+    const n = nsrun(a, dirOf(a, "store"), ["image", "import", join(nul, "l.tar"), "--name", "pax"]);
+    expect(n.code).toBe(125);
+    expect(n.stderr).toContain('"etc/passwd\\u0000junk": its name or link target contains NUL');
     const src = dirOf(a, "pax");
     writeFileSync(join(src, "l.tar"), pax("1000"));
     give(a, src);

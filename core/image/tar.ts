@@ -304,6 +304,9 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
     return v === undefined ? undefined : nameFromBytes(v);
   };
   const path = name("path") ?? longName ?? h.name;
+  const linkname = name("linkpath") ?? longLink ?? h.linkname;
+  // A NUL in a PAX name would end the name at the syscall ("etc/passwd\0junk" is etc/passwd): refused.
+  if (path.includes("\0") || linkname.includes("\0")) throw new TarError(`${JSON.stringify(path)}: its name or link target contains NUL`);
   // An owner is a decimal id up to 4294967294: "-1", "abc" or "1e3" (which Number() reads as 1000) is
   // refused, never read as root.
   const num = (k: "uid" | "gid", fallback: number) => {
@@ -315,6 +318,7 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
   const type = TYPES[h.typeflag] ?? "file"; // POSIX: an unknown type is read as a regular file
   const xattrs = new Map<string, Buffer>();
   for (const [k, v] of meta) {
+    if (k.includes("\0")) throw new TarError(`${JSON.stringify(path)}: a PAX record's name contains NUL: ${JSON.stringify(k)}`);
     if (k.startsWith("SCHILY.xattr.")) xattrs.set(k.slice("SCHILY.xattr.".length), v);
     // libarchive: the name is URL-encoded and the value base64.
     else if (k.startsWith("LIBARCHIVE.xattr.")) xattrs.set(decodeURIComponent(k.slice("LIBARCHIVE.xattr.".length)), Buffer.from(v.toString("latin1"), "base64"));
@@ -336,7 +340,7 @@ function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | nul
     size: type === "file" ? size : 0,
     mtime: time(mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 }, "mtime"),
     atime: atimeText ? time(parsePaxTime(atimeText), "atime") : null,
-    linkname: name("linkpath") ?? longLink ?? h.linkname,
+    linkname,
     devmajor: h.devmajor,
     devminor: h.devminor,
     xattrs,
