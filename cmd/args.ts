@@ -14,7 +14,7 @@ export const runArgs = {
   "env-file": { type: "string", description: "Variables from a file, one NAME=value a line", valueHint: "FILE" },
   hostname: { type: "string", description: "The box's hostname", valueHint: "NAME" },
   cwd: { type: "string", alias: "w", description: "The working directory in the box", valueHint: "DIR" },
-  user: { type: "string", alias: "u", description: "The box's user ([process] user)", valueHint: "UID[:GID]" },
+  user: { type: "string", alias: "u", description: "The box's user ([process] user); names are the rootfs's", valueHint: "USER[:GROUP]" },
   net: { type: "string", description: "none | host | nat ([network] mode)", valueHint: "MODE" },
   publish: { type: "string", alias: "p", description: "Forward a host port into the box (implies --net nat); repeatable", valueHint: "[IP:]HOST:BOX[/udp]" },
   memory: { type: "string", alias: "m", description: "Memory limit, e.g. 256M ([limits] memory)", valueHint: "SIZE" },
@@ -22,6 +22,7 @@ export const runArgs = {
   cpus: { type: "string", description: "CPUs' worth of time, e.g. 1.5 ([limits] cpu)", valueHint: "N" },
   ephemeral: { type: "boolean", description: "Throw the box's writes away at exit (overlay)" },
   readonly: { type: "boolean", description: "Mount the rootfs read-only" },
+  layer: { type: "string", description: "Keep the box's writes in DIR, an overlay layer over the rootfs (layer)", valueHint: "DIR" },
   init: { type: "boolean", description: "A small init as PID 1 that reaps zombies and forwards signals" },
   tty: { type: "boolean", alias: "t", description: "A pseudo-terminal for the box (default: when stdin and stdout are terminals; --no-tty: never)" },
   "print-config": { type: "boolean", description: "Print the resulting box.toml instead of running it" },
@@ -32,7 +33,7 @@ export const runArgs = {
 
 /** How `nsrun run --help` groups the options. */
 const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
-  ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly"]],
+  ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly", "layer"]],
   ["Mounts", ["bind", "ro-bind", "tmpfs"]],
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
   ["Network", ["net", "publish"]],

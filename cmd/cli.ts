@@ -64,6 +64,7 @@ export async function main(rawArgs: string[]): Promise<void> {
     if (e instanceof ArgsError) fail(`${e.message}; see nsrun ${sub} --help`);
     if (e instanceof ConfigError || e instanceof StageError) fail(e.message, (e as StageError).hint, e.exitCode);
     if (own.includes("-v") || own.includes("--verbose")) console.error(e);
-    fail((e as Error).message);
+    // citty colours what it names ("Unknown command \x1b[36mbogus\x1b[39m"): plain text, whatever stderr is.
+    fail(String((e as Error).message).replace(/\x1b\[[0-9;]*m/g, ""));
   }
 }

@@ -47,10 +47,14 @@ const ls = defineCommand({
   async run({ args }) {
     const { ImageStore } = await import("../core/image/store");
     const { formatBytes } = await import("../core/image/progress");
-    const images = new ImageStore().list();
-    if (args.json) return void out(`${JSON.stringify(images, null, 2)}\n`);
+    const store = new ImageStore();
+    const images = store.list();
+    // A broken image (its record unreadable) is listed too, by its folder id, so that it can be removed.
+    const broken = store.scan().flatMap((e) => ("problem" in e ? [e] : []));
+    if (args.json) return void out(`${JSON.stringify([...images, ...broken.map((b) => ({ broken: true, folder: b.id, problem: b.problem }))], null, 2)}\n`);
     const rows = [["NAME", "ID", "SOURCE", "LAYERS", "SIZE", "ADDED"]];
     for (const r of images) rows.push([r.name, r.id.replace(/^sha256:/, "").slice(0, 12), r.source.kind, String(r.layers.length), formatBytes(r.size), r.added.replace("T", " ").slice(0, 19)]);
+    for (const b of broken) rows.push([`(broken; nsrun image rm ${b.id})`, "-", "broken", "-", "-", "-"]);
     const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
     out(rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join("  ")).join("\n") + "\n");
   },
@@ -74,8 +78,7 @@ const rm = defineCommand({
   args: { name: { type: "positional", required: false, description: "The image", valueHint: "NAME" } },
   async run({ args }) {
     const { ImageStore } = await import("../core/image/store");
-    const r = await new ImageStore().remove(required(args.name, "NAME", "rm NAME"), log);
-    out(`${r.name}\n`);
+    out(`${(await new ImageStore().remove(required(args.name, "NAME", "rm NAME"), log)).name}\n`);
   },
 });
 

@@ -41,6 +41,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       cpus: str("cpus"),
       ephemeral: bool("ephemeral"),
       readonly: bool("readonly"),
+      layer: str("layer"),
       init: bool("init"),
     };
     const { assembleConfig, toToml } = await import("../core/boxconfig");

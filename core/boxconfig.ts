@@ -6,7 +6,8 @@ import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
-import { readInRootfs } from "./hostpath";
+import { canonicalHostPath, HostPathError } from "./hostpath";
+import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
 import type { OwnersRecord } from "./image/owners";
 
 export interface BoxFlags {
@@ -27,6 +28,7 @@ export interface BoxFlags {
   cpus?: string;
   ephemeral?: boolean;
   readonly?: boolean;
+  layer?: string;
   init?: boolean;
 }
 
@@ -89,6 +91,7 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   const fail = (flag: string, problem: string): never => {
     throw new ConfigError(file, null, `${flag}: ${problem}`);
   };
+  if (f.rootfs === "") fail("--rootfs", "expected a directory path, got \"\"");
   if (f.rootfs !== undefined) raw.rootfs = abs(f.rootfs);
   if (f.image !== undefined) raw.rootfs = `image:${f.image}`;
   const mounts = Array.isArray(raw.mounts) ? (raw.mounts as Raw[]) : [];
@@ -111,12 +114,14 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     proc.env = env;
   }
   if (f.cwd !== undefined) proc.cwd = f.cwd;
-  if (f.user !== undefined) proc.user = f.user.includes(":") ? f.user : `${f.user}:${f.user}`;
+  if (f.user !== undefined) proc.user = f.user;
   if (f.init !== undefined) proc.init = f.init;
   if (o.command.length) proc.args = o.command;
   if (f.hostname !== undefined) raw.hostname = f.hostname;
   if (f.ephemeral !== undefined) raw.ephemeral = f.ephemeral;
   if (f.readonly !== undefined) raw.readonly = f.readonly;
+  if (f.layer === "") fail("--layer", "expected a directory path, got \"\"");
+  if (f.layer !== undefined) raw.layer = abs(f.layer);
   if (f.net !== undefined || f.publish?.length) {
     const net = table(raw, "network");
     if (f.net !== undefined) net.mode = f.net;
@@ -131,6 +136,8 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   }
   if (Object.keys(proc).length === 0) delete raw.process;
   const imageOwners = image !== null ? applyImage(raw, image, file) : null;
+  // A user by name (-u alice, user = "alice") is the rootfs's: looked up in its passwd and group.
+  if (typeof proc.user === "string" && !/^\d+:\d+$/.test(proc.user) && typeof raw.rootfs === "string" && raw.rootfs !== "") proc.user = boxUser(resolve(dir, raw.rootfs), proc.user, file, f.user !== undefined ? "--user" : "process.user");
   return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
 }
 
@@ -170,6 +177,12 @@ function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
     throw new ConfigError(file, "rootfs", (e as Error).message);
   }
   raw.rootfs = image.rootfs;
+  // The image is never written: a box on it gets a writable layer of its own, in memory and gone
+  // when the box ends (ephemeral), or kept in the folder `layer` names.
+  if (raw.layer === undefined) {
+    if (raw.ephemeral === false) throw new ConfigError(file, "ephemeral", `false would let the box write into image ${JSON.stringify(image.name)}; a box on an image always gets a layer of its own: to keep its changes, name a folder for them with layer = "DIR" (--layer DIR)`);
+    raw.ephemeral = true;
+  }
   const proc = table(raw, "process");
   const c = image.config;
   if (proc.args === undefined && (c.entrypoint.length || c.cmd.length)) proc.args = [...c.entrypoint, ...c.cmd];
@@ -177,18 +190,29 @@ function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
   // podman's --env does), so `-e FOO=1` keeps the image's PATH.
   if (c.env.length) proc.env = proc.env === undefined ? c.env : { ...envTable(c.env), ...envTable(proc.env) };
   if (proc.cwd === undefined && c.workingDir) proc.cwd = c.workingDir;
-  if (proc.user === undefined && c.user) proc.user = numericUser(c.user, image.rootfs);
+  // The image's User, fail closed: a name its passwd does not list refuses the box (as podman does).
+  if (proc.user === undefined && c.user) proc.user = boxUser(image.rootfs, c.user, `image ${JSON.stringify(image.name)}`, "User", "the image's");
   return image.owners;
 }
 
-/** An image's User ("1000", "1000:100", "app", "app:staff") as "uid:gid", looked up in its own passwd and group. */
-function numericUser(user: string, rootfs: string): string {
-  const [u, g] = user.split(":");
-  const lookup = (file: string, name: string, field: number) =>
-    /^\d+$/.test(name) ? name : (readInRootfs(rootfs, file) ?? "").split("\n").find((l) => l.split(":")[0] === name)?.split(":")[field];
-  const uid = lookup("/etc/passwd", u, 2) ?? "0";
-  const gid = g !== undefined ? (lookup("/etc/group", g, 2) ?? "0") : ((readInRootfs(rootfs, "/etc/passwd") ?? "").split("\n").find((l) => l.split(":")[2] === uid)?.split(":")[3] ?? uid);
-  return `${uid}:${gid}`;
+/** A user spec ("1000", "1000:100", "app", "app:staff") as "uid:gid", looked up in the rootfs's own passwd and group. */
+function boxUser(rootfs: string, spec: string, file: string, key: string, whose?: string): string {
+  let root: string;
+  try {
+    root = canonicalHostPath(rootfs);
+  } catch (e) {
+    // A rootfs that cannot be used is the plan's error to report (naming `rootfs`); a bare number
+    // needs nothing of it, a name cannot be found without it.
+    if (/^\d+$/.test(spec) && Number(spec) <= MAX_ID) return `${spec}:${spec}`;
+    throw new ConfigError(file, key, `${JSON.stringify(spec)}: cannot look up the user in ${JSON.stringify(rootfs)}: ${e instanceof HostPathError ? e.message : ((e as NodeJS.ErrnoException).code ?? (e as Error).message)}`);
+  }
+  try {
+    const { uid, gid } = lookupUserIn(root, spec, whose);
+    return `${uid}:${gid}`;
+  } catch (e) {
+    if (!(e instanceof UserDbError)) throw e;
+    throw new ConfigError(file, key, `${JSON.stringify(spec)}: ${e.message}`);
+  }
 }
 
 // ---- --print-config ----------------------------------------------------------------------------

@@ -114,6 +114,8 @@ export const ConfigSchema = v.strictObject({
   readonly: v.optional(v.boolean(), false),
   /** Overlay a throw-away upper dir on the rootfs; the box's writes vanish at exit. Default false. */
   ephemeral: v.optional(v.boolean(), false),
+  /** A folder that keeps the box's writes: an overlay upper layer (DIR/upper, DIR/work, made on first use) over the rootfs, which is never written; kept after the box, and used again by the next box given it. Default: none. */
+  layer: v.optional(v.pipe(v.string(), v.minLength(1, "expected a directory path"))),
   process: v.optional(
     v.strictObject({
       /** The command and its arguments. Default ["/bin/sh"]. */
@@ -221,6 +223,8 @@ export function readRawConfig(file: string): { raw: Record<string, unknown>; dir
   try {
     raw = Bun.TOML.parse(text);
   } catch (e) {
+    // A deeply nested value overflows the parser's stack; say what it is rather than how it failed.
+    if (e instanceof RangeError) throw new ConfigError(file, null, "not valid TOML: values nested too deeply");
     throw new ConfigError(file, null, `not valid TOML: ${(e as Error).message}`);
   }
   return { raw: raw as Record<string, unknown>, dir: dirname(path) };

@@ -50,6 +50,8 @@ export interface SecurityPlan {
 /** What planning needs to know about the host; gathered by inspectHost, the one impure step. */
 export interface HostFacts {
   rootfs: string;
+  /** The symlink-free path of the config's `layer` folder, if it names one. */
+  layer?: string;
   sources: (SourceFact | null)[];
   /** Read only when [limits] asks for something. */
   cgroups?: CgroupHost | null;
@@ -109,6 +111,7 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
   const rootfs = real(config.rootfs, "rootfs", true).path;
   return {
     rootfs,
+    ...(config.layer !== undefined ? { layer: real(config.layer, "layer", true).path } : {}),
     rootfsFile: (path) => readInRootfs(rootfs, path),
     sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
     cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
@@ -255,7 +258,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   return {
     namespaces: planNamespaces(wanted),
     idMap,
-    rootfs: { hostPath: facts.rootfs, readonly: config.readonly, ephemeral: config.ephemeral, userns: wanted.user },
+    rootfs: { hostPath: facts.rootfs, readonly: config.readonly, ephemeral: config.ephemeral, ...(facts.layer !== undefined ? { layer: facts.layer } : {}), userns: wanted.user },
     mounts,
     hostname: wanted.uts ? (config.hostname ?? "nsrun") : null,
     network,

@@ -6,7 +6,7 @@
 // linkat without AT_SYMLINK_FOLLOW). So a layer's `..` entries and its symlinks land inside the image.
 import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
 import * as F from "./flags";
-import { check, cstr, errno, libc, q, SyscallError } from "./libc";
+import { check, cstr, errno, libc, nameFromBytes, q, SyscallError } from "./libc";
 import { hintFor } from "./hints";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
@@ -253,7 +253,7 @@ function readCString(p: Pointer, offset: number): string {
     if (b === 0) break;
     bytes.push(b);
   }
-  return Buffer.from(bytes).toString("utf8");
+  return nameFromBytes(Buffer.from(bytes));
 }
 
 /** Write all of `data` to `fd`. */

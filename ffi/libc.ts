@@ -2,6 +2,7 @@
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
 import { getSystemErrorName } from "node:util";
 import { hintFor } from "./hints";
+import { nameBytes } from "./names";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
@@ -95,9 +96,12 @@ export function check(syscall: string, ret: number | bigint, call: string): numb
 }
 
 /** A NUL-terminated copy of a string for a `const char *` argument. */
+export { nameBytes, nameFromBytes } from "./names";
+
 export function cstr(s: string): Buffer {
-  return Buffer.from(`${s}\0`);
+  return nameBytes(`${s}\0`);
 }
+
 
 /** Quote a path the way errors show it. */
 export function q(s: string): string {

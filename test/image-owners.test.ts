@@ -141,10 +141,15 @@ describe.skipIf(why !== null)("rootless ownership through subordinate ids", () =
       "/nobody 65534:65534 644",
       "/bin/busybox 0:0 755",
     ]);
-    // The image's own user 1000 owns its home there, and may write it.
-    const as1000 = nsrun(user, store, ["run", "--image", "owners", "-u", "1000:1000", "--", "sh", "-c", "echo mine > /home/user/new && stat -c %u:%g /home/user/new"]);
+    // The image's own user 1000 owns its home there, and may write it: into the box's layer (kept
+    // here with --layer), never into the image.
+    const layer = join(store, "layer-1000");
+    mkdirSync(layer);
+    chownSync(layer, user.uid, user.gid);
+    const as1000 = nsrun(user, store, ["run", "--image", "owners", "--layer", layer, "-u", "1000:1000", "--", "sh", "-c", "echo mine > /home/user/new && stat -c %u:%g /home/user/new"]);
     expect(as1000.stdout).toBe("1000:1000\n");
-    expect(own(join(root, "home/user/new"))).toBe(sub(1000));
+    expect(own(join(layer, "upper/home/user/new"))).toBe(sub(1000));
+    expect(existsSync(join(root, "home/user/new"))).toBe(false);
 
     // A box that maps only the user (mode = "single") sees the subordinate ids' files as nobody's,
     // and is told why (the "auto" box above, the control, printed nothing).

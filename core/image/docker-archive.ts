@@ -39,7 +39,7 @@ export async function readDockerArchive(files: FileSet, tag?: string): Promise<I
   // The config file is named by its digest in every docker version; the id is its sha256 either way.
   const id = `sha256:${new Bun.CryptoHasher("sha256").update(configText).digest("hex")}`;
   const layers = layerPaths.map((path, i) => {
-    const label = `layer ${i + 1}/${layerPaths.length} ${path}`;
+    const label = `layer ${i + 1}/${layerPaths.length} ${q(path)}`;
     const digest = /([a-f0-9]{64})/.exec(path)?.[1];
     return {
       // Layers here are named by path; the diff id (checked on unpack) is their identity.

@@ -12,7 +12,7 @@
 import { readlinkSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
-import { q } from "../../ffi/libc";
+import { nameFromBytes, q } from "../../ffi/libc";
 import { StageError } from "../errors";
 import { decompress } from "./compression";
 import { readTar, TarError, type TarEntry, type TarMember } from "./tar";
@@ -108,24 +108,38 @@ export class Extractor {
     private readonly rootfd: number,
     private readonly opts: ExtractOptions,
   ) {
-    this.rootPath = opts.recordOwners && !opts.keepOwners ? readlinkSync(`/proc/self/fd/${rootfd}`) : null;
+    this.rootPath = opts.recordOwners && !opts.keepOwners ? nameFromBytes(readlinkSync(`/proc/self/fd/${rootfd}`, { encoding: "buffer" })) : null;
   }
 
   /** Apply one layer's (decompressed) tar stream. `label` names it in errors. */
   async apply(members: AsyncIterable<TarMember>, label: string): Promise<void> {
     this.current = new Set();
-    let name = "";
+    const it = members[Symbol.asyncIterator]();
     try {
-      for await (const m of members) {
-        name = m.entry.path;
+      for (;;) {
+        let next: IteratorResult<TarMember>;
+        try {
+          next = await it.next();
+        } catch (e) {
+          // The stream itself failed (its digest, its compression, its tar headers): those errors
+          // name the layer already, and no entry is to blame.
+          if (e instanceof StageError) throw e;
+          if (e instanceof TarError) throw new StageError("image", `${label}: ${e.message}`);
+          throw new StageError("image", `${label}: ${(e as Error).message}`);
+        }
+        if (next.done) break;
+        const name = next.value.entry.path;
         this.stats.entries++;
-        await this.entry(m);
+        try {
+          await this.entry(next.value);
+        } catch (e) {
+          const what = `${label}: ${q(name)}`;
+          if (e instanceof InputError) throw e; // the stream failed while this entry's content was read
+          if (e instanceof StageError) throw new StageError(e.stage, `${what}: ${e.message}`, e.hint);
+          if (e instanceof TarError) throw new StageError("image", `${label}: ${e.message}`);
+          throw new StageError("image", `${what}: ${(e as Error).message}`, (e as { hint?: string }).hint);
+        }
       }
-    } catch (e) {
-      const what = name ? `${label}: ${q(name)}` : label;
-      if (e instanceof StageError) throw new StageError(e.stage, `${what}: ${e.message}`, e.hint);
-      if (e instanceof TarError) throw new StageError("image", `${label}: ${e.message}`);
-      throw new StageError("image", `${what}: ${(e as Error).message}`, (e as { hint?: string }).hint);
     } finally {
       this.dropCache();
     }
@@ -326,7 +340,7 @@ export class Extractor {
    * records are keyed by real paths, never by the names the layer used.
    */
   private realOf(fd: number): string {
-    const at = readlinkSync(`/proc/self/fd/${fd}`);
+    const at = nameFromBytes(readlinkSync(`/proc/self/fd/${fd}`, { encoding: "buffer" }));
     const root = this.rootPath as string;
     if (at === root) return "";
     if (!at.startsWith(`${root}/`)) throw new StageError("image", `${q(at)} is not inside the image ${q(root)}`);
@@ -467,7 +481,7 @@ export async function extractLayers(
   const diffIds: string[] = [];
   for (const layer of layers) {
     const hash = new Bun.CryptoHasher("sha256");
-    await x.apply(readTar(tap(decompress(layer.open(), layer.label), hash)), layer.label);
+    await x.apply(readTar(tap(asInput(decompress(layer.open(), layer.label), layer.label), hash)), layer.label);
     const got = `sha256:${hash.digest("hex")}`;
     if (layer.diffId && got !== layer.diffId) throw new StageError("image", `${layer.label}: its uncompressed content is ${got}, but the image config says ${layer.diffId}`);
     diffIds.push(got);
@@ -475,4 +489,17 @@ export async function extractLayers(
   }
   x.finish();
   return { stats: x.stats, diffIds, owners: x.owners };
+}
+
+/** An error of a layer's input stream (digest, compression, a dropped read): it names the layer already. */
+class InputError extends StageError {}
+
+/** The layer's bytes, with their errors marked as the input's (InputError), so none is blamed on the entry being read. */
+async function* asInput(input: AsyncIterable<Uint8Array>, label: string): AsyncGenerator<Uint8Array> {
+  try {
+    yield* input;
+  } catch (e) {
+    if (e instanceof StageError) throw new InputError(e.stage, e.message, e.hint);
+    throw new InputError("image", `${label}: ${(e as Error).message}`);
+  }
 }

@@ -1,9 +1,11 @@
 // OCI image manifests, indexes and configs (docker's v2 schema 2 has the same shape), the host
 // platform, and reading an OCI image layout: oci-layout, index.json, blobs/sha256/HEX.
+import * as v from "valibot";
 import { q } from "../../ffi/libc";
+import { keyPath } from "../config";
 import { StageError } from "../errors";
 import type { FileSet } from "./files";
-import { verified } from "./files";
+import { MAX_JSON, verified } from "./files";
 import type { ImageConfig } from "./store";
 
 export const MEDIA = {
@@ -76,10 +78,20 @@ function parseJson<T>(text: string, what: string): T {
   }
 }
 
-const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+const DescriptorSchema = v.looseObject({
+  mediaType: v.optional(v.string()),
+  digest: v.pipe(v.string(), v.regex(/^sha256:[a-f0-9]{64}$/, "expected sha256:<64 hex digits>")),
+  size: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+const ManifestSchema = v.looseObject({ config: DescriptorSchema, layers: v.array(DescriptorSchema) });
 
 export function parseManifest(text: string, what: string): Manifest {
   const m = parseJson<Partial<Manifest> & { schemaVersion?: number }>(text, what);
+  if (m === null || typeof m !== "object") throw new StageError("image", `${what}: not an image manifest (not a JSON object)`);
+  if (m.config !== undefined && Array.isArray(m.layers)) {
+    const checked = v.safeParse(ManifestSchema, m);
+    if (!checked.success) throw new StageError("image", `${what}: ${schemaProblem(checked.issues)}`);
+  }
   if (m.schemaVersion === 1) throw new StageError("image", `${what}: a docker schema 1 manifest, which nsrun does not read; push the image again with a current tool`);
   if (!m.config?.digest || !Array.isArray(m.layers)) throw new StageError("image", `${what}: not an image manifest (no config or layers)`);
   for (const l of m.layers) {
@@ -88,20 +100,48 @@ export function parseManifest(text: string, what: string): Manifest {
   return m as Manifest;
 }
 
+const noNul = (what: string) => v.check((x: string) => !x.includes("\0"), `${what} cannot contain NUL`);
+
+/**
+ * An image config, as far as nsrun uses it (other keys pass): every value of a wrong type is refused
+ * naming its field, as box.toml's are (a string Entrypoint, a number in Cmd, a NUL in Env), never
+ * dropped: a box must run the command the image says or none.
+ */
+const ImageConfigSchema = v.looseObject({
+  architecture: v.optional(v.string()),
+  os: v.optional(v.string()),
+  created: v.optional(v.string()),
+  config: v.nullish(
+    v.looseObject({
+      Env: v.nullish(v.array(v.pipe(v.string(), noNul("a variable"), v.regex(/^[^=]+=/, 'expected "NAME=value"')))),
+      Entrypoint: v.nullish(v.array(v.pipe(v.string(), noNul("an argument")))),
+      Cmd: v.nullish(v.array(v.pipe(v.string(), noNul("an argument")))),
+      WorkingDir: v.optional(v.pipe(v.string(), noNul("a path"))),
+      User: v.optional(v.pipe(v.string(), noNul("a user"))),
+    }),
+  ),
+  rootfs: v.looseObject({ diff_ids: v.array(v.pipe(v.string(), v.regex(/^sha256:[a-f0-9]{64}$/, "expected sha256:<64 hex digits>"))) }),
+});
+
+/** The first issue of a failed parse as one line: the field's path (config.Cmd[1]) and what was wrong. */
+export function schemaProblem(issues: [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]): string {
+  const issue = issues[0];
+  const at = keyPath(issue.path) ?? "(top level)";
+  const got = issue.kind === "schema" ? (issue.received === "undefined" ? "missing" : `got ${issue.received}`) : `got ${JSON.stringify(issue.input)}`;
+  const expected = issue.kind === "schema" ? `expected ${issue.expected}` : issue.message;
+  return `${at}: ${expected}, ${got}`.replace(/\0/g, "\\0");
+}
+
 /** An image config (OCI or docker): the box defaults, the platform, and the layers' diff ids. */
 export function parseImageConfig(text: string, what: string): Omit<ImageSpec, "id" | "layers" | "refName"> & { diffIds: string[] } {
-  const c = parseJson<{
-    architecture?: string;
-    os?: string;
-    created?: string;
-    config?: { Env?: unknown; Entrypoint?: unknown; Cmd?: unknown; WorkingDir?: unknown; User?: unknown };
-    rootfs?: { diff_ids?: unknown };
-  }>(text, what);
+  const parsed = v.safeParse(ImageConfigSchema, parseJson<unknown>(text, what));
+  if (!parsed.success) throw new StageError("image", `${what}: ${schemaProblem(parsed.issues)}`);
+  const c = parsed.output;
   const cfg = c.config ?? {};
-  const config: ImageConfig = { env: strings(cfg.Env), entrypoint: strings(cfg.Entrypoint), cmd: strings(cfg.Cmd) };
-  if (typeof cfg.WorkingDir === "string" && cfg.WorkingDir) config.workingDir = cfg.WorkingDir;
-  if (typeof cfg.User === "string" && cfg.User) config.user = cfg.User;
-  return { config, architecture: c.architecture ?? "", os: c.os ?? "", created: c.created, diffIds: strings(c.rootfs?.diff_ids) };
+  const config: ImageConfig = { env: cfg.Env ?? [], entrypoint: cfg.Entrypoint ?? [], cmd: cfg.Cmd ?? [] };
+  if (cfg.WorkingDir) config.workingDir = cfg.WorkingDir;
+  if (cfg.User) config.user = cfg.User;
+  return { config, architecture: c.architecture ?? "", os: c.os ?? "", created: c.created, diffIds: c.rootfs.diff_ids };
 }
 
 /** `blobs/sha256/HEX` for a digest, refusing anything but sha256 and 64 hex digits (the path comes from JSON). */
@@ -142,7 +182,12 @@ export async function readOciLayout(files: FileSet, tag?: string): Promise<Image
   const refName = chosen.annotations?.[REF_NAME];
   const read = async (d: Descriptor, what: string) => {
     const parts: Uint8Array[] = [];
-    for await (const c of verified(files.open(blobPath(d.digest, what)), d.digest, what)) parts.push(c);
+    let size = 0;
+    for await (const c of verified(files.open(blobPath(d.digest, what)), d.digest, what)) {
+      size += c.length;
+      if (size > MAX_JSON) throw new StageError("image", `${what}: larger than 4 MiB; refused`);
+      parts.push(c);
+    }
     return Buffer.concat(parts).toString("utf8");
   };
   // An index may point at an index (a multi-platform image): follow it to this host's manifest.

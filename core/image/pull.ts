@@ -13,7 +13,8 @@ import { StageError } from "../errors";
 import { type ImportOptions, unpackImage } from "./import";
 import { blobPath, isIndex, type ImageSpec, type Manifest, parseImageConfig, parseManifest, platformText, hostPlatform, selectPlatform, type Descriptor } from "./oci";
 import { formatBytes, Progress, type Task } from "./progress";
-import { parseReference, referenceText, RegistryClient } from "./registry";
+import { MAX_JSON } from "./files";
+import { parseReference, referenceText, RegistryClient, RegistryTimeout } from "./registry";
 import { type ImageRecord, ImageStore } from "./store";
 
 export interface PullOptions extends ImportOptions {
@@ -43,6 +44,8 @@ export async function pullImage(text: string, opts: PullOptions = {}): Promise<I
   }
   const manifest: Manifest = parseManifest(m.body.toString("utf8"), `${what}: manifest ${m.digest.slice(0, 19)}`);
 
+  // A config is JSON read whole: capped like a manifest before anything is downloaded.
+  if (!Number.isSafeInteger(manifest.config.size) || manifest.config.size > MAX_JSON) throw new StageError("image", `${what}: config ${manifest.config.digest.slice(0, 19)}: its size ${manifest.config.size} is over 4 MiB; refused`);
   const configPath = await fetchBlob(client, store, manifest.config, `config ${manifest.config.digest.slice(7, 19)}`, null, opts);
   const cfg = parseImageConfig(await Bun.file(configPath).text(), `${what}: config`);
   if (cfg.diffIds.length !== manifest.layers.length) throw new StageError("image", `${what}: the manifest lists ${manifest.layers.length} layers, the config ${cfg.diffIds.length} diff ids`);
@@ -76,23 +79,51 @@ export async function fetchBlob(client: RegistryClient, store: ImageStore, d: De
   const what = `image pull ${q(referenceText(client.ref))}: ${label}`;
   const final = join(store.root, blobPath(d.digest, what));
   if (existsSync(final)) {
-    progress?.line(`${label}: already in the store`);
-    return final;
+    // A cached blob is checked again before it is used: the store is only files, and a file can change.
+    if (await cachedIntact(final, d.digest)) {
+      progress?.line(`${label}: already in the store`);
+      return final;
+    }
+    const line = `${label}: the copy in the store is not its digest any more; downloading it again`;
+    if (progress) progress.line(line);
+    else opts.log?.(line);
+    closeAndDrop(final);
   }
   const partial = `${final}.partial`;
   const fd = lockPartial(partial, label, progress);
   try {
-    if (existsSync(final)) return final; // another nsrun finished it while we waited
+    if (existsSync(final)) {
+      // Another nsrun finished it while we waited; the .partial we locked is a new, empty one: ours to drop.
+      closeAndDrop(partial);
+      return final;
+    }
     const task = progress?.start(`${label}`, d.size) ?? null;
     try {
       await download(client, d, fd, partial, task, what, opts.attempts ?? 5, (l) => progress?.line(l));
     } catch (e) {
       task?.fail("failed");
+      // Nothing came: no empty .partial is left (a later pull makes its own).
+      if (fstatSync(fd).size === 0) closeAndDrop(partial);
       throw e;
     }
     renameSync(partial, final);
     task?.done(`${formatBytes(d.size)} done`);
     return final;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Whether a blob file's sha256 is its digest. */
+async function cachedIntact(path: string, digest: string): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return false;
+  }
+  try {
+    return `sha256:${(await hashFile(fd, fstatSync(fd).size)).digest("hex")}` === digest;
   } finally {
     closeSync(fd);
   }
@@ -143,7 +174,7 @@ async function download(client: RegistryClient, d: Descriptor, fd: number, parti
     try {
       res = have >= d.size ? (null as unknown as Response) : await client.blob(d.digest, have);
     } catch (e) {
-      if (attempt >= attempts) throw e;
+      if (attempt >= attempts || e instanceof StageError) throw e;
       note(`${what.split(": ").pop()}: ${(e as Error).message}; trying again`);
       continue;
     }
@@ -165,12 +196,20 @@ async function download(client: RegistryClient, d: Descriptor, fd: number, parti
         for await (const chunk of res.body as ReadableStream<Uint8Array>) {
           if (have + chunk.length > d.size) throw new StageError("image", `${what}: the registry sent more than the ${d.size} bytes the manifest says`);
           let off = 0;
-          while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, have + off);
+          try {
+            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, have + off);
+          } catch (e) {
+            // The store's disk, not the network: name it, and leave no partial file taking the space.
+            const code = (e as NodeJS.ErrnoException).code ?? "EIO";
+            const why = code === "ENOSPC" ? "no space left on the device" : code === "EDQUOT" ? "disk quota exceeded" : code === "EROFS" ? "the store is on a read-only file system" : (e as Error).message;
+            throw new StageError("image", `${what}: cannot write ${q(partial)}: ${why} (${code})`, code === "EROFS" ? "set NSRUN_STORE to a folder on a writable file system" : "free some space (nsrun image prune removes unused blobs) or set NSRUN_STORE to another disk");
+          }
           hash.update(chunk);
           have += chunk.length;
           task?.add(chunk.length);
         }
       } catch (e) {
+        if (e instanceof RegistryTimeout) throw e; // what came so far stays, for the next pull to continue
         if (e instanceof StageError) {
           closeAndDrop(partial);
           throw e;

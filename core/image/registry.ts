@@ -57,6 +57,48 @@ export function isLoopback(registry: string): boolean {
 
 const MAX_MANIFEST = 4 * 1024 * 1024;
 
+/**
+ * Seconds a registry may take to answer a request, and then to send the next bytes of a body
+ * (NSRUN_REGISTRY_TIMEOUT, default 30): a registry that accepts and never answers ends the pull.
+ */
+export function registryTimeoutMs(): number {
+  const s = Number(process.env.NSRUN_REGISTRY_TIMEOUT ?? "");
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 30_000;
+}
+
+/** The registry went quiet: not a dropped connection to retry at once, and a download keeps what it has. */
+export class RegistryTimeout extends StageError {}
+
+/** Only http and https are fetched: a redirect to file:, data: or anything else is refused. */
+function webUrl(url: URL, what: string, from: string): URL {
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new StageError("image", `${what}: ${from} pointed to ${q(url.href.slice(0, 200))}; nsrun follows only http and https`);
+  return url;
+}
+
+/** A body read up to `limit` bytes; more is refused (a registry must not make nsrun hold more). */
+export async function readCapped(res: Response, limit: number, what: string): Promise<Buffer> {
+  if (Number(res.headers.get("content-length") ?? 0) > limit) {
+    await res.body?.cancel().catch(() => {});
+    throw new StageError("image", `${what}: larger than ${limit >> 20} MiB; refused`);
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      size += r.value.length;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        throw new StageError("image", `${what}: larger than ${limit >> 20} MiB; refused`);
+      }
+      parts.push(r.value);
+    }
+  }
+  return Buffer.concat(parts);
+}
+
 export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(", ");
 
 export interface ClientOptions {
@@ -124,22 +166,73 @@ export class RegistryClient {
       const location = res.headers.get("location");
       await res.body?.cancel();
       if (!location) throw new StageError("image", `${this.what()}: ${url.href} redirected without a Location`);
-      url = new URL(location, url);
+      url = webUrl(new URL(location, url), this.what(), `a redirect from ${url.origin}`);
     }
     throw new StageError("image", `${this.what()}: too many redirects from ${path}`);
   }
 
+  /**
+   * fetch with a deadline for the answer and one for each piece of the body after it (idle): the
+   * body is passed through a stream that aborts the request when the registry goes quiet.
+   */
+  private async timed(url: URL, init: RequestInit): Promise<Response> {
+    webUrl(url, this.what(), "the request");
+    const ms = registryTimeoutMs();
+    const abort = new AbortController();
+    let timedOut = false;
+    let timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, ms);
+    const quiet = () => new RegistryTimeout("image", `${this.what()}: ${url.host} sent nothing for ${ms / 1000} s; giving up (NSRUN_REGISTRY_TIMEOUT sets the seconds)`, "run the pull again when the registry answers; a download continues where it stopped");
+    let res: Response;
+    try {
+      res = await fetch(url, { ...init, signal: abort.signal } as RequestInit);
+    } catch (e) {
+      clearTimeout(timer);
+      if (timedOut) throw quiet();
+      throw e;
+    }
+    clearTimeout(timer);
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        timer = setTimeout(() => {
+          timedOut = true;
+          abort.abort();
+          reader.cancel().catch(() => {});
+        }, ms);
+        try {
+          const r = await reader.read();
+          if (r.done) controller.close();
+          else controller.enqueue(r.value);
+        } catch (e) {
+          controller.error(timedOut ? quiet() : e);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel: async () => {
+        await reader.cancel().catch(() => {});
+      },
+    });
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  }
+
   private async fetch(url: URL, headers: Record<string, string>): Promise<Response> {
     try {
-      return await fetch(url, { headers, redirect: "manual", tls: { rejectUnauthorized: this.verify } } as RequestInit);
+      return await this.timed(url, { headers, redirect: "manual", tls: { rejectUnauthorized: this.verify } } as RequestInit);
     } catch (e) {
+      if (e instanceof StageError) throw e;
       // --tls-verify=false: a registry that speaks only plain HTTP fails the TLS handshake; use HTTP from then on.
       if (this.mayFallBack && url.protocol === "https:" && url.origin === new URL(this.base).origin) {
         this.base = `http://${this.host}`;
         const plain = new URL(url.href.replace(/^https:/, "http:"));
         try {
-          return await fetch(plain, { headers, redirect: "manual" });
+          return await this.timed(plain, { headers, redirect: "manual" });
         } catch (e2) {
+          if (e2 instanceof StageError) throw e2;
           throw this.unreachable(plain, e2);
         }
       }
@@ -149,7 +242,7 @@ export class RegistryClient {
 
   private unreachable(url: URL, e: unknown): StageError {
     const tlsHint = url.protocol === "https:" && !isLoopback(this.ref.registry) ? "for a registry without TLS, add --tls-verify=false" : undefined;
-    return new StageError("image", `${this.what()}: cannot reach ${url.origin}: ${(e as Error).message}`, tlsHint);
+    return new StageError("image", `${this.what()}: cannot reach ${url.origin}: ${networkProblem(e)}`, tlsHint);
   }
 
   private async authenticate(header: string | null): Promise<void> {
@@ -162,15 +255,22 @@ export class RegistryClient {
     if (challenge?.scheme !== "bearer" || !challenge.params.realm) {
       throw new StageError("image", `${this.what()}: ${this.host} answered 401 with an authentication scheme nsrun does not know: ${q(header ?? "")}`);
     }
-    const url = new URL(challenge.params.realm);
+    let url: URL;
+    try {
+      url = webUrl(new URL(challenge.params.realm), this.what(), `${this.host}'s token realm`);
+    } catch (e) {
+      if (e instanceof StageError) throw e;
+      throw new StageError("image", `${this.what()}: ${this.host}'s token realm ${q(challenge.params.realm.slice(0, 200))} is not a URL`);
+    }
     if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
     url.searchParams.set("scope", challenge.params.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = { "User-Agent": "nsrun" };
     if (this.credentials) headers.Authorization = basicHeader(this.credentials);
     let res: Response;
     try {
-      res = await fetch(url, { headers, tls: { rejectUnauthorized: this.verify } } as RequestInit);
+      res = await this.timed(url, { headers, redirect: "manual", tls: { rejectUnauthorized: this.verify } } as RequestInit);
     } catch (e) {
+      if (e instanceof StageError) throw e;
       throw this.unreachable(url, e);
     }
     if (res.status === 401 || res.status === 403) {
@@ -180,7 +280,12 @@ export class RegistryClient {
         : this.needsCredentials();
     }
     if (!res.ok) throw new StageError("image", `${this.what()}: the token service ${url.origin} answered ${res.status} ${res.statusText}`);
-    const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
+    let body: { token?: string; access_token?: string } = {};
+    try {
+      body = JSON.parse((await readCapped(res, MAX_MANIFEST, `${this.what()}: the token service ${url.origin}`)).toString("utf8"));
+    } catch (e) {
+      if (e instanceof StageError) throw e;
+    }
     const token = body.token ?? body.access_token;
     if (!token) throw new StageError("image", `${this.what()}: the token service ${url.origin} sent no token`);
     this.authorization = `Bearer ${token}`;
@@ -195,8 +300,9 @@ export class RegistryClient {
     if (res.ok) return res;
     let detail = "";
     try {
-      const body = (await res.json()) as { errors?: Array<{ code?: string; message?: string }> };
+      const body = JSON.parse((await readCapped(res, 64 * 1024, "error")).toString("utf8")) as { errors?: Array<{ code?: string; message?: string }> };
       detail = (body.errors ?? []).map((e) => [e.code, e.message].filter(Boolean).join(": ")).join("; ");
+      detail = JSON.stringify(detail.slice(0, 300)).slice(1, -1); // the registry's text, one line and no control characters
     } catch {
       // not JSON
     }
@@ -208,9 +314,7 @@ export class RegistryClient {
     const path = `/v2/${this.ref.repository}/manifests/${reference}`;
     const res = await this.check(await this.get(path, { Accept: MANIFEST_ACCEPT }), `GET ${path}`);
     // The distribution spec caps manifests at 4 MiB; a registry must not make nsrun hold more.
-    if (Number(res.headers.get("content-length") ?? 0) > MAX_MANIFEST) throw new StageError("image", `${this.what()}: manifest ${reference} is larger than 4 MiB`);
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > MAX_MANIFEST) throw new StageError("image", `${this.what()}: manifest ${reference} is larger than 4 MiB`);
+    const body = await readCapped(res, MAX_MANIFEST, `${this.what()}: manifest ${reference}`);
     const digest = `sha256:${new Bun.CryptoHasher("sha256").update(body).digest("hex")}`;
     if (reference.startsWith("sha256:") && digest !== reference) {
       throw new StageError("image", `${this.what()}: manifest ${reference}: digest mismatch: the registry sent content with digest ${digest}`);
@@ -228,4 +332,27 @@ export class RegistryClient {
   async blob(digest: string, from: number): Promise<Response> {
     return this.get(`/v2/${this.ref.repository}/blobs/${digest}`, from > 0 ? { Range: `bytes=${from}-` } : {});
   }
+}
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "the connection was reset",
+  ENOTFOUND: "no such host",
+  EAI_AGAIN: "the host name could not be resolved now",
+  ETIMEDOUT: "the connection timed out",
+  EHOSTUNREACH: "no route to the host",
+  ENETUNREACH: "the network is unreachable",
+};
+
+/** A fetch error as one line: the code and what it means, without Bun's advice ("pass `verbose: true` ..."). */
+export function networkProblem(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  const code = typeof err.code === "string" ? err.code : "";
+  if (NETWORK_CODES[code]) return `${NETWORK_CODES[code]} (${code})`;
+  const text = String(err.message ?? e)
+    .split(/\n/)[0]
+    .replace(/[.,;]?\s*(For more information, )?pass `?verbose: true`?.*$/i, "")
+    .replace(/[\x00-\x1f\x7f]/g, " ")
+    .trim();
+  return code && !text.includes(code) ? `${text} (${code})` : text;
 }

@@ -187,7 +187,8 @@ export class ImageStore {
       try {
         mkdirSync(d, { recursive: true, mode: 0o700 });
       } catch (e) {
-        throw new StageError("image", `cannot make the image store ${q(d)}: ${(e as Error).message}`, "set NSRUN_STORE to a folder you can write");
+        const code = (e as NodeJS.ErrnoException).code ?? "";
+        throw new StageError("image", `cannot make the image store ${q(d)}: ${fsProblem(e)}`, storeHint(code));
       }
     }
   }
@@ -196,7 +197,12 @@ export class ImageStore {
   withLock<T>(fn: () => T, log?: (line: string) => void): T {
     this.ensure();
     const path = join(this.root, "lock");
-    const fd = openSync(path, "a", 0o600);
+    let fd: number;
+    try {
+      fd = openSync(path, "a", 0o600);
+    } catch (e) {
+      throw new StageError("image", `cannot open the image store's lock ${q(path)}: ${fsProblem(e)}`, storeHint((e as NodeJS.ErrnoException).code ?? ""));
+    }
     try {
       if (!fs.flock(fd, fs.LOCK_EX | fs.LOCK_NB, path)) {
         log?.(`waiting for the image store lock ${q(path)}, held by another nsrun`);
@@ -286,30 +292,56 @@ export class ImageStore {
     return join(this.imageDir, hex(normalizeName(name)).slice(0, 32));
   }
 
+  /** The image of that name; null when the store has none; throws naming the file when its record is broken. */
   read(name: string): ImageRecord | null {
+    const dir = this.dirOf(name);
+    if (!existsSync(dir)) return null;
+    const r = this.readDir(dir);
+    if ("problem" in r) throw new StageError("image", `image ${q(normalizeName(name))}: ${r.problem}`, `remove it with nsrun image rm ${normalizeName(name)}, then import or pull it again`);
+    return r;
+  }
+
+  /** An image folder's record, or what is wrong with it (a record is checked, not trusted: the store is only files). */
+  private readDir(dir: string): ImageRecord | { problem: string } {
+    const path = join(dir, "image.json");
+    let r: ImageRecord;
     try {
-      return JSON.parse(readFileSync(join(this.dirOf(name), "image.json"), "utf8")) as ImageRecord;
-    } catch {
-      return null;
+      r = JSON.parse(readFileSync(path, "utf8"));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return { problem: `its record ${q(path)} is ${code ? `unreadable (${code})` : "not valid JSON"}` };
     }
+    const c = r?.config;
+    const strings = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === "string" && !s.includes("\0"));
+    if (typeof r?.name !== "string" || typeof r.id !== "string" || !c || !strings(c.env) || !strings(c.entrypoint) || !strings(c.cmd) || !Array.isArray(r.layers) || !Array.isArray(r.blobs) || r.owners === undefined) {
+      return { problem: `its record ${q(path)} is broken (a field is missing or of the wrong type)` };
+    }
+    try {
+      if (this.dirOf(r.name) !== dir) return { problem: `its record ${q(path)} names another image (${q(r.name)})` };
+    } catch {
+      return { problem: `its record ${q(path)} names no valid image` };
+    }
+    return r;
   }
 
   list(): ImageRecord[] {
+    return this.scan()
+      .flatMap((e) => ("record" in e ? [e.record] : []))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Every folder of images/: its record, or why it is broken (shown by `image ls`, removed by `rm ID` and `prune`). */
+  scan(): Array<{ id: string; record: ImageRecord } | { id: string; problem: string }> {
     let ids: string[];
     try {
       ids = readdirSync(this.imageDir);
     } catch {
       return [];
     }
-    const out: ImageRecord[] = [];
-    for (const id of ids) {
-      try {
-        out.push(JSON.parse(readFileSync(join(this.imageDir, id, "image.json"), "utf8")));
-      } catch {
-        // not an image
-      }
-    }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return ids.map((id) => {
+      const r = this.readDir(join(this.imageDir, id));
+      return "problem" in r ? { id, problem: r.problem } : { id, record: r };
+    });
   }
 
   /**
@@ -349,19 +381,38 @@ export class ImageStore {
     }
   }
 
-  async remove(name: string, log?: (line: string) => void): Promise<ImageRecord> {
-    const record = this.read(name);
-    if (!record) throw notFound(name, this.root);
-    const trash = this.withLock(() => this.takeOutLocked(record.name, this.dirOf(name), "remove it"), log);
+  /** Remove an image by name, or a broken one by the folder id `image ls` shows for it. Returns the name removed. */
+  async remove(name: string, log?: (line: string) => void): Promise<{ name: string }> {
+    const broken = /^[a-f0-9]{32}$/.test(name) ? this.scan().find((e) => e.id === name && "problem" in e) : undefined;
+    let dir: string;
+    let shown: string;
+    if (broken) {
+      dir = join(this.imageDir, name);
+      shown = name;
+    } else {
+      dir = this.dirOf(name);
+      if (!existsSync(dir)) throw notFound(name, this.root);
+      const r = this.readDir(dir);
+      shown = "problem" in r ? normalizeName(name) : r.name;
+    }
+    const trash = this.withLock(() => this.takeOutLocked(shown, dir, "remove it"), log);
     await trash?.release();
-    return record;
+    return { name: shown };
   }
 
   /** Remove blobs no image lists, interrupted downloads and stale work folders. */
   async prune(log?: (line: string) => void): Promise<{ blobs: number; bytes: number; temporaries: number }> {
     let stale: Claim[] = [];
+    const trash: Array<{ release(): Promise<void> }> = [];
     const r = this.withLock(() => {
       stale = this.claimStaleLocked();
+      // A broken image (its record unreadable) can never run: its folder goes like a leftover.
+      for (const e of this.scan()) {
+        if (!("problem" in e)) continue;
+        log?.(`removing broken image ${e.id}: ${e.problem}`);
+        const t = this.takeOutLocked(e.id, join(this.imageDir, e.id), "remove it");
+        if (t) trash.push(t);
+      }
       const used = new Set(this.list().flatMap((r) => r.blobs.map((d) => d.replace(/^sha256:/, ""))));
       let blobs = 0;
       let bytes = 0;
@@ -390,11 +441,25 @@ export class ImageStore {
         unlinkSync(path);
         blobs++;
       }
-      return { blobs, bytes, temporaries: stale.length };
+      return { blobs, bytes, temporaries: stale.length + trash.length };
     }, log);
     await removeClaims(stale);
+    for (const t of trash) await t.release();
     return r;
   }
+}
+
+/** A Node file error as "read-only file system (EROFS)": the code, without Node's repeat of the call and path. */
+export function fsProblem(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const text = String(err.message ?? e).replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
+  return err.code ? `${text} (${err.code})` : text;
+}
+
+function storeHint(code: string): string {
+  if (code === "EROFS") return "the image store is on a read-only file system: set NSRUN_STORE to a folder on a writable one";
+  if (code === "ENOSPC" || code === "EDQUOT") return "the image store's disk is full: free some space (nsrun image prune) or set NSRUN_STORE to another disk";
+  return "set NSRUN_STORE to a folder you can write";
 }
 
 export function notFound(name: string, root: string): ConfigError {

@@ -2,6 +2,7 @@
 // with their xattrs (SCHILY.xattr.*, and libarchive's LIBARCHIVE.xattr.*). Layers can be gigabytes,
 // so nothing is held but the current header: a member's body is passed on in the chunks it came in.
 import type { Time } from "../../ffi/fs";
+import { nameFromBytes } from "../../ffi/libc";
 
 export type EntryType = "file" | "hardlink" | "symlink" | "chardev" | "blockdev" | "dir" | "fifo";
 
@@ -49,9 +50,10 @@ export function parseNumber(field: Uint8Array): number {
   return Number.parseInt(text, 8);
 }
 
+/** A NUL-terminated name, its bytes kept (nameFromBytes: a byte that is not UTF-8 stays that byte). */
 function cString(field: Uint8Array): string {
   const end = field.indexOf(0);
-  return Buffer.from(end === -1 ? field : field.subarray(0, end)).toString("utf8");
+  return nameFromBytes(end === -1 ? field : field.subarray(0, end));
 }
 
 /** Whether the header's checksum holds (unsigned sum, or the signed sum some old tars wrote). */
@@ -253,7 +255,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>): AsyncGenerator
     if (!checksumOk(block)) throw new TarError("a tar header has a bad checksum (not a tar archive, or corrupt)");
     const h = parseHeader(block);
     const paxSize = pax?.get("size");
-    const size = paxSize ? Number(paxSize.toString()) : h.size;
+    const size = paxSize ? (/^\d+$/.test(paxSize.toString()) ? Number(paxSize.toString()) : Number.NaN) : h.size;
     if (!Number.isSafeInteger(size) || size < 0) throw new TarError(`a tar member has a bad size: ${size}`);
     if (h.typeflag === "x" || h.typeflag === "g" || h.typeflag === "L" || h.typeflag === "K") {
       if (size > 64 * 1024 * 1024) throw new TarError(`a tar meta header of ${size} bytes is too large`);
@@ -297,29 +299,48 @@ export async function* readTar(input: AsyncIterable<Uint8Array>): AsyncGenerator
 
 function toEntry(h: RawHeader, meta: Map<string, Buffer>, longName: string | null, longLink: string | null, size: number): TarEntry {
   const text = (k: string) => meta.get(k)?.toString("utf8");
-  const num = (k: string, fallback: number) => {
+  const name = (k: string) => {
+    const v = meta.get(k);
+    return v === undefined ? undefined : nameFromBytes(v);
+  };
+  const path = name("path") ?? longName ?? h.name;
+  const linkname = name("linkpath") ?? longLink ?? h.linkname;
+  // A NUL in a PAX name would end the name at the syscall ("etc/passwd\0junk" is etc/passwd): refused.
+  if (path.includes("\0") || linkname.includes("\0")) throw new TarError(`${JSON.stringify(path)}: its name or link target contains NUL`);
+  // An owner is a decimal id up to 4294967294: "-1", "abc" or "1e3" (which Number() reads as 1000) is
+  // refused, never read as root.
+  const num = (k: "uid" | "gid", fallback: number) => {
     const v = text(k);
-    return v === undefined ? fallback : Number(v);
+    const n = v === undefined ? fallback : /^\d{1,10}$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < 0 || n > 4294967294) throw new TarError(`${JSON.stringify(path)}: its ${v === undefined ? "header's" : "PAX"} ${k} ${JSON.stringify(v ?? String(fallback))} is not an id (0-4294967294)`);
+    return n;
   };
   const type = TYPES[h.typeflag] ?? "file"; // POSIX: an unknown type is read as a regular file
   const xattrs = new Map<string, Buffer>();
   for (const [k, v] of meta) {
+    if (k.includes("\0")) throw new TarError(`${JSON.stringify(path)}: a PAX record's name contains NUL: ${JSON.stringify(k)}`);
     if (k.startsWith("SCHILY.xattr.")) xattrs.set(k.slice("SCHILY.xattr.".length), v);
     // libarchive: the name is URL-encoded and the value base64.
     else if (k.startsWith("LIBARCHIVE.xattr.")) xattrs.set(decodeURIComponent(k.slice("LIBARCHIVE.xattr.".length)), Buffer.from(v.toString("latin1"), "base64"));
   }
   const mtimeText = text("mtime");
   const atimeText = text("atime");
+  // A time the kernel's 64-bit seconds cannot hold (a base-256 field of 2^88) is refused naming the
+  // entry, before it reaches a syscall's argument.
+  const time = (t: Time, k: string): Time => {
+    if (!Number.isSafeInteger(t.sec)) throw new TarError(`${JSON.stringify(path)}: its ${k} ${mtimeText ?? t.sec} is out of range`);
+    return t;
+  };
   return {
-    path: text("path") ?? longName ?? h.name,
+    path,
     type,
     mode: h.mode & 0o7777,
     uid: num("uid", h.uid),
     gid: num("gid", h.gid),
     size: type === "file" ? size : 0,
-    mtime: mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 },
-    atime: atimeText ? parsePaxTime(atimeText) : null,
-    linkname: text("linkpath") ?? longLink ?? h.linkname,
+    mtime: time(mtimeText ? parsePaxTime(mtimeText) : { sec: h.mtime, nsec: 0 }, "mtime"),
+    atime: atimeText ? time(parsePaxTime(atimeText), "atime") : null,
+    linkname,
     devmajor: h.devmajor,
     devminor: h.devminor,
     xattrs,

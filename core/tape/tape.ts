@@ -4,6 +4,7 @@
 // listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
 // ffi/executor/protocol.h. It decides nothing about boxes; core/compile.ts does.
 import { CMP, type Cmp, HEADER, OP, OP_BYTES, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
+import { nameBytes } from "../../ffi/names";
 import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
 import type { StageTitle } from "../pipeline";
 
@@ -138,7 +139,7 @@ export class Tape {
 
   /** A NUL-terminated string. */
   str(s: string): Ptr {
-    return this.bytes(new TextEncoder().encode(`${s}\0`), JSON.stringify(s));
+    return this.bytes(nameBytes(`${s}\0`), JSON.stringify(s));
   }
 
   /** Zeroed scratch space the executor may write. */
