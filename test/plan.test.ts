@@ -429,7 +429,7 @@ describe("cmd/args", () => {
 
   test("a misspelt flag is refused; every known spelling is taken", () => {
     expect(refused(["--confg", "x"])).toBe("unknown option --confg");
-    expect(parse(["-v", "--trace", "--config=x", "--log-level", "info"]).values).toEqual({ config: "x", "log-level": "info", verbose: true, trace: true });
+    expect(parse(["--verbose", "--trace", "--config=x", "--log-level", "info"]).values).toEqual({ config: "x", "log-level": "info", verbose: true, trace: true });
     expect(parse(["-c", "y", "--no-trace"]).values).toMatchObject({ config: "y", trace: false });
   });
 

@@ -1,0 +1,151 @@
+// Everyday habits (issue 24): what a newcomer from podman or bubblewrap expects, through the real
+// dist/nsrun, root and rootless: mount flags in the order typed, -v as podman's, env files checked
+// line by line, --print-config that gives back the same box, Ctrl-C in a terminal box, a resolv.conf
+// that works under nat, every subordinate range, ping, the root-owned rootfs hint, and --trace
+// showing the host's half of a sync point.
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { busyboxLayer, haveStaticBusybox, imageConfig, writeOciLayout } from "../fixtures/images/build";
+import { type Actor, command, run, setupTestArea } from "./helpers";
+import { openPty } from "./pty";
+
+const area = setupTestArea();
+afterAll(() => area.cleanup());
+
+/** Files and folders in the actor's area, owned by the actor. */
+function own(a: Actor, ...paths: string[]): void {
+  if (a.name === "user") Bun.spawnSync(["chown", "-R", `${a.uid}:${a.gid}`, ...paths]);
+}
+
+function folder(a: Actor, name: string): string {
+  const dir = join(a.area, name);
+  mkdirSync(dir, { recursive: true });
+  own(a, dir);
+  return dir;
+}
+
+describe.each(area.actors)("mount flags and -v ($name)", (a) => {
+  const rootfs = join(a.area, "rootfs");
+
+  test("mount flags are made in the order typed: a --bind below a --ro-bind stays writable (control: the other order hides it)", () => {
+    const src = folder(a, "order-src");
+    folder(a, "order-src/out");
+    const out = folder(a, "order-out");
+    const probe = ["--", "/bin/sh", "-c", "touch /w/out/made && echo out-writable; touch /w/top 2>/dev/null || echo top-readonly"];
+    const typed = run(area.bin, a, ["run", "--rootfs", rootfs, "--ro-bind", `${src}:/w`, "--bind", `${out}:/w/out`, ...probe]);
+    expect(typed.stderr).toBe("");
+    expect(typed.stdout).toBe("out-writable\ntop-readonly\n");
+    expect(readFileSync(join(out, "made"), "utf8")).toBe("");
+    // The other order: the read-only bind of /w, made last, covers the writable one.
+    const other = run(area.bin, a, ["run", "--rootfs", rootfs, "--bind", `${out}:/w/out`, "-v", `${src}:/w:ro`, ...probe]);
+    expect(other.stdout).toBe("top-readonly\n");
+    // --print-config shows the same order as [[mounts]].
+    const printed = run(area.bin, a, ["run", "--rootfs", rootfs, "--ro-bind", `${src}:/w`, "--tmpfs", "/w/t", "--bind", `${out}:/w/out`, "--print-config"]);
+    expect([...printed.stdout.matchAll(/^target = "(.*)"$/gm)].map((m) => m[1])).toEqual(["/w", "/w/t", "/w/out"]);
+  });
+
+  test("-v HOST:BOX[:ro] binds as podman's -v; a named volume, a bad option and the old -v (verbose) are refused, exit 125", () => {
+    const data = folder(a, "vol");
+    const rw = run(area.bin, a, ["run", "--rootfs", rootfs, "-v", `${data}:/v`, "--volume", "./vol:/r:ro", "--", "/bin/sh", "-c", "echo hi > /v/f && cat /v/f; echo no > /r/g 2>/dev/null || echo r-readonly"]);
+    expect(rw.stdout).toBe("hi\nr-readonly\n");
+    expect(readFileSync(join(data, "f"), "utf8")).toBe("hi\n");
+    const named = run(area.bin, a, ["run", "--rootfs", rootfs, "-v", "cache:/v", "true"]);
+    expect(named.code).toBe(125);
+    expect(named.stderr).toContain('--volume: "cache": nsrun has no named volumes');
+    const option = run(area.bin, a, ["run", "--rootfs", rootfs, "-v", `${data}:/v:Z`, "true"]);
+    expect(option.code).toBe(125);
+    expect(option.stderr).toContain('unknown option "Z"');
+    const verbose = run(area.bin, a, ["run", "-v", "--rootfs", rootfs, "true"]);
+    expect(verbose.code).toBe(125);
+    expect(verbose.stderr).toContain("--verbose");
+    // --verbose is the long form that stays: the plan at debug level.
+    const debug = run(area.bin, a, ["run", "--verbose", "--rootfs", rootfs, "true"]);
+    expect(debug.code).toBe(0);
+    expect(debug.stderr).toContain("plan");
+  });
+});
+
+describe.each(area.actors)("--env-file ($name)", (a) => {
+  const rootfs = join(a.area, "rootfs");
+  const envFile = (name: string, text: string) => {
+    const path = join(a.area, name);
+    writeFileSync(path, text);
+    own(a, path);
+    return path;
+  };
+
+  test("NAME=value lines, values as written; comments, blank lines and CRLF skipped; -e comes after it", () => {
+    const file = envFile("good.env", '# a comment\n\n  A=1\r\nB="quoted stays"\nC=x=y\nD=\n');
+    const r = run(area.bin, a, ["run", "--rootfs", rootfs, "--env-file", file, "-e", "A=2", "--", "/bin/sh", "-c", 'echo "$A|$B|$C|$D|$PATH"']);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe('2|"quoted stays"|x=y||/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+  });
+
+  test.each([
+    ["export X=1", 'env.env:2: "export X" is not a variable name', 'drop "export"'],
+    ["BAD NAME=2", 'env.env:2: "BAD NAME" is not a variable name', "letters, digits and _"],
+    ["1X=2", 'env.env:2: "1X" is not a variable name', "not starting with a digit"],
+    ["JUSTANAME", 'env.env:2: expected NAME=value, got "JUSTANAME"', "host's environment"],
+  ])("%p is refused with the file and line, exit 125, and the box does not start", (line, message, hint) => {
+    const file = envFile("env.env", `OK=1\n${line}\n`);
+    const marker = join(a.area, "env-started");
+    const r = run(area.bin, a, ["run", "--rootfs", rootfs, "--bind", `${a.area}:/area`, "--env-file", "env.env", "--", "/bin/sh", "-c", "touch /area/env-started"]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain(`--env-file: ${message}`);
+    expect(r.stderr).toContain(hint);
+    expect(r.stderr.trim().split("\n").length).toBe(1);
+    expect(existsSync(marker)).toBe(false);
+    // Control: the same file without the bad line starts the box.
+    writeFileSync(file, "OK=1\n");
+    expect(run(area.bin, a, ["run", "--rootfs", rootfs, "--env-file", "env.env", "--", "/bin/sh", "-c", 'echo "$OK"']).stdout).toBe("1\n");
+  });
+});
+
+const busybox = haveStaticBusybox() ? null : "busybox-static is not installed (apt-get install busybox-static)";
+
+describe.each(area.actors)("--print-config round-trips ($name)", (a) => {
+  const rootfs = join(a.area, "rootfs");
+  const probe = ["--", "/bin/sh", "-c", 'id -u; echo "$PATH|$FOO"; [ -t 0 ] && echo tty; grep -c " /w" /proc/self/mountinfo; cat /proc/self/mountinfo | grep " /w" | cut -d" " -f5,6 | sort'];
+
+  /** Prints the config for `flags`, checks that printing the printed config gives it back, and runs both. */
+  function roundTrip(flags: string[], env: Record<string, string> = {}) {
+    const printed = run(area.bin, a, ["run", ...flags, "--print-config", ...probe], { env });
+    expect(printed.stderr).toBe("");
+    const file = join(a.area, "configs", "printed.toml");
+    writeFileSync(file, printed.stdout);
+    own(a, file);
+    const again = run(area.bin, a, ["--config", file, "--print-config"], { env });
+    expect(again.stdout).toBe(printed.stdout);
+    const direct = run(area.bin, a, ["run", ...flags, ...probe], { env });
+    const fromFile = run(area.bin, a, ["--config", file], { env });
+    expect(direct.code).toBe(0);
+    expect(fromFile.stdout).toBe(direct.stdout);
+    return { toml: printed.stdout, out: direct.stdout };
+  }
+
+  test("flags, -e with the standard PATH, mounts in order and -t give the same box from the printed file", () => {
+    folder(a, "rt/out");
+    const { toml, out } = roundTrip(["--rootfs", rootfs, "--ro-bind", "rt:/w", "--bind", "rt/out:/w/out", "-e", "FOO=1", "-t"]);
+    expect(toml).toContain("terminal = true");
+    expect(toml).toContain('PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"');
+    // The box had a terminal (its output came through nsrun's relay, hence \r\n).
+    expect(out.replaceAll("\r", "")).toMatch(/^0\n\/usr\/local\/sbin:[^|]*\|1\ntty\n2\n/);
+    // --no-tty is kept as well.
+    expect(run(area.bin, a, ["run", "--rootfs", rootfs, "--no-tty", "--print-config"]).stdout).toContain("terminal = false");
+  });
+
+  test.skipIf(busybox !== null)("an image keeps its name, and -e keeps the standard PATH of an image without Env", () => {
+    const store = folder(a, "rt-store");
+    const layout = join(a.area, "rt-layout");
+    const layer = busyboxLayer();
+    writeOciLayout(layout, [layer], { tag: "noenv", config: imageConfig([layer], { Cmd: ["/bin/sh"] }) });
+    own(a, layout);
+    const env = { NSRUN_STORE: store, HOME: store };
+    const imported = run(area.bin, a, ["image", "import", layout, "--name", "noenv"], { env });
+    expect(imported.code).toBe(0);
+    const { toml, out } = roundTrip(["--image", "noenv", "-e", "FOO=1"], env);
+    expect(toml).toStartWith('rootfs = "image:noenv"\n');
+    expect(out).toStartWith("0\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|1\n");
+  });
+});
