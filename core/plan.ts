@@ -271,7 +271,11 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       // In a user namespace of the box's own, setgroups is what its maps' writer set (a self-writer
       // must deny it, user_namespaces(7)); in a shared one it is whatever nsrun's own namespace says.
       setgroups: idMap ? idMap.setgroups === "allow" : (facts.setgroupsAllowed ?? true),
-      init: config.process.init,
+      // With a terminal and a PID namespace the command would be PID 1, which the kernel spares every
+      // signal it has no handler for, Ctrl-C from its own terminal included (the supervisor's SIGKILL
+      // rule sees only signals sent to nsrun). So nsrun's init is PID 1 there, as bubblewrap's always
+      // is, unless the config says init = false.
+      init: config.process.init ?? (terminal !== null && wanted.pid),
       terminal,
     },
     cgroup,

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { busyboxLayer, haveStaticBusybox, imageConfig, writeOciLayout } from "../fixtures/images/build";
-import { type Actor, command, run, setupTestArea } from "./helpers";
+import { type Actor, command, processesWith, run, setupTestArea, waitFor } from "./helpers";
 import { openPty } from "./pty";
 
 const area = setupTestArea();
@@ -147,5 +147,68 @@ describe.each(area.actors)("--print-config round-trips ($name)", (a) => {
     const { toml, out } = roundTrip(["--image", "noenv", "-e", "FOO=1"], env);
     expect(toml).toStartWith('rootfs = "image:noenv"\n');
     expect(out).toStartWith("0\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|1\n");
+  });
+});
+
+describe.each(area.actors)("Ctrl-C in a box with a terminal ($name)", (a) => {
+  const rootfs = join(a.area, "rootfs");
+
+  /** `sleep` in a terminal box, found on the host; Ctrl-C typed once it runs and echoed by the box's terminal. */
+  async function ctrlC(extra: string[], afterEcho: (sleepPid: number) => void) {
+    const pty = openPty(24, 80);
+    const marker = String(300000 + Math.floor(Math.random() * 600000));
+    const nsrun = Bun.spawn(["setsid", "-c", ...command(area.bin, a, ["run", "-t", "--rootfs", rootfs, ...extra, "--", "/bin/sh", "-c", `echo "running $$"; exec sleep ${marker}`])], {
+      stdio: [pty.slave, pty.slave, pty.slave],
+      env: { PATH: "/usr/bin:/bin", TERM: "xterm" },
+      cwd: a.area,
+    });
+    try {
+      expect(await pty.waitFor(/running \d+\r?\n/)).toBe(true);
+      const sleeping = () => processesWith(`sleep ${marker}`).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, "utf8") === `sleep\0${marker}\0`;
+        } catch {
+          return false; // gone while we looked
+        }
+      });
+      expect(await waitFor(() => sleeping().length === 1)).toBe(true);
+      const [sleepPid] = sleeping();
+      // The terminal echoes ^C after it has sent SIGINT to its foreground process group.
+      pty.write("\x03");
+      expect(await pty.waitFor(/\^C/)).toBe(true);
+      afterEcho(sleepPid);
+      return { code: await nsrun.exited, output: pty.output() };
+    } finally {
+      nsrun.kill("SIGKILL");
+      pty.close();
+    }
+  }
+
+  test("Ctrl-C ends the command: nsrun's init is PID 1, the command PID 2 (control: with init = false the PID 1 command ignores it)", async () => {
+    const ended = await ctrlC([], () => {});
+    expect(ended.output).toContain("running 2");
+    expect(ended.code).toBe(130);
+    const config = join(a.area, "configs", "no-init.toml");
+    writeFileSync(config, `rootfs = "../rootfs"\n[process]\ninit = false\n`);
+    own(a, config);
+    let nsrunPid = 0;
+    const ignored = await ctrlC(["--config", config], (pid) => {
+      // The kernel dropped the SIGINT at once: nothing pending (a fatal one would leave SIGKILL
+      // pending until the process is gone), and it still sleeps.
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      expect(status).toMatch(/^State:\s+S/m);
+      expect(status).toMatch(/^SigPnd:\s+0+$/m);
+      expect(status).toMatch(/^ShdPnd:\s+0+$/m);
+      nsrunPid = Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/^PPid:\s+(\d+)/m)?.[1]);
+      process.kill(nsrunPid, "SIGTERM");
+    });
+    expect(ignored.output).toContain("running 1");
+    expect(ignored.code).toBe(143);
+  }, 60_000);
+
+  test("--print-config of a terminal box leaves init unset, so the printed box gets the same init", () => {
+    const printed = run(area.bin, a, ["run", "-t", "--rootfs", rootfs, "--print-config"]);
+    expect(printed.stdout).toContain("terminal = true");
+    expect(printed.stdout).not.toContain("init =");
   });
 });
