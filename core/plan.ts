@@ -306,16 +306,17 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
 }
 
 /**
- * /etc/resolv.conf and /etc/hosts for a box with a network, unless the config mounts its own or the
- * rootfs has them: a resolv.conf counts only if it names a nameserver outside 127.0.0.0/8, which
- * the box, in a network namespace of its own, could not reach.
+ * /etc/resolv.conf and /etc/hosts for a box with a network, unless the config mounts its own. The
+ * resolv.conf names the helper's DNS forwarder, always, as podman's does: a rootfs's own often names
+ * the resolver of the host it was built on (mmdebstrap and debootstrap copy it), which the box, in a
+ * network namespace of its own, cannot reach. Its search, domain and options lines are kept. The
+ * rootfs's /etc/hosts is kept when it has one.
  */
 function networkFiles(config: Config, facts: HostFacts, nameserver: string, hostname: string | null): Array<{ target: string; content: string }> {
   const mounted = new Set(config.mounts.map((m) => m.target));
   const out: Array<{ target: string; content: string }> = [];
-  const resolv = facts.rootfsFile?.("/etc/resolv.conf") ?? "";
-  const usable = resolv.split("\n").some((l) => /^\s*nameserver\s+(?!127\.)\S+/.test(l));
-  if (!mounted.has("/etc/resolv.conf") && !usable) out.push({ target: "/etc/resolv.conf", content: `nameserver ${nameserver}\n` });
+  const kept = (facts.rootfsFile?.("/etc/resolv.conf") ?? "").split("\n").filter((l) => /^\s*(search|domain|options)\s/.test(l));
+  if (!mounted.has("/etc/resolv.conf")) out.push({ target: "/etc/resolv.conf", content: `nameserver ${nameserver}\n${kept.map((l) => `${l.trim()}\n`).join("")}` });
   const hosts = facts.rootfsFile?.("/etc/hosts") ?? "";
   if (!mounted.has("/etc/hosts") && !hosts.trim())
     out.push({ target: "/etc/hosts", content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${hostname ? `127.0.1.1\t${hostname}\n` : ""}` });

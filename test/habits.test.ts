@@ -212,3 +212,21 @@ describe.each(area.actors)("Ctrl-C in a box with a terminal ($name)", (a) => {
     expect(printed.stdout).not.toContain("init =");
   });
 });
+
+describe.each(area.actors)("DNS under --net nat ($name)", (a) => {
+  test("a rootfs whose resolv.conf names an unreachable resolver still resolves: nsrun's resolv.conf names the helper's DNS, keeping search (control: the rootfs's own, bound in, fails)", () => {
+    const rootfs = join(a.area, "rootfs");
+    const own_ = join(a.area, "resolv.conf");
+    // What mmdebstrap leaves: the build host's resolver (here TEST-NET-1, never reachable).
+    writeFileSync(own_, "nameserver 192.0.2.1\nsearch example.internal\n");
+    writeFileSync(join(rootfs, "etc/resolv.conf"), "nameserver 192.0.2.1\nsearch example.internal\n");
+    own(a, own_, join(rootfs, "etc/resolv.conf"));
+    const lookup = "cat /etc/resolv.conf; timeout 10 nslookup deb.debian.org >/dev/null 2>&1 && echo resolved || echo unresolved";
+    const r = run(area.bin, a, ["run", "--rootfs", rootfs, "--net", "nat", "--", "/bin/sh", "-c", lookup]);
+    if (r.code === 125 && /tun|pasta|slirp4netns/.test(r.stderr)) return console.warn(`skipped: nat for ${a.name}: ${r.stderr.trim()}`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(/^nameserver (169\.254\.1\.1|10\.0\.2\.3)\nsearch example\.internal\nresolved\n$/);
+    const control = run(area.bin, a, ["run", "--rootfs", rootfs, "--net", "nat", "--ro-bind", `${own_}:/etc/resolv.conf`, "--", "/bin/sh", "-c", lookup]);
+    expect(control.stdout).toBe("nameserver 192.0.2.1\nsearch example.internal\nunresolved\n");
+  }, 60_000);
+});
