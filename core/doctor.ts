@@ -179,11 +179,11 @@ export function checkSubIds(ctx: DoctorContext): Check {
     return {
       id,
       status: "ok",
-      summary: `subordinate ids: a root box with user = true maps to ${uids.length ? `root's subuid ${uids[0]}` : "1879048192+65536 (root has no /etc/subuid entry)"}`,
+      summary: `subordinate ids: a root box with user = true maps to ${uids.length ? `root's subuid ${uids.join(", ")}` : "1879048192+65536 (root has no /etc/subuid entry)"}`,
     };
   const helpers = ["newuidmap", "newgidmap"].every((t) => ctx.view.stat(`/usr/bin/${t}`) !== null);
   if (uids.length && gids.length && helpers)
-    return { id, status: "ok", summary: `subordinate ids: rootless boxes map 0 to ${who} and 1..65536 to subuid ${uids[0]} and subgid ${gids[0]}` };
+    return { id, status: "ok", summary: `subordinate ids: rootless boxes map 0 to ${who} and 1.. to subuid ${uids.join(", ")} and subgid ${gids.join(", ")}` };
   if (uids.length && gids.length)
     return { id, status: "warn", summary: `subordinate ids: ${who} has ranges, but newuidmap/newgidmap are missing, so boxes map only ${who} (as 0)`, fix: "sudo apt-get install uidmap" };
   const missing = [uids.length ? "" : "/etc/subuid", gids.length ? "" : "/etc/subgid"].filter(Boolean);

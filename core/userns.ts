@@ -102,27 +102,48 @@ export function readSubordinateIds(uid: number, root = ""): SubordinateIds {
 
 export type IdMapMode = "auto" | "single";
 
+/** The kernel takes at most 340 lines in a uid_map or gid_map (user_namespaces(7), since Linux 4.15). */
+export const MAX_MAP_LINES = 340;
+
 /**
- * The box's maps. Root: box ids 0..N-1 are host ids start..start+N-1 from root's /etc/subuid entry,
- * or ROOT_DEFAULT_RANGE, never host uid 0. An ordinary user, "auto": container root is the user, and
- * 1..N the first subordinate range (podman's layout), when both files grant ranges and the helpers are
- * installed; otherwise, and with "single", the user alone as 0.
+ * Subordinate ranges laid end to end from inside id `first` (podman's layout): every range, in file
+ * order, skipping one that repeats or overlaps an id already mapped (the kernel refuses overlapping
+ * lines with EINVAL), at most MAX_MAP_LINES lines with `taken`, and below 2^32-1 inside.
+ */
+export function consecutiveRanges(ranges: Array<{ start: number; count: number }>, first: number, taken: IdRange[] = []): IdRange[] {
+  const out: IdRange[] = [];
+  let inside = first;
+  const overlaps = (start: number, count: number) => [...taken, ...out].some((r) => start < r.outside + r.count && r.outside < start + count);
+  for (const { start, count } of ranges) {
+    if (taken.length + out.length >= MAX_MAP_LINES || inside >= 0xfffffffe) break;
+    if (overlaps(start, count) || start + count > 0xffffffff) continue;
+    const n = Math.min(count, 0xfffffffe - inside);
+    out.push({ inside, outside: start, count: n });
+    inside += n;
+  }
+  return out;
+}
+
+/**
+ * The box's maps. Root: box ids 0.. are every range of root's /etc/subuid entries, end to end, or
+ * ROOT_DEFAULT_RANGE, never host uid 0. An ordinary user, "auto": container root is the user, and
+ * 1.. every subordinate range end to end (podman's layout), when both files grant ranges and the
+ * helpers are installed; otherwise, and with "single", the user alone as 0.
  */
 export function planIdMaps(caller: { uid: number; gid: number }, sub: SubordinateIds, mode: IdMapMode): IdMapPlan {
   if (caller.uid === 0) {
-    const uid = sub.uids[0] ?? ROOT_DEFAULT_RANGE;
-    const gid = sub.gids[0] ?? ROOT_DEFAULT_RANGE;
-    return { writer: "root", uidMap: [{ inside: 0, outside: uid.start, count: uid.count }], gidMap: [{ inside: 0, outside: gid.start, count: gid.count }], setgroups: "allow" };
+    const uidMap = consecutiveRanges(sub.uids, 0);
+    const gidMap = consecutiveRanges(sub.gids, 0);
+    const fallback = [{ inside: 0, outside: ROOT_DEFAULT_RANGE.start, count: ROOT_DEFAULT_RANGE.count }];
+    return { writer: "root", uidMap: uidMap.length ? uidMap : fallback, gidMap: gidMap.length ? gidMap : fallback, setgroups: "allow" };
   }
   const single: IdMapPlan = { writer: "self", uidMap: [{ inside: 0, outside: caller.uid, count: 1 }], gidMap: [{ inside: 0, outside: caller.gid, count: 1 }], setgroups: "deny" };
   if (mode === "single" || !sub.helpers || !sub.uids.length || !sub.gids.length) return single;
-  const [u, g] = [sub.uids[0], sub.gids[0]];
-  return {
-    writer: "newuidmap",
-    uidMap: [{ inside: 0, outside: caller.uid, count: 1 }, { inside: 1, outside: u.start, count: Math.min(u.count, 65536) }],
-    gidMap: [{ inside: 0, outside: caller.gid, count: 1 }, { inside: 1, outside: g.start, count: Math.min(g.count, 65536) }],
-    setgroups: "allow",
-  };
+  const own = (id: number): IdRange => ({ inside: 0, outside: id, count: 1 });
+  const uidRest = consecutiveRanges(sub.uids, 1, [own(caller.uid)]);
+  const gidRest = consecutiveRanges(sub.gids, 1, [own(caller.gid)]);
+  if (!uidRest.length || !gidRest.length) return single;
+  return { writer: "newuidmap", uidMap: [own(caller.uid), ...uidRest], gidMap: [own(caller.gid), ...gidRest], setgroups: "allow" };
 }
 
 /** The writes of a self-writer, in the order the kernel requires. */

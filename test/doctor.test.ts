@@ -146,7 +146,7 @@ describe("checks against a fake host", () => {
   });
 
   test("subordinate ids: what rootless boxes map; a missing subgid warns with the lines to add; root's range", () => {
-    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: rootless boxes map 0 to alice and 1..65536 to subuid 100000+65536 and subgid 100000+65536");
+    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: rootless boxes map 0 to alice and 1.. to subuid 100000+65536 and subgid 100000+65536");
     const c = D.checkSubIds(ctx({ files: { "/etc/subgid": "bob:100000:65536\n" } }));
     expect(c).toMatchObject({ status: "warn", summary: "subordinate ids: no /etc/subgid entry for alice" });
     expect(c.fix).toContain("/etc/subgid: alice:100000:65536");

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { busyboxLayer, haveStaticBusybox, imageConfig, writeOciLayout } from "../fixtures/images/build";
 import { type Actor, command, processesWith, run, setupTestArea, waitFor } from "./helpers";
 import { openPty } from "./pty";
+import { MAX_MAP_LINES, planIdMaps } from "../core/userns";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -229,4 +230,52 @@ describe.each(area.actors)("DNS under --net nat ($name)", (a) => {
     const control = run(area.bin, a, ["run", "--rootfs", rootfs, "--net", "nat", "--ro-bind", `${own_}:/etc/resolv.conf`, "--", "/bin/sh", "-c", lookup]);
     expect(control.stdout).toBe("nameserver 192.0.2.1\nsearch example.internal\nunresolved\n");
   }, 60_000);
+});
+
+describe("every subordinate range is mapped (podman's layout)", () => {
+  test("planning: 0 is the user, then each range end to end; a repeated or overlapping range is skipped; root maps its ranges from 0", () => {
+    const sub = { uids: [{ start: 200000, count: 1000 }, { start: 300000, count: 2000 }, { start: 200500, count: 10 }, { start: 500000, count: 70000 }], gids: [{ start: 400000, count: 5 }], helpers: true };
+    const user = planIdMaps({ uid: 1000, gid: 1000 }, sub, "auto");
+    expect(user.uidMap).toEqual([
+      { inside: 0, outside: 1000, count: 1 },
+      { inside: 1, outside: 200000, count: 1000 },
+      { inside: 1001, outside: 300000, count: 2000 },
+      { inside: 3001, outside: 500000, count: 70000 },
+    ]);
+    expect(user.gidMap).toEqual([{ inside: 0, outside: 1000, count: 1 }, { inside: 1, outside: 400000, count: 5 }]);
+    expect(planIdMaps({ uid: 0, gid: 0 }, sub, "auto").uidMap.slice(0, 2)).toEqual([{ inside: 0, outside: 200000, count: 1000 }, { inside: 1000, outside: 300000, count: 2000 }]);
+    // A range that holds the user's own id cannot be mapped as well.
+    expect(planIdMaps({ uid: 200001, gid: 1000 }, sub, "auto").uidMap.map((r) => r.outside)).toEqual([200001, 300000, 200500, 500000]);
+    // At most 340 lines, the kernel's limit.
+    const many = { uids: Array.from({ length: 400 }, (_, i) => ({ start: 1_000_000 + i * 10, count: 10 })), gids: sub.gids, helpers: true };
+    expect(planIdMaps({ uid: 1000, gid: 1000 }, many, "auto").uidMap.length).toBe(MAX_MAP_LINES);
+  });
+
+  const RANGES = { name: "nsrun-ranges", uids: ["430000000:1000", "431000000:2000"] };
+  const helpersInstalled = Bun.spawnSync(["sh", "-c", "command -v newuidmap && command -v newgidmap"]).exitCode === 0;
+  const why = process.getuid?.() !== 0 ? "needs root to make a user with two ranges" : !helpersInstalled ? "newuidmap/newgidmap are not installed" : null;
+  if (why) console.warn(`skipped: a user with two subordinate ranges: ${why}`);
+
+  /** A system user of this test's own with two ranges in /etc/subuid and /etc/subgid (left, as nsrun-test is). */
+  function twoRangeUser(): Actor {
+    const id = () => Bun.spawnSync(["id", "-u", RANGES.name], { stdout: "pipe", stderr: "pipe" });
+    if (id().exitCode !== 0) Bun.spawnSync(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RANGES.name]);
+    for (const file of ["/etc/subuid", "/etc/subgid"]) {
+      const text = readFileSync(file, "utf8");
+      if (text.split("\n").some((l) => l.startsWith(`${RANGES.name}:`))) continue;
+      writeFileSync(file, `${text}${text && !text.endsWith("\n") ? "\n" : ""}${RANGES.uids.map((r) => `${RANGES.name}:${r}\n`).join("")}`);
+    }
+    const uid = Number(id().stdout.toString().trim());
+    const gid = Number(Bun.spawnSync(["id", "-g", RANGES.name], { stdout: "pipe" }).stdout.toString().trim());
+    return { name: "user", uid, gid, area: "/" };
+  }
+
+  test.skipIf(why !== null)("a rootless box of a user with two ranges maps both: an id in the second works, one beyond both is refused", () => {
+    const u = twoRangeUser();
+    const r = run(area.bin, u, ["run", "--", "/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/f; chown 2500:2500 /tmp/f && stat -c %u:%g /tmp/f; chown 3001 /tmp/f 2>/dev/null || echo beyond-refused"], { cwd: "/" });
+    expect(r.stderr).toBe("");
+    const lines = r.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/).join(" "));
+    const maps = [`0 ${u.uid} 1`, "1 430000000 1000", "1001 431000000 2000", `0 ${u.gid} 1`, "1 430000000 1000", "1001 431000000 2000"];
+    expect(lines).toEqual([...maps, "2500:2500", "beyond-refused"]);
+  });
 });
