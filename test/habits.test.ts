@@ -279,3 +279,37 @@ describe("every subordinate range is mapped (podman's layout)", () => {
     expect(lines).toEqual([...maps, "2500:2500", "beyond-refused"]);
   });
 });
+
+describe.each(area.actors)("--trace shows the host's half of the id maps' sync point ($name)", (a) => {
+  test("the helpers' command lines (or root's writes), their results, and the maps as the kernel reads them back (control: not without --trace)", () => {
+    const config = join(a.area, "configs", "userns.toml");
+    writeFileSync(config, 'rootfs = "../rootfs"\n[namespaces]\nuser = true\n');
+    own(a, config);
+    const r = run(area.bin, a, ["--config", config, "--trace", "--", "/bin/true"]);
+    expect(r.code).toBe(0);
+    const lines = r.stderr.split("\n").filter((l) => l.includes("sync point 1"));
+    const pid = lines[0]?.match(/\/proc\/(\d+)\/|map (\d+) /)?.slice(1).find(Boolean);
+    const uidMap = lines.find((l) => l.includes("uid_map now reads"));
+    const gidMap = lines.find((l) => l.includes("gid_map now reads"));
+    if (a.name === "root") {
+      const sub = readFileSync("/etc/subuid", "utf8").split("\n").filter((l) => l.startsWith("root:"));
+      expect(lines[0]).toMatch(/^nsrun\[host\] user namespace \(sync point 1, the box waits\): write "\/proc\/\d+\/uid_map" "0 \d+ \d+.*" = 0 {2}\d+\.\d+ms$/);
+      expect(lines[1]).toMatch(/write "\/proc\/\d+\/gid_map" "0 \d+ \d+.*" = 0 /);
+      if (!sub.length) expect(uidMap).toContain(`/proc/${pid}/uid_map now reads "0 1879048192 65536"`);
+    } else {
+      const uidLine = lines.find((l) => l.includes(": newuidmap "));
+      expect(uidLine).toMatch(new RegExp(`: newuidmap ${pid} 0 ${a.uid} 1 1 \\d+ \\d+.* = exit 0  \\d+\\.\\d+ms$`));
+      expect(lines.find((l) => l.includes(": newgidmap "))).toMatch(new RegExp(`: newgidmap ${pid} 0 ${a.gid} 1 1 \\d+ \\d+`));
+      // What the helper was told is what the kernel now has.
+      const told = uidLine?.match(/newuidmap \d+ (.*) = exit/)?.[1].split(" ");
+      const triples = (told ?? []).reduce<string[]>((acc, w, i) => (i % 3 ? (acc[acc.length - 1] += ` ${w}`, acc) : [...acc, w]), []);
+      expect(uidMap).toContain(`/proc/${pid}/uid_map now reads ${JSON.stringify(triples.join("; "))}`);
+    }
+    expect(gidMap).toMatch(new RegExp(`/proc/${pid}/gid_map now reads "0 `));
+    // The sync point the lines belong to is the executor's write(SYNC)/read(answer).
+    expect(r.stderr).toMatch(/nsrun\[executor\] write\(\d+, \{SYNC, 1\}, 16\) = 16/);
+    const quiet = run(area.bin, a, ["--config", config, "--", "/bin/true"]);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).toBe("");
+  });
+});

@@ -98,7 +98,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     trace: trace.executor,
     onSpawn: opts.onSpawn,
     onSync: async (id, pid) => {
-      if (id === SYNC_ID_MAPS && idMap) await writeIdMaps(idMap, pid);
+      if (id === SYNC_ID_MAPS && idMap) await writeIdMaps(idMap, pid, trace.host);
       if (id === SYNC_NETWORK) helpers.push(await startNetwork(plan.network, pid, plan.idMap !== null, trace.host));
     },
   });
