@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
-import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, parsePort } from "./network";
+import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, PING_GROUP_RANGE, parsePort } from "./network";
 import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
@@ -299,10 +299,12 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
   if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
   const asked = config.network.helper ?? "auto";
   if (asked !== "auto" && mode !== "nat") fail("network.helper", `a helper connects only a box with [network] mode = "nat", not "${mode}"`);
-  if (mode !== "nat") return { mode, ports };
+  // A network namespace of the box's own gets podman's ping_group_range; the host's is left alone.
+  const ping = mode === "host" ? {} : { pingGroupRange: PING_GROUP_RANGE };
+  if (mode !== "nat") return { mode, ports, ...ping };
   const helper = chooseHelper(asked, facts.installed ?? (() => true));
   if ("key" in helper) return fail(helper.key, helper.problem);
-  return { mode, ports, helper };
+  return { mode, ports, helper, ...ping };
 }
 
 /**

@@ -313,3 +313,26 @@ describe.each(area.actors)("--trace shows the host's half of the id maps' sync p
     expect(quiet.stderr).toBe("");
   });
 });
+
+const pingPath = ["/usr/bin/ping", "/bin/ping"].find((p) => existsSync(p)) ?? null;
+if (!pingPath) console.warn("skipped: ping in a box: ping is not installed (apt-get install iputils-ping)");
+
+describe.each(area.actors)("ping in a box ($name)", (a) => {
+  test.skipIf(pingPath === null)("the box's group 0 may ping through ICMP echo sockets (ping_group_range \"0 0\", podman's); group 1000 may not; the host's setting is untouched", () => {
+    // A copy of the host's ping without its file capabilities (cp keeps no xattrs), as Fedora ships
+    // it, or as a rootfs whose xattrs were lost has it: it falls back to an ICMP echo socket.
+    const dir = folder(a, "ping");
+    const copy = join(dir, "ping");
+    Bun.spawnSync(["cp", pingPath as string, copy]);
+    own(a, copy);
+    const hostRange = readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8");
+    const ping = (extra: string[]) =>
+      run(area.bin, a, ["run", "--ro-bind", `${copy}:${pingPath}`, ...extra, "--", "/bin/sh", "-c", "cat /proc/sys/net/ipv4/ping_group_range; ping -c 1 -W 5 127.0.0.1 2>&1 | grep -E 'received|Permission denied|Operation not permitted'"], { cwd: "/" });
+    const root = ping([]);
+    expect(root.stderr).toBe("");
+    expect(root.stdout).toMatch(/^0\t0\n1 packets transmitted, 1 received/);
+    const other = ping(["-u", "1000:1000"]);
+    expect(other.stdout).toMatch(/^0\t0\n.*(Permission denied|Operation not permitted)/);
+    expect(readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8")).toBe(hostRange);
+  });
+});
