@@ -186,3 +186,19 @@ const WRITE_HINTS = {
   EPERM:
     "writing uid_map/gid_map was refused; on Ubuntu 23.10+ this is AppArmor's `kernel.apparmor_restrict_unprivileged_userns`: allow nsrun with an AppArmor profile, or set that sysctl to 0",
 };
+
+/**
+ * A hint for an ordinary user whose box does not map the owner of its rootfs (a tree made by root,
+ * with mmdebstrap or debootstrap, say): inside, every file shows as nobody and every write fails
+ * with EACCES, which says nothing about why. null when the owner is mapped, or for root.
+ */
+export function unmappedRootfsHint(rootfs: string, owner: { uid: number; gid: number }, caller: { uid: number; gid: number }, map: IdMapPlan | null): string | null {
+  if (caller.uid === 0 || map === null) return null;
+  const outside = (ranges: IdRange[], id: number) => ranges.some((r) => id >= r.outside && id < r.outside + r.count);
+  if (outside(map.uidMap, owner.uid)) return null;
+  return (
+    `the rootfs ${JSON.stringify(rootfs)} belongs to uid ${owner.uid}, which this rootless box does not map: inside, its files show as nobody (65534) and writes fail with EACCES. ` +
+    `Make it yours (sudo chown -R ${caller.uid}:${caller.gid} ${JSON.stringify(rootfs)}: your files are root's inside), or import it as an image ` +
+    "(a tarball of it, nsrun image import), which keeps its owners through your subordinate ids; --readonly says you only read it"
+  );
+}

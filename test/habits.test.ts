@@ -336,3 +336,27 @@ describe.each(area.actors)("ping in a box ($name)", (a) => {
     expect(readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8")).toBe(hostRange);
   });
 });
+
+describe("a hint for a rootless box on a root-owned rootfs", () => {
+  const user = area.actors.find((x) => x.name === "user");
+  const rootActor = area.actors.find((x) => x.name === "root");
+  const why = !user || !rootActor ? "needs root (a root-owned rootfs) and the ordinary test user" : null;
+  if (why) console.warn(`skipped: the root-owned rootfs hint: ${why}`);
+
+  test.skipIf(why !== null)("names the owner, nobody and EACCES, and the ways out (control: none on the user's own rootfs, with --readonly, or for root)", () => {
+    const u = user as Actor;
+    const rootsRootfs = join((rootActor as Actor).area, "rootfs");
+    const probe = ["--", "/bin/sh", "-c", "stat -c %U /bin; touch /made-here 2>&1 || true"];
+    const r = run(area.bin, u, ["run", "--rootfs", rootsRootfs, ...probe]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^nobody\n.*Permission denied/);
+    expect(r.stderr).toContain(`the rootfs "${rootsRootfs}" belongs to uid 0, which this rootless box does not map`);
+    expect(r.stderr).toContain("nobody (65534) and writes fail with EACCES");
+    expect(r.stderr).toContain(`sudo chown -R ${u.uid}:${u.gid}`);
+    expect(existsSync(join(rootsRootfs, "made-here"))).toBe(false);
+    // Controls: the user's own rootfs, the same rootfs read-only, and root's own box.
+    expect(run(area.bin, u, ["run", "--rootfs", join(u.area, "rootfs"), "--", "/bin/true"]).stderr).toBe("");
+    expect(run(area.bin, u, ["run", "--rootfs", rootsRootfs, "--readonly", "--", "/bin/true"]).stderr).toBe("");
+    expect(run(area.bin, rootActor as Actor, ["run", "--rootfs", rootsRootfs, "--", "/bin/true"]).stderr).toBe("");
+  });
+});
