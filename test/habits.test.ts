@@ -360,3 +360,48 @@ describe("a hint for a rootless box on a root-owned rootfs", () => {
     expect(run(area.bin, rootActor as Actor, ["run", "--rootfs", rootsRootfs, "--", "/bin/true"]).stderr).toBe("");
   });
 });
+
+describe("nsrun doctor on a bare host", () => {
+  const rootActor = area.actors.find((x) => x.name === "root");
+  const why = !rootActor ? "needs root (a mount namespace whose /dev has no stdin link)" : null;
+  if (why) console.warn(`skipped: doctor without /dev/stdin: ${why}`);
+  /** A mount namespace whose /dev is a tmpfs with only the device nodes a box binds: no /dev/stdin, as on a bare VM. */
+  const bareDev = (argv: string[]) => {
+    const old = folder(rootActor as Actor, "old-dev");
+    const script = [
+      "set -e",
+      "mount --make-rprivate /",
+      `mount --bind /dev ${old}`,
+      "mount -t tmpfs -o mode=755 tmpfs /dev",
+      `for n in null zero full random urandom tty ptmx; do touch /dev/$n; mount --bind ${old}/$n /dev/$n; done`,
+      `mkdir /dev/pts && mount --bind ${old}/pts /dev/pts`,
+      `umount -l ${old}`,
+      'exec "$@"',
+    ].join("\n");
+    const r = Bun.spawnSync(["unshare", "-m", "sh", "-c", script, "bare-dev", ...argv], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  };
+
+  test.skipIf(why !== null)("without /dev/stdin the live probes still run boxes, root and rootless (control: --config /dev/stdin fails there)", () => {
+    const asUser = area.actors.find((x) => x.name === "user") as Actor;
+    for (const actor of [rootActor as Actor, asUser]) {
+      const control = bareDev([...command(area.bin, actor, ["run", "--config", "/dev/stdin"])]);
+      expect(control.code).toBe(125);
+      expect(control.stderr).toContain("cannot read the config file (ENOENT)");
+      const doctor = bareDev([...command(area.bin, actor, ["doctor"])]);
+      expect(doctor.stdout).toMatch(/^ok +user namespaces: live probe ran \/bin\/true in a box with a user namespace/m);
+      expect(doctor.stdout).toMatch(/^ok +overlayfs: an ephemeral box mounted it inside a user namespace/m);
+    }
+  });
+
+  const mountinfo = readFileSync("/proc/self/mountinfo", "utf8");
+  const hybrid = / - cgroup2 /.test(mountinfo) && / - cgroup cgroup \S*(memory|pids)/.test(mountinfo);
+  const user = area.actors.find((x) => x.name === "user");
+  test.skipIf(!hybrid || !user)(`on this hybrid cgroup host, doctor's fix for an ordinary user is not systemd-run${hybrid ? "" : " (skipped: not a hybrid host)"}`, () => {
+    const r = run(area.bin, user as Actor, ["doctor"], { cwd: "/" });
+    const cgroup = r.stdout.slice(r.stdout.search(/^\S+ +cgroup: /m)).split(/\n(?=\S)/)[0];
+    expect(cgroup).toMatch(/^warn +cgroup: hybrid \(v1 and v2\)/);
+    expect(cgroup).toContain("but on v1, which only root can use, so a delegated scope cannot help");
+    expect(cgroup).not.toContain("systemd-run");
+  });
+});
