@@ -34,7 +34,7 @@ export const runArgs = {
 /** How `nsrun run --help` groups the options. */
 const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
   ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly"]],
-  ["Mounts (made in the order given)", ["bind", "ro-bind", "volume", "tmpfs"]],
+  ["Mounts", ["bind", "ro-bind", "volume", "tmpfs"]],
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
   ["Network", ["net", "publish"]],
   ["Limits", ["memory", "pids", "cpus"]],
@@ -59,7 +59,7 @@ export function runHelp(): string {
     out.push("", `${title}:`);
     for (const n of names) out.push(`  ${spell(n).padEnd(width)}${(runArgs as Record<string, { description: string }>)[n].description}`);
   }
-  out.push("", "A flag overrides the box.toml key it names; repeatable ones add to it. See docs/config.md.");
+  out.push("", "A flag overrides the box.toml key it names; repeatable ones add to it. Mounts are made in the order given. See docs/config.md.");
   return `${out.join("\n")}\n`;
 }
 
