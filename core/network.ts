@@ -7,6 +7,7 @@
 //                         installed, else slirp4netns (package slirp4netns), or the one [network]
 //                         helper names; it runs as the calling user and ends with the box
 import { accessSync, constants } from "node:fs";
+import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import { close, ioctl, openat, socket, syncWithHost, writeText } from "./tape/calls";
 import type { Tape } from "./tape/tape";
@@ -191,14 +192,17 @@ export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, f
   close(t, sock);
   if (plan.pingGroupRange !== undefined) {
     // Before pivot_root the host's /proc is still at /proc, and /proc/sys/net is the net namespace
-    // of the process that opens it: the box's. Its owner (root of the box's user namespace) may write it.
-    t.doing(`set net.ipv4.ping_group_range to "${plan.pingGroupRange}" (ping without CAP_NET_RAW)`, {
-      EACCES: 'the box\'s root may not write its network namespace\'s sysctls here; report it, with the output of `nsrun doctor`',
-    });
+    // of the process that opens it: the box's. Its owner (root of the box's user namespace) may write
+    // it. A convenience, not a protection: where /proc/sys cannot be written (read-only in some
+    // containers), the box starts without it and ping is refused there, as before.
+    t.doing(`set net.ipv4.ping_group_range to "${plan.pingGroupRange}" (ping without CAP_NET_RAW)`);
     const file = t.reg("sysctl");
-    openat(t, F.AT_FDCWD, "/proc/sys/net/ipv4/ping_group_range", F.O_WRONLY, 0, { dst: file });
+    const skip = t.label("no_ping_group_range");
+    openat(t, F.AT_FDCWD, "/proc/sys/net/ipv4/ping_group_range", F.O_WRONLY, 0, { dst: file, ok: [ERRNO.EROFS, ERRNO.EACCES, ERRNO.EPERM, ERRNO.ENOENT] });
+    t.jumpIf(file, "LT", 0, skip);
     writeText(t, file, plan.pingGroupRange);
     close(t, file);
+    t.place(skip);
   }
   if (plan.mode === "nat") {
     if (fds.sync === null) throw new Error("compile: network mode nat needs the sync pipe");
