@@ -220,8 +220,8 @@ describe("planBox", () => {
     expect(plan().hostname).toBe("nsrun");
     expect(plan({ hostname: "box" }).hostname).toBe("box");
     expect(plan({ namespaces: { uts: false } }).hostname).toBeNull();
-    expect(plan().network).toEqual({ mode: "none", ports: [] });
-    expect(plan({ namespaces: { net: false } }).network.mode).toBe("host");
+    expect(plan().network).toEqual({ mode: "none", ports: [], pingGroupRange: "0 0" });
+    expect(plan({ namespaces: { net: false } }).network).toEqual({ mode: "host", ports: [] }); // the host's ping_group_range is left alone
     expect(plan({ network: { mode: "host" } }).namespaces).not.toContain("net");
     expect(planKey({ network: { mode: "host" }, namespaces: { net: true } })).toBe("network.mode");
     expect(planKey({ network: { mode: "none", ports: ["8080:80"] } })).toBe("network.ports");
