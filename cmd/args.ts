@@ -10,6 +10,7 @@ export const runArgs = {
   bind: { type: "string", description: "Bind a host path in, read-write ([[mounts]] type = \"bind\"); repeatable", valueHint: "SRC[:DST]" },
   "ro-bind": { type: "string", description: "The same, read-only", valueHint: "SRC[:DST]" },
   tmpfs: { type: "string", description: "A tmpfs at DST; repeatable", valueHint: "DST" },
+  volume: { type: "string", alias: "v", description: "Bind a host path in, as podman's -v: HOST a path (/abs or ./rel), options ro or rw; repeatable", valueHint: "HOST:BOX[:ro]" },
   env: { type: "string", alias: "e", description: "Set a variable ([process] env); repeatable", valueHint: "NAME=value" },
   "env-file": { type: "string", description: "Variables from a file, one NAME=value a line", valueHint: "FILE" },
   hostname: { type: "string", description: "The box's hostname", valueHint: "NAME" },
@@ -28,13 +29,13 @@ export const runArgs = {
   "print-config": { type: "boolean", description: "Print the resulting box.toml instead of running it" },
   trace: { type: "boolean", description: "Print every setup syscall, with its result and time, to stderr" },
   "log-level": { type: "string", description: "error | warn | info | debug", default: "warn", valueHint: "level" },
-  verbose: { type: "boolean", alias: "v", description: "Same as --log-level debug" },
+  verbose: { type: "boolean", description: "Same as --log-level debug (-v is --volume, as in podman)" },
 } satisfies ArgsDef;
 
 /** How `nsrun run --help` groups the options. */
 const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
   ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly", "layer"]],
-  ["Mounts", ["bind", "ro-bind", "tmpfs"]],
+  ["Mounts", ["bind", "ro-bind", "volume", "tmpfs"]],
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
   ["Network", ["net", "publish"]],
   ["Limits", ["memory", "pids", "cpus"]],
@@ -59,12 +60,12 @@ export function runHelp(): string {
     out.push("", `${title}:`);
     for (const n of names) out.push(`  ${spell(n).padEnd(width)}${(runArgs as Record<string, { description: string }>)[n].description}`);
   }
-  out.push("", "A flag overrides the box.toml key it names; repeatable ones add to it. See docs/config.md.");
+  out.push("", "A flag overrides the box.toml key it names; repeatable ones add to it. Mounts are made in the order given. See docs/config.md.");
   return `${out.join("\n")}\n`;
 }
 
 /** Options that may be given more than once: their values are collected in order. */
-export const REPEATABLE = new Set(["bind", "ro-bind", "tmpfs", "env", "publish"]);
+export const REPEATABLE = new Set(["bind", "ro-bind", "volume", "tmpfs", "env", "publish"]);
 
 /** nsrun's subcommands; any other first word is not one. */
 export const SUBCOMMAND_NAMES = ["run", "ns", "doctor", "image"];
@@ -108,6 +109,8 @@ export interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;
   /** The box's command: what follows `--`, or (with `command: true`) the first word that is not an option. */
   command: string[];
+  /** Every repeatable option's values, in the order typed across options (mounts are made in this order). */
+  ordered: Array<[name: string, value: string]>;
 }
 
 /**
@@ -126,15 +129,16 @@ export function parseArgs(raw: string[], def: ArgsDef, opts: { command: boolean;
     for (const a of Array.isArray(spec.alias) ? spec.alias : spec.alias ? [spec.alias] : []) byName.set(a.length === 1 ? `-${a}` : `--${a}`, [name, type]);
   }
   const values: Parsed["values"] = {};
+  const ordered: Parsed["ordered"] = [];
   for (const [name, d] of Object.entries(def)) {
     const dflt = (d as { default?: string | boolean }).default;
     if (dflt !== undefined) values[name] = dflt;
   }
   for (let i = 0; i < raw.length; i++) {
     const arg = raw[i];
-    if (arg === "--") return { values, command: raw.slice(i + 1) };
+    if (arg === "--") return { values, command: raw.slice(i + 1), ordered };
     if (!arg.startsWith("-") || arg === "-") {
-      if (opts.command) return { values, command: raw.slice(i) };
+      if (opts.command) return { values, command: raw.slice(i), ordered };
       if (opts.positionals) continue;
       throw new ArgsError(`unexpected argument ${JSON.stringify(arg)}; a box's command goes after --`);
     }
@@ -152,8 +156,10 @@ export function parseArgs(raw: string[], def: ArgsDef, opts: { command: boolean;
     if (eq !== -1) value = arg.slice(eq + 1);
     else if (i + 1 < raw.length) value = raw[++i];
     else throw new ArgsError(`${flag} needs a value`);
-    if (REPEATABLE.has(name)) values[name] = [...((values[name] as string[] | undefined) ?? []), value];
-    else values[name] = value;
+    if (REPEATABLE.has(name)) {
+      values[name] = [...((values[name] as string[] | undefined) ?? []), value];
+      ordered.push([name, value]);
+    } else values[name] = value;
   }
-  return { values, command: [] };
+  return { values, command: [], ordered };
 }

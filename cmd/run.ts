@@ -2,8 +2,10 @@
 import type { CommandDef } from "citty";
 import { ConfigError, fail, StageError } from "../core/errors";
 import { ArgsError, parseArgs, runArgs } from "./args";
-import type { BoxFlags } from "../core/boxconfig";
+import type { BoxFlags, MountFlag } from "../core/boxconfig";
 import { createLogger } from "./log";
+
+const MOUNT_FLAGS: MountFlag[] = ["bind", "ro-bind", "volume", "tmpfs"];
 
 const run: CommandDef<typeof runArgs> = {
   meta: {
@@ -18,7 +20,7 @@ export default run;
 /** Start a box from the command line (`nsrun run ...`, or `nsrun --config ...` with `root` true). Never returns. */
 export async function runFromArgs(raw: string[]): Promise<never> {
   try {
-    const { values, command } = parseArgs(raw, runArgs, { command: true });
+    const { values, command, ordered } = parseArgs(raw, runArgs, { command: true });
     const log = createLogger(String(values["log-level"]), values.verbose === true);
     const str = (k: string) => values[k] as string | undefined;
     const list = (k: string) => values[k] as string[] | undefined;
@@ -26,9 +28,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     const flags: BoxFlags = {
       rootfs: str("rootfs"),
       image: str("image"),
-      bind: list("bind"),
-      roBind: list("ro-bind"),
-      tmpfs: list("tmpfs"),
+      mounts: ordered.filter(([name]) => MOUNT_FLAGS.includes(name as MountFlag)) as Array<[MountFlag, string]>,
       env: list("env"),
       envFile: str("env-file"),
       hostname: str("hostname"),
@@ -43,11 +43,14 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       readonly: bool("readonly"),
       layer: str("layer"),
       init: bool("init"),
+      terminal: bool("tty"),
     };
     const { assembleConfig, toToml } = await import("../core/boxconfig");
     const assembled = assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
     if (values["print-config"]) {
-      process.stdout.write(toToml(assembled.loaded.config));
+      // The image by its name, not its folder in the store: the printed box runs on the same image.
+      const config = assembled.loaded.config;
+      process.stdout.write(toToml(assembled.image !== null ? { ...config, rootfs: `image:${assembled.image}` } : config));
       process.exit(0);
     }
     if (assembled.image !== null) {

@@ -4,7 +4,7 @@
 // the rootfs ("image:NAME", --image) adds its defaults where the config has none.
 import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
-import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
+import { type Config, DEFAULT_PATH, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
 import { canonicalHostPath, HostPathError } from "./hostpath";
 import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
@@ -13,9 +13,8 @@ import type { OwnersRecord } from "./image/owners";
 export interface BoxFlags {
   rootfs?: string;
   image?: string;
-  bind?: string[];
-  roBind?: string[];
-  tmpfs?: string[];
+  /** --bind, --ro-bind, -v/--volume and --tmpfs, in the order typed: mounts are made in this order. */
+  mounts?: Array<[flag: MountFlag, spec: string]>;
   env?: string[];
   envFile?: string;
   hostname?: string;
@@ -30,7 +29,11 @@ export interface BoxFlags {
   readonly?: boolean;
   layer?: string;
   init?: boolean;
+  /** -t / --no-tty: [process] terminal, so that --print-config keeps it. */
+  terminal?: boolean;
 }
+
+export type MountFlag = "bind" | "ro-bind" | "volume" | "tmpfs";
 
 type Raw = Record<string, unknown>;
 const table = (raw: Raw, key: string): Raw => {
@@ -95,27 +98,25 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   if (f.rootfs !== undefined) raw.rootfs = abs(f.rootfs);
   if (f.image !== undefined) raw.rootfs = `image:${f.image}`;
   const mounts = Array.isArray(raw.mounts) ? (raw.mounts as Raw[]) : [];
-  const bind = (spec: string, readonly: boolean) => {
-    const [src, dst, ...rest] = spec.split(":");
-    if (!src || rest.length) fail(readonly ? "--ro-bind" : "--bind", `expected SRC or SRC:DST, got ${JSON.stringify(spec)}`);
-    mounts.push({ type: "bind", source: abs(src), target: dst ?? abs(src), ...(readonly ? { readonly: true } : {}) });
-  };
-  for (const spec of f.bind ?? []) bind(spec, false);
-  for (const spec of f.roBind ?? []) bind(spec, true);
-  for (const target of f.tmpfs ?? []) mounts.push({ type: "tmpfs", target });
+  // In the order typed, as bubblewrap does: `--ro-bind src:/w --bind out:/w/out` leaves /w/out writable.
+  for (const [flag, spec] of f.mounts ?? []) mounts.push(mountFromFlag(flag, spec, abs, fail));
   if (mounts.length) raw.mounts = mounts;
   const proc = table(raw, "process");
   const image = typeof raw.rootfs === "string" && raw.rootfs.startsWith("image:") ? raw.rootfs.slice(6) : null;
+  let flagsOnlyEnv = false;
   if (f.envFile !== undefined || f.env?.length) {
     // With an image, variables of its own fill in below (applyImage): no default PATH over its PATH.
-    const env = proc.env === undefined && image !== null ? {} : envTable(proc.env);
-    for (const line of f.envFile !== undefined ? readEnvFile(abs(f.envFile), fail) : []) set(env, line, "--env-file", fail);
+    // An image without an Env gets the standard PATH there, as it would without these flags.
+    flagsOnlyEnv = proc.env === undefined && image !== null;
+    const env = flagsOnlyEnv ? {} : envTable(proc.env);
+    if (f.envFile !== undefined) Object.assign(env, readEnvFile(abs(f.envFile), f.envFile, fail));
     for (const kv of f.env ?? []) set(env, kv, "--env", fail);
     proc.env = env;
   }
   if (f.cwd !== undefined) proc.cwd = f.cwd;
   if (f.user !== undefined) proc.user = f.user;
   if (f.init !== undefined) proc.init = f.init;
+  if (f.terminal !== undefined) proc.terminal = f.terminal;
   if (o.command.length) proc.args = o.command;
   if (f.hostname !== undefined) raw.hostname = f.hostname;
   if (f.ephemeral !== undefined) raw.ephemeral = f.ephemeral;
@@ -135,7 +136,7 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     if (f.cpus !== undefined) limits.cpu = numberFlag("--cpus", f.cpus, fail);
   }
   if (Object.keys(proc).length === 0) delete raw.process;
-  const imageOwners = image !== null ? applyImage(raw, image, file) : null;
+  const imageOwners = image !== null ? applyImage(raw, image, file, flagsOnlyEnv) : null;
   // A user by name (-u alice, user = "alice") is the rootfs's: looked up in its passwd and group.
   if (typeof proc.user === "string" && !/^\d+:\d+$/.test(proc.user) && typeof raw.rootfs === "string" && raw.rootfs !== "") proc.user = boxUser(resolve(dir, raw.rootfs), proc.user, file, f.user !== undefined ? "--user" : "process.user");
   return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
@@ -143,7 +144,7 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
 
 function envTable(env: unknown): Record<string, string> {
   if (Array.isArray(env)) return Object.fromEntries((env as string[]).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
-  return { ...((env as Record<string, string>) ?? { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }) };
+  return { ...((env as Record<string, string>) ?? { PATH: DEFAULT_PATH }) };
 }
 
 function set(env: Record<string, string>, kv: string, flag: string, fail: (flag: string, problem: string) => never): void {
@@ -152,14 +153,64 @@ function set(env: Record<string, string>, kv: string, flag: string, fail: (flag:
   env[kv.slice(0, eq)] = kv.slice(eq + 1);
 }
 
-function readEnvFile(path: string, fail: (flag: string, problem: string) => never): string[] {
+/** A variable's name as a shell, podman and docker take it. */
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * An env file: one NAME=value a line, the value as written (quotes included); empty lines and lines
+ * starting with # are skipped. A line that is not NAME=value with a valid name is refused with its
+ * line number: `export X=1` or `BAD NAME=2` would otherwise become a variable with a space in its name.
+ */
+export function readEnvFile(path: string, shown: string, fail: (flag: string, problem: string) => never): Record<string, string> {
   let text = "";
   try {
     text = require("node:fs").readFileSync(path, "utf8");
   } catch (e) {
     fail("--env-file", `cannot read ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
   }
-  return text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const env: Record<string, string> = {};
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.replace(/\r$/, "").trimStart();
+    if (!line.trim() || line.startsWith("#")) return;
+    const eq = line.indexOf("=");
+    const where = `${shown}:${i + 1}`;
+    if (eq === -1) fail("--env-file", `${where}: expected NAME=value, got ${JSON.stringify(line)} (nsrun takes no variable from the host's environment)`);
+    const name = line.slice(0, eq);
+    if (/^export\s/.test(name)) fail("--env-file", `${where}: ${JSON.stringify(name)} is not a variable name: the file is read as NAME=value lines, not by a shell; drop "export"`);
+    if (!VARIABLE_NAME.test(name)) fail("--env-file", `${where}: ${JSON.stringify(name)} is not a variable name (letters, digits and _, not starting with a digit)`);
+    env[name] = line.slice(eq + 1);
+  });
+  return env;
+}
+
+/** One mount flag as a [[mounts]] entry. */
+function mountFromFlag(flag: MountFlag, spec: string, abs: (p: string) => string, fail: (flag: string, problem: string) => never): Raw {
+  if (flag === "tmpfs") return { type: "tmpfs", target: spec };
+  if (flag === "volume") return volume(spec, abs, fail);
+  const [src, dst, ...rest] = spec.split(":");
+  if (!src || rest.length) fail(`--${flag}`, `expected SRC or SRC:DST, got ${JSON.stringify(spec)}`);
+  return { type: "bind", source: abs(src), target: dst ?? abs(src), ...(flag === "ro-bind" ? { readonly: true } : {}) };
+}
+
+/**
+ * -v/--volume HOST:BOX[:OPTIONS], as podman's and docker's: a bind mount. HOST must be a path (a
+ * word without / would be a named volume there, which nsrun does not have); OPTIONS, comma
+ * separated, are ro or rw.
+ */
+function volume(spec: string, abs: (p: string) => string, fail: (flag: string, problem: string) => never): Raw {
+  const parts = spec.split(":");
+  const [src, dst, opts] = parts;
+  const usage = `expected HOST:BOX or HOST:BOX:ro (-v is --volume, as in podman; nsrun's debug output is --verbose), got ${JSON.stringify(spec)}`;
+  if (parts.length < 2 || parts.length > 3 || !src || !dst) fail("--volume", usage);
+  if (!src.startsWith("/") && !src.startsWith(".")) fail("--volume", `${JSON.stringify(src)}: nsrun has no named volumes; give a host path (/abs/path or ./relative)`);
+  if (!dst.startsWith("/")) fail("--volume", `${JSON.stringify(dst)}: expected an absolute path inside the box`);
+  let readonly = false;
+  for (const o of opts === undefined ? [] : opts.split(",")) {
+    if (o === "ro") readonly = true;
+    else if (o === "rw") readonly = false;
+    else fail("--volume", `unknown option ${JSON.stringify(o)} in ${JSON.stringify(spec)}; nsrun takes ro or rw`);
+  }
+  return { type: "bind", source: abs(src), target: dst, ...(readonly ? { readonly: true } : {}) };
 }
 
 function numberFlag(flag: string, text: string, fail: (flag: string, problem: string) => never): number {
@@ -168,7 +219,7 @@ function numberFlag(flag: string, text: string, fail: (flag: string, problem: st
 }
 
 /** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. Returns its owners. */
-function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
+function applyImage(raw: Raw, name: string, file: string, flagsOnlyEnv: boolean): OwnersRecord {
   const { resolveImage } = require("./image/store") as typeof import("./image/store");
   let image: ReturnType<typeof resolveImage>;
   try {
@@ -189,6 +240,7 @@ function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
   // The image's Env is the base; the config's and the flags' variables go over it, name by name (as
   // podman's --env does), so `-e FOO=1` keeps the image's PATH.
   if (c.env.length) proc.env = proc.env === undefined ? c.env : { ...envTable(c.env), ...envTable(proc.env) };
+  else if (flagsOnlyEnv) proc.env = { PATH: DEFAULT_PATH, ...envTable(proc.env) };
   if (proc.cwd === undefined && c.workingDir) proc.cwd = c.workingDir;
   // The image's User, fail closed: a name its passwd does not list refuses the box (as podman does).
   if (proc.user === undefined && c.user) proc.user = boxUser(image.rootfs, c.user, `image ${JSON.stringify(image.name)}`, "User", "the image's");

@@ -141,8 +141,8 @@ export const ConfigSchema = v.strictObject({
       ),
       /** uid:gid inside the box. Default "0:0". */
       user: v.optional(v.pipe(v.string(), v.regex(/^\d+:\d+$/, 'expected "uid:gid", e.g. "0:0"')), "0:0"),
-      /** Run a small init as PID 1 that reaps zombies and forwards signals. Default false. */
-      init: v.optional(v.boolean(), false),
+      /** Run a small init as PID 1 that reaps zombies and forwards signals. Default: when the box has a terminal (and a PID namespace). */
+      init: v.optional(v.boolean()),
       /** A pseudo-terminal for the box (job control, Ctrl-C and Ctrl-Z inside). Default: when nsrun's stdin and stdout are both terminals. */
       terminal: v.optional(v.boolean()),
     }),

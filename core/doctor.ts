@@ -145,6 +145,12 @@ export function checkOwnUserNs(ctx: DoctorContext): Check {
   return { id: "userns.self", status: "ok", summary, detail };
 }
 
+/**
+ * Where a live probe's nsrun reads its config: its stdin, by /proc (a bare VM or initramfs may have
+ * no /dev/stdin link, and then the probe would fail where boxes run fine).
+ */
+const PROBE_STDIN = "/proc/self/fd/0";
+
 /** The live probe's box: the host's / read-only, with a user namespace even for root. */
 export const PROBE_CONFIG = 'rootfs = "/"\nreadonly = true\n\n[namespaces]\nuser = true\n\n[process]\nargs = ["/bin/true"]\n';
 
@@ -152,7 +158,7 @@ export const PROBE_CONFIG = 'rootfs = "/"\nreadonly = true\n\n[namespaces]\nuser
 export async function probeLive(ctx: DoctorContext): Promise<Check> {
   const id = "userns.live";
   if (!ctx.probe) return { id, status: "warn", summary: "user namespaces: live probe skipped (no nsrun executable to run)" };
-  const { code, stderr, ms, timedOut } = await runProbe([...ctx.probe, "run", "--config", "/dev/stdin"], PROBE_CONFIG, ctx.probeTimeoutMs);
+  const { code, stderr, ms, timedOut } = await runProbe([...ctx.probe, "run", "--config", PROBE_STDIN], PROBE_CONFIG, ctx.probeTimeoutMs);
   if (timedOut) return { id, status: "fail", summary: `user namespaces: live probe did not finish within ${ctx.probeTimeoutMs} ms`, detail: stderr.trim() || undefined };
   if (code === null) return { id, status: "fail", summary: `user namespaces: live probe: ${stderr}` };
   if (code === 0) return { id, status: "ok", summary: `user namespaces: live probe ran /bin/true in a box with a user namespace (${ms} ms)` };
@@ -179,11 +185,11 @@ export function checkSubIds(ctx: DoctorContext): Check {
     return {
       id,
       status: "ok",
-      summary: `subordinate ids: a root box with user = true maps to ${uids.length ? `root's subuid ${uids[0]}` : "1879048192+65536 (root has no /etc/subuid entry)"}`,
+      summary: `subordinate ids: a root box with user = true maps to ${uids.length ? `root's subuid ${uids.join(", ")}` : "1879048192+65536 (root has no /etc/subuid entry)"}`,
     };
   const helpers = ["newuidmap", "newgidmap"].every((t) => ctx.view.stat(`/usr/bin/${t}`) !== null);
   if (uids.length && gids.length && helpers)
-    return { id, status: "ok", summary: `subordinate ids: rootless boxes map 0 to ${who} and 1..65536 to subuid ${uids[0]} and subgid ${gids[0]}` };
+    return { id, status: "ok", summary: `subordinate ids: rootless boxes map 0 to ${who} and 1.. to subuid ${uids.join(", ")} and subgid ${gids.join(", ")}` };
   if (uids.length && gids.length)
     return { id, status: "warn", summary: `subordinate ids: ${who} has ranges, but newuidmap/newgidmap are missing, so boxes map only ${who} (as 0)`, fix: "sudo apt-get install uidmap" };
   const missing = [uids.length ? "" : "/etc/subuid", gids.length ? "" : "/etc/subgid"].filter(Boolean);
@@ -252,9 +258,14 @@ export function checkCgroup(ctx: DoctorContext): Check {
   if (!missing.length) return { id: "cgroup", status: "ok", summary: `cgroup: ${version}; [limits] can use ${LIMIT_CONTROLLERS.join(" ")}`, detail: lines.join("\n") };
   if (v2?.controllers.some((c) => missing.includes(c) && !enabled(c)) && (ctx.root || ownWritable))
     lines.push(`your cgroup holds ${members?.length ?? "other"} processes: the kernel enables memory and io in it only once it has none, so nsrun must be alone there (or find them enabled)`);
+  // A delegated scope hands down only cgroup v2 controllers: where the missing ones are not on v2 at
+  // all (a hybrid or v1 host has them on v1, root's alone), systemd-run cannot help an ordinary user.
+  const notOnV2 = missing.filter((c) => !v2?.controllers.includes(c));
   const fix = ctx.root
     ? "boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or mount the missing v1 controllers"
-    : "run nsrun in a cgroup v2 delegated to you and of its own: `systemd-run --user --scope -p Delegate=yes nsrun ...`";
+    : notOnV2.length
+      ? `${notOnV2.join(" ")} ${notOnV2.length === 1 ? "is" : "are"} not on cgroup v2 here (${v2 ? `${v2.mount} has ${v2.controllers.join(" ") || "none"}` : "no v2"}) but on v1, which only root can use, so a delegated scope cannot help: boot with cgroup v2 (the kernel parameter systemd.unified_cgroup_hierarchy=1), or run boxes with [limits] as root`
+      : "run nsrun in a cgroup v2 delegated to you and of its own: `systemd-run --user --scope -p Delegate=yes nsrun ...`";
   const summary = `cgroup: ${version}; [limits] cannot use ${missing.join(" ")}${ctx.root ? "" : " as this user"}`;
   return { id: "cgroup", status: "warn", summary, detail: `${lines.join("\n")}\nboxes without [limits] do not need a cgroup`, fix };
 }
@@ -273,7 +284,7 @@ export async function checkOverlay(ctx: DoctorContext): Promise<Check> {
     if (!ctx.probe) return { id: "overlay", status: "ok", summary: "overlayfs: available (ephemeral = true); live probe skipped" };
     const empty = mkdtempSync(join(tmpdir(), "nsrun-doctor-"));
     chmodSync(empty, 0o755);
-    const { code, stderr, ms } = await runProbe([...ctx.probe, "run", "--config", "/dev/stdin"], overlayProbeConfig(empty), ctx.probeTimeoutMs).finally(() =>
+    const { code, stderr, ms } = await runProbe([...ctx.probe, "run", "--config", PROBE_STDIN], overlayProbeConfig(empty), ctx.probeTimeoutMs).finally(() =>
       rmSync(empty, { recursive: true, force: true }),
     );
     if (code === 127) return { id: "overlay", status: "ok", summary: `overlayfs: an ephemeral box mounted it inside a user namespace (${ms} ms)` };

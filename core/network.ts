@@ -7,8 +7,9 @@
 //                         installed, else slirp4netns (package slirp4netns), or the one [network]
 //                         helper names; it runs as the calling user and ends with the box
 import { accessSync, constants } from "node:fs";
+import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
-import { close, ioctl, socket, syncWithHost } from "./tape/calls";
+import { close, ioctl, openat, socket, syncWithHost, writeText } from "./tape/calls";
 import type { Tape } from "./tape/tape";
 import { SYNC } from "./launch/sync";
 
@@ -29,7 +30,16 @@ export interface NetworkPlan {
   ports: PortForward[];
   /** With "nat": the program that connects the box, and why it was chosen (for --trace and --log-level info). */
   helper?: { name: NetworkHelper; why: string };
+  /**
+   * net.ipv4.ping_group_range of the box's own network namespace, "first last": the groups that may
+   * open ICMP echo sockets (ping without CAP_NET_RAW, icmp(7)). nsrun's boxes get podman's "0 0";
+   * the kernel's default, "1 0", allows no group. Unset: left as the kernel makes it (OCI boxes).
+   */
+  pingGroupRange?: string;
 }
+
+/** podman's default sysctl (containers.conf default_sysctls): the box's root group may ping. */
+export const PING_GROUP_RANGE = "0 0";
 
 /** What each helper is, for planning, error messages and the box's resolv.conf. */
 export const HELPERS: Record<NetworkHelper, { package: string; nameserver: string }> = {
@@ -181,6 +191,20 @@ export function emitNetwork(t: Tape, plan: NetworkPlan, ownNamespace: boolean, f
   socket(t, F.AF_INET, F.SOCK_DGRAM, sock);
   ioctl(t, sock, F.SIOCSIFFLAGS, t.bytes(ifr, '{"lo", IFF_UP|IFF_LOOPBACK}'), 'SIOCSIFFLAGS, {"lo", IFF_UP|IFF_LOOPBACK}');
   close(t, sock);
+  if (plan.pingGroupRange !== undefined) {
+    // Before pivot_root the host's /proc is still at /proc, and /proc/sys/net is the net namespace
+    // of the process that opens it: the box's. Its owner (root of the box's user namespace) may write
+    // it. A convenience, not a protection: where /proc/sys cannot be written (read-only in some
+    // containers), the box starts without it and ping is refused there, as before.
+    t.doing(`set net.ipv4.ping_group_range to "${plan.pingGroupRange}" (ping without CAP_NET_RAW)`);
+    const file = t.reg("sysctl");
+    const skip = t.label("no_ping_group_range");
+    openat(t, F.AT_FDCWD, "/proc/sys/net/ipv4/ping_group_range", F.O_WRONLY, 0, { dst: file, ok: [ERRNO.EROFS, ERRNO.EACCES, ERRNO.EPERM, ERRNO.ENOENT] });
+    t.jumpIf(file, "LT", 0, skip);
+    writeText(t, file, plan.pingGroupRange);
+    close(t, file);
+    t.place(skip);
+  }
   if (plan.mode === "nat") {
     if (fds.sync === null) throw new Error("compile: network mode nat needs the sync pipe");
     syncWithHost(t, fds.report, fds.sync, SYNC_NETWORK, `wait while nsrun starts ${plan.helper?.name ?? "pasta"} for the box's network`);

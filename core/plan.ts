@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
-import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, parsePort } from "./network";
+import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, PING_GROUP_RANGE, parsePort } from "./network";
 import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
@@ -274,7 +274,11 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
       // In a user namespace of the box's own, setgroups is what its maps' writer set (a self-writer
       // must deny it, user_namespaces(7)); in a shared one it is whatever nsrun's own namespace says.
       setgroups: idMap ? idMap.setgroups === "allow" : (facts.setgroupsAllowed ?? true),
-      init: config.process.init,
+      // With a terminal and a PID namespace the command would be PID 1, which the kernel spares every
+      // signal it has no handler for, Ctrl-C from its own terminal included (the supervisor's SIGKILL
+      // rule sees only signals sent to nsrun). So nsrun's init is PID 1 there, as bubblewrap's always
+      // is, unless the config says init = false.
+      init: config.process.init ?? (terminal !== null && wanted.pid),
       terminal,
     },
     cgroup,
@@ -298,23 +302,26 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
   if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
   const asked = config.network.helper ?? "auto";
   if (asked !== "auto" && mode !== "nat") fail("network.helper", `a helper connects only a box with [network] mode = "nat", not "${mode}"`);
-  if (mode !== "nat") return { mode, ports };
+  // A network namespace of the box's own gets podman's ping_group_range; the host's is left alone.
+  const ping = mode === "host" ? {} : { pingGroupRange: PING_GROUP_RANGE };
+  if (mode !== "nat") return { mode, ports, ...ping };
   const helper = chooseHelper(asked, facts.installed ?? (() => true));
   if ("key" in helper) return fail(helper.key, helper.problem);
-  return { mode, ports, helper };
+  return { mode, ports, helper, ...ping };
 }
 
 /**
- * /etc/resolv.conf and /etc/hosts for a box with a network, unless the config mounts its own or the
- * rootfs has them: a resolv.conf counts only if it names a nameserver outside 127.0.0.0/8, which
- * the box, in a network namespace of its own, could not reach.
+ * /etc/resolv.conf and /etc/hosts for a box with a network, unless the config mounts its own. The
+ * resolv.conf names the helper's DNS forwarder, always, as podman's does: a rootfs's own often names
+ * the resolver of the host it was built on (mmdebstrap and debootstrap copy it), which the box, in a
+ * network namespace of its own, cannot reach. Its search, domain and options lines are kept. The
+ * rootfs's /etc/hosts is kept when it has one.
  */
 function networkFiles(config: Config, facts: HostFacts, nameserver: string, hostname: string | null): Array<{ target: string; content: string }> {
   const mounted = new Set(config.mounts.map((m) => m.target));
   const out: Array<{ target: string; content: string }> = [];
-  const resolv = facts.rootfsFile?.("/etc/resolv.conf") ?? "";
-  const usable = resolv.split("\n").some((l) => /^\s*nameserver\s+(?!127\.)\S+/.test(l));
-  if (!mounted.has("/etc/resolv.conf") && !usable) out.push({ target: "/etc/resolv.conf", content: `nameserver ${nameserver}\n` });
+  const kept = (facts.rootfsFile?.("/etc/resolv.conf") ?? "").split("\n").filter((l) => /^\s*(search|domain|options)\s/.test(l));
+  if (!mounted.has("/etc/resolv.conf")) out.push({ target: "/etc/resolv.conf", content: `nameserver ${nameserver}\n${kept.map((l) => `${l.trim()}\n`).join("")}` });
   const hosts = facts.rootfsFile?.("/etc/hosts") ?? "";
   if (!mounted.has("/etc/hosts") && !hosts.trim())
     out.push({ target: "/etc/hosts", content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${hostname ? `127.0.1.1\t${hostname}\n` : ""}` });

@@ -103,27 +103,48 @@ export function readSubordinateIds(uid: number, root = ""): SubordinateIds {
 
 export type IdMapMode = "auto" | "single";
 
+/** The kernel takes at most 340 lines in a uid_map or gid_map (user_namespaces(7), since Linux 4.15). */
+export const MAX_MAP_LINES = 340;
+
 /**
- * The box's maps. Root: box ids 0..N-1 are host ids start..start+N-1 from root's /etc/subuid entry,
- * or ROOT_DEFAULT_RANGE, never host uid 0. An ordinary user, "auto": container root is the user, and
- * 1..N the first subordinate range (podman's layout), when both files grant ranges and the helpers are
- * installed; otherwise, and with "single", the user alone as 0.
+ * Subordinate ranges laid end to end from inside id `first` (podman's layout): every range, in file
+ * order, skipping one that repeats or overlaps an id already mapped (the kernel refuses overlapping
+ * lines with EINVAL), at most MAX_MAP_LINES lines with `taken`, and below 2^32-1 inside.
+ */
+export function consecutiveRanges(ranges: Array<{ start: number; count: number }>, first: number, taken: IdRange[] = []): IdRange[] {
+  const out: IdRange[] = [];
+  let inside = first;
+  const overlaps = (start: number, count: number) => [...taken, ...out].some((r) => start < r.outside + r.count && r.outside < start + count);
+  for (const { start, count } of ranges) {
+    if (taken.length + out.length >= MAX_MAP_LINES || inside >= 0xfffffffe) break;
+    if (overlaps(start, count) || start + count > 0xffffffff) continue;
+    const n = Math.min(count, 0xfffffffe - inside);
+    out.push({ inside, outside: start, count: n });
+    inside += n;
+  }
+  return out;
+}
+
+/**
+ * The box's maps. Root: box ids 0.. are every range of root's /etc/subuid entries, end to end, or
+ * ROOT_DEFAULT_RANGE, never host uid 0. An ordinary user, "auto": container root is the user, and
+ * 1.. every subordinate range end to end (podman's layout), when both files grant ranges and the
+ * helpers are installed; otherwise, and with "single", the user alone as 0.
  */
 export function planIdMaps(caller: { uid: number; gid: number }, sub: SubordinateIds, mode: IdMapMode): IdMapPlan {
   if (caller.uid === 0) {
-    const uid = sub.uids[0] ?? ROOT_DEFAULT_RANGE;
-    const gid = sub.gids[0] ?? ROOT_DEFAULT_RANGE;
-    return { writer: "root", uidMap: [{ inside: 0, outside: uid.start, count: uid.count }], gidMap: [{ inside: 0, outside: gid.start, count: gid.count }], setgroups: "allow" };
+    const uidMap = consecutiveRanges(sub.uids, 0);
+    const gidMap = consecutiveRanges(sub.gids, 0);
+    const fallback = [{ inside: 0, outside: ROOT_DEFAULT_RANGE.start, count: ROOT_DEFAULT_RANGE.count }];
+    return { writer: "root", uidMap: uidMap.length ? uidMap : fallback, gidMap: gidMap.length ? gidMap : fallback, setgroups: "allow" };
   }
   const single: IdMapPlan = { writer: "self", uidMap: [{ inside: 0, outside: caller.uid, count: 1 }], gidMap: [{ inside: 0, outside: caller.gid, count: 1 }], setgroups: "deny" };
   if (mode === "single" || !sub.helpers || !sub.uids.length || !sub.gids.length) return single;
-  const [u, g] = [sub.uids[0], sub.gids[0]];
-  return {
-    writer: "newuidmap",
-    uidMap: [{ inside: 0, outside: caller.uid, count: 1 }, { inside: 1, outside: u.start, count: Math.min(u.count, 65536) }],
-    gidMap: [{ inside: 0, outside: caller.gid, count: 1 }, { inside: 1, outside: g.start, count: Math.min(g.count, 65536) }],
-    setgroups: "allow",
-  };
+  const own = (id: number): IdRange => ({ inside: 0, outside: id, count: 1 });
+  const uidRest = consecutiveRanges(sub.uids, 1, [own(caller.uid)]);
+  const gidRest = consecutiveRanges(sub.gids, 1, [own(caller.gid)]);
+  if (!uidRest.length || !gidRest.length) return single;
+  return { writer: "newuidmap", uidMap: [own(caller.uid), ...uidRest], gidMap: [own(caller.gid), ...gidRest], setgroups: "allow" };
 }
 
 /** The writes of a self-writer, in the order the kernel requires. */
@@ -166,3 +187,19 @@ const WRITE_HINTS = {
   EPERM:
     "writing uid_map/gid_map was refused; on Ubuntu 23.10+ this is AppArmor's `kernel.apparmor_restrict_unprivileged_userns`: allow nsrun with an AppArmor profile, or set that sysctl to 0",
 };
+
+/**
+ * A hint for an ordinary user whose box does not map the owner of its rootfs (a tree made by root,
+ * with mmdebstrap or debootstrap, say): inside, every file shows as nobody and every write fails
+ * with EACCES, which says nothing about why. null when the owner is mapped, or for root.
+ */
+export function unmappedRootfsHint(rootfs: string, owner: { uid: number; gid: number }, caller: { uid: number; gid: number }, map: IdMapPlan | null): string | null {
+  if (caller.uid === 0 || map === null) return null;
+  const outside = (ranges: IdRange[], id: number) => ranges.some((r) => id >= r.outside && id < r.outside + r.count);
+  if (outside(map.uidMap, owner.uid)) return null;
+  return (
+    `the rootfs ${JSON.stringify(rootfs)} belongs to uid ${owner.uid}, which this rootless box does not map: inside, its files show as nobody (65534) and writes fail with EACCES. ` +
+    `Make it yours (sudo chown -R ${caller.uid}:${caller.gid} ${JSON.stringify(rootfs)}: your files are root's inside), or import it as an image ` +
+    "(a tarball of it, nsrun image import), which keeps its owners through your subordinate ids; --readonly says you only read it"
+  );
+}

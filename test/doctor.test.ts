@@ -146,7 +146,7 @@ describe("checks against a fake host", () => {
   });
 
   test("subordinate ids: what rootless boxes map; a missing subgid warns with the lines to add; root's range", () => {
-    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: rootless boxes map 0 to alice and 1..65536 to subuid 100000+65536 and subgid 100000+65536");
+    expect(D.checkSubIds(ctx()).summary).toBe("subordinate ids: rootless boxes map 0 to alice and 1.. to subuid 100000+65536 and subgid 100000+65536");
     const c = D.checkSubIds(ctx({ files: { "/etc/subgid": "bob:100000:65536\n" } }));
     expect(c).toMatchObject({ status: "warn", summary: "subordinate ids: no /etc/subgid entry for alice" });
     expect(c.fix).toContain("/etc/subgid: alice:100000:65536");
@@ -192,6 +192,34 @@ describe("checks against a fake host", () => {
     expect(user.detail).toContain("v1 hierarchies: memory (only root can use them)");
     const root = D.checkCgroup(D.doctorContext({ view: v1({}), uid: 0, nsrunPath: NSRUN, probe: null }));
     expect(root).toMatchObject({ status: "warn", summary: "cgroup: v1; [limits] cannot use pids cpu io" });
+    // Neither v1 nor hybrid hosts can give an ordinary user limits through a delegated scope: no systemd-run fix.
+    expect(user.fix).not.toContain("systemd-run");
+    expect(user.fix).toContain("only root can use");
+  });
+
+  test("cgroup: on a hybrid host (controllers on v1, an empty v2 at unified) the fix for an ordinary user is not systemd-run", () => {
+    const view = fakeView({ subtree: "" });
+    const cg = `${view.root}/sys/fs/cgroup`;
+    mkdirSync(`${cg}/unified/user.slice/alice`, { recursive: true });
+    writeFileSync(`${cg}/unified/user.slice/alice/cgroup.controllers`, "");
+    writeFileSync(`${cg}/unified/user.slice/alice/cgroup.subtree_control`, "");
+    const v1 = ["memory", "pids", "cpu,cpuacct", "blkio"];
+    const mountinfo = [
+      "27 1 254:0 / / rw - ext4 /dev/sda1 rw",
+      `31 27 0:28 / ${cg}/unified rw - cgroup2 cgroup2 rw`,
+      ...v1.map((c, i) => `${40 + i} 27 0:${40 + i} / ${cg}/${c} rw - cgroup cgroup rw,${c}`),
+    ];
+    writeFileSync(`${view.root}/proc/self/mountinfo`, `${mountinfo.join("\n")}\n`);
+    writeFileSync(`${view.root}/proc/self/cgroup`, `${v1.map((c, i) => `${i + 2}:${c}:/user.slice`).join("\n")}\n0::/user.slice/alice\n`);
+    const user = D.checkCgroup(D.doctorContext({ view, uid: 1000, nsrunPath: NSRUN, probe: null }));
+    expect(user).toMatchObject({ status: "warn", summary: "cgroup: hybrid (v1 and v2); [limits] cannot use memory pids cpu io as this user" });
+    expect(user.fix).not.toContain("systemd-run");
+    expect(user.fix).toContain("memory pids cpu io are not on cgroup v2 here");
+    expect(user.fix).toContain("systemd.unified_cgroup_hierarchy=1");
+    // Control: on a v2 host whose controllers are there but not delegated, systemd-run is the fix.
+    expect(D.checkCgroup(ctx({ writable: false })).fix).toContain("systemd-run --user --scope -p Delegate=yes");
+    // Root on the hybrid host uses v1 for what v2 lacks.
+    expect(D.checkCgroup(D.doctorContext({ view, uid: 0, nsrunPath: NSRUN, probe: null })).status).toBe("ok");
   });
 
   test("overlay missing warns; / on the initial ramfs fails pivot_root", async () => {
@@ -214,8 +242,8 @@ describe("checks against a fake host", () => {
 
 describe("the live probe", () => {
   const script = (sh: string) => ["/bin/sh", "-c", sh, "fake-nsrun"];
-  test("runs `nsrun run --config /dev/stdin` with the probe box on stdin", async () => {
-    const ok = script('[ "$*" = "run --config /dev/stdin" ] && grep -q "^user = true$" /dev/stdin && grep -q "/bin/true" /dev/stdin');
+  test("runs `nsrun run --config /proc/self/fd/0` with the probe box on stdin (a bare host may have no /dev/stdin)", async () => {
+    const ok = script('[ "$*" = "run --config /proc/self/fd/0" ] && grep -q "^user = true$" /proc/self/fd/0 && grep -q "/bin/true" /proc/self/fd/0');
     expect(await D.probeLive(ctx({}, { probe: ok }))).toMatchObject({ status: "ok" });
   });
 

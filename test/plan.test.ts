@@ -35,7 +35,7 @@ describe("parseConfig", () => {
       rootfs: "r",
       readonly: false,
       ephemeral: false,
-      process: { args: ["/bin/sh"], cwd: "/", user: "0:0", init: false },
+      process: { args: ["/bin/sh"], cwd: "/", user: "0:0" },
       namespaces: { mount: true, pid: true, uts: true, ipc: true, cgroup: true, time: false },
       user_namespace: { mode: "auto" },
       network: { ports: [] },
@@ -220,14 +220,14 @@ describe("planBox", () => {
     expect(plan().hostname).toBe("nsrun");
     expect(plan({ hostname: "box" }).hostname).toBe("box");
     expect(plan({ namespaces: { uts: false } }).hostname).toBeNull();
-    expect(plan().network).toEqual({ mode: "none", ports: [] });
-    expect(plan({ namespaces: { net: false } }).network.mode).toBe("host");
+    expect(plan().network).toEqual({ mode: "none", ports: [], pingGroupRange: "0 0" });
+    expect(plan({ namespaces: { net: false } }).network).toEqual({ mode: "host", ports: [] }); // the host's ping_group_range is left alone
     expect(plan({ network: { mode: "host" } }).namespaces).not.toContain("net");
     expect(planKey({ network: { mode: "host" }, namespaces: { net: true } })).toBe("network.mode");
     expect(planKey({ network: { mode: "none", ports: ["8080:80"] } })).toBe("network.ports");
   });
 
-  test("nat: ports parsed, a helper required, resolv.conf and hosts generated unless the rootfs has usable ones", () => {
+  test("nat: ports parsed, a helper required, resolv.conf always generated (keeping search), hosts unless the rootfs has one", () => {
     const nat = (files: Record<string, string>, helpers = true) =>
       planBox(loaded({ network: { mode: "nat", ports: ["8080:80", "127.0.0.1:5353:53/udp"] } }), { ...facts(), installed: () => helpers, rootfsFile: (p) => files[p] ?? null }, user);
     const p = nat({});
@@ -238,7 +238,7 @@ describe("planBox", () => {
     expect(p.files.map((f) => f.target)).toEqual(["/etc/resolv.conf", "/etc/hosts"]);
     expect(p.files[1].content).toContain("127.0.1.1\tnsrun");
     expect(nat({ "/etc/resolv.conf": "nameserver 127.0.0.53\n" }).files.map((f) => f.target)).toContain("/etc/resolv.conf");
-    expect(nat({ "/etc/resolv.conf": "nameserver 9.9.9.9\n", "/etc/hosts": "127.0.0.1 x\n" }).files).toEqual([]);
+    expect(nat({ "/etc/resolv.conf": "nameserver 9.9.9.9\nsearch lan\n", "/etc/hosts": "127.0.0.1 x\n" }).files).toEqual([{ target: "/etc/resolv.conf", content: "nameserver 169.254.1.1\nsearch lan\n" }]);
     expect(configError(() => nat({}, false)).key).toBe("network.mode");
     expect(configError(() => planBox(loaded({ network: { mode: "nat", ports: ["80:x"] } }), facts(), user)).key).toBe("network.ports[0]");
   });
@@ -429,7 +429,7 @@ describe("cmd/args", () => {
 
   test("a misspelt flag is refused; every known spelling is taken", () => {
     expect(refused(["--confg", "x"])).toBe("unknown option --confg");
-    expect(parse(["-v", "--trace", "--config=x", "--log-level", "info"]).values).toEqual({ config: "x", "log-level": "info", verbose: true, trace: true });
+    expect(parse(["--verbose", "--trace", "--config=x", "--log-level", "info"]).values).toEqual({ config: "x", "log-level": "info", verbose: true, trace: true });
     expect(parse(["-c", "y", "--no-trace"]).values).toMatchObject({ config: "y", trace: false });
   });
 

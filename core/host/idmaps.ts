@@ -1,33 +1,59 @@
 // The host's part of the user namespace stage: writing the box's id maps from outside, while its
 // first process waits at the sync point (core/userns.ts decides the ranges and who writes them).
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { StageError } from "../errors";
 import type { IdMapPlan, IdRange } from "../userns";
 
-/** Write `plan`'s maps for process `pid`: directly as root, through newuidmap/newgidmap otherwise. */
-export async function writeIdMaps(plan: IdMapPlan, pid: number): Promise<void> {
+/** --trace's host lines (nsrun[host]); null when not tracing. */
+export type IdMapTrace = ((line: string) => void) | null;
+
+/** One line per map line, as /proc/PID/uid_map has them: "0 1000 1; 1 420000000 65536". */
+const oneLine = (text: string) => text.trim().split("\n").map((l) => l.trim().split(/\s+/).join(" ")).join("; ");
+
+/**
+ * Write `plan`'s maps for process `pid`: directly as root, through newuidmap/newgidmap otherwise.
+ * With `trace`, every write or helper's command line, its result and time, then the maps as the
+ * kernel reads them back: the host's half of the sync point, which the executor's trace shows only
+ * as a write(SYNC) and a read(answer).
+ */
+export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrace = null): Promise<void> {
+  const at = "user namespace (sync point 1, the box waits)";
   if (plan.writer === "root") {
     for (const [file, ranges] of [["uid_map", plan.uidMap], ["gid_map", plan.gidMap]] as const) {
       const path = `/proc/${pid}/${file}`;
+      const text = ranges.map((r) => `${r.inside} ${r.outside} ${r.count}`).join("\n");
+      const t0 = performance.now();
       try {
-        writeFileSync(path, ranges.map((r) => `${r.inside} ${r.outside} ${r.count}`).join("\n"));
+        writeFileSync(path, text);
       } catch (e) {
+        trace?.(`${at}: write ${JSON.stringify(path)} ${JSON.stringify(oneLine(text))} = ${(e as NodeJS.ErrnoException).code ?? e}`);
         throw new StageError("user namespace", `write the id maps: write ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
       }
+      trace?.(`${at}: write ${JSON.stringify(path)} ${JSON.stringify(oneLine(text))} = 0  ${(performance.now() - t0).toFixed(3)}ms`);
     }
-    return;
+  } else {
+    // newuidmap PID inside outside count [inside outside count ...]: setuid root, it checks each range
+    // against /etc/subuid (and newgidmap against /etc/subgid) before writing.
+    for (const [helper, ranges, file] of [["newuidmap", plan.uidMap, "/etc/subuid"], ["newgidmap", plan.gidMap, "/etc/subgid"]] as const) {
+      const args = [helper, String(pid), ...ranges.flatMap((r: IdRange) => [String(r.inside), String(r.outside), String(r.count)])];
+      const t0 = performance.now();
+      const run = Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+      const [code, err] = await Promise.all([run.exited, new Response(run.stderr).text()]);
+      trace?.(`${at}: ${args.join(" ")} = exit ${code}  ${(performance.now() - t0).toFixed(3)}ms`);
+      if (code !== 0)
+        throw new StageError(
+          "user namespace",
+          `write the id maps: ${args.join(" ")}: ${err.trim().split("\n").pop() || `exit status ${code}`}`,
+          `${helper} (Debian/Ubuntu package uidmap) refused the ranges: check your lines in ${file}, or set [user_namespace] mode = "single"`,
+        );
+    }
   }
-  // newuidmap PID inside outside count [inside outside count ...]: setuid root, it checks each range
-  // against /etc/subuid (and newgidmap against /etc/subgid) before writing.
-  for (const [helper, ranges, file] of [["newuidmap", plan.uidMap, "/etc/subuid"], ["newgidmap", plan.gidMap, "/etc/subgid"]] as const) {
-    const args = [helper, String(pid), ...ranges.flatMap((r: IdRange) => [String(r.inside), String(r.outside), String(r.count)])];
-    const run = Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-    const [code, err] = await Promise.all([run.exited, new Response(run.stderr).text()]);
-    if (code !== 0)
-      throw new StageError(
-        "user namespace",
-        `write the id maps: ${args.join(" ")}: ${err.trim().split("\n").pop() || `exit status ${code}`}`,
-        `${helper} (Debian/Ubuntu package uidmap) refused the ranges: check your lines in ${file}, or set [user_namespace] mode = "single"`,
-      );
+  if (!trace) return;
+  for (const file of ["uid_map", "gid_map"]) {
+    try {
+      trace(`${at}: /proc/${pid}/${file} now reads ${JSON.stringify(oneLine(readFileSync(`/proc/${pid}/${file}`, "utf8")))}`);
+    } catch (e) {
+      trace(`${at}: /proc/${pid}/${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    }
   }
 }

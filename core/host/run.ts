@@ -1,6 +1,7 @@
 // `nsrun run`: the process the user started. It loads the config and plans (any error there exits
 // 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
+import { statSync } from "node:fs";
 import { loadExecutor } from "../../ffi/executor";
 import { ERRNO } from "../../ffi/errno";
 import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
@@ -16,6 +17,7 @@ import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { type Started, startBox, type Tracer } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
+import { unmappedRootfsHint } from "../userns";
 
 export interface RunOptions {
   /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
@@ -51,6 +53,11 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     const { ownersWarning } = await import("../image/store");
     const warning = ownersWarning(image, imageOwners, plan.idMap);
     if (warning) opts.log.warn(warning);
+  }
+  if (!isDefault && !plan.rootfs.readonly) {
+    const owner = ownerOf(plan.rootfs.hostPath);
+    const hint = owner && unmappedRootfsHint(plan.rootfs.hostPath, owner, caller, plan.idMap);
+    if (hint) opts.log.warn(hint);
   }
   const helper = plan.network.helper;
   if (helper) {
@@ -133,6 +140,16 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeStderr(`nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);
     opts.log.debug(failed.message);
     return exit(status);
+  }
+}
+
+/** The owner of the rootfs folder, or null when it cannot be read (planning has checked it exists). */
+function ownerOf(path: string): { uid: number; gid: number } | null {
+  try {
+    const st = statSync(path);
+    return { uid: st.uid, gid: st.gid };
+  } catch {
+    return null;
   }
 }
 

@@ -92,7 +92,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     onSpawn: opts.onSpawn,
     sync: {
       [SYNC.ID_MAPS]: async (pid: number) => {
-        if (idMap) await writeIdMaps(idMap, pid);
+        if (idMap) await writeIdMaps(idMap, pid, trace.host);
       },
       [SYNC.NETWORK]: async (pid: number) => {
         helpers.push(await startNetwork(plan.network, pid, plan.idMap !== null, trace.host));

@@ -255,7 +255,7 @@ export function describeRecord(r: Report, tape: Tape, describeHook?: (r: Report)
     const path = command?.paths[r.index] ?? command?.args[0];
     const hint =
       errno === ERRNO.EPERM
-        ? "the file has file capabilities (ping, say) the box may not gain: they must be in the bounding set ([security] capabilities), and no_new_privileges = true (the default) refuses to grant any on execve"
+        ? "the file has file capabilities (Debian's ping has cap_net_raw) that the box's bounding set lacks ([security] capabilities): add the capability there, or run a copy without them; ping works without them through ICMP echo sockets, open to the box's group 0 (net.ipv4.ping_group_range = \"0 0\")"
         : hintFor("execve", errno);
     return { ...base, message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint, exitCode: EXIT_CANNOT_EXECUTE };
   }
