@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
 import { readInRootfs } from "./hostpath";
+import { userTextProblem } from "./ids";
 import type { OwnersRecord } from "./image/owners";
 
 export interface BoxFlags {
@@ -111,7 +112,11 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     proc.env = env;
   }
   if (f.cwd !== undefined) proc.cwd = f.cwd;
-  if (f.user !== undefined) proc.user = f.user.includes(":") ? f.user : `${f.user}:${f.user}`;
+  if (f.user !== undefined) {
+    const problem = userTextProblem(f.user);
+    if (problem) fail("--user", problem);
+    proc.user = f.user.includes(":") ? f.user : `${f.user}:${f.user}`;
+  }
   if (f.init !== undefined) proc.init = f.init;
   if (o.command.length) proc.args = o.command;
   if (f.hostname !== undefined) raw.hostname = f.hostname;

@@ -7,6 +7,7 @@ import { posix, resolve } from "node:path";
 import { capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
+import { idProblem } from "../ids";
 import { MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
 import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../namespaces";
 import type { BoxPlan } from "../plan";
@@ -100,6 +101,9 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const idMap = wanted.user ? planIdMap(spec, caller, fail) : null;
   if (!wanted.user && (linux.uidMappings?.length || linux.gidMappings?.length)) fail("linux.uidMappings", 'id mappings need a new user namespace ({"type": "user"})');
   const { uid, gid } = proc.user;
+  // Again here: `exec` builds process.user from its flags (--user, --additional-gids), after config.json's schema.
+  const ids: Array<[string, number]> = [["process.user.uid", uid], ["process.user.gid", gid], ...(proc.user.additionalGids ?? []).map((g, i): [string, number] => [`process.user.additionalGids[${i}]`, g])];
+  for (const [key, value] of ids) if (idProblem(value)) fail(key, idProblem(value) as string);
   if (idMap && (!idMapped(idMap.uidMap, uid) || !idMapped(idMap.gidMap, gid))) fail("process.user", `${uid}:${gid} is not mapped in linux.uidMappings/gidMappings`);
   if (joinedUser?.uidMap && (!idMapped(joinedUser.uidMap, uid) || !idMapped(joinedUser.gidMap ?? [], gid)))
     fail("process.user", `${uid}:${gid} is not mapped in the user namespace ${joinKey("user")} joins`);
