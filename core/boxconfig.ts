@@ -23,6 +23,8 @@ export interface BoxFlags {
   user?: string;
   net?: string;
   publish?: string[];
+  /** --net-host-loopback: [network] host_loopback = true. */
+  netHostLoopback?: boolean;
   memory?: string;
   pids?: string;
   cpus?: string;
@@ -122,11 +124,12 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   if (f.hostname !== undefined) raw.hostname = f.hostname;
   if (f.ephemeral !== undefined) raw.ephemeral = f.ephemeral;
   if (f.readonly !== undefined) raw.readonly = f.readonly;
-  if (f.net !== undefined || f.publish?.length) {
+  if (f.net !== undefined || f.publish?.length || f.netHostLoopback !== undefined) {
     const net = table(raw, "network");
     if (f.net !== undefined) net.mode = f.net;
-    else if (!net.mode) net.mode = "nat"; // -p alone: a published port needs "nat"
+    else if (!net.mode && (f.publish?.length || f.netHostLoopback)) net.mode = "nat"; // -p or --net-host-loopback alone: they need "nat"
     if (f.publish?.length) net.ports = [...(Array.isArray(net.ports) ? (net.ports as string[]) : []), ...f.publish];
+    if (f.netHostLoopback !== undefined) net.host_loopback = f.netHostLoopback;
   }
   if (f.memory !== undefined || f.pids !== undefined || f.cpus !== undefined) {
     const limits = table(raw, "limits");

@@ -199,6 +199,8 @@ export const ConfigSchema = v.strictObject({
       helper: v.optional(v.picklist(["auto", "pasta", "slirp4netns"], 'expected "auto", "pasta" or "slirp4netns"')),
       /** With "nat": ports forwarded from the host into the box, "[HOST_ADDRESS:]HOST_PORT[:BOX_PORT][/tcp|/udp]". Default []. */
       ports: v.optional(v.array(v.string()), []),
+      /** With "nat": the box may reach the host's loopback (127.0.0.1 services) through the gateway address. Default false. */
+      host_loopback: v.optional(v.boolean()),
     }),
     {},
   ),

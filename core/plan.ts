@@ -302,10 +302,12 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
   if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
   const asked = config.network.helper ?? "auto";
   if (asked !== "auto" && mode !== "nat") fail("network.helper", `a helper connects only a box with [network] mode = "nat", not "${mode}"`);
+  const hostLoopback = config.network.host_loopback ?? false;
+  if (hostLoopback && mode !== "nat") fail("network.host_loopback", `only a box with [network] mode = "nat" reaches the host through a gateway, not "${mode}"`);
   if (mode !== "nat") return { mode, ports };
   const helper = chooseHelper(asked, facts.installed ?? (() => true));
   if ("key" in helper) return fail(helper.key, helper.problem);
-  return { mode, ports, helper };
+  return { mode, ports, helper, hostLoopback };
 }
 
 /**
