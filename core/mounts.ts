@@ -120,7 +120,7 @@ const DEV_NODES: Array<[name: string, major: number, minor: number]> = [["null",
  * does not stop writes to a device), but chmod, chown and utimes of the host's inode fail (EROFS),
  * even in a user namespace whose map holds the inode's owner.
  */
-const HOST_DEVICE_ATTRS = A.RO | A.NOSUID | A.NOEXEC;
+export const HOST_DEVICE_ATTRS = A.RO | A.NOSUID | A.NOEXEC;
 const SPECIAL_TYPES = new Set(["proc", "sysfs", "devpts", "mqueue"]);
 
 function fs(fstype: string, target: string, attrs: number, options: string[], origin: string, fallbackBind?: string): MountOp {

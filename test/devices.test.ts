@@ -6,10 +6,12 @@
 // and touch from the box, then compares the host's inodes; the positive controls run the same
 // probe on a host file the box may change (a read-write bind of a file its root owns), and see it change.
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, existsSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "bun";
+import { chmodSync, chownSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_MASKED } from "../core/plan";
-import { type Actor, run, setupTestArea, writeConfig } from "./helpers";
+import { makeBundle, type Spec } from "../fixtures/oci/bundle";
+import { type Actor, command, run, setupTestArea, writeConfig } from "./helpers";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -28,6 +30,29 @@ function inode(path: string) {
   return { path, mode: s.mode, uid: s.uid, gid: s.gid, ctime: s.ctimeNs, mtime: path === "/dev/tty" ? 0n : s.mtimeNs };
 }
 const hostInodes = () => NODES.filter(existsSync).map(inode);
+
+/**
+ * The host's nodes as they were, if a probe changed their mode or owner (an nsrun without this
+ * protection does): other tests and users on this machine need /dev/null. Checked before this runs.
+ */
+function restore(before: ReturnType<typeof hostInodes>): void {
+  for (const b of before) {
+    const now = inode(b.path);
+    if (now.mode !== b.mode) chmodSync(b.path, Number(b.mode & 0o7777n));
+    if (now.uid !== b.uid || now.gid !== b.gid) chownSync(b.path, Number(b.uid), Number(b.gid));
+  }
+}
+
+/** Run `probe` (which returns its result), compare the host's nodes, and put them back whatever happened. */
+function guarded<T>(probe: () => T): { result: T; before: ReturnType<typeof hostInodes>; after: ReturnType<typeof hostInodes> } {
+  const before = hostInodes();
+  try {
+    const result = probe();
+    return { result, before, after: hostInodes() };
+  } finally {
+    if ((process.getuid?.() ?? 0) === 0) restore(before);
+  }
+}
 
 const sh = (a: Actor, args: string[], script: string) => run(area.bin, a, [...args, "--", "/bin/sh", "-c", script]);
 
@@ -57,10 +82,9 @@ describe.each(area.actors)("device nodes and masks ($name)", (a) => {
 
   test.each(variants)("$label: chmod, chown and touch of every /dev node and masked path leave the host's inodes as they were", ({ config, userns }) => {
     const cfg = writeConfig(a, `dev-${userns ? "userns" : "own"}.toml`, config);
-    const before = hostInodes();
-    const r = sh(a, ["run", "--config", cfg], probe(TARGETS));
+    const { result: r, before, after } = guarded(() => sh(a, ["run", "--config", cfg], probe(TARGETS)));
     expect(r.code).toBe(0);
-    expect(hostInodes()).toEqual(before);
+    expect(after).toEqual(before);
     const changed = r.stdout.trim().split("\n").filter(Boolean);
     // A masked path never changes, from any box: its cover is read-only.
     expect(changed.filter((l) => !NODES.includes(l.split(" ")[1]))).toEqual([]);
@@ -104,11 +128,52 @@ describe.each(area.actors)("device nodes and masks ($name)", (a) => {
 describe.skipIf(!root)(`the default box (nsrun run CMD) as root${root ? "" : " (skipped: not root)"}`, () => {
   test("has device nodes of its own: the host's /dev nodes stay as they were (control: the box's own do change)", () => {
     const a = root as Actor;
-    const before = hostInodes();
-    const r = sh(a, ["run"], `${probe(TARGETS)}; stat -c '%a %u' /dev/null /dev/full`);
-    expect(hostInodes()).toEqual(before);
+    const { result: r, before, after } = guarded(() => sh(a, ["run"], `${probe(TARGETS)}; stat -c '%a %u' /dev/null /dev/full`));
+    expect(after).toEqual(before);
     expect(r.stdout).toContain("chmod /dev/null");
     expect(r.stdout).toContain("600 65534\n600 65534\n");
     expect(r.stdout.split("\n").filter((l) => /^(chmod|chown|touch) \/(proc|sys)\//.test(l))).toEqual([]);
+  });
+});
+
+/** nsrun's OCI runtime as the actor, state in its own --root; output in files (a created container keeps nsrun's stdio). */
+let ociCalls = 0;
+function oci(a: Actor, args: string[]) {
+  const out = join(a.area, `dev-oci-out${++ociCalls}`);
+  const err = `${out}.err`;
+  const r = spawnSync(command(area.bin, a, ["--root", join(a.area, "dev-oci-state"), ...args]), { cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err), timeout: 30_000 });
+  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
+  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
+}
+
+describe.each(area.actors)("an OCI container's /dev and masks ($name)", (a) => {
+  const bundle = (name: string, edit: (s: Spec) => void) =>
+    makeBundle(
+      join(a.area, name),
+      (d) => expect(oci(a, ["spec", ...(a.name === "user" ? ["--rootless"] : []), "--bundle", d]).code).toBe(0),
+      a,
+      edit,
+    );
+
+  test("chmod, chown and touch of every /dev node and masked path leave the host's inodes as they were (control: a host file the container's root owns, bound read-write, changes)", () => {
+    const b = bundle("dev-oci", (s) => {
+      s.process.args = ["sh", "-c", probe([...NODES, ...s.linux.maskedPaths])];
+    });
+    const { result: r, before, after } = guarded(() => oci(a, ["run", "--bundle", b, `dev-oci-${a.name}`]));
+    expect(r.code).toBe(0);
+    expect(after).toEqual(before);
+    expect(r.stdout).toBe("");
+    // Control: the same probe on a host file the container's root owns (the rootless template maps the user as 0).
+    const s = scratch(a, "oci-owned", a.uid, a.gid);
+    const c = bundle("dev-oci-control", (spec) => {
+      spec.process.args = ["sh", "-c", probe(["/scratch"]).replace(/chown 65534:65534/g, "chown 0:0")];
+      spec.mounts.push({ destination: "/scratch", type: "bind", source: s.path, options: ["bind", "rw"] });
+      spec.root.readonly = false; // the bind's target is made in the rootfs
+    });
+    const before2 = inode(s.path);
+    const rc = oci(a, ["run", "--bundle", c, `dev-oci-control-${a.name}`]);
+    expect(rc.stdout).toBe("chmod /scratch\nchown /scratch\ntouch /scratch\n");
+    expect(inode(s.path).mode & 0o777n).toBe(0o600n);
+    expect(inode(s.path).ctime).not.toBe(before2.ctime);
   });
 });

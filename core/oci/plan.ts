@@ -8,7 +8,7 @@ import { capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
 import { idProblem } from "../ids";
-import { MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
+import { HOST_DEVICE_ATTRS, MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
 import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../namespaces";
 import type { BoxPlan } from "../plan";
 import type { RlimitPlan } from "../rlimits";
@@ -305,7 +305,8 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
     ops.push({ op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key });
   });
   for (const n of DEV_NODES)
-    if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: "default devices" });
+    // Read-only (core/mounts.ts): a root container keeps CHOWN and FOWNER, and must not chmod the host's node.
+    if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: HOST_DEVICE_ATTRS, file: true, origin: "default devices" });
   for (const [target, linkTo] of DEV_LINKS) if (!targets.has(target)) ops.push({ op: "symlink", target, linkTo, origin: "default devices" });
   const boxPath = (p: string, key: string) => (p.startsWith("/") && !p.split("/").includes("..") ? p : fail(key, `expected an absolute path without "..", got ${JSON.stringify(p)}`));
   (spec.linux?.maskedPaths ?? []).forEach((p, i) => ops.push({ op: "mask", target: boxPath(p, `linux.maskedPaths[${i}]`), origin: `linux.maskedPaths[${i}]` }));
