@@ -56,10 +56,11 @@ function guarded<T>(probe: () => T): { result: T; before: ReturnType<typeof host
 
 const sh = (a: Actor, args: string[], script: string) => run(area.bin, a, [...args, "--", "/bin/sh", "-c", script]);
 
-/** A host file for a control: owned by `uid:gid`, mode 0644, bound read-write at /scratch. */
-function scratch(a: Actor, name: string, uid: number, gid: number): { path: string; cfg: string } {
+/** A host file for a control: owned by `uid:gid`, mode 0644, bound read-write at /scratch; `device`: a null device node made for the test (root only). */
+function scratch(a: Actor, name: string, uid: number, gid: number, device = false): { path: string; cfg: string } {
   const path = join(a.area, "data", name);
-  writeFileSync(path, "scratch\n");
+  if (device) expect(spawnSync(["mknod", path, "c", "1", "3"]).exitCode).toBe(0);
+  else writeFileSync(path, "scratch\n");
   chmodSync(path, 0o644);
   chownSync(path, uid, gid);
   return { path, cfg: `[[mounts]]\ntype = "bind"\nsource = "${path}"\ntarget = "/scratch"\n` };
@@ -100,10 +101,11 @@ describe.each(area.actors)("device nodes and masks ($name)", (a) => {
     }
   });
 
-  test.each(variants)("$label: control: the same probe on a host file the box's root owns, bound read-write, changes it", ({ config, userns }) => {
+  test.each(variants)("$label: control: the same probe on a host file the box's root owns (for a root box, a device node), bound read-write, changes it", ({ config, userns }) => {
     const base = writeConfig(a, `dev-owner-${userns}.toml`, config);
     const owner = userns ? boxRoot(a, base) : { uid: 0, gid: 0 };
-    const s = scratch(a, `owned-${userns}`, owner.uid, owner.gid);
+    // A root box's control is a device node of the host's, as /dev/null would be if it were bound.
+    const s = scratch(a, `owned-${userns}`, owner.uid, owner.gid, !userns);
     const cfg = writeConfig(a, `dev-control-${userns}.toml`, `${config}${s.cfg}`);
     const before = inode(s.path);
     const r = sh(a, ["run", "--config", cfg], probe(["/scratch"]));
