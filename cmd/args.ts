@@ -18,6 +18,7 @@ export const runArgs = {
   user: { type: "string", alias: "u", description: "The box's user ([process] user); names are the rootfs's", valueHint: "USER[:GROUP]" },
   net: { type: "string", description: "none | host | nat ([network] mode)", valueHint: "MODE" },
   publish: { type: "string", alias: "p", description: "Forward a host port into the box (implies --net nat); repeatable", valueHint: "[IP:]HOST:BOX[/udp]" },
+  "net-host-loopback": { type: "boolean", description: "Let a nat box reach the host's 127.0.0.1 through the gateway address (implies --net nat)" },
   memory: { type: "string", alias: "m", description: "Memory limit, e.g. 256M ([limits] memory)", valueHint: "SIZE" },
   pids: { type: "string", description: "Process limit ([limits] pids)", valueHint: "N" },
   cpus: { type: "string", description: "CPUs' worth of time, e.g. 1.5 ([limits] cpu)", valueHint: "N" },
@@ -37,7 +38,7 @@ const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
   ["The box", ["config", "rootfs", "image", "hostname", "ephemeral", "readonly", "layer"]],
   ["Mounts", ["bind", "ro-bind", "volume", "tmpfs"]],
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
-  ["Network", ["net", "publish"]],
+  ["Network", ["net", "publish", "net-host-loopback"]],
   ["Limits", ["memory", "pids", "cpus"]],
   ["nsrun itself", ["print-config", "trace", "log-level", "verbose"]],
 ];

@@ -270,7 +270,7 @@ export async function runOci(argv: string[]): Promise<never> {
     if (e instanceof ConfigError) die(e.message, 125);
     if (e instanceof StageError) die(`${e.message}${e.hint ? `\n  hint: ${e.hint}` : ""}`, e.exitCode);
     if (e instanceof OciError) die(e.message, e.exitCode);
-    if (e instanceof StateError) die(e.message, 1);
+    if (e instanceof StateError) die(e.message, e.exitCode);
     if (process.env.NSRUN_DEBUG) console.error(e);
     die(`${cmd}: ${(e as Error).message}`, 125);
   }

@@ -36,6 +36,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       user: str("user"),
       net: str("net"),
       publish: list("publish"),
+      netHostLoopback: bool("net-host-loopback"),
       memory: str("memory"),
       pids: str("pids"),
       cpus: str("cpus"),

@@ -8,6 +8,7 @@ import { type Config, DEFAULT_PATH, type LoadedConfig, parseConfig, readRawConfi
 import { ConfigError } from "./errors";
 import { canonicalHostPath, HostPathError } from "./hostpath";
 import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
+import { userTextProblem } from "./ids";
 import type { OwnersRecord } from "./image/owners";
 
 export interface BoxFlags {
@@ -22,6 +23,8 @@ export interface BoxFlags {
   user?: string;
   net?: string;
   publish?: string[];
+  /** --net-host-loopback: [network] host_loopback = true. */
+  netHostLoopback?: boolean;
   memory?: string;
   pids?: string;
   cpus?: string;
@@ -114,7 +117,12 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     proc.env = env;
   }
   if (f.cwd !== undefined) proc.cwd = f.cwd;
-  if (f.user !== undefined) proc.user = f.user;
+  if (f.user !== undefined) {
+    // Numbers are checked here (4294967295 is (uid_t)-1); a name is looked up in the rootfs below.
+    const problem = /^[\d:]+$/.test(f.user) || /^-/.test(f.user) ? userTextProblem(f.user) : null;
+    if (problem) fail("--user", problem);
+    proc.user = f.user;
+  }
   if (f.init !== undefined) proc.init = f.init;
   if (f.terminal !== undefined) proc.terminal = f.terminal;
   if (o.command.length) proc.args = o.command;
@@ -123,11 +131,12 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
   if (f.readonly !== undefined) raw.readonly = f.readonly;
   if (f.layer === "") fail("--layer", "expected a directory path, got \"\"");
   if (f.layer !== undefined) raw.layer = abs(f.layer);
-  if (f.net !== undefined || f.publish?.length) {
+  if (f.net !== undefined || f.publish?.length || f.netHostLoopback !== undefined) {
     const net = table(raw, "network");
     if (f.net !== undefined) net.mode = f.net;
-    else if (!net.mode) net.mode = "nat"; // -p alone: a published port needs "nat"
+    else if (!net.mode && (f.publish?.length || f.netHostLoopback)) net.mode = "nat"; // -p or --net-host-loopback alone: they need "nat"
     if (f.publish?.length) net.ports = [...(Array.isArray(net.ports) ? (net.ports as string[]) : []), ...f.publish];
+    if (f.netHostLoopback !== undefined) net.host_loopback = f.netHostLoopback;
   }
   if (f.memory !== undefined || f.pids !== undefined || f.cpus !== undefined) {
     const limits = table(raw, "limits");

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { dirname, posix, resolve } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "./errors";
+import { rangeProblem, userTextProblem } from "./ids";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -14,6 +15,15 @@ const absolutePath = v.pipe(
 );
 
 const ID_MAP_LINE = /^\s*\d+\s+\d+\s+\d+\s*$/;
+/** An id map line whose ids and count fit the kernel's ids (core/ids.ts). */
+const idMapLine = v.pipe(
+  v.string(),
+  v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"'),
+  v.check((s) => {
+    const [inside, outside, count] = s.trim().split(/\s+/).map(Number);
+    return rangeProblem(inside, outside, count) === null;
+  }, "expected ids 0 to 4294967294 and a count of 1 or more that keeps the range within them"),
+);
 
 const boxPath = v.pipe(absolutePath, v.check((s) => !s.split("/").includes(".."), 'expected a path without ".."'));
 
@@ -140,7 +150,14 @@ export const ConfigSchema = v.strictObject({
         ),
       ),
       /** uid:gid inside the box. Default "0:0". */
-      user: v.optional(v.pipe(v.string(), v.regex(/^\d+:\d+$/, 'expected "uid:gid", e.g. "0:0"')), "0:0"),
+      user: v.optional(
+        v.pipe(
+          v.string(),
+          v.regex(/^\d+:\d+$/, 'expected "uid:gid", e.g. "0:0"'),
+          v.check((s) => userTextProblem(s) === null, 'expected ids 0 to 4294967294 (4294967295 is (uid_t)-1, which setresuid(2) reads as "unchanged")'),
+        ),
+        "0:0",
+      ),
       /** Run a small init as PID 1 that reaps zombies and forwards signals. Default: when the box has a terminal (and a PID namespace). */
       init: v.optional(v.boolean()),
       /** A pseudo-terminal for the box (job control, Ctrl-C and Ctrl-Z inside). Default: when nsrun's stdin and stdout are both terminals. */
@@ -170,8 +187,8 @@ export const ConfigSchema = v.strictObject({
       /** "auto": subordinate id ranges (/etc/subuid, /etc/subgid) when the user has them, else the user alone as 0; "single": the user alone as 0. Default "auto". */
       mode: v.optional(v.picklist(["auto", "single"], 'expected "auto" or "single"'), "auto"),
       /** Explicit maps instead of the mode's: "inside outside count" lines, within what the user may map. */
-      uid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
-      gid_map: v.optional(v.array(v.pipe(v.string(), v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"')))),
+      uid_map: v.optional(v.array(idMapLine)),
+      gid_map: v.optional(v.array(idMapLine)),
     }),
     {},
   ),
@@ -184,6 +201,8 @@ export const ConfigSchema = v.strictObject({
       helper: v.optional(v.picklist(["auto", "pasta", "slirp4netns"], 'expected "auto", "pasta" or "slirp4netns"')),
       /** With "nat": ports forwarded from the host into the box, "[HOST_ADDRESS:]HOST_PORT[:BOX_PORT][/tcp|/udp]". Default []. */
       ports: v.optional(v.array(v.string()), []),
+      /** With "nat": the box may reach the host's loopback (127.0.0.1 services) through the gateway address. Default false. */
+      host_loopback: v.optional(v.boolean()),
     }),
     {},
   ),

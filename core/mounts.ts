@@ -7,7 +7,7 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
+import { close, fchmodat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodatChar, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 import type { IdRange } from "./userns";
 
@@ -39,8 +39,14 @@ export type MountOp =
       /** A detached copy nsrun made already (an fd the process inherits), attached instead of copying the source. */
       tree?: number;
     }
-  /** Hide a path: /dev/null over a file, an empty read-only tmpfs over a folder. A missing path is left alone. */
-  | { op: "mask"; target: string; origin: string }
+  /**
+   * Hide a path: a read-only null device over a file, an empty read-only tmpfs over a folder. A
+   * missing path is left alone. `ownNull`: the null device is the box's own /dev/null (one nsrun
+   * made with mknod), not the host's, so that nothing done to the mask reaches a host inode.
+   */
+  | { op: "mask"; target: string; origin: string; ownNull?: boolean }
+  /** A character device nsrun makes with mknod(2) in the box's own /dev (a tmpfs), mode as given. */
+  | { op: "device"; target: string; major: number; minor: number; mode: number; origin: string }
   /** Bind a path onto itself, read-only. A missing path is left alone. */
   | { op: "readonly"; target: string; origin: string }
   | { op: "symlink"; target: string; linkTo: string; origin: string };
@@ -98,11 +104,23 @@ export interface MountContext {
   /** The box has its own PID namespace (proc shows only its processes) and network namespace (sysfs). */
   pidns: boolean;
   netns: boolean;
+  /**
+   * The box may have device nodes of its own: root in the initial user namespace, the box without a
+   * user namespace (runc's rule). Otherwise /dev's nodes are read-only binds of the host's.
+   */
+  ownDevices?: boolean;
 }
 
 const A = { RO: F.MOUNT_ATTR_RDONLY, NOSUID: F.MOUNT_ATTR_NOSUID, NODEV: F.MOUNT_ATTR_NODEV, NOEXEC: F.MOUNT_ATTR_NOEXEC };
 const LOCKED_DOWN = A.NOSUID | A.NODEV | A.NOEXEC;
-const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+/** The devices every box gets (runc's and podman's list): name, major, minor; mode 0666 each. */
+const DEV_NODES: Array<[name: string, major: number, minor: number]> = [["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0]];
+/**
+ * A bind of a host device node is read-only: the device still reads and writes (a read-only mount
+ * does not stop writes to a device), but chmod, chown and utimes of the host's inode fail (EROFS),
+ * even in a user namespace whose map holds the inode's owner.
+ */
+export const HOST_DEVICE_ATTRS = A.RO | A.NOSUID | A.NOEXEC;
 const SPECIAL_TYPES = new Set(["proc", "sysfs", "devpts", "mqueue"]);
 
 function fs(fstype: string, target: string, attrs: number, options: string[], origin: string, fallbackBind?: string): MountOp {
@@ -114,8 +132,15 @@ export function defaultMounts(ctx: MountContext): Map<string, MountOp[]> {
   const o = (target: string) => `default ${target}`;
   const dev: MountOp[] = [
     fs("tmpfs", "/dev", A.NOSUID | F.MOUNT_ATTR_STRICTATIME, ["mode=755", "size=65536k"], o("/dev")),
-    // Device nodes are binds of the host's own: a box can never make one (nodev everywhere else, no CAP_MKNOD).
-    ...DEV_NODES.map((n): MountOp => ({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: o("/dev") })),
+    // Device nodes of the box's own where it may (a root box keeps CAP_CHOWN and CAP_FOWNER: a bind of
+    // the host's would let it chmod the host's /dev/null), else read-only binds of the host's, whose
+    // inodes a user namespace's root cannot change. The box itself can never make one (nodev
+    // everywhere else, no CAP_MKNOD).
+    ...DEV_NODES.map(([n, major, minor]): MountOp =>
+      ctx.ownDevices
+        ? { op: "device", target: `/dev/${n}`, major, minor, mode: 0o666, origin: o("/dev") }
+        : { op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: HOST_DEVICE_ATTRS, file: true, origin: o("/dev") },
+    ),
     // A new devpts instance, so the box cannot see the host's terminals. gid=5 (tty) only where it is mapped.
     fs("devpts", "/dev/pts", A.NOSUID | A.NOEXEC, ["newinstance", "ptmxmode=0666", "mode=0620", ...(ctx.ttyGroup ? ["gid=5"] : [])], o("/dev")),
     { op: "symlink", target: "/dev/ptmx", linkTo: "pts/ptmx", origin: o("/dev") },
@@ -225,6 +250,8 @@ export function describeMount(op: MountOp): string {
       return `${op.origin}: symlink ${q(op.target)} -> ${q(op.linkTo)}`;
     case "mask":
       return `${op.origin}: mask ${q(op.target)}`;
+    case "device":
+      return `${op.origin}: make the device ${q(op.target)} (${op.major}:${op.minor})`;
     case "readonly":
       return `${op.origin}: make ${q(op.target)} read-only`;
   }
@@ -273,6 +300,8 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
         return emitSymlink(t, bases, op);
       case "mask":
         return emitMask(t, bases, op, i);
+      case "device":
+        return emitDevice(t, bases, op);
       case "readonly":
         return emitReadonly(t, bases, op, i);
     }
@@ -384,6 +413,18 @@ export function emitPropagation(t: Tape, fd: Reg, p: Propagation): void {
   mountSetattr(t, fd, p.recursive, 0, { propagation: p.type });
 }
 
+function emitDevice(t: Tape, bases: Bases, op: Extract<MountOp, { op: "device" }>): void {
+  const parts = components(op.target);
+  const parent = t.reg("parent");
+  const { lookup, rel } = bases.lookup(`/${parts.slice(0, -1).join("/")}`, true);
+  openInRoot(t, lookup, rel, "dir", parent);
+  const name = parts[parts.length - 1];
+  mknodatChar(t, parent, name, op.mode, op.major, op.minor);
+  // mknod(2) applies the umask; the node is nsrun's own, just made in a tmpfs nobody else sees yet.
+  fchmodat(t, parent, name, op.mode);
+  close(t, parent);
+}
+
 function emitSymlink(t: Tape, bases: Bases, op: Extract<MountOp, { op: "symlink" }>): void {
   const parts = components(op.target);
   const parentPath = `/${parts.slice(0, -1).join("/")}`;
@@ -427,7 +468,18 @@ function emitMask(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mask" }>, i
   close(t, ctx);
   t.jump(attach);
   t.place(file);
-  openTree(t, F.AT_FDCWD, "/dev/null", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC, { dst: cover });
+  if (op.ownNull) {
+    // The box's own null device, found below the /dev nsrun mounted (no symlinks).
+    const own = existing(bases, "/dev/null");
+    const node = t.reg("node");
+    openat2(t, own.lookup.base, own.path, F.O_PATH, own.resolve | F.RESOLVE_NO_SYMLINKS, { dst: node });
+    openTree(t, node, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH, { dst: cover });
+    close(t, node);
+  } else {
+    openTree(t, F.AT_FDCWD, "/dev/null", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC, { dst: cover });
+  }
+  // Read-only: chmod, chown and utimes of the mask fail (EROFS), whatever capabilities the box keeps.
+  mountSetattr(t, cover, false, HOST_DEVICE_ATTRS);
   t.place(attach);
   moveMount(t, cover, target);
   close(t, cover);

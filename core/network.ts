@@ -36,6 +36,11 @@ export interface NetworkPlan {
    * the kernel's default, "1 0", allows no group. Unset: left as the kernel makes it (OCI boxes).
    */
   pingGroupRange?: string;
+  /**
+   * With "nat": the gateway address leads to the host's loopback ([network] host_loopback). Off by
+   * default, as podman has it: a database or an admin port on the host's 127.0.0.1 is not the box's.
+   */
+  hostLoopback?: boolean;
 }
 
 /** podman's default sysctl (containers.conf default_sysctls): the box's root group may ping. */
@@ -104,6 +109,8 @@ export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: bool
     "none",
     "-U",
     "none",
+    // The gateway address is the host's loopback only when asked ([network] host_loopback).
+    ...(plan.hostLoopback ? [] : ["--no-map-gw"]),
     "--pid",
     opts.pidFile,
     // pasta drops root to "nobody" by default, which may not enter a root box's namespaces.
@@ -144,12 +151,13 @@ export const SLIRP_BOX_ADDRESS = "10.0.2.100";
  * `exitFd` (the read end of a pipe only nsrun holds) reports end of file. Ports are forwarded
  * afterwards, one request each on the API socket (core/host/network.ts).
  */
-export function slirp4netnsArgs(opts: { userns: boolean; readyFd: number; exitFd: number; apiSocket: string | null }): string[] {
+export function slirp4netnsArgs(opts: { userns: boolean; readyFd: number; exitFd: number; apiSocket: string | null; hostLoopback?: boolean }): string[] {
   return [
     "slirp4netns",
-    // Configure tap0 (10.0.2.100/24, default route via 10.0.2.2, which reaches the host's
-    // 127.0.0.1 as pasta's gateway does: no --disable-host-loopback) and bring lo up.
+    // Configure tap0 (10.0.2.100/24, default route via 10.0.2.2) and bring lo up.
     "--configure",
+    // 10.0.2.2 reaches the host's 127.0.0.1 only when asked ([network] host_loopback).
+    ...(opts.hostLoopback ? [] : ["--disable-host-loopback"]),
     "--mtu=65520",
     `--ready-fd=${opts.readyFd}`,
     `--exit-fd=${opts.exitFd}`,

@@ -59,6 +59,8 @@ export interface HostFacts {
   seccompProfile?: string;
   /** gid 5 (tty) is mapped in nsrun's own user namespace (not so when nsrun itself runs in one). */
   ttyGroupMapped?: boolean;
+  /** nsrun runs in the initial user namespace (uid_map "0 0 4294967295"): root here may mknod a device. Default true. */
+  initialUserns?: boolean;
   /** /proc/self/setgroups says "allow" (a user namespace nsrun runs in may have said "deny"). */
   setgroupsAllowed?: boolean;
   /** The caller's ranges in /etc/subuid and /etc/subgid, and whether newuidmap/newgidmap exist. */
@@ -118,6 +120,7 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
     seccompProfile: readProfile(config.security.seccomp, dir, file),
     ttyGroupMapped: idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5),
     setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
+    initialUserns: readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/).join(" ") === "0 0 4294967295",
     subordinate: readSubordinateIds(process.getuid?.() ?? 0),
     installed,
   };
@@ -200,11 +203,15 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     );
 
   let mounts: MountOp[];
+  // A root box without a user namespace gets device nodes of its own (mknod needs CAP_MKNOD in the
+  // initial user namespace); its masks then cover files with its own null device.
+  const ownDevices = !wanted.user && (facts.initialUserns ?? true);
+  const ownNull = ownDevices && !config.mounts.some((m) => m.target === "/dev" || m.target === "/dev/null");
   try {
     // gid 5 (tty) for devpts must exist in the box's user namespace: with ranges it does; one without
     // shares ours, where gid 5 may be unmapped too.
     const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : (facts.ttyGroupMapped ?? true);
-    mounts = planMounts(config.mounts, facts.sources, { ttyGroup, pidns: wanted.pid, netns: wanted.net });
+    mounts = planMounts(config.mounts, facts.sources, { ttyGroup, pidns: wanted.pid, netns: wanted.net, ownDevices });
   } catch (e) {
     if (e instanceof MountPlanError) fail(e.key, e.message);
     throw e;
@@ -237,7 +244,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   const rlimits = planRlimits(Object.fromEntries(RLIMIT_KEYS.map((k) => [k, l[k]])));
   const security = planSecurity(config, fail, facts.seccompProfile);
   mounts.push(
-    ...(config.security.masked_paths ?? DEFAULT_MASKED).map((target, i): MountOp => ({ op: "mask", target, origin: `security.masked_paths[${i}]` })),
+    ...(config.security.masked_paths ?? DEFAULT_MASKED).map((target, i): MountOp => ({ op: "mask", target, origin: `security.masked_paths[${i}]`, ...(ownNull ? { ownNull } : {}) })),
     ...(config.security.readonly_paths ?? DEFAULT_READONLY).map((target, i): MountOp => ({ op: "readonly", target, origin: `security.readonly_paths[${i}]` })),
   );
 
@@ -302,12 +309,14 @@ function planNetwork(config: Config, facts: HostFacts, mode: NetworkMode, fail: 
   if (ports.length && mode !== "nat") fail("network.ports", `ports are forwarded only with [network] mode = "nat", not "${mode}"`);
   const asked = config.network.helper ?? "auto";
   if (asked !== "auto" && mode !== "nat") fail("network.helper", `a helper connects only a box with [network] mode = "nat", not "${mode}"`);
+  const hostLoopback = config.network.host_loopback ?? false;
+  if (hostLoopback && mode !== "nat") fail("network.host_loopback", `only a box with [network] mode = "nat" reaches the host through a gateway, not "${mode}"`);
   // A network namespace of the box's own gets podman's ping_group_range; the host's is left alone.
   const ping = mode === "host" ? {} : { pingGroupRange: PING_GROUP_RANGE };
   if (mode !== "nat") return { mode, ports, ...ping };
   const helper = chooseHelper(asked, facts.installed ?? (() => true));
   if ("key" in helper) return fail(helper.key, helper.problem);
-  return { mode, ports, helper, ...ping };
+  return { mode, ports, helper, hostLoopback, ...ping };
 }
 
 /**

@@ -8,9 +8,9 @@
 import { fstatSync, readSync } from "node:fs";
 import * as F from "../ffi/flags";
 import { close, isErrno, openat2 } from "../ffi/fs";
+import { MAX_ID } from "./ids";
 
-/** The largest id a box may run as: 4294967295 is (uid_t)-1, "no id" to the kernel. */
-export const MAX_ID = 4294967294;
+export { MAX_ID };
 /** /etc/passwd and /etc/group larger than this are refused (glibc reads any size; 4 MiB is tens of thousands of users). */
 const MAX_DB = 4 * 1024 * 1024;
 

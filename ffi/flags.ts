@@ -56,6 +56,9 @@ export const FSCONFIG_SET_FLAG = 0;
 export const FSCONFIG_SET_STRING = 1;
 export const FSCONFIG_CMD_CREATE = 6;
 
+// <sys/stat.h>: a character device's file type, for mknodat(2)
+export const S_IFCHR = 0o020000;
+
 // <sys/mount.h>: umount2(2)
 export const MNT_DETACH = 0x2;
 

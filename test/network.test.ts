@@ -1,15 +1,18 @@
-// The box's network (issue 11): "nat", through pasta and through slirp4netns, reaches a server on
-// the host's loopback (through the helper's mapping of the gateway address) and a host client
-// reaches a server in the box through a forwarded port; "none" reaches neither. Nothing leaves this
-// machine: both ends are on 127.0.0.1. Planning's choice of helper is tested without running one.
+// The box's network (issue 11): "nat", through pasta and through slirp4netns: a host client reaches
+// a server in the box through a forwarded port; the box reaches a server on the host's loopback
+// (through the helper's mapping of the gateway address) only with [network] host_loopback = true
+// (issue 19), and without it still reaches the outside; "none" reaches neither. Nothing leaves
+// this machine but the outside probe, a TCP connection to the host's nameserver (skipped, saying
+// why, where there is none outside 127.0.0.0/8). Planning's choice of helper is tested without running one.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { readdirSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { basename } from "node:path";
 import { goneWithin } from "../ffi/wait";
 import { parseConfig } from "../core/config";
 import { ConfigError } from "../core/errors";
-import { HELPERS, type NetworkHelper } from "../core/network";
+import { HELPERS, type NetworkHelper, pastaArgs, slirp4netnsArgs } from "../core/network";
 import { planBox } from "../core/plan";
 import { type Actor, command, run, setupTestArea, start, writeConfig } from "./helpers";
 
@@ -80,6 +83,19 @@ function hostServer(text: string): { port: number; stop(force: boolean): void } 
   return { port: server.port as number, stop: (force) => void server.stop(force) };
 }
 
+/** The host's first nameserver outside 127.0.0.0/8 when it answers TCP on port 53 from the host: a stand-in for "the outside". */
+async function outsideAddress(): Promise<string | null> {
+  const ns = readFileSync("/etc/resolv.conf", "utf8").match(/^\s*nameserver\s+((?!127\.)\d+\.\d+\.\d+\.\d+)\s*$/m)?.[1];
+  if (!ns) return null;
+  const reached = await new Promise<boolean>((done) => {
+    const s = connect({ host: ns, port: 53, timeout: 3000 });
+    s.on("connect", () => (s.destroy(), done(true)));
+    s.on("error", () => done(false));
+    s.on("timeout", () => (s.destroy(), done(false)));
+  });
+  return reached ? ns : null;
+}
+
 /** GET http://127.0.0.1:port/greeting from the host: the body, or null when nothing answers. */
 async function ask(port: number): Promise<string | null> {
   try {
@@ -98,8 +114,8 @@ describe.each(area.actors)("the network ($name)", (a) => {
     const natConfig = (name: string, extra = "") => writeConfig(a, name, `rootfs = "../rootfs"\n[network]\nmode = "nat"\nhelper = "${helper}"\n${extra}`);
 
     /** A nat box serving /greeting ("from-the-box") over HTTP on box port 8080, forwarded from `forwarded`; it says "ready" once it listens. */
-    const serving = (name: string, forwarded: number, before = "") => {
-      const cfg = natConfig(name, `ports = ["127.0.0.1:${forwarded}:8080"]\n`);
+    const serving = (name: string, forwarded: number, before = "", extra = "") => {
+      const cfg = natConfig(name, `ports = ["127.0.0.1:${forwarded}:8080"]\n${extra}`);
       const script = [
         before,
         "mkdir -p /tmp/www && echo from-the-box > /tmp/www/greeting",
@@ -117,10 +133,10 @@ describe.each(area.actors)("the network ($name)", (a) => {
       return box.exited;
     };
 
-    test.skipIf(why !== null)(`out to the host's loopback, in through a forwarded port; resolv.conf names ${nameserver}; ${helper} ends with the box${skipped}`, async () => {
+    test.skipIf(why !== null)(`with host_loopback = true out to the host's loopback, in through a forwarded port; resolv.conf names ${nameserver}; ${helper} ends with the box${skipped}`, async () => {
       const host = hostServer("hello-from-host\n");
       const forwarded = freePort();
-      const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `wget -qO- http://$GW:${host.port}/`].join("\n"));
+      const box = serving("nat.toml", forwarded, ["cat /etc/resolv.conf", "GW=$(ip route | awk '/default/{print $3}')", `wget -qO- http://$GW:${host.port}/`].join("\n"), "host_loopback = true\n");
       try {
         const out = await untilLine(box.stdout, "ready");
         expect(out).toContain(`nameserver ${nameserver}\n`);
@@ -132,6 +148,31 @@ describe.each(area.actors)("the network ($name)", (a) => {
         // nsrun has ended and reaped the helper before it returned: it is gone, and the port is free, at once.
         expect(goneWithin(pids[0], 0)).toBe(true);
         expect(await ask(forwarded)).toBeNull();
+      } finally {
+        box.kill();
+        host.stop(true);
+      }
+    }, 60_000);
+
+    test.skipIf(why !== null)(`by default the host's loopback is out of reach, while the outside and a forwarded port are not (control: host_loopback = true, above)${skipped}`, async () => {
+      const host = hostServer("hello-from-host\n");
+      const forwarded = freePort();
+      const outside = await outsideAddress();
+      if (!outside) console.warn("skipped: the outside probe: no nameserver outside 127.0.0.0/8 in /etc/resolv.conf answers TCP on this host");
+      const probe = [
+        "GW=$(ip route | awk '/default/{print $3}')",
+        // A bounded wait: without the mapping, pasta sends the gateway's packets on to the real gateway.
+        `wget -T 3 -qO- http://$GW:${host.port}/ || echo LOOPBACK-UNREACHABLE`,
+        outside ? `nc -w 10 ${outside} 53 </dev/null && echo OUTSIDE-REACHED` : "",
+      ].filter(Boolean).join("\n");
+      const box = serving("nat-private.toml", forwarded, probe);
+      try {
+        const out = await untilLine(box.stdout, "ready");
+        expect(out).toContain("LOOPBACK-UNREACHABLE");
+        expect(out).not.toContain("hello-from-host");
+        if (outside) expect(out).toContain("OUTSIDE-REACHED");
+        expect(await ask(forwarded)).toBe("from-the-box\n");
+        expect(await stop(box)).toBe(143);
       } finally {
         box.kill();
         host.stop(true);
@@ -192,6 +233,16 @@ describe.each(area.actors)("the network ($name)", (a) => {
     }
   });
 
+  test("--net-host-loopback is host_loopback = true and implies nat; with --net none it is refused naming the key", () => {
+    const rootfs = `${a.area}/rootfs`;
+    const printed = run(area.bin, a, ["run", "--rootfs", rootfs, "--net-host-loopback", "--print-config"]);
+    expect(printed.stdout).toContain('[network]\nmode = "nat"\nports = []\nhost_loopback = true\n');
+    expect(run(area.bin, a, ["run", "--rootfs", rootfs, "--print-config"]).stdout).not.toContain("host_loopback");
+    const r = run(area.bin, a, ["run", "--rootfs", rootfs, "--net", "none", "--net-host-loopback", "true"]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain("network.host_loopback");
+  });
+
   test('ports or a helper without "nat", or a bad port, are refused naming the key', () => {
     const bad = writeConfig(a, "ports-none.toml", 'rootfs = "../rootfs"\n[network]\nports = ["8080:80"]\n');
     expect(run(area.bin, a, ["--config", bad]).stderr).toContain("network.ports");
@@ -233,6 +284,21 @@ describe('planning picks the "nat" helper (a fake check of what is installed)', 
     expect(neither.key).toBe("network.mode");
     expect(neither.message).toContain("passt");
     expect(neither.message).toContain("slirp4netns");
+  });
+
+  test("the host's loopback only with host_loopback = true: pasta --no-map-gw and slirp4netns --disable-host-loopback otherwise; refused without nat", () => {
+    const off = nat(["pasta"]).network;
+    const on = nat(["pasta"], { host_loopback: true }).network;
+    expect([off.hostLoopback, on.hostLoopback]).toEqual([false, true]);
+    const pasta = (p: typeof off) => pastaArgs(p, { userns: true, root: false, pidFile: "/p" });
+    expect(pasta(off)).toContain("--no-map-gw");
+    expect(pasta(on)).not.toContain("--no-map-gw");
+    const slirp = (hostLoopback: boolean | undefined) => slirp4netnsArgs({ userns: true, readyFd: 5, exitFd: 6, apiSocket: null, hostLoopback });
+    expect(slirp(off.hostLoopback)).toContain("--disable-host-loopback");
+    expect(slirp(undefined)).toContain("--disable-host-loopback");
+    expect(slirp(true)).not.toContain("--disable-host-loopback");
+    const none = () => planBox({ config: parseConfig({ rootfs: "r", network: { host_loopback: true } }, "box.toml"), file: "box.toml", dir: "/tmp" }, { rootfs: "/r", sources: [] }, { uid: 1000, gid: 1000 });
+    expect(refusal(none).key).toBe("network.host_loopback");
   });
 
   test("[network] helper names one; one not installed is refused naming its package", () => {

@@ -130,6 +130,21 @@ describe("planBox", () => {
     expect(idMapped(parseIdMap("0 1000 1\n5 100005 1\n"), 5)).toBe(true);
   });
 
+  test("device nodes of its own only for root in the initial user namespace without a box user namespace; its masks then use its own null", () => {
+    const devices = (caller: typeof user, raw: Record<string, unknown> = {}, initialUserns = true) => {
+      const p = planBox(loaded(raw), { ...facts(), initialUserns, subordinate: ranges }, caller);
+      const masks = p.mounts.filter((o) => o.op === "mask");
+      return { made: p.mounts.filter((o) => o.op === "device").length, bound: p.mounts.filter((o) => o.op === "bind" && o.source.startsWith("/dev/")).length, ownNull: masks.every((o) => o.op === "mask" && o.ownNull) };
+    };
+    expect(devices(root)).toEqual({ made: 6, bound: 0, ownNull: true });
+    expect(devices(root, { namespaces: { user: true } })).toEqual({ made: 0, bound: 6, ownNull: false });
+    expect(devices(user)).toEqual({ made: 0, bound: 6, ownNull: false });
+    // uid 0 in someone else's user namespace may not mknod a device.
+    expect(devices(root, {}, false)).toEqual({ made: 0, bound: 6, ownNull: false });
+    // A /dev of the config's own has no null of nsrun's: masks use the host's, read-only.
+    expect(devices(root, { mounts: [{ type: "tmpfs", target: "/dev" }] })).toEqual({ made: 0, bound: 0, ownNull: false });
+  });
+
   test("setgroups(2) is called only where /proc/self/setgroups allows it", () => {
     const setgroups = (caller: typeof user, setgroupsAllowed: boolean) => planBox(loaded(), { ...facts(), setgroupsAllowed }, caller).process.setgroups;
     expect(setgroups(root, true)).toBe(true);
@@ -271,7 +286,15 @@ describe("planMounts and defaultMounts", () => {
     ]);
     const nodes = planMounts([], [], ctx).filter((o) => o.op === "bind");
     // The device nodes are the only binds without nodev: nsrun's own /dev is where devices work.
-    expect(nodes.every((o) => o.op === "bind" && o.file && !o.recursive && o.source === o.target && o.attrs === 0)).toBe(true);
+    // Read-only: a box in a user namespace whose map holds the host inode's owner still cannot chmod it.
+    const RO_DEV = F.MOUNT_ATTR_RDONLY | F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NOEXEC;
+    expect(nodes.every((o) => o.op === "bind" && o.file && !o.recursive && o.source === o.target && o.attrs === RO_DEV)).toBe(true);
+    // A box that may (root, no user namespace) makes its own nodes instead: no bind of a host device.
+    const own = planMounts([], [], { ...ctx, ownDevices: true });
+    expect(own.filter((o) => o.op === "bind")).toEqual([]);
+    expect(own.filter((o) => o.op === "device").map((o) => (o.op === "device" ? `${o.target} ${o.major}:${o.minor} ${o.mode.toString(8)}` : ""))).toEqual([
+      "/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666", "/dev/urandom 1:9 666", "/dev/tty 5:0 666",
+    ]);
     const special = planMounts([], [], ctx).filter((o) => o.op === "mount" && o.special).map((o) => o.target);
     expect(special).toEqual(["/proc", "/dev", "/dev/pts", "/sys"]);
   });

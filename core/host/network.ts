@@ -142,7 +142,7 @@ async function startSlirp4netns(plan: NetworkPlan, pid: number, userns: boolean,
     const apiSocket = plan.ports.length ? join(dir, "api.sock") : null;
     // slirp4netns's fds: 0-4 as standardFds says, then its --ready-fd and its --exit-fd.
     const readyFd = userns ? 5 : 4;
-    const args = slirp4netnsArgs({ userns, readyFd, exitFd: readyFd + 1, apiSocket });
+    const args = slirp4netnsArgs({ userns, readyFd, exitFd: readyFd + 1, apiSocket, hostLoopback: plan.hostLoopback });
     run = await start("slirp4netns", args, [...standardFds(fds, log, pid, userns), fds.give(readyWrite), fds.give(exitRead)], trace);
     fds.closeGiven();
 

@@ -7,7 +7,7 @@
 // The report channel is a FIFO in the state folder (report.fifo), opened read-write by the
 // container: `create` reads setup failures from it, and `start` reads it until end of file to learn
 // whether the command could be started (the stub writes an EXEC_FAILED record there if not).
-import { closeSync, constants, copyFileSync, openSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
@@ -112,7 +112,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   };
   try {
     container.write(state);
-    copyFileSync(file, container.path("config.json"));
+    writeFileSync(container.path("config.json"), readFileSync(file), { mode: 0o600, flag: "wx" }); // private: process.env
     mkfifo(container.path("exec.fifo"));
     mkfifo(container.path("report.fifo"));
     const open = (path: string, flags: number) => {

@@ -14,6 +14,7 @@ import { waitExit } from "../../ffi/wait";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
 import { compileBox } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
+import { userTextProblem } from "../ids";
 import { lastCapability } from "../host/start";
 import { handOver } from "../host/supervise";
 import { launch } from "../launch/launch";
@@ -58,7 +59,8 @@ function processSpec(base: NonNullable<Spec["process"]>, o: ExecOptions): NonNul
   if (o.cwd) p.cwd = o.cwd;
   if (o.user) {
     const [uid, gid] = o.user.split(":").map(Number);
-    if (!Number.isInteger(uid) || (o.user.includes(":") && !Number.isInteger(gid))) throw new OciError(`exec: --user ${JSON.stringify(o.user)}: expected UID[:GID]`, EXIT_NSRUN_FAILED);
+    const problem = userTextProblem(o.user);
+    if (problem) throw new OciError(`exec: --user: ${problem}`, EXIT_NSRUN_FAILED);
     p.user = { uid, gid: gid ?? 0 };
   }
   if (o.additionalGids.length) p.user.additionalGids = o.additionalGids;

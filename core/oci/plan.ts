@@ -7,7 +7,8 @@ import { posix, resolve } from "node:path";
 import { capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
-import { MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
+import { idProblem } from "../ids";
+import { HOST_DEVICE_ATTRS, MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
 import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../namespaces";
 import type { BoxPlan } from "../plan";
 import type { RlimitPlan } from "../rlimits";
@@ -100,6 +101,9 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const idMap = wanted.user ? planIdMap(spec, caller, fail) : null;
   if (!wanted.user && (linux.uidMappings?.length || linux.gidMappings?.length)) fail("linux.uidMappings", 'id mappings need a new user namespace ({"type": "user"})');
   const { uid, gid } = proc.user;
+  // Again here: `exec` builds process.user from its flags (--user, --additional-gids), after config.json's schema.
+  const ids: Array<[string, number]> = [["process.user.uid", uid], ["process.user.gid", gid], ...(proc.user.additionalGids ?? []).map((g, i): [string, number] => [`process.user.additionalGids[${i}]`, g])];
+  for (const [key, value] of ids) if (idProblem(value)) fail(key, idProblem(value) as string);
   if (idMap && (!idMapped(idMap.uidMap, uid) || !idMapped(idMap.gidMap, gid))) fail("process.user", `${uid}:${gid} is not mapped in linux.uidMappings/gidMappings`);
   if (joinedUser?.uidMap && (!idMapped(joinedUser.uidMap, uid) || !idMapped(joinedUser.gidMap ?? [], gid)))
     fail("process.user", `${uid}:${gid} is not mapped in the user namespace ${joinKey("user")} joins`);
@@ -301,7 +305,8 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
     ops.push({ op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key });
   });
   for (const n of DEV_NODES)
-    if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: "default devices" });
+    // Read-only (core/mounts.ts): a root container keeps CHOWN and FOWNER, and must not chmod the host's node.
+    if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: HOST_DEVICE_ATTRS, file: true, origin: "default devices" });
   for (const [target, linkTo] of DEV_LINKS) if (!targets.has(target)) ops.push({ op: "symlink", target, linkTo, origin: "default devices" });
   const boxPath = (p: string, key: string) => (p.startsWith("/") && !p.split("/").includes("..") ? p : fail(key, `expected an absolute path without "..", got ${JSON.stringify(p)}`));
   (spec.linux?.maskedPaths ?? []).forEach((p, i) => ops.push({ op: "mask", target: boxPath(p, `linux.maskedPaths[${i}]`), origin: `linux.maskedPaths[${i}]` }));

@@ -7,13 +7,19 @@ import { join, resolve } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "../errors";
 import { keyPath } from "../config";
+import { MAX_ID, rangeProblem } from "../ids";
 
 const str = v.string();
 const u32 = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(0, "expected 0 or more"), v.maxValue(0xffffffff, "expected a 32-bit id"));
 // Sizes and limits are int64/uint64 in Go; JSON numbers past 2^53 are imprecise, but still mean "very large".
 const int = v.pipe(v.number(), v.integer("expected a whole number"));
 const strings = v.array(str);
-const idMapping = v.strictObject({ containerID: u32, hostID: u32, size: u32 });
+/** A process's or a mapping's id: 4294967295 is (uid_t)-1, no id at all (core/ids.ts). */
+const id = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(0, "expected 0 or more"), v.maxValue(MAX_ID, `expected an id 0 to ${MAX_ID} (4294967295 is (uid_t)-1, which setresuid(2) reads as "unchanged")`));
+const idMapping = v.pipe(
+  v.strictObject({ containerID: id, hostID: id, size: u32 }),
+  v.check((m) => rangeProblem(m.containerID, m.hostID, m.size) === null, `expected a size of 1 or more that keeps both ranges within the ids 0 to ${MAX_ID}`),
+);
 
 const Hook = v.strictObject({
   path: v.pipe(str, v.check((s) => s.startsWith("/"), "expected an absolute path")),
@@ -34,10 +40,10 @@ const Process = v.strictObject({
   terminal: v.optional(v.boolean()),
   consoleSize: v.optional(v.strictObject({ height: u32, width: u32 })),
   user: v.strictObject({
-    uid: u32,
-    gid: u32,
+    uid: id,
+    gid: id,
     umask: v.optional(v.pipe(int, v.minValue(0), v.maxValue(0o777, "expected a mode 0-0777"))),
-    additionalGids: v.optional(v.array(u32)),
+    additionalGids: v.optional(v.array(id)),
     username: v.optional(str),
   }),
   args: v.pipe(strings, v.minLength(1, "expected at least the command")),

@@ -7,6 +7,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from "node:path";
 import { libc } from "../../ffi/libc";
 import type { CgroupPlan } from "../cgroup";
+import { EXIT_NSRUN_FAILED } from "../errors";
+import { privateFiles, privateFolder } from "./private";
 import type { SpecHook } from "./spec";
 
 export const OCI_VERSION = "1.0.2";
@@ -46,7 +48,15 @@ export function publicState(s: SavedState, status: Status) {
   };
 }
 
-export class StateError extends Error {}
+/** A container that is not there or is busy (exit 1, as runc); a state folder nsrun refuses to use (exit 125). */
+export class StateError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
 
 /** runc's rule for IDs: no path separators, nothing a shell or a folder name would misread. */
 export function checkId(id: string | undefined): string {
@@ -87,6 +97,7 @@ export class Container {
     return existsSync(this.path("state.json"));
   }
   read(): SavedState {
+    keepPrivate(this);
     try {
       return JSON.parse(readFileSync(this.path("state.json"), "utf8")) as SavedState;
     } catch {
@@ -144,6 +155,7 @@ const LOCK_EX = 2;
  * may have removed the folder, and a `create` made a new one, meanwhile). Released on close/exit.
  */
 export function lockContainer(c: Container): number {
+  keepPrivate(c);
   for (;;) {
     let fd: number;
     try {
@@ -165,12 +177,22 @@ export function lockContainer(c: Container): number {
   }
 }
 
+/** The state folder and the container's folder are this user's own and private, its files too (core/oci/private.ts). */
+function keepPrivate(c: Container): void {
+  // A container that does not exist is reported as such by the caller, not as an unsafe folder.
+  if (!existsSync(c.dir)) return;
+  const unsafe = privateFolder(c.root, false) ?? privateFolder(c.dir, false);
+  if (unsafe) throw new StateError(unsafe, EXIT_NSRUN_FAILED);
+  privateFiles(c.dir, ["config.json", "state.json"]);
+}
+
 /** Make ROOT/ID for a new container and lock it; an existing ID is an error (runtime-spec: MUST). */
 export function claimContainer(root: string, id: string): { container: Container; lock: number } {
-  mkdirSync(root, { recursive: true, mode: 0o711 });
+  const unsafe = privateFolder(root, true);
+  if (unsafe) throw new StateError(unsafe, EXIT_NSRUN_FAILED);
   const c = new Container(root, id);
   try {
-    mkdirSync(c.dir, { mode: 0o711 });
+    mkdirSync(c.dir, { mode: 0o700 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new StateError(`container ${JSON.stringify(id)} already exists`);
     throw new StateError(`cannot make ${c.dir}: ${(e as NodeJS.ErrnoException).code}`);

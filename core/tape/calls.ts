@@ -126,6 +126,16 @@ export function mkdirat(t: Tape, dir: Fd, name: string, mode: number, opts: Opts
   t.sys("mkdirat", [dir, t.str(name), mode], () => `mkdirat(${fdText(dir)}, ${q(name)}, 0${mode.toString(8)})`, opts);
 }
 
+/** The dev_t mknod(2) takes (the kernel's new_encode_dev): major 12 bits, minor 20. */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+/** mknodat(2) of a character device, `major:minor`. */
+export function mknodatChar(t: Tape, dir: Fd, name: string, mode: number, major: number, minor: number, opts: Opts = {}): void {
+  t.sys("mknodat", [dir, t.str(name), F.S_IFCHR | mode, encodeDev(major, minor)], () => `mknodat(${fdText(dir)}, ${q(name)}, S_IFCHR|0${mode.toString(8)}, makedev(${major}, ${minor}))`, opts);
+}
+
 export function symlinkat(t: Tape, linkTo: string, dir: Fd, name: string, opts: Opts = {}): void {
   t.sys("symlinkat", [t.str(linkTo), dir, t.str(name)], () => `symlinkat(${q(linkTo)}, ${fdText(dir)}, ${q(name)})`, opts);
 }
