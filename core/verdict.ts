@@ -154,9 +154,9 @@ export function parseDuration(input: string | number): number | null {
   let msValue: number;
   if (typeof input === "number") msValue = input * 1000;
   else {
-    const m = input.trim().match(/^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/);
+    const m = input.trim().match(/^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/);
     if (!m) return null;
-    msValue = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms"];
+    msValue = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "ms"];
   }
   if (!Number.isFinite(msValue) || msValue < 1 || msValue > MAX_DURATION_MS) return null;
   return Math.round(msValue);

@@ -37,7 +37,7 @@ export function openReport(path: string, cwd: string, root: boolean): ReportTarg
   try {
     dir = openat2(F.AT_FDCWD, dirname(abs), F.O_PATH | F.O_DIRECTORY, root ? F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS : 0, dirname(abs));
   } catch (e) {
-    const hint = root ? " (as root, nsrun follows no symlink to a report: give the real path)" : "";
+    const hint = root && /ELOOP/.test((e as Error).message) ? " (as root, nsrun follows no symlink to a report: give the real path)" : "";
     throw new ReportPathError(`--report: the folder of ${shown}: ${(e as Error).message}${hint}`);
   }
   try {

@@ -45,23 +45,23 @@ export function cgroupCpu(cpu: CgroupStats["cpu"]): { userNs: bigint; systemNs: 
   return user === null || system === null ? null : { userNs: BigInt(user), systemNs: BigInt(system) };
 }
 
-/** The box's process tree in /proc: each member's PID and ticks (utime + stime + cutime + cstime). */
-export function boxTree(box: number): Array<{ pid: number; ticks: bigint }> {
-  const all = new Map<number, { ppid: number; ticks: bigint }>();
+/** The box's process tree in /proc: each member's PID and ticks, user (utime + cutime) and system (stime + cstime). */
+export function boxTree(box: number): Array<{ pid: number; user: bigint; system: bigint }> {
+  const all = new Map<number, { ppid: number; user: bigint; system: bigint }>();
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     const text = readText(`/proc/${name}/stat`);
     if (!text) continue;
     // After the command's name (which may hold ")" itself): state ppid ... utime(14) stime cutime cstime(17).
     const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    all.set(Number(name), { ppid: Number(f[1]), ticks: BigInt(f[11]) + BigInt(f[12]) + BigInt(f[13]) + BigInt(f[14]) });
+    all.set(Number(name), { ppid: Number(f[1]), user: BigInt(f[11]) + BigInt(f[13]), system: BigInt(f[12]) + BigInt(f[14]) });
   }
   const members = new Set([box]);
   for (let changed = true; changed; ) {
     changed = false;
     for (const [pid, p] of all) if (!members.has(pid) && members.has(p.ppid)) members.add(pid), (changed = true);
   }
-  return [...members].filter((pid) => all.has(pid)).map((pid) => ({ pid, ticks: all.get(pid)?.ticks ?? 0n }));
+  return [...members].filter((pid) => all.has(pid)).map((pid) => ({ pid, user: all.get(pid)?.user ?? 0n, system: all.get(pid)?.system ?? 0n }));
 }
 
 function killQuietly(pid: number): void {
@@ -84,6 +84,7 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
   let killedFor: Ending["killedFor"] = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let cpuSeen = 0n;
+  let treeSeen = { userNs: 0n, systemNs: 0n }; // the /proc tree's last account (no cgroup)
   const kill = (why: "cpu-time" | "wall-time") => {
     if (killedFor) return;
     killedFor = why;
@@ -92,14 +93,22 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
   };
   const cpuNow = () => {
     const c = cgroupCpu(stats?.cpu ?? null);
-    return c ? c.userNs + c.systemNs : boxTree(pid).reduce((sum, p) => sum + p.ticks * USER_HZ_NS, 0n);
+    if (c) return c.userNs + c.systemNs;
+    const tree = boxTree(pid);
+    const seen = { userNs: tree.reduce((sum, p) => sum + p.user * USER_HZ_NS, 0n), systemNs: tree.reduce((sum, p) => sum + p.system * USER_HZ_NS, 0n) };
+    if (seen.userNs + seen.systemNs >= treeSeen.userNs + treeSeen.systemNs) treeSeen = seen;
+    return seen.userNs + seen.systemNs;
   };
+  // Without a cgroup, processes killed with the box's PID 1 are reaped by nobody who counts (a dying
+  // PID namespace's init ignores SIGCHLD): their CPU time is only in what was seen of the tree.
+  const sampling = !stats?.cpu;
   // The same schedule as the stub's: look again before the box can have used the rest of its CPU
   // time on every CPU, every 5ms at most and 100ms at least, and at the wall-time deadline.
   const check = () => {
     timer = null;
     if (killedFor) return;
     const now = monotonicNs();
+    if (sampling && limits.cpuMs === null) cpuNow();
     if (limits.wallMs !== null && now >= startNs + BigInt(limits.wallMs) * 1_000_000n) return kill("wall-time");
     if (limits.cpuMs !== null) {
       cpuSeen = cpuNow();
@@ -108,9 +117,10 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
     schedule();
   };
   const schedule = () => {
-    let wait = -1n;
+    let wait = sampling ? 100_000_000n : -1n;
     const now = monotonicNs();
-    if (limits.wallMs !== null) wait = startNs + BigInt(limits.wallMs) * 1_000_000n - now;
+    const toDeadline = limits.wallMs === null ? null : startNs + BigInt(limits.wallMs) * 1_000_000n - now;
+    if (toDeadline !== null && (wait < 0n || toDeadline < wait)) wait = toDeadline;
     if (limits.cpuMs !== null) {
       let rest = (BigInt(limits.cpuMs) * 1_000_000n - cpuSeen) / ncpu;
       if (rest < 5_000_000n) rest = 5_000_000n;
@@ -120,7 +130,7 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
     if (wait < 0n) wait = 0n;
     timer = setTimeout(check, Number(wait / 1_000_000n));
   };
-  if (limits.wallMs !== null || limits.cpuMs !== null) schedule();
+  if (limits.wallMs !== null || limits.cpuMs !== null || sampling) schedule();
   const exit = await waitExitWithUsage(pidfd);
   if (timer) clearTimeout(timer);
   const endNs = monotonicNs();
@@ -130,7 +140,11 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
   const ending: Ending = {
     exit,
     wallNs: endNs - startNs,
-    cpu: cgroupCpuNow ? { ...cgroupCpuNow, source: "cgroup" } : { userNs: exit.usage.userNs, systemNs: exit.usage.systemNs, source: "rusage" },
+    cpu: cgroupCpuNow
+      ? { ...cgroupCpuNow, source: "cgroup" }
+      : treeSeen.userNs + treeSeen.systemNs > exit.usage.userNs + exit.usage.systemNs
+        ? { ...treeSeen, source: "rusage" }
+        : { userNs: exit.usage.userNs, systemNs: exit.usage.systemNs, source: "rusage" },
     memory: memoryPeak !== null ? { bytes: memoryPeak, source: "cgroup" } : { bytes: maxrss, source: maxrss > floor ? "maxrss" : "maxrss-upper-bound" },
     pidsPeak: numberIn(stats?.pidsPeak ?? null),
     pidsRefused: stats?.pidsEvents ? fieldOf(readText(stats.pidsEvents), "max") : null,

@@ -45,7 +45,7 @@ struct verdict {
   long report_fd, report_dir;
   const char *report_tmp, *report_name;
   int killed_for;                 // 0, or 1 cpu-time, 2 wall-time
-  long long cpu_seen_ns;
+  long long cpu_seen_ns, seen_user_ns, seen_sys_ns; // the last account (seen_*: the /proc tree's)
   int ncpu;
 };
 
@@ -125,11 +125,11 @@ static long long events_field(const char *path, const char *key) {
 
 #define MAX_SCAN 8192
 static long scan_pid[MAX_SCAN], scan_ppid[MAX_SCAN];
-static long long scan_ticks[MAX_SCAN];
+static long long scan_user[MAX_SCAN], scan_sys[MAX_SCAN];
 static char scan_in[MAX_SCAN];
 
-/** Read /proc/PID/stat: ppid and utime + stime + cutime + cstime (what it and the children it waited for used). */
-static int stat_of(long pid, long *ppid, long long *ticks) {
+/** Read /proc/PID/stat: ppid, and utime + cutime, stime + cstime (what it and the children it waited for used). */
+static int stat_of(long pid, long *ppid, long long *user, long long *sys) {
   char dir[32] = "/proc/", digits[20], text[1024];
   int d = 0, used = 6, field = 2;
   const char *p, *close_paren = 0;
@@ -143,7 +143,7 @@ static int stat_of(long pid, long *ppid, long long *ticks) {
   for (p = text; *p; p++)
     if (*p == ')') close_paren = p; // the command's name may hold ')' itself: the last one ends it
   if (!close_paren) return 0;
-  *ticks = 0;
+  *user = 0, *sys = 0;
   for (p = close_paren + 1; *p && field < 17;) {
     while (*p == ' ') p++;
     field++;
@@ -151,7 +151,8 @@ static int stat_of(long pid, long *ppid, long long *ticks) {
     while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
     while (*p && *p != ' ') p++;
     if (field == 4) *ppid = (long)v;
-    if (field >= 14 && field <= 17) *ticks += v;
+    if (field == 14 || field == 16) *user += v;
+    if (field == 15 || field == 17) *sys += v;
   }
   return field == 17;
 }
@@ -167,7 +168,7 @@ static int scan_tree(long box) {
       unsigned short reclen = *(unsigned short *)(buf + off + 16);
       long pid = num(buf + off + 19);
       off += reclen;
-      if (pid <= 0 || !stat_of(pid, &scan_ppid[n], &scan_ticks[n])) continue;
+      if (pid <= 0 || !stat_of(pid, &scan_ppid[n], &scan_user[n], &scan_sys[n])) continue;
       scan_pid[n] = pid;
       scan_in[n] = pid == box;
       n++;
@@ -210,13 +211,14 @@ static int cgroup_cpu(const struct verdict *v, long long *user, long long *sys) 
 }
 
 static long long cpu_now(struct verdict *v, long box) {
-  long long user, sys, total = 0;
+  long long user = 0, sys = 0;
   int n, i;
   if (v->cpu_version && cgroup_cpu(v, &user, &sys)) return user + sys;
   n = scan_tree(box);
   for (i = 0; i < n; i++)
-    if (scan_in[i]) total += scan_ticks[i] * USER_HZ_NS;
-  return total;
+    if (scan_in[i]) user += scan_user[i] * USER_HZ_NS, sys += scan_sys[i] * USER_HZ_NS;
+  if (user + sys >= v->seen_user_ns + v->seen_sys_ns) v->seen_user_ns = user, v->seen_sys_ns = sys;
+  return user + sys;
 }
 
 static int count_cpus(void) {
@@ -259,9 +261,15 @@ static void verdict_start(struct verdict *v) {
 /** How long the supervisor may wait before it must look at the limits again; 0 (NULL) is for ever. */
 static struct timespec64 *verdict_timeout(struct verdict *v, struct timespec64 *t) {
   long long wait = -1, now;
-  if (v->wall_limit_ms <= 0 && v->cpu_limit_ms <= 0) return 0;
+  // Without a cgroup, processes the kernel kills with the box's PID 1 are reaped by nobody who
+  // counts (a dying PID namespace's init reaps them with SIGCHLD ignored): their CPU time is only
+  // in what the supervisor saw of the tree, so it looks every 100ms.
+  int sampling = v->on && !v->cpu_version;
+  if (v->killed_for) return 0; // the box is being killed: wait for its end
+  if (v->wall_limit_ms <= 0 && v->cpu_limit_ms <= 0 && !sampling) return 0;
   now = now_ns();
-  if (v->wall_limit_ms > 0) wait = v->start_ns + v->wall_limit_ms * 1000000LL - now;
+  if (sampling) wait = 100000000LL;
+  if (v->wall_limit_ms > 0 && (wait < 0 || v->start_ns + v->wall_limit_ms * 1000000LL - now < wait)) wait = v->start_ns + v->wall_limit_ms * 1000000LL - now;
   if (v->cpu_limit_ms > 0) {
     // The box uses at most ncpu CPU seconds a second: look again before it can have used the rest,
     // and at least every 100ms, at most every 5ms (so the account stays cheap).
@@ -286,7 +294,8 @@ static void kill_box(long box) {
 
 /** After every wake-up: a limit passed kills the box (once). */
 static void verdict_check(struct verdict *v, long box) {
-  if (v->killed_for || (v->wall_limit_ms <= 0 && v->cpu_limit_ms <= 0)) return;
+  if (v->killed_for || !v->on) return;
+  if (v->cpu_limit_ms <= 0 && !v->cpu_version) v->cpu_seen_ns = cpu_now(v, box); // sampling only
   if (v->wall_limit_ms > 0 && now_ns() >= v->start_ns + v->wall_limit_ms * 1000000LL) {
     v->killed_for = 2;
     kill_box(box);
@@ -363,6 +372,8 @@ static void verdict_measure(struct verdict *v, struct ending *e, const char *oom
     e->user_ns = box_rusage[0] * 1000000000LL + box_rusage[1] * 1000LL;
     e->sys_ns = box_rusage[2] * 1000000000LL + box_rusage[3] * 1000LL;
     e->cpu_source = "rusage";
+    // What the tree in /proc showed last, when it is more: processes killed with the box, not waited for.
+    if (v->seen_user_ns + v->seen_sys_ns > e->user_ns + e->sys_ns) e->user_ns = v->seen_user_ns, e->sys_ns = v->seen_sys_ns;
   }
   e->memory = v->memory_peak ? read_number_at(v->memory_peak) : -1;
   e->memory_source = "cgroup";
