@@ -316,3 +316,32 @@ describe.skipIf(!root)(`memory and pids limits as reasons (root: cgroup v1 here)
     expect(existsSync(`/sys/fs/cgroup/cpuacct/nsrun-${r.pid}`)).toBe(false);
   });
 });
+
+describe("the recipe for untrusted code (docs/untrusted.md)", () => {
+  test("the page shows fixtures/configs/untrusted.toml as it is", () => {
+    const page = readFileSync(join(REPO, "docs/untrusted.md"), "utf8");
+    expect(page).toContain(readFileSync(join(REPO, "fixtures/configs/untrusted.toml"), "utf8"));
+  });
+
+  test.skipIf(!root)(`it runs, and holds what it says: no network, read-only root, small noexec /tmp, no capabilities, seccomp, limits, a report${root ? "" : " (skipped: memory and pids need root on cgroup v1)"}`, () => {
+    const a = root as Actor;
+    const dir = reportDir(a, `recipe-${Date.now()}`);
+    const probe = [
+      "grep -c : /proc/net/dev", // interfaces: lo alone
+      "touch /x 2>/dev/null && echo root-writable",
+      "echo ok > /tmp/ok && cat /tmp/ok",
+      "cp /bin/busybox /tmp/bb 2>/dev/null; /tmp/bb true 2>/dev/null && echo tmp-exec",
+      "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '",
+    ].join("; ");
+    const r = nsrun(a, ["--config", join(a.area, "configs/untrusted.toml"), "--report", join(dir, "v.json"), "--", "/bin/sh", "-c", probe]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.split("\n").filter(Boolean)).toEqual(["1", "ok", "CapEff: 0000000000000000", "NoNewPrivs: 1", "Seccomp: 2"]);
+    const v = JSON.parse(readFileSync(join(dir, "v.json"), "utf8")) as Verdict;
+    expect(v).toMatchObject({ reason: "exited", exit_code: 0, cpu_source: "cgroup", memory_peak_source: "cgroup", cpu_time_limit_ms: 2000, wall_time_limit_ms: 10_000 });
+    // Control: the same probe in a box without the recipe shows what it took away.
+    const open = nsrun(a, ["run", "--rootfs", rootfsOf(a), "--tmpfs", "/tmp", "--", "/bin/sh", "-c", probe]);
+    expect(open.stdout).toContain("root-writable");
+    expect(open.stdout).toContain("tmp-exec");
+    expect(open.stdout).not.toContain("CapEff: 0000000000000000");
+  });
+});
