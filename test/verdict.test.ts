@@ -330,7 +330,7 @@ describe("the recipe for untrusted code (docs/untrusted.md)", () => {
       "grep -c : /proc/net/dev", // interfaces: lo alone
       "touch /x 2>/dev/null && echo root-writable",
       "echo ok > /tmp/ok && cat /tmp/ok",
-      "cp /bin/busybox /tmp/bb 2>/dev/null; /tmp/bb true 2>/dev/null && echo tmp-exec",
+      "cp /bin/busybox /tmp/true 2>/dev/null; /tmp/true 2>/dev/null && echo tmp-exec",
       "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '",
     ].join("; ");
     const r = nsrun(a, ["--config", join(a.area, "configs/untrusted.toml"), "--report", join(dir, "v.json"), "--", "/bin/sh", "-c", probe]);
