@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type CgroupHost, planCgroup } from "../core/cgroup";
 import { parseDuration, REASONS, signalName, VERDICT_FIELDS, verdictJson, type Verdict } from "../core/verdict";
 import { type Actor, command, REPO, run, setupTestArea, writeConfig } from "./helpers";
 import { CASES } from "./verdict-boxes";
@@ -76,6 +77,21 @@ describe("the definition (no privileges)", () => {
     const names = [...(c.match(/SIGNAL_NAMES\[\] = \{([^}]*)\}/)?.[1] ?? "").matchAll(/"(SIG\w+)"/g)].map((m) => m[1]);
     expect(names.length).toBe(31);
     names.forEach((n, i) => expect(signalName(i + 1)).toBe(n));
+  });
+
+  test("cpu_time alone: a cgroup only where one can be had (v2 writable, v1 for root), else none (rusage)", () => {
+    const v2 = (writable: boolean): CgroupHost => ({ v2: { mount: "/cg", own: "/u/me", controllers: ["cpu", "memory"], delegated: [], writable }, v1: {} });
+    const v1: CgroupHost = { v2: null, v1: { cpuacct: { mount: "/v1/cpuacct", own: "/" }, memory: { mount: "/v1/memory", own: "/" } } };
+    const a = planCgroup({ cpuAccounting: true }, v2(true), "nsrun-1", null, true);
+    expect(a?.stats?.cpu).toEqual({ version: 2, path: "/cg/u/me/nsrun-1/box/cpu.stat" });
+    expect(a?.writes.some(([f]) => f.endsWith("subtree_control"))).toBe(false); // no controller is needed for cpu.stat
+    expect(planCgroup({ cpuAccounting: true }, v2(false), "nsrun-1", null, true)).toBeNull();
+    expect(planCgroup({ cpuAccounting: true }, v1, "nsrun-1", null, false)?.stats?.cpu).toEqual({ version: 1, path: "/v1/cpuacct/nsrun-1" });
+    expect(planCgroup({ cpuAccounting: true }, v1, "nsrun-1", null, true)).toBeNull(); // rootless on v1: RLIMIT_CPU and rusage
+    // With other limits on v1, cpuacct joins the box's cgroups.
+    const both = planCgroup({ cpuAccounting: true, memory: 64 * MiB }, v1, "nsrun-1", "64M", false);
+    expect(both?.dirs).toEqual(["/v1/memory/nsrun-1", "/v1/cpuacct/nsrun-1"]);
+    expect(both?.stats).toEqual({ cpu: { version: 1, path: "/v1/cpuacct/nsrun-1" }, memoryPeak: "/v1/memory/nsrun-1/memory.max_usage_in_bytes", pidsPeak: null, pidsEvents: null });
   });
 
   test("the JSON layout: one line, the fields in order", () => {
