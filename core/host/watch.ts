@@ -117,7 +117,7 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
     schedule();
   };
   const schedule = () => {
-    let wait = sampling ? 100_000_000n : -1n;
+    let wait = sampling ? 1_000_000_000n : -1n; // as the stub: a look at /proc each second without a CPU limit
     const now = monotonicNs();
     const toDeadline = limits.wallMs === null ? null : startNs + BigInt(limits.wallMs) * 1_000_000n - now;
     if (toDeadline !== null && (wait < 0n || toDeadline < wait)) wait = toDeadline;

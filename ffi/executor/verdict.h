@@ -263,12 +263,13 @@ static struct timespec64 *verdict_timeout(struct verdict *v, struct timespec64 *
   long long wait = -1, now;
   // Without a cgroup, processes the kernel kills with the box's PID 1 are reaped by nobody who
   // counts (a dying PID namespace's init reaps them with SIGCHLD ignored): their CPU time is only
-  // in what the supervisor saw of the tree, so it looks every 100ms.
+  // in what the supervisor saw of the tree, so it looks every second (a look at /proc costs a few
+  // ms on a busy host); with a CPU limit, as often as that needs.
   int sampling = v->on && !v->cpu_version;
   if (v->killed_for) return 0; // the box is being killed: wait for its end
   if (v->wall_limit_ms <= 0 && v->cpu_limit_ms <= 0 && !sampling) return 0;
   now = now_ns();
-  if (sampling) wait = 100000000LL;
+  if (sampling) wait = 1000000000LL;
   if (v->wall_limit_ms > 0 && (wait < 0 || v->start_ns + v->wall_limit_ms * 1000000LL - now < wait)) wait = v->start_ns + v->wall_limit_ms * 1000000LL - now;
   if (v->cpu_limit_ms > 0) {
     // The box uses at most ncpu CPU seconds a second: look again before it can have used the rest,
