@@ -8,7 +8,7 @@ import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync,
 import { join } from "node:path";
 import { type CgroupHost, planCgroup } from "../core/cgroup";
 import { parseDuration, REASONS, signalName, VERDICT_FIELDS, verdictJson, type Verdict } from "../core/verdict";
-import { type Actor, command, REPO, run, setupTestArea, writeConfig } from "./helpers";
+import { type Actor, command, REPO, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
 import { CASES } from "./verdict-boxes";
 
 const area = setupTestArea();
@@ -253,6 +253,21 @@ describe.each(area.actors)("limits and the verdict, for $name", (actor) => {
     const ok = nsrun(actor, ["run", "--rootfs", rootfsOf(actor), "--bind", `${dir}:/out`, "--report", join(dir, "plain.json"), "--", "/bin/sh", "-c", "touch /out/ran"]);
     expect(ok.code).toBe(0);
     expect(existsSync(marker)).toBe(true);
+  });
+
+  test("a symlink planted at the report's path while the box runs is replaced, never followed", async () => {
+    const dir = reportDir(actor, `race-${Date.now()}`);
+    const precious = join(dir, "precious");
+    writeFileSync(precious, "precious");
+    const file = join(dir, "v.json");
+    const box = start(area.bin, actor, ["run", "--rootfs", rootfsOf(actor), "--bind", `${dir}:/out`, "--report", file, "--", "/bin/sh", "-c", "touch /out/started; while [ ! -e /out/go ]; do sleep 0.05; done"]);
+    expect(await waitFor(() => existsSync(join(dir, "started")), 20_000)).toBe(true);
+    symlinkSync(precious, file); // after nsrun's check: what a user who can write the folder could do
+    writeFileSync(join(dir, "go"), "");
+    expect(await box.exited).toBe(0);
+    expect(readFileSync(precious, "utf8")).toBe("precious");
+    expect(lstatSync(file).isFile()).toBe(true);
+    expect(JSON.parse(readFileSync(file, "utf8")).reason).toBe("exited");
   });
 
   test(`a symlinked folder on the way: ${actor.name === "root" ? "root follows none (refused)" : "an ordinary user's own link is followed (control)"}`, () => {
