@@ -8,7 +8,7 @@ import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync,
 import { join } from "node:path";
 import { type CgroupHost, planCgroup } from "../core/cgroup";
 import { parseDuration, REASONS, signalName, VERDICT_FIELDS, verdictJson, type Verdict } from "../core/verdict";
-import { type Actor, command, REPO, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
+import { type Actor, command, processesWith, REPO, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
 import { CASES } from "./verdict-boxes";
 
 const area = setupTestArea();
@@ -135,6 +135,19 @@ describe.each(area.actors)("limits and the verdict, for $name", (actor) => {
     const control = box(actor, ["--wall-time", "30s"], ["/bin/sleep", "0.1"]);
     expect(control.verdict).toMatchObject({ reason: "exited", exit_code: 0, killed_by_nsrun: false });
     expect(control.verdict.wall_ms).toBeGreaterThanOrEqual(100);
+  });
+
+  test("a chain of 100 processes, each the parent of the next, is killed whole at wall_time (and without a PID namespace too)", async () => {
+    const marker = `verdict-chain-${actor.name}-${Date.now()}`;
+    const chain = `f() { if [ $1 -gt 0 ]; then f $(($1 - 1)) & wait; else sleep 60; fi; }; f 100`; // every shell of the chain has the marker in its command line
+    for (const config of ['rootfs = "../rootfs"\n', 'rootfs = "../rootfs"\n[namespaces]\npid = false\n']) {
+      const file = writeConfig(actor, "chain.toml", config);
+      const dir = reportDir(actor, `chain-${Date.now()}`);
+      const r = nsrun(actor, ["run", "--config", file, "--report", join(dir, "v.json"), "--wall-time", "2s", "--", "/bin/sh", "-c", `${chain}; : ${marker}`]);
+      expect(r.code).toBe(137);
+      expect(JSON.parse(readFileSync(join(dir, "v.json"), "utf8"))).toMatchObject({ reason: "wall-time", killed_by_nsrun: true });
+      expect(await waitFor(() => processesWith(marker).length === 0, 10_000)).toBe(true);
+    }
   });
 
   test("exit statuses: exited with the code, no signal", () => {

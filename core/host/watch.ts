@@ -56,12 +56,17 @@ export function boxTree(box: number): Array<{ pid: number; user: bigint; system:
     const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
     all.set(Number(name), { ppid: Number(f[1]), user: BigInt(f[11]) + BigInt(f[13]), system: BigInt(f[12]) + BigInt(f[14]) });
   }
-  const members = new Set([box]);
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const [pid, p] of all) if (!members.has(pid) && members.has(p.ppid)) members.add(pid), (changed = true);
+  // Each parent chain is walked once, what is learnt kept: a deep chain of processes costs O(n).
+  const known = new Map<number, boolean>([[box, true]]);
+  for (const start of all.keys()) {
+    const chain: number[] = [];
+    let at: number | undefined = start;
+    while (at !== undefined && !known.has(at) && chain.length <= all.size) chain.push(at), (at = all.get(at)?.ppid);
+    const inside = at !== undefined && known.get(at) === true;
+    for (const pid of chain) known.set(pid, inside);
   }
-  return [...members].filter((pid) => all.has(pid)).map((pid) => ({ pid, user: all.get(pid)?.user ?? 0n, system: all.get(pid)?.system ?? 0n }));
+  const members = [...known].filter(([, inside]) => inside).map(([pid]) => pid);
+  return members.filter((pid) => all.has(pid)).map((pid) => ({ pid, user: all.get(pid)?.user ?? 0n, system: all.get(pid)?.system ?? 0n }));
 }
 
 function killQuietly(pid: number): void {

@@ -157,10 +157,27 @@ static int stat_of(long pid, long *ppid, long long *user, long long *sys) {
   return field == 17;
 }
 
-/** Every process in the box's tree (the box's PID and its descendants); returns how many, marked in scan_in. */
+/** The index of `pid` in scan_pid[0..n) (sorted: /proc lists processes in PID order), or -1. */
+static int scan_find(int n, long pid) {
+  int lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (scan_pid[mid] == pid) return mid;
+    if (scan_pid[mid] < pid) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/**
+ * Every process in the box's tree (the box's PID and its descendants), marked in scan_in; returns
+ * how many processes were read. Each process's parent chain is walked once (what is learnt is kept),
+ * so a box cannot slow this down with a deep chain of processes: O(n log n) for n processes.
+ */
 static int scan_tree(long box) {
+  static int chain[MAX_SCAN];
   char buf[8192];
-  int n = 0, changed = 1, i, j;
+  int n = 0, i, sorted = 1;
   long fd = sys4(SYS_openat, AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY_ | O_CLOEXEC, 0), got;
   if (IS_ERR(fd)) return 0;
   while (n < MAX_SCAN && (got = sys3(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
@@ -169,23 +186,24 @@ static int scan_tree(long box) {
       long pid = num(buf + off + 19);
       off += reclen;
       if (pid <= 0 || !stat_of(pid, &scan_ppid[n], &scan_user[n], &scan_sys[n])) continue;
+      if (n && pid < scan_pid[n - 1]) sorted = 0;
       scan_pid[n] = pid;
-      scan_in[n] = pid == box;
+      scan_in[n] = pid == box ? 1 : 0; // 1 in the tree, 2 not, 0 not known yet
       n++;
     }
   }
   sys1(SYS_close, fd);
-  while (changed) { // a child's parent is in the tree: so is the child
-    changed = 0;
-    for (i = 0; i < n; i++) {
-      if (scan_in[i]) continue;
-      for (j = 0; j < n; j++)
-        if (scan_in[j] && scan_pid[j] == scan_ppid[i]) {
-          scan_in[i] = 1, changed = 1;
-          break;
-        }
-    }
+  if (!sorted) { // never seen: /proc lists in PID order; then only the box itself is known
+    for (i = 0; i < n; i++) scan_in[i] = scan_in[i] == 1;
+    return n;
   }
+  for (i = 0; i < n; i++) {
+    int len = 0, at = i, verdict;
+    while (at >= 0 && scan_in[at] == 0 && len < n) chain[len++] = at, at = scan_find(n, scan_ppid[at]);
+    verdict = at >= 0 && scan_in[at] == 1 ? 1 : 2;
+    while (len) scan_in[chain[--len]] = (char)verdict;
+  }
+  for (i = 0; i < n; i++) scan_in[i] = scan_in[i] == 1;
   return n;
 }
 
