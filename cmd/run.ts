@@ -74,6 +74,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       reportSetupFailure(report, e.message, e.exitCode, null);
       return fail(e.message, (e as StageError).hint, e.exitCode);
     }
+    reportSetupFailure(report, `internal error: ${(e as Error).message ?? e}`, 125, null);
     throw e;
   }
 }
