@@ -348,16 +348,18 @@ describe.skipIf(!root)(`memory and pids limits as reasons (root: cgroup v1 here)
     const script = "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait";
     const r = box(a, ["--pids", "4"], ["/bin/sh", "-c", `${script} || exit 1`]);
     expect(r.verdict.reason).toBe("pids");
-    expect(r.verdict.pids_peak).toBeLessThanOrEqual(4);
+    // pids.peak where the kernel keeps it (this host's v1 does), else null.
+    if (r.verdict.pids_peak !== null) expect(r.verdict.pids_peak).toBeLessThanOrEqual(4);
     const control = box(a, ["--pids", "16"], ["/bin/sh", "-c", "sleep 0 & wait"]);
     expect(control.verdict).toMatchObject({ reason: "exited", exit_code: 0 });
-    expect(control.verdict.pids_peak).toBeGreaterThanOrEqual(1);
+    if (control.verdict.pids_peak !== null) expect(control.verdict.pids_peak).toBeGreaterThanOrEqual(1);
   });
 
   test("--cpu-time with a cgroup: measured in it, and the box's cgroups are gone once the report is there", () => {
     const r = box(a, ["--cpu-time", "500ms"], busy);
     expect(r.verdict).toMatchObject({ reason: "cpu-time", cpu_source: "cgroup" });
-    expect(existsSync(`/sys/fs/cgroup/cpuacct/nsrun-${r.pid}`)).toBe(false);
+    const left = spawnSync(["find", "/sys/fs/cgroup", "-maxdepth", "8", "-type", "d", "-name", `nsrun-${r.pid}`], { stdout: "pipe" }).stdout.toString();
+    expect(left).toBe("");
   });
 });
 
