@@ -105,8 +105,10 @@ export async function watchBox(plan: BoxPlan, pid: number, pidfd: number, startN
     return seen.userNs + seen.systemNs;
   };
   // Without a cgroup, processes killed with the box's PID 1 are reaped by nobody who counts (a dying
-  // PID namespace's init ignores SIGCHLD): their CPU time is only in what was seen of the tree.
-  const sampling = !stats?.cpu;
+  // PID namespace's init ignores SIGCHLD): their CPU time is only in what was seen of the tree. Unlike
+  // the stub (which looks only with --report), a service runs many boxes at once: it looks only at
+  // boxes with a time limit, the ones it runs as untrusted.
+  const sampling = !stats?.cpu && (limits.wallMs !== null || limits.cpuMs !== null);
   // The same schedule as the stub's: look again before the box can have used the rest of its CPU
   // time on every CPU, every 5ms at most and 100ms at least, and at the wall-time deadline.
   const check = () => {
