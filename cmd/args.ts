@@ -22,6 +22,9 @@ export const runArgs = {
   memory: { type: "string", alias: "m", description: "Memory limit, e.g. 256M ([limits] memory)", valueHint: "SIZE" },
   pids: { type: "string", description: "Process limit ([limits] pids)", valueHint: "N" },
   cpus: { type: "string", description: "CPUs' worth of time, e.g. 1.5 ([limits] cpu)", valueHint: "N" },
+  "cpu-time": { type: "string", description: "CPU time of the whole box, e.g. 1.5s; then nsrun kills it ([limits] cpu_time)", valueHint: "DURATION" },
+  "wall-time": { type: "string", description: "Real time from the command's start, e.g. 10s; then nsrun kills the box ([limits] wall_time)", valueHint: "DURATION" },
+  report: { type: "string", description: "Write how the box ended (the verdict, JSON) to FILE, atomically", valueHint: "FILE" },
   ephemeral: { type: "boolean", description: "Throw the box's writes away at exit (overlay)" },
   readonly: { type: "boolean", description: "Mount the rootfs read-only" },
   layer: { type: "string", description: "Keep the box's writes in DIR, an overlay layer over the rootfs (layer)", valueHint: "DIR" },
@@ -39,7 +42,7 @@ const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
   ["Mounts", ["bind", "ro-bind", "volume", "tmpfs"]],
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
   ["Network", ["net", "publish", "net-host-loopback"]],
-  ["Limits", ["memory", "pids", "cpus"]],
+  ["Limits", ["memory", "pids", "cpus", "cpu-time", "wall-time", "report"]],
   ["nsrun itself", ["print-config", "trace", "log-level", "verbose"]],
 ];
 

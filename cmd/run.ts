@@ -19,8 +19,14 @@ export default run;
 
 /** Start a box from the command line (`nsrun run ...`, or `nsrun --config ...` with `root` true). Never returns. */
 export async function runFromArgs(raw: string[]): Promise<never> {
+  let report: import("../core/host/report").ReportTarget | null = null;
   try {
     const { values, command, ordered } = parseArgs(raw, runArgs, { command: true });
+    if (typeof values.report === "string") {
+      // First, so that every later failure (a bad config too) is in the report.
+      const { openReport } = await import("../core/host/report");
+      report = openReport(values.report, process.cwd(), (process.getuid?.() ?? 0) === 0);
+    }
     const log = createLogger(String(values["log-level"]), values.verbose === true);
     const str = (k: string) => values[k] as string | undefined;
     const list = (k: string) => values[k] as string[] | undefined;
@@ -40,6 +46,8 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       memory: str("memory"),
       pids: str("pids"),
       cpus: str("cpus"),
+      cpuTime: str("cpu-time"),
+      wallTime: str("wall-time"),
       ephemeral: bool("ephemeral"),
       readonly: bool("readonly"),
       layer: str("layer"),
@@ -62,10 +70,16 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     }
     const { runBoxCommand } = await import("../core/host/run");
     const terminal = values.tty === undefined ? undefined : values.tty === true;
-    return await runBoxCommand({ assembled, trace: values.trace === true, terminal, log });
+    return await runBoxCommand({ assembled, trace: values.trace === true, terminal, log, report });
   } catch (e) {
     if (e instanceof ArgsError) return fail(`${e.message}; see nsrun run --help`);
-    if (e instanceof ConfigError || e instanceof StageError) return fail(e.message, (e as StageError).hint, e.exitCode);
+    const { ReportPathError, reportSetupFailure } = await import("../core/host/report");
+    if (e instanceof ReportPathError) return fail(e.message);
+    if (e instanceof ConfigError || e instanceof StageError) {
+      reportSetupFailure(report, e.message, e.exitCode, null);
+      return fail(e.message, (e as StageError).hint, e.exitCode);
+    }
+    reportSetupFailure(report, `internal error: ${(e as Error).message ?? e}`, 125, null);
     throw e;
   }
 }

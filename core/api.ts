@@ -8,7 +8,6 @@
 // Signals are the caller's business here: nothing is forwarded. `signal` (an AbortSignal) kills a
 // running box. Call it from the main thread: the box's parent-death signal follows the thread that
 // started it.
-import { waitExit } from "../ffi/wait";
 import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "./cgroup";
 import { type LoadedConfig, loadConfig, parseConfig } from "./config";
 import { StageError } from "./errors";
@@ -16,6 +15,9 @@ import { inspectHost, planBox } from "./plan";
 import { startBox } from "./host/start";
 import { endHelper } from "./host/network";
 import { processRuns, tracerFor } from "./host/run";
+import { watchBox } from "./host/watch";
+import { monotonicNs, waitExitWithUsage } from "../ffi/verdict";
+import { setupFailedVerdict, type Verdict } from "./verdict";
 
 export interface BoxOptions {
   /** Replaces [process].args. */
@@ -33,6 +35,12 @@ export interface BoxResult {
   exitCode: number;
   /** The signal that ended the command, or null. */
   signal: number | null;
+  /**
+   * How the box ended: the same object `nsrun run --report` writes (core/verdict.ts, docs/config.md),
+   * with [limits] cpu_time and wall_time enforced. A setup failure throws instead, its error
+   * carrying `verdict` (reason "setup-failed").
+   */
+  verdict: Verdict;
 }
 
 let boxes = 0;
@@ -67,9 +75,12 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
         if (opts.signal?.aborted) abort();
       },
     });
+    const startNs = monotonicNs();
     if (join) closeCgroupJoin(join);
     const child = started.ok ? started : started.started;
-    const exit = child ? await waitExit(child.pidfd) : null;
+    // A started box is watched to its end (its limits, its verdict); one whose setup failed is only reaped.
+    const watched = started.ok ? await watchBox(plan, started.pid, started.pidfd, startNs) : null;
+    const exit = watched ? watched.exit : child ? await waitExitWithUsage(child.pidfd) : null;
     if (child) {
       (await import("node:fs")).closeSync(child.pidfd);
       (await import("node:fs")).closeSync(child.stub);
@@ -77,9 +88,15 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
     }
     // Killed by our own abort, during setup or after: that is the result, not a setup failure.
     const aborted = opts.signal?.aborted && exit?.signal !== null && exit !== null;
-    if (!started.ok && !aborted) throw new StageError("setup", started.failure.message, started.failure.hint, started.failure.exitCode);
+    const limits = { cpuMs: plan.timeLimits?.cpuMs ?? null, wallMs: plan.timeLimits?.wallMs ?? null };
+    if (!started.ok && !aborted) {
+      const error = new StageError("setup", started.failure.message, started.failure.hint, started.failure.exitCode);
+      Object.assign(error, { verdict: setupFailedVerdict(started.failure.message, started.failure.exitCode, 0n, limits) });
+      throw error;
+    }
     const e = exit ?? { code: null, signal: null };
-    return { exitCode: e.signal !== null ? 128 + e.signal : (e.code ?? 0), signal: e.signal };
+    const verdict = watched?.verdict ?? setupFailedVerdict("setup: aborted", 128 + (e.signal ?? 9), 0n, limits);
+    return { exitCode: e.signal !== null ? 128 + e.signal : (e.code ?? 0), signal: e.signal, verdict };
   } finally {
     opts.signal?.removeEventListener("abort", abort);
     if (plan.cgroup) await removeCgroup(plan.cgroup);

@@ -10,6 +10,7 @@ import { canonicalHostPath, HostPathError } from "./hostpath";
 import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
 import { userTextProblem } from "./ids";
 import type { OwnersRecord } from "./image/owners";
+import { DURATION_EXPECTED, parseDuration } from "./verdict";
 
 export interface BoxFlags {
   rootfs?: string;
@@ -28,6 +29,8 @@ export interface BoxFlags {
   memory?: string;
   pids?: string;
   cpus?: string;
+  cpuTime?: string;
+  wallTime?: string;
   ephemeral?: boolean;
   readonly?: boolean;
   layer?: string;
@@ -143,6 +146,11 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     if (f.memory !== undefined) limits.memory = f.memory;
     if (f.pids !== undefined) limits.pids = numberFlag("--pids", f.pids, fail);
     if (f.cpus !== undefined) limits.cpu = numberFlag("--cpus", f.cpus, fail);
+  }
+  for (const [flag, key, text] of [["--cpu-time", "cpu_time", f.cpuTime], ["--wall-time", "wall_time", f.wallTime]] as const) {
+    if (text === undefined) continue;
+    if (parseDuration(text) === null) fail(flag, `${DURATION_EXPECTED}, got ${JSON.stringify(text)}`);
+    table(raw, "limits")[key] = text;
   }
   if (Object.keys(proc).length === 0) delete raw.process;
   const imageOwners = image !== null ? applyImage(raw, image, file, flagsOnlyEnv) : null;

@@ -8,7 +8,7 @@
 // cgroup v2 is the main target. cgroup v1 (a hierarchy per controller) is the fallback for root.
 // Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
 import { O_CLOEXEC } from "../ffi/flags";
-import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 
 export interface Limits {
   memory?: number;
@@ -17,12 +17,14 @@ export interface Limits {
   cpu?: number;
   cpuWeight?: number;
   ioWeight?: number;
+  /** [limits] cpu_time: count the box's CPU time in its cgroup where the host allows (else nsrun falls back to rusage). */
+  cpuAccounting?: boolean;
 }
 
 /** The host's cgroup layout, as /proc/self/mountinfo and /proc/self/cgroup describe it. */
 export interface CgroupHost {
   /** The cgroup2 mount, nsrun's cgroup in it, the controllers that cgroup offers and hands down. */
-  v2: { mount: string; own: string; controllers: string[]; delegated: string[] } | null;
+  v2: { mount: string; own: string; controllers: string[]; delegated: string[]; writable?: boolean } | null;
   /**
    * Per v1 controller: its hierarchy's mount and nsrun's cgroup in it. For blkio, also which weight
    * file it has: blkio.weight (CFQ), blkio.bfq.weight (BFQ), or none (no scheduler with weights).
@@ -46,6 +48,18 @@ export interface CgroupPlan {
   oomFile: string | null;
   /** The memory limit as the config said it, for the out-of-memory message. */
   memoryText: string | null;
+  /** What the verdict reads at the end (core/verdict.ts); a file the kernel lacks reads as unknown. */
+  stats?: CgroupStats;
+}
+
+export interface CgroupStats {
+  /** v2: the cgroup's cpu.stat (user_usec, system_usec); v1: the cpuacct folder (cpuacct.usage_user, cpuacct.usage_sys). */
+  cpu: { version: 1 | 2; path: string } | null;
+  /** v2 memory.peak; v1 memory.max_usage_in_bytes. */
+  memoryPeak: string | null;
+  pidsPeak: string | null;
+  /** pids.events: its "max" line counts the forks the pids limit refused. */
+  pidsEvents: string | null;
 }
 
 /** A host that cannot give the limits asked for: the message says what is missing and how to fix it. */
@@ -76,7 +90,7 @@ export function weightToBlkio(weight: number): number {
 
 export function planCgroup(limits: Limits, host: CgroupHost, name: string, memoryText: string | null, rootless: boolean): CgroupPlan | null {
   const needed = neededControllers(limits);
-  if (!needed.length) return null;
+  if (!needed.length) return limits.cpuAccounting ? planAccounting(limits, host, name, rootless) : null;
   if (host.v2 && needed.every((c) => host.v2?.controllers.includes(c))) return planV2(limits, host.v2, name, needed, memoryText);
   const v1Names: Record<Controller, string> = { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" };
   const missing = needed.filter((c) => !host.v1[v1Names[c]]);
@@ -89,6 +103,18 @@ export function planCgroup(limits: Limits, host: CgroupHost, name: string, memor
       "this host has the controllers only as cgroup v1, where an ordinary user cannot make cgroups; run nsrun as root, or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate it (Delegate=yes)",
     );
   return planV1(limits, host.v1, name, needed, v1Names, memoryText);
+}
+
+/**
+ * cpu_time alone: a cgroup only to count the box's CPU time, where one can be had without asking
+ * anything of the user. v2's cpu.stat needs no controller, only a cgroup nsrun may make (its own
+ * cgroup writable: root, or a delegated one); v1 needs root and a cpuacct hierarchy. Elsewhere
+ * (rootless on cgroup v1): no cgroup, and nsrun counts with rusage and RLIMIT_CPU (docs/config.md).
+ */
+function planAccounting(l: Limits, host: CgroupHost, name: string, rootless: boolean): CgroupPlan | null {
+  if (host.v2?.writable && host.v2.controllers.includes("cpu")) return planV2(l, host.v2, name, [], null);
+  if (!rootless && host.v1.cpuacct) return planV1(l, host.v1, name, [], { memory: "memory", pids: "pids", cpu: "cpu", io: "blkio" }, null);
+  return null;
 }
 
 /**
@@ -111,8 +137,8 @@ function planV2(l: Limits, v2: NonNullable<CgroupHost["v2"]>, name: string, need
   const on = needed.map((c) => `+${c}`).join(" ");
   if (!isRoot) writes.push([`${supervisor}/cgroup.procs`, "0"]); // "0": the process that writes
   if (toEnable.length) writes.push([`${own}/cgroup.subtree_control`, toEnable.map((c) => `+${c}`).join(" ")]);
-  if (!isRoot) writes.push([`${top}/cgroup.subtree_control`, on]);
-  if (!isRoot) undo.push([`${top}/cgroup.subtree_control`, needed.map((c) => `-${c}`).join(" ")]);
+  if (!isRoot && needed.length) writes.push([`${top}/cgroup.subtree_control`, on]);
+  if (!isRoot && needed.length) undo.push([`${top}/cgroup.subtree_control`, needed.map((c) => `-${c}`).join(" ")]);
   if (toEnable.length) undo.push([`${own}/cgroup.subtree_control`, toEnable.map((c) => `-${c}`).join(" ")]);
   if (!isRoot) undo.push([`${own}/cgroup.procs`, "0"]);
   if (l.memory !== undefined) writes.push([`${dir}/memory.max`, String(l.memory)]);
@@ -130,6 +156,12 @@ function planV2(l: Limits, v2: NonNullable<CgroupHost["v2"]>, name: string, need
     undo,
     oomFile: l.memory !== undefined ? `${dir}/memory.events` : null,
     memoryText,
+    stats: {
+      cpu: { version: 2, path: `${dir}/cpu.stat` }, // a core file of every v2 cgroup, controller or not
+      memoryPeak: needed.includes("memory") ? `${dir}/memory.peak` : null,
+      pidsPeak: needed.includes("pids") ? `${dir}/pids.peak` : null,
+      pidsEvents: needed.includes("pids") ? `${dir}/pids.events` : null,
+    },
   };
 }
 
@@ -138,7 +170,9 @@ function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controlle
     const h = v1[names[c]];
     return `${h.mount}${h.own === "/" ? "" : h.own}/${name}`;
   };
-  const dirs = [...new Set(needed.map(dirOf))];
+  // cpu_time counts in cpuacct's hierarchy (which may be cpu's too, "cpu,cpuacct"), when the host has one.
+  const cpuacct = l.cpuAccounting && v1.cpuacct ? `${v1.cpuacct.mount}${v1.cpuacct.own === "/" ? "" : v1.cpuacct.own}/${name}` : null;
+  const dirs = [...new Set([...needed.map(dirOf), ...(cpuacct ? [cpuacct] : [])])];
   const writes: CgroupPlan["writes"] = [];
   if (l.memory !== undefined) {
     writes.push([`${dirOf("memory")}/memory.limit_in_bytes`, String(l.memory)]);
@@ -166,6 +200,12 @@ function planV1(l: Limits, v1: CgroupHost["v1"], name: string, needed: Controlle
     undo: [],
     oomFile: l.memory !== undefined ? `${dirOf("memory")}/memory.oom_control` : null,
     memoryText,
+    stats: {
+      cpu: cpuacct ? { version: 1, path: cpuacct } : null,
+      memoryPeak: needed.includes("memory") ? `${dirOf("memory")}/memory.max_usage_in_bytes` : null,
+      pidsPeak: needed.includes("pids") ? `${dirOf("pids")}/pids.peak` : null,
+      pidsEvents: needed.includes("pids") ? `${dirOf("pids")}/pids.events` : null,
+    },
   };
 }
 
@@ -183,7 +223,7 @@ export function inspectCgroups(procRoot = "/proc"): CgroupHost {
       const own = membership.find((m) => m.startsWith("0::"))?.slice(3) ?? "/";
       const ownDir = `${mountPoint}${own === "/" ? "" : own}`;
       const controllers = readWords(`${ownDir}/cgroup.controllers`);
-      host.v2 = { mount: mountPoint, own, controllers, delegated: readWords(`${ownDir}/cgroup.subtree_control`) };
+      host.v2 = { mount: mountPoint, own, controllers, delegated: readWords(`${ownDir}/cgroup.subtree_control`), writable: canWrite(ownDir) };
     } else if (fstype === "cgroup") {
       for (const opt of superOpts.split(",")) {
         const entry = membership.find((m) => m.split(":")[1]?.split(",").includes(opt));
@@ -202,6 +242,15 @@ function blkioWeightFile(dir: string): string | null {
     return readdirSync(dir).some((f) => f.startsWith("blkio.bfq.")) ? "blkio.bfq.weight" : null;
   } catch {
     return null;
+  }
+}
+
+function canWrite(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 

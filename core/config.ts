@@ -5,6 +5,7 @@ import { dirname, posix, resolve } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "./errors";
 import { rangeProblem, userTextProblem } from "./ids";
+import { DURATION_EXPECTED, parseDuration } from "./verdict";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -75,6 +76,11 @@ const weight = v.pipe(v.number(), v.integer("expected a whole number"), v.minVal
 const rlimitValue = v.union([v.pipe(v.number(), v.integer(), v.minValue(0)), v.literal("unlimited")], 'expected a whole number >= 0 or "unlimited"');
 const rlimit = v.union([rlimitValue, v.tuple([rlimitValue, rlimitValue])], 'expected a number, "unlimited", or [soft, hard]');
 
+const duration = v.pipe(
+  v.union([v.string(), v.number()], DURATION_EXPECTED),
+  v.check((d) => parseDuration(d) !== null, DURATION_EXPECTED),
+);
+
 const LimitsSchema = v.strictObject({
   /** Memory for the box; past it the kernel's OOM killer ends the box. Bytes, or "256M"; at least 6M. */
   memory: v.optional(size(MIN_MEMORY, "at least 6M: nsrun cannot set a box up in less")),
@@ -88,6 +94,10 @@ const LimitsSchema = v.strictObject({
   cpu_weight: v.optional(weight),
   /** Relative I/O share, 1-10000, where the io controller is available. */
   io_weight: v.optional(weight),
+  /** CPU time of the whole box (all its processes, user + system), e.g. "1.5s"; past it nsrun kills the box. */
+  cpu_time: v.optional(duration),
+  /** Real time from the command's start, e.g. "10s"; past it nsrun kills the box. */
+  wall_time: v.optional(duration),
   /** rlimits (setrlimit(2)): a number, "unlimited", or [soft, hard]. Unset ones are inherited, except core = 0. */
   nofile: v.optional(rlimit),
   nproc: v.optional(rlimit),

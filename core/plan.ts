@@ -13,6 +13,7 @@ import { ConfigError } from "./errors";
 import { MountPlanError, type MountOp, planMounts, type PropagationPlan, type SourceFact } from "./mounts";
 import { type NamespaceKind, planNamespaces, planTimeOffsets, type TimeOffsets } from "./namespaces";
 import type { ProcessPlan } from "./process";
+import { parseDuration } from "./verdict";
 import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./rlimits";
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
 import { compileProfile, defaultProfile, type Insn } from "./seccomp";
@@ -32,11 +33,18 @@ export interface BoxPlan {
   /** The box's own cgroup, when [limits] asks for any. */
   cgroup: CgroupPlan | null;
   rlimits: RlimitPlan[];
+  /** [limits] cpu_time and wall_time in milliseconds, enforced by the supervisor (core/verdict.ts); absent: none. */
+  timeLimits?: TimeLimits;
   security: SecurityPlan;
   /** The time namespace's clock offsets ([namespaces] time = { ... }, OCI linux.timeOffsets); none: zero. */
   timeOffsets?: TimeOffsets | null;
   /** OCI mount propagation other than private; none: every mount private. */
   propagation?: PropagationPlan;
+}
+
+export interface TimeLimits {
+  cpuMs: number | null;
+  wallMs: number | null;
 }
 
 export interface SecurityPlan {
@@ -126,7 +134,7 @@ export function inspectHost(loaded: LoadedConfig): HostFacts {
   };
 }
 
-const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight"] as const;
+const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight", "cpu_time"] as const;
 const RLIMIT_KEYS: RlimitName[] = ["nofile", "nproc", "core", "fsize", "stack", "as"];
 
 function readProfile(seccomp: string, dir: string, file: string): string | undefined {
@@ -225,6 +233,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     cpu: l.cpu,
     cpuWeight: l.cpu_weight,
     ioWeight: l.io_weight,
+    cpuAccounting: l.cpu_time !== undefined,
   };
   if (limits.memorySwap !== undefined && limits.memory === undefined) fail("limits.memory_swap", "needs limits.memory too");
   let cgroup: CgroupPlan | null = null;
@@ -241,7 +250,15 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     const problem = value === undefined ? null : rlimitProblem(value);
     if (problem) fail(`limits.${k}`, problem);
   }
-  const rlimits = planRlimits(Object.fromEntries(RLIMIT_KEYS.map((k) => [k, l[k]])));
+  const timeLimits: TimeLimits = {
+    cpuMs: l.cpu_time === undefined ? null : parseDuration(l.cpu_time),
+    wallMs: l.wall_time === undefined ? null : parseDuration(l.wall_time),
+  };
+  // RLIMIT_CPU backs cpu_time up per process, in whole seconds: SIGXCPU at the soft limit, SIGKILL a
+  // second later. Without a cgroup (rootless on cgroup v1) it is what stops a process the supervisor's
+  // account misses (one whose parent has not waited for it).
+  const cpuSeconds = timeLimits.cpuMs === null ? null : Math.ceil(timeLimits.cpuMs / 1000);
+  const rlimits = planRlimits({ ...Object.fromEntries(RLIMIT_KEYS.map((k) => [k, l[k]])), ...(cpuSeconds === null ? {} : { cpu: [cpuSeconds, cpuSeconds + 1] }) });
   const security = planSecurity(config, fail, facts.seccompProfile);
   mounts.push(
     ...(config.security.masked_paths ?? DEFAULT_MASKED).map((target, i): MountOp => ({ op: "mask", target, origin: `security.masked_paths[${i}]`, ...(ownNull ? { ownNull } : {}) })),
@@ -290,6 +307,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
     },
     cgroup,
     rlimits,
+    ...(timeLimits.cpuMs !== null || timeLimits.wallMs !== null ? { timeLimits } : {}),
     security,
   };
 }

@@ -140,7 +140,7 @@ export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_FILTER_FLAG_TSYNC = 1;
 
 // <sys/resource.h>
-export const RLIMIT = { fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7, as: 9 } as const;
+export const RLIMIT = { cpu: 0, fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7, as: 9 } as const;
 
 // <signal.h>
 export const SIGKILL = 9;

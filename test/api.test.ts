@@ -17,9 +17,9 @@ describe.skipIf(!root)(`runBox in this process${root ? "" : " (skipped: the test
   const rootfs = join(root?.area ?? "", "rootfs");
 
   test("runs a box to its end: its exit status, or 128 + a signal", async () => {
-    expect(await runBox({ rootfs }, { args: ["/bin/sh", "-c", "exit 3"] })).toEqual({ exitCode: 3, signal: null });
+    expect(await runBox({ rootfs }, { args: ["/bin/sh", "-c", "exit 3"] })).toMatchObject({ exitCode: 3, signal: null });
     // Without a PID namespace of its own the command is not a PID 1, which SIGKILL from inside would spare.
-    expect(await runBox({ rootfs, namespaces: { pid: false } }, { args: ["/bin/sh", "-c", "kill -9 $$"] })).toEqual({ exitCode: 137, signal: 9 });
+    expect(await runBox({ rootfs, namespaces: { pid: false } }, { args: ["/bin/sh", "-c", "kill -9 $$"] })).toMatchObject({ exitCode: 137, signal: 9 });
   });
 
   test("20 boxes one after the other, then 20 at once, all succeed", async () => {

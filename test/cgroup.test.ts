@@ -150,7 +150,7 @@ describe("planning (no privileges)", () => {
     const host = inspectCgroups(proc);
     expect(host.v1.memory).toEqual({ mount: `${tmp}/m1`, own: "/job/x" });
     expect(host.v1.cpu).toEqual({ mount: `${tmp}/c1`, own: "/" });
-    expect(host.v2).toEqual({ mount: `${tmp}/u2`, own: "/", controllers: [], delegated: [] });
+    expect(host.v2).toEqual({ mount: `${tmp}/u2`, own: "/", controllers: [], delegated: [], writable: true });
   });
 });
 

@@ -18,6 +18,8 @@ import { type Started, startBox, type Tracer } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
 import { unmappedRootfsHint } from "../userns";
+import { type ReportTarget, reportSetupFailure, verdictArgs } from "./report";
+import { monotonicNs } from "../../ffi/verdict";
 
 export interface RunOptions {
   /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
@@ -26,6 +28,8 @@ export interface RunOptions {
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
   log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
+  /** --report: where the verdict goes (opened by cmd/run.ts before anything else). */
+  report?: ReportTarget | null;
 }
 
 /** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
@@ -103,6 +107,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
       if (abortedBy !== null) libc.kill(pid, F.SIGKILL);
     },
   }).catch((e) => exit(EXIT_NSRUN_FAILED, toReport(e, "setup")));
+  const start = monotonicNs();
   if (join) closeCgroupJoin(join);
 
   if (!result.ok || abortedBy !== null) {
@@ -113,6 +118,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
       for (const helper of child.helpers) await endHelper(helper);
     }
     const code = abortedBy !== null ? 128 + abortedBy : (failure?.exitCode ?? EXIT_NSRUN_FAILED);
+    if (abortedBy !== null) reportSetupFailure(opts.report, `setup: ended by signal ${abortedBy} before the command started`, code, plan.timeLimits);
     return exit(code, abortedBy !== null ? undefined : (failure ?? undefined));
   }
   return supervise(plan, result, pending, opts.trace);
@@ -120,6 +126,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   /** Every way out before the hand-over goes through here, so the box's cgroup never outlives it. */
   async function exit(code: number, report?: ErrorReport): Promise<never> {
     if (plan.cgroup) await removeCgroup(plan.cgroup, trace);
+    if (report) reportSetupFailure(opts.report, report.message, code, plan.timeLimits);
     if (report) writeStderr(formatReport(report));
     process.exit(code);
   }
@@ -134,11 +141,14 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     if (s.terminal !== null) keepAcrossExec(s.terminal);
     // The supervisor holds what ends a helper when it closes (slirp4netns's --exit-fd).
     for (const helper of s.helpers) if (helper.hold !== null) keepAcrossExec(helper.hold);
-    const failed = handOver(s.stub, supervisorArgs(p, s.pid, signals, traced, s.terminal, s.helpers));
+    // The command has started: the wall-time limit and wall_ms count from here.
+    const verdict = verdictArgs(p, start, opts.report ?? null);
+    const failed = handOver(s.stub, [...supervisorArgs(p, s.pid, signals, traced, s.terminal, s.helpers), ...verdict]);
     // The stub could not start (it always can, short of the kernel refusing execveat): supervise here.
     const status = shellStatus(await waitExit(s.pidfd));
     if (p.cgroup && status === 137 && oomKilled(p.cgroup)) writeStderr(`nsrun: ${outOfMemoryMessage(p.cgroup.memoryText)}\n`);
     opts.log.debug(failed.message);
+    reportSetupFailure(opts.report, failed.message, status, p.timeLimits);
     return exit(status);
   }
 }

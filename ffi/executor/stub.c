@@ -161,13 +161,20 @@ static int wait_signal(unsigned long long set) {
 static long helpers[8];
 static int nhelpers;
 
+static long box_rusage[18]; // the target's struct rusage, for the verdict (verdict.h)
+static int box_rusage_set;
+
 static int reap(long target, int *status) {
   int found = 0, i;
   for (;;) {
     int st = 0;
-    long pid = sys4(SYS_wait4, -1, &st, WNOHANG, 0);
+    long ru[18];
+    long pid = sys4(SYS_wait4, -1, &st, WNOHANG, ru);
     if (pid <= 0) return found;
-    if (pid == target) *status = st, found = 1;
+    if (pid == target) {
+      *status = st, found = 1, box_rusage_set = 1;
+      for (i = 0; i < 18; i++) box_rusage[i] = ru[i];
+    }
     for (i = 0; i < nhelpers; i++)
       if (helpers[i] == pid) helpers[i] = 0;
   }
@@ -408,6 +415,9 @@ static void copy_window_size(int from, int to) {
   if (!IS_ERR(sys3(SYS_ioctl, from, TIOCGWINSZ, ws))) sys3(SYS_ioctl, to, TIOCSWINSZ, ws);
 }
 
+// ---- time limits and the verdict (--report), in verdict.h ------------------------------------
+#include "verdict.h"
+
 // ---- supervise ------------------------------------------------------------------------------
 
 struct supervisor {
@@ -431,6 +441,9 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
   char *lists[3][64];
   struct cleanup c = {lists[0], lists[1], lists[2], 0, 0, 0, 0, 0, 0};
   struct supervisor s = {0, 0, 0, 0, 0};
+  struct verdict v = {0};
+  struct ending ending = {0};
+  struct timespec64 wake;
   struct kernel_termios saved, raw;
   int pending[64], npending = 0, i, master = -1, terminal = 0, in_open = 1, master_open = 1;
   long sfd;
@@ -454,6 +467,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
     else if (streq(o, "-r") && i + 1 < argc && c.nrmdirs < 64) c.rmdirs[c.nrmdirs++] = argv[++i];
     else if (streq(o, "-w") && i + 2 < argc && c.nwrites < 32) c.writes[2 * c.nwrites] = argv[i + 1], c.writes[2 * c.nwrites + 1] = argv[i + 2], c.nwrites++, i += 2;
     else if (streq(o, "-o") && i + 2 < argc) c.oom_file = argv[i + 1], c.oom_text = argv[i + 2], i += 2;
+    else if (verdict_option(&v, argc, argv, &i)) continue;
     else {
       put(2, "nsrun: supervise: unknown option ");
       put(2, o);
@@ -479,6 +493,7 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
       copy_window_size(0, master);
     }
   }
+  verdict_start(&v);
   // It may have exited before the hand-over; signals that came before it go first, in order.
   s.done = reap(s.box, &s.status);
   for (i = 0; i < npending && !s.done; i++) on_signal(&s, pending[i]);
@@ -490,7 +505,9 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
     int in_at = -1, master_at = -1;
     if (master >= 0 && in_open) in_at = n, fds[n].fd = 0, fds[n].events = POLLIN, fds[n++].revents = 0;
     if (master >= 0 && master_open) master_at = n, fds[n].fd = master, fds[n].events = POLLIN, fds[n++].revents = 0;
-    if (sys5(SYS_ppoll, fds, n, 0, 0, 8) < 0) continue;
+    long ready = sys5(SYS_ppoll, fds, n, verdict_timeout(&v, &wake), 0, 8);
+    verdict_check(&v, s.box);
+    if (ready <= 0) continue;
     if (fds[0].revents) {
       unsigned char info[128];
       while (sys3(SYS_read, sfd, info, sizeof info) == (long)sizeof info) {
@@ -521,12 +538,18 @@ __attribute__((noreturn)) static void supervise(int argc, char **argv) {
   }
   end_helpers(); // the box they served is gone
   int code = s.killed_by ? 128 + s.killed_by : exit_code(s.status);
+  if (v.on) {
+    ending.status = s.status, ending.sent = s.killed_by;
+    verdict_measure(&v, &ending, c.oom_file); // before the clean-up removes the cgroup
+    verdict_say(&v);
+  }
   if (code == 128 + SIGKILL && !s.killed_by && c.oom_file && oom_killed(c.oom_file)) {
     put(2, "nsrun: ");
     put(2, c.oom_text);
     put(2, "\n");
   }
   clean_up(&c);
+  if (v.on) verdict_write(&v, &ending); // last: once the report is there, so is the clean-up
   quit(code);
 }
 
