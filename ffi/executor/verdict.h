@@ -51,7 +51,7 @@ struct verdict {
 
 // box_rusage (stub.c's reap): struct rusage: ru_utime, ru_stime (struct timeval each), then ru_maxrss in KiB.
 
-static long long now_ns(void) {
+static long long monotonic_ns(void) {
   struct timespec64 t;
   sys2(SYS_clock_gettime, CLOCK_MONOTONIC, &t);
   return t.sec * 1000000000LL + t.nsec;
@@ -272,7 +272,7 @@ static int verdict_option(struct verdict *v, int argc, char **argv, int *i) {
 
 static void verdict_start(struct verdict *v) {
   if (!v->on) return;
-  if (v->start_ns <= 0) v->start_ns = now_ns();
+  if (v->start_ns <= 0) v->start_ns = monotonic_ns();
   v->ncpu = count_cpus();
 }
 
@@ -286,7 +286,7 @@ static struct timespec64 *verdict_timeout(struct verdict *v, struct timespec64 *
   int sampling = v->on && !v->cpu_version;
   if (v->killed_for) return 0; // the box is being killed: wait for its end
   if (v->wall_limit_ms <= 0 && v->cpu_limit_ms <= 0 && !sampling) return 0;
-  now = now_ns();
+  now = monotonic_ns();
   if (sampling) wait = 1000000000LL;
   if (v->wall_limit_ms > 0 && (wait < 0 || v->start_ns + v->wall_limit_ms * 1000000LL - now < wait)) wait = v->start_ns + v->wall_limit_ms * 1000000LL - now;
   if (v->cpu_limit_ms > 0) {
@@ -315,7 +315,7 @@ static void kill_box(long box) {
 static void verdict_check(struct verdict *v, long box) {
   if (v->killed_for || !v->on) return;
   if (v->cpu_limit_ms <= 0 && !v->cpu_version) v->cpu_seen_ns = cpu_now(v, box); // sampling only
-  if (v->wall_limit_ms > 0 && now_ns() >= v->start_ns + v->wall_limit_ms * 1000000LL) {
+  if (v->wall_limit_ms > 0 && monotonic_ns() >= v->start_ns + v->wall_limit_ms * 1000000LL) {
     v->killed_for = 2;
     kill_box(box);
     return;
@@ -385,7 +385,7 @@ struct ending {
 
 static void verdict_measure(struct verdict *v, struct ending *e, const char *oom_file) {
   long long user, sys;
-  v->end_ns = now_ns();
+  v->end_ns = monotonic_ns();
   if (v->cpu_version && cgroup_cpu(v, &user, &sys)) e->user_ns = user, e->sys_ns = sys, e->cpu_source = "cgroup";
   else {
     e->user_ns = box_rusage[0] * 1000000000LL + box_rusage[1] * 1000LL;
