@@ -37,6 +37,9 @@ let top = "";
 let bin = "";
 let probe = "";
 const actors: Actor[] = [];
+/** Container ids of this run's own (an OCI container's cgroup is named after its id). */
+const RACE = `race-${process.pid}`;
+const CREATED = `created-${process.pid}`;
 const idOf = (flag: string) => Number(spawnSync(["id", flag, TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
 
 beforeAll(() => {
@@ -143,17 +146,17 @@ describe("nothing a container can see is ever nsrun", () => {
   forEachActor("during nsrun exec: no exe of nsrun's, none of the caller's environment, no mem or fd of a process before its command (control: a sibling's all four)", async (a) => {
     // The container: a sibling that holds fd 3 open (the control), and the probe.
     const b = bundle(a, ["sh", "-c", "sleep 1000 3>/tmp/held & /procrace /tmp/stop NSRUN_PROBE_SECRET 60 /tmp/ready > /tmp/log; exec sleep 1000"]);
-    expect(oci(a, ["create", "--bundle", b, "race"]).code).toBe(0);
-    expect(oci(a, ["start", "race"]).code).toBe(0);
-    expect(await waitFor(() => oci(a, ["exec", "race", "test", "-e", "/tmp/ready"]).code === 0, 10_000)).toBe(true);
+    expect(oci(a, ["create", "--bundle", b, RACE]).code).toBe(0);
+    expect(oci(a, ["start", RACE]).code).toBe(0);
+    expect(await waitFor(() => oci(a, ["exec", RACE, "test", "-e", "/tmp/ready"]).code === 0, 10_000)).toBe(true);
     for (let i = 0; i < 20; i++) {
-      const r = oci(a, ["exec", "race", "sleep", "0.05"]);
+      const r = oci(a, ["exec", RACE, "sleep", "0.05"]);
       expect([r.code, r.stderr]).toEqual([0, ""]);
     }
-    expect(oci(a, ["exec", "race", "touch", "/tmp/stop"]).code).toBe(0);
-    expect(await waitFor(() => oci(a, ["exec", "race", "cat", "/tmp/log"]).stdout.includes("\nend\n"), 10_000)).toBe(true);
-    const log = parse(oci(a, ["exec", "race", "cat", "/tmp/log"]).stdout);
-    oci(a, ["delete", "--force", "race"]);
+    expect(oci(a, ["exec", RACE, "touch", "/tmp/stop"]).code).toBe(0);
+    expect(await waitFor(() => oci(a, ["exec", RACE, "cat", "/tmp/log"]).stdout.includes("\nend\n"), 10_000)).toBe(true);
+    const log = parse(oci(a, ["exec", RACE, "cat", "/tmp/log"]).stdout);
+    oci(a, ["delete", "--force", RACE]);
 
     // Controls: the probe's fstat of an exe works, and it opened everything of the sibling.
     expect(log.self).toBe(devIno(join(b, "rootfs/procrace")));
@@ -176,8 +179,8 @@ describe("nothing a container can see is ever nsrun", () => {
     const b = bundle(a, ["sh", "-c", "grep Seccomp: /proc/self/status > /tmp/seccomp; exec sleep 1000"], (s) => {
       s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", architectures: ["SCMP_ARCH_X86_64"], syscalls: [{ names: ["keyctl"], action: "SCMP_ACT_ERRNO" }] };
     });
-    expect(oci(a, ["create", "--bundle", b, "created"]).code).toBe(0);
-    const before = oci(a, ["exec", "created", "/procrace", "/nonexistent", SECRET, "1"]);
+    expect(oci(a, ["create", "--bundle", b, CREATED]).code).toBe(0);
+    const before = oci(a, ["exec", CREATED, "/procrace", "/nonexistent", SECRET, "1"]);
     if (a.name === "user") {
       // An ordinary user may not read the namespaces of a process that is not dumpable: exec into a
       // created container fails closed, naming why.
@@ -190,13 +193,13 @@ describe("nothing a container can see is ever nsrun", () => {
       expect(waiting.seen.has(1)).toBe(true);
       expect(waiting.opened.filter((o) => o.pid === 1)).toEqual([]);
     }
-    expect(oci(a, ["start", "created"]).code).toBe(0);
-    expect(await waitFor(() => oci(a, ["exec", "created", "cat", "/tmp/seccomp"]).stdout.includes("Seccomp:"), 10_000)).toBe(true);
-    expect(oci(a, ["exec", "created", "cat", "/tmp/seccomp"]).stdout.trim()).toBe("Seccomp:\t2");
+    expect(oci(a, ["start", CREATED]).code).toBe(0);
+    expect(await waitFor(() => oci(a, ["exec", CREATED, "cat", "/tmp/seccomp"]).stdout.includes("Seccomp:"), 10_000)).toBe(true);
+    expect(oci(a, ["exec", CREATED, "cat", "/tmp/seccomp"]).stdout.trim()).toBe("Seccomp:\t2");
     // Control: the same probe now opens the container's command, PID 1, which is the container's own.
-    const after = parse(oci(a, ["exec", "created", "/procrace", "/nonexistent", SECRET, "1"]).stdout);
+    const after = parse(oci(a, ["exec", CREATED, "/procrace", "/nonexistent", SECRET, "1"]).stdout);
     expect(after.opened.filter((o) => o.pid === 1 && o.kind === "environ")).toEqual([{ kind: "environ", pid: 1, comm: "sleep", rest: "ok" }]);
-    oci(a, ["delete", "--force", "created"]);
+    oci(a, ["delete", "--force", CREATED]);
   });
 });
 
