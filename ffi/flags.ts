@@ -157,7 +157,9 @@ export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
 
 // <sys/socket.h>, <linux/sockios.h>, <net/if.h>
+export const AF_UNIX = 1;
 export const AF_INET = 2;
+export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0x80000;
 export const SIOCGIFFLAGS = 0x8913;
@@ -165,15 +167,6 @@ export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
 export const IFF_LOOPBACK = 0x8;
 export const IFNAMSIZ = 16;
-
-// <asm/unistd.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for.
-// The newer ones have one number on every architecture; pivot_root does not.
-export const SYS_pivot_root = ARM64 ? 41 : 155;
-export const SYS_close_range = 436;
-export const SYS_open_tree = 428;
-export const SYS_openat2 = 437;
-export const SYS_mount_setattr = 442;
-export const SYS_seccomp = ARM64 ? 277 : 317;
 
 /** Names for the bits of a flags word, so traces and errors read `MS_BIND|MS_REC`, not 20480. */
 export function flagNames(value: number, table: Record<string, number>): string {

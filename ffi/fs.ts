@@ -8,6 +8,7 @@ import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
 import * as F from "./flags";
 import { check, cstr, errno, libc, q, SyscallError } from "./libc";
 import { hintFor } from "./hints";
+import { SYS } from "./syscalls";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
@@ -87,13 +88,13 @@ export function openat2(dirfd: number, path: string, flags: number, resolve: num
   how.writeBigUInt64LE(BigInt(mode), 8);
   how.writeBigUInt64LE(BigInt(resolve), 16);
   const p = cstr(path);
-  const ret = libc.syscall(F.SYS_openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
+  const ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
   return check("openat2", ret, `openat2(${q(shown)})`);
 }
 
 /** open_tree(2) of `fd` itself (AT_EMPTY_PATH): with OPEN_TREE_CLONE, a detached copy of its mount. */
 export function openTree(fd: number, flags: number, shown: string): number {
-  const ret = libc.syscall(F.SYS_open_tree, fd, ptrOf(cstr("")), flags | F.AT_EMPTY_PATH, 0, 0, 0);
+  const ret = libc.syscall(SYS.open_tree, fd, ptrOf(cstr("")), flags | F.AT_EMPTY_PATH, 0, 0, 0);
   return check("open_tree", ret, `open_tree(${q(shown)})`);
 }
 
@@ -105,7 +106,7 @@ export function mountSetattr(fd: number, recursive: boolean, attrSet: number, pr
   attr.writeBigUInt64LE(BigInt(propagation), 16);
   attr.writeBigUInt64LE(BigInt(userns), 24);
   const at = F.AT_EMPTY_PATH | (recursive ? F.AT_RECURSIVE : 0);
-  check("mount_setattr", libc.syscall(F.SYS_mount_setattr, fd, ptrOf(cstr("")), at, ptrOf(attr), 32, 0), `mount_setattr(${q(shown)})`);
+  check("mount_setattr", libc.syscall(SYS.mount_setattr, fd, ptrOf(cstr("")), at, ptrOf(attr), 32, 0), `mount_setattr(${q(shown)})`);
 }
 
 // libc.syscall takes i64 arguments, so buffers go in as their addresses.
@@ -207,6 +208,11 @@ export function typeAt(dirfd: number, name: string, shown = name): number | null
   return buf.readUInt16LE(28) & S_IFMT;
 }
 
+/** mkfifo(3) at a host path (mknodat AT_FDCWD): the OCI runtime's exec.fifo. */
+export function mkfifo(path: string, mode = 0o600): void {
+  check("mknodat", fsLibc.mknodat(F.AT_FDCWD, cstr(path), S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(path)}, S_IFIFO)`);
+}
+
 /** Inode number of an fd (AT_EMPTY_PATH), to tell whether a path still names the file an fd holds. */
 export function inodeOf(fd: number, shown: string): bigint {
   const buf = Buffer.alloc(256);
@@ -270,6 +276,4 @@ export function writeAll(fd: number, data: Uint8Array, shown: string): void {
   }
 }
 
-export function close(fd: number): void {
-  libc.close(fd);
-}
+export { close } from "./io";

@@ -13,8 +13,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as F from "../../ffi/flags";
-import { pipe } from "../../ffi/io";
-import { check, libc } from "../../ffi/libc";
+import { close, dupAtLeast, pipe } from "../../ffi/io";
+import { kill } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
 import { StageError } from "../errors";
 import { addHostfwd, type NetworkHelper, type NetworkPlan, pastaArgs, pastaPortSpec, type PortForward, portText, programPath, slirp4netnsArgs, usableTun } from "../network";
@@ -54,7 +54,7 @@ class Fds {
   /** A close-on-exec copy of `fd` at PARK_AT or above, for the tape to dup3 into place. */
   give(fd: number): number {
     this.given.push(fd);
-    const high = check("fcntl", libc.fcntl(fd, F.F_DUPFD_CLOEXEC, PARK_AT), `fcntl(${fd}, F_DUPFD_CLOEXEC, ${PARK_AT})`);
+    const high = dupAtLeast(fd, PARK_AT);
     this.given.push(high);
     return high;
   }
@@ -63,11 +63,11 @@ class Fds {
     return fd;
   }
   closeGiven(): void {
-    for (const fd of this.given.splice(0)) libc.close(fd);
+    for (const fd of this.given.splice(0)) close(fd);
   }
   closeAll(): void {
     this.closeGiven();
-    for (const fd of this.own.splice(0)) libc.close(fd);
+    for (const fd of this.own.splice(0)) close(fd);
   }
 }
 
@@ -168,7 +168,7 @@ async function startSlirp4netns(plan: NetworkPlan, pid: number, userns: boolean,
   } finally {
     // Failed after it started: end it here (it is no helper of the box's yet, so nothing else would).
     if (run) await endHelper({ name: "slirp4netns", ...run, hold: null });
-    if (hold !== null) libc.close(hold);
+    if (hold !== null) close(hold);
     fds.closeAll();
     // Its API socket goes with the folder: slirp4netns keeps listening, but nobody can reach it now.
     rmSync(dir, { recursive: true, force: true });
@@ -224,7 +224,7 @@ const SLIRP_ROUTINE = /^(sent tapfd|received tapfd|child failed|parent failed|do
 /** A helper that ended before it was ready: wait for it (reaping it), and say why from its log. */
 async function failed(name: NetworkHelper, run: { pid: number; pidfd: number }, log: string, args: string[], plan: NetworkPlan): Promise<StageError> {
   const exit = await waitExit(run.pidfd);
-  libc.close(run.pidfd);
+  close(run.pidfd);
   let lines: string[] = [];
   try {
     lines = readFileSync(log, "utf8").split("\n").filter(Boolean);
@@ -243,10 +243,10 @@ async function failed(name: NetworkHelper, run: { pid: number; pidfd: number }, 
 
 /** End a helper and wait for it (its port must be free when nsrun returns). */
 export async function endHelper(h: Helper): Promise<void> {
-  libc.kill(h.pid, F.SIGKILL); // a child not yet reaped: its PID is still its own
+  kill(h.pid, F.SIGKILL); // a child not yet reaped: its PID is still its own
   await waitExit(h.pidfd);
-  libc.close(h.pidfd);
-  if (h.hold !== null) libc.close(h.hold);
+  close(h.pidfd);
+  if (h.hold !== null) close(h.hold);
 }
 
 /** What comes through `fd` up to its first newline, or until end of file (pasta keeps the pipe open). */

@@ -2,9 +2,9 @@
 // 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { loadExecutor } from "../../ffi/executor";
-import { ERRNO } from "../../ffi/errno";
 import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
-import { clearNonblock, errno, libc } from "../../ffi/libc";
+import { clearNonblock } from "../../ffi/libc";
+import { kill, processExists } from "../../ffi/proc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
 import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
@@ -79,7 +79,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
       const n = SIGNAL_NUMBERS[sig];
       if (sig === "SIGWINCH" || (box && setupOver())) return void pending.push(n);
       abortedBy ??= n;
-      if (box) libc.kill(box, F.SIGKILL);
+      if (box) kill(box, F.SIGKILL);
     });
   }
   // The box shares our stdio's open files; Bun may have made them non-blocking, which a command
@@ -93,7 +93,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     onSpawn: (pid, over) => {
       box = pid;
       setupOver = over;
-      if (abortedBy !== null) libc.kill(pid, F.SIGKILL);
+      if (abortedBy !== null) kill(pid, F.SIGKILL);
     },
   }).catch((e) => exit(EXIT_NSRUN_FAILED, toReport(e, "setup")));
   if (join) closeCgroupJoin(join);
@@ -138,7 +138,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
 
 /** Whether a process with this PID exists (kill(pid, 0): ESRCH means it does not). */
 export function processRuns(pid: number): boolean {
-  return libc.kill(pid, 0) === 0 || errno() !== ERRNO.ESRCH;
+  return processExists(pid);
 }
 
 function cgroupHint(version: 1 | 2): string {

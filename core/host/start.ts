@@ -10,8 +10,9 @@ import { loadExecutor, sealedStub, tapeMemory } from "../../ffi/executor";
 import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
-import { libc, strerror } from "../../ffi/libc";
-import { pipe, readable, receiveFd, socketPair, writeAll } from "../../ffi/io";
+import { strerror } from "../../ffi/libc";
+import { kill } from "../../ffi/proc";
+import { close, pipe, readable, receiveFd, socketPair, writeAll } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
 import { type ChildFds, compileBox } from "../compile";
@@ -103,11 +104,11 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     },
   });
   files?.remove(); // the box has them bound (or has failed)
-  if (sync) for (const fd of sync) libc.close(fd);
+  if (sync) for (const fd of sync) close(fd);
   const master = terminal ? receiveFd(terminal[0]) : null;
-  if (terminal) for (const fd of terminal) libc.close(fd);
+  if (terminal) for (const fd of terminal) close(fd);
   if (run.pid < 0) {
-    libc.close(stub);
+    close(stub);
     return { ok: false, started: null, failure: cloneFailure(-run.pid, run.cloneText) };
   }
   const started: Started = { pid: run.pid, pidfd: run.pidfd, stub, terminal: master, helpers };
@@ -166,9 +167,9 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   const pid = executor.spawn(memory.bytes);
   const cgroup = tape.cgroupFd >= 0 ? `|CLONE_INTO_CGROUP, cgroup=${tape.cgroupFd}` : "";
   const cloneText = `clone3({flags=${F.flagNames(tape.cloneFlags, F.CLONE_FLAGS)}|CLONE_VM|CLONE_PIDFD${cgroup}, exit_signal=SIGCHLD})`;
-  libc.close(opts.reportWrite);
+  close(opts.reportWrite);
   if (pid < 0) {
-    libc.close(opts.reportRead);
+    close(opts.reportRead);
     opts.trace?.(stageLine("namespaces"));
     opts.trace?.(`${cloneText} = -1 ${errnoName(-pid)}`);
     return { pid, pidfd: -1, reports: [], progress: -1, cloneText };
@@ -187,7 +188,7 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
     } catch (e) {
       // The process waits for an answer that will not come: end it (its end of the report pipe closes).
       hostError = e;
-      libc.kill(pid, F.SIGKILL);
+      kill(pid, F.SIGKILL);
       return;
     }
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
@@ -197,7 +198,7 @@ export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun
   // End of file: the command has started, or the process has failed or died. Either way it no
   // longer runs on the stack the executor gave it (unless `until` stopped the reading early).
   if (!stopped) executor.release(memory.bytes);
-  libc.close(opts.reportRead);
+  close(opts.reportRead);
   if (opts.trace) printTrace(opts.trace, tape, memory.bytes, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
   return { pid, pidfd, reports, progress: Number(header.getBigInt64(HEADER.progress, true)), cloneText, hostError };
 }

@@ -14,7 +14,7 @@ import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
 import { hintFor } from "../../ffi/hints";
 import { pipe } from "../../ffi/io";
-import { libc, q, strerror } from "../../ffi/libc";
+import { q, strerror } from "../../ffi/libc";
 import { type Exit, waitExit } from "../../ffi/wait";
 import { keepOnlyFds } from "../compile";
 import { StageError } from "../errors";
@@ -121,7 +121,7 @@ export async function removeAsNamespaceRoot(path: string, map: IdMapPlan): Promi
   const stub = sealedStub();
   const [errRead, errWrite] = pipe(true);
   const open = new Set([parentfd, stub, errRead, errWrite]);
-  const closeOnce = (fd: number) => open.delete(fd) && libc.close(fd);
+  const closeOnce = (fd: number) => open.delete(fd) && fs.close(fd);
   try {
     const run = await asNamespaceRoot(map, { what, prefix: what }, [parentfd, stub, errWrite], (t, report) => {
       t.stage("process", "run rm");
@@ -184,11 +184,11 @@ async function asNamespaceRoot(
       },
     });
   } finally {
-    libc.close(syncRead);
-    libc.close(syncWrite);
+    fs.close(syncRead);
+    fs.close(syncWrite);
   }
   if (run.pid < 0) throw new StageError("image", `${what}: ${run.cloneText}: ${errnoName(-run.pid)} (${strerror(-run.pid)})`, hintFor("unshare", -run.pid));
-  const exit = waitExit(run.pidfd).finally(() => libc.close(run.pidfd));
+  const exit = waitExit(run.pidfd).finally(() => fs.close(run.pidfd));
   const fail = async (message: string, hint?: string): Promise<never> => {
     await exit;
     throw new StageError("image", message, hint);

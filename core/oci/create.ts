@@ -11,8 +11,8 @@ import { closeSync, constants, copyFileSync, openSync, renameSync, writeFileSync
 import { resolve } from "node:path";
 import { sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
-import { pipe } from "../../ffi/io";
-import { clearNonblock, libc } from "../../ffi/libc";
+import { close, connectUnix, pipe } from "../../ffi/io";
+import { clearNonblock } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
 import { compileBox, joinShape } from "../compile";
@@ -26,7 +26,8 @@ import { idmapBinds } from "./idmap";
 import { type OciCaller, planOci } from "./plan";
 import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
-import { connectUnix, mkfifo, pidfdOpen } from "./sys";
+import { mkfifo } from "../../ffi/fs";
+import { kill, pidfdOpen } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
 import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
 
@@ -102,9 +103,9 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   let forked: number | null = null;
   let cgroupMade = false;
   const undo = async (report: ErrorReport): Promise<never> => {
-    if (pid > 0) libc.kill(pid, F.SIGKILL);
-    if (forked !== null) libc.kill(forked, F.SIGKILL);
-    for (const fd of opened) libc.close(fd);
+    if (pid > 0) kill(pid, F.SIGKILL);
+    if (forked !== null) kill(forked, F.SIGKILL);
+    for (const fd of opened) close(fd);
     if (cgroupMade && plan.box.cgroup) await removeCgroup(plan.box.cgroup);
     container.remove();
     throw new CreateFailed(report);
@@ -215,7 +216,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     let pidfd = run.pidfd;
     if (forks) {
       await waitExit(run.pidfd); // the parent, which exits once it has reported its child
-      libc.close(run.pidfd);
+      close(run.pidfd);
       pid = -1;
       if (forked === null) return await undo({ message: "namespaces: fork into the PID namespace: the container's process did not start", exitCode: EXIT_NSRUN_FAILED });
       pid = forked;
@@ -235,7 +236,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     state.startTime = processStartTime(pid) ?? "";
     container.write(state);
     if (opts.pidFile) writePidFile(opts.pidFile, pid);
-    for (const fd of opened) if (fd !== stub) libc.close(fd);
+    for (const fd of opened) if (fd !== stub) close(fd);
     return { container, state, pid, pidfd, lock };
   } catch (e) {
     if (e instanceof CreateFailed) throw e;

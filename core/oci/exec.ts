@@ -7,8 +7,8 @@ import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { loadExecutor, sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
-import { pipe, receiveFd, socketPair } from "../../ffi/io";
-import { clearNonblock, libc } from "../../ffi/libc";
+import { close, connectUnix, keepAcrossExec, pipe, receiveFd, socketPair } from "../../ffi/io";
+import { clearNonblock } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
 import { emitBoundingSet, emitCapabilitySets as emitBoxCapabilities, emitUser } from "../capabilities";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
@@ -30,8 +30,7 @@ import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
-import { becomeSubreaper } from "./sys";
-import { connectUnix } from "./sys";
+import { becomeSubreaper } from "../../ffi/proc";
 import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
@@ -167,7 +166,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   if (!o.detach) becomeSubreaper();
   const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
   const run = await runTape(t, { reportRead, reportWrite, onSpawn: () => oldMask !== null && process.umask(oldMask) });
-  for (const fd of opened) libc.close(fd);
+  for (const fd of opened) close(fd);
   if (cgroupJoin) closeCgroupJoin(cgroupJoin);
   closeSync(lock);
   if (run.pid < 0) throw new OciError(`exec: ${run.cloneText}: errno ${-run.pid}`);
@@ -184,12 +183,12 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
 
   // Attached: nsrun becomes the stub's supervisor for this process (signals passed on, its status returned).
   const master = relay ? receiveFd(relay[0]) : null;
-  if (relay) for (const fd of relay) libc.close(fd);
+  if (relay) for (const fd of relay) close(fd);
   for (const fd of [0, 1, 2]) clearNonblock(fd);
   loadExecutor().holdSignals(FORWARDED_SIGNALS.map((s) => SIGNAL_NUMBERS[s]));
   const argv = ["nsrun", "supervise", String(pid)];
   if (master !== null) {
-    libc.fcntl(master, F.F_SETFD, 0);
+    keepAcrossExec(master);
     argv.push("-T", String(master));
   }
   for (const s of FORWARDED_SIGNALS) if (master === null || s !== "SIGWINCH") argv.push("-f", String(SIGNAL_NUMBERS[s]));

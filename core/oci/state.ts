@@ -5,7 +5,7 @@
 // take turns. The status is computed, never stored: a PID whose start time still matches is alive.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, fstatSync, writeFileSync, constants } from "node:fs";
 import { join } from "node:path";
-import { libc } from "../../ffi/libc";
+import { flock, LOCK_EX } from "../../ffi/fs";
 import type { CgroupPlan } from "../cgroup";
 import type { SpecHook } from "./spec";
 
@@ -136,9 +136,6 @@ export function processAlive(pid: number, startTime: string): boolean {
   return pid > 0 && processStartTime(pid) === startTime;
 }
 
-const SYS_FLOCK = process.arch === "arm64" ? 32 : 73;
-const LOCK_EX = 2;
-
 /**
  * Serialise commands on one container: flock(2) on its folder, re-checked after waiting (a `delete`
  * may have removed the folder, and a `create` made a new one, meanwhile). Released on close/exit.
@@ -151,9 +148,11 @@ export function lockContainer(c: Container): number {
     } catch {
       throw new StateError(`container ${JSON.stringify(c.id)} does not exist`);
     }
-    if (Number(libc.syscall(SYS_FLOCK, fd, LOCK_EX, 0, 0, 0, 0)) !== 0) {
+    try {
+      flock(fd, LOCK_EX, c.dir);
+    } catch (e) {
       closeSync(fd);
-      throw new StateError(`cannot lock ${c.dir}`);
+      throw new StateError(`cannot lock ${c.dir}: ${(e as Error).message}`);
     }
     try {
       const now = statSync(c.dir);
