@@ -1,13 +1,16 @@
 // The tape: what TypeScript compiles a box into, and the C executor that runs it.
-//   (a) ffi/executor/protocol.ts and protocol.h agree on every constant and offset;
+//   (a) ffi/executor/protocol.ts and protocol.h agree on every constant and offset (the C static
+//       assertions the build compiles, and a reordered header that fails them);
 //   (b) golden tapes: a few plans compile to exactly the listing in test/golden/ (pure TypeScript;
 //       UPDATE_GOLDEN=1 rewrites the files after an intended change, for review in the diff);
 //   (c) the real executor: a failing op reports its index and errno, and nsrun's message names the
 //       step; tolerated errnos, jumps, loads and stores; a sync point that waits for the host; an fd
 //       passed to the host; setns(2) into another process's namespace.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "bun";
 import { type LoadedConfig, parseConfig } from "../core/config";
 import { compileBox, keepOnlyFds } from "../core/compile";
 import { runTape } from "../core/host/start";
@@ -16,7 +19,7 @@ import { type HostFacts, planBox } from "../core/plan";
 import { exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
 import { Tape } from "../core/tape/tape";
 import { ERRNO, errnoName } from "../ffi/errno";
-import { CMP, HEADER, OP, OP_BYTES, REGISTERS, REPORT, REPORT_BYTES, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
+import { CMP, OP, protocolAsserts, REGISTERS, REPORT, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
 import * as F from "../ffi/flags";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
@@ -39,31 +42,38 @@ describe("protocol.h and protocol.ts", () => {
     for (const [name, value] of Object.entries(REPORT)) expect([name, define(`NSRUN_REPORT_${name}`)]).toEqual([name, value]);
   });
 
-  test("the structs' fields, in order, add up to the sizes protocol.ts uses", () => {
-    const fields = (struct: string) => {
-      const body = header.match(new RegExp(`struct ${struct} \\{([\\s\\S]*?)\\n\\};`))?.[1] ?? "";
-      const sizes: Record<string, number> = { int: 4, short: 2, "unsigned short": 2, "unsigned int": 4, "long long": 8, "unsigned long long": 8 };
-      let size = 0;
-      const names: string[] = [];
-      for (const line of body.split("\n").map((l) => l.replace(/\/\/.*$/, "").trim()).filter(Boolean)) {
-        const m = line.match(/^((?:unsigned )?(?:long long|int|short))\s+(.+);$/);
-        if (!m) throw new Error(`protocol.h: cannot read "${line}"`);
-        for (const part of m[2].split(",")) {
-          const arr = part.trim().match(/^(\w+)(?:\[(\d+)\])?$/);
-          if (!arr) throw new Error(`protocol.h: cannot read "${part}"`);
-          names.push(arr[1]);
-          size += sizes[m[1]] * Number(arr[2] ?? 1);
-        }
-      }
-      return { size, names };
-    };
-    expect(fields("nsrun_op").size).toBe(OP_BYTES);
-    expect(fields("nsrun_result").size).toBe(RESULT_BYTES);
-    expect(fields("nsrun_report").size).toBe(REPORT_BYTES);
-    const tape = fields("nsrun_tape");
-    expect(tape.size).toBe(HEADER.size);
-    // The offsets in HEADER follow the struct's field order (all fields but the first pair are 8 bytes).
-    expect(tape.names).toEqual(["magic", "version", "clone_flags", "cgroup_fd", "report_fd", "nops", "ops", "results", "stack_size", "stack", "pidfd", "progress"]);
+  // The checks the build compiles (out/protocol_check.h), compiled here against protocol.h, and
+  // against a copy with two same-size fields swapped: the copy must fail, naming a field.
+  const compileAsserts = (headerText: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "nsrun-protocol-"));
+    try {
+      mkdirSync(join(dir, "out"));
+      writeFileSync(join(dir, "protocol.h"), headerText);
+      writeFileSync(join(dir, "out/protocol_check.h"), protocolAsserts());
+      writeFileSync(join(dir, "check.c"), '#include "protocol.h"\n');
+      const r = spawnSync([process.env.CC ?? "gcc", "-fsyntax-only", "-std=c11", "check.c"], { cwd: dir, stderr: "pipe" });
+      return { ok: r.exitCode === 0, stderr: r.stderr.toString() };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  test("protocol.ts's offsets, sizes and values hold in protocol.h (C static assertions)", () => {
+    expect(compileAsserts(header)).toEqual({ ok: true, stderr: "" });
+  });
+
+  test("positive control: a same-size reorder of protocol.h fails the assertions", () => {
+    const swapped = header.replace(
+      "  long long cgroup_fd;            // >= 0: CLONE_INTO_CGROUP this cgroup v2 directory\n  long long report_fd;            // the report pipe's write end\n",
+      "  long long report_fd;\n  long long cgroup_fd;\n",
+    );
+    expect(swapped).not.toBe(header);
+    const r = compileAsserts(swapped);
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toContain("nsrun_tape.cgroup_fd");
+    const reordered = header.replace("  int kind;\n  int index;\n", "  int index;\n  int kind;\n");
+    expect(reordered).not.toBe(header);
+    expect(compileAsserts(reordered).stderr).toContain("nsrun_report.kind");
   });
 });
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { loadExecutor, sealedStub, tapeMemory } from "../../ffi/executor";
-import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES } from "../../ffi/executor/protocol";
+import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
 import { strerror } from "../../ffi/libc";
@@ -296,9 +296,9 @@ function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, 
   };
   tape.ops.forEach((op, i) => {
     const at = resultsAt + i * RESULT_BYTES;
-    const ret = Number(view.getBigInt64(at, true));
-    const start = view.getBigUint64(at + 8, true);
-    const end = view.getBigUint64(at + 16, true);
+    const ret = Number(view.getBigInt64(at + RESULT_FIELD.ret, true));
+    const start = view.getBigUint64(at + RESULT_FIELD.startNs, true);
+    const end = view.getBigUint64(at + RESULT_FIELD.endNs, true);
     if (end === 0n || op.code < 0) return; // not reached, or a control op
     markUpTo(i);
     const shown = ret < 0 && ret > -4096 ? `-1 ${errnoName(-ret)}` : String(ret);

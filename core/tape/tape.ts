@@ -3,7 +3,7 @@
 // assembler: it collects ops with symbolic operands (registers, strings, labels), prints them as a
 // listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
 // ffi/executor/protocol.h. It decides nothing about boxes; core/compile.ts does.
-import { CMP, type Cmp, HEADER, OP, OP_BYTES, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
+import { CMP, type Cmp, HEADER, OP, OP_BYTES, OP_FIELD, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
 import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
 import type { StageTitle } from "../pipeline";
 
@@ -264,8 +264,8 @@ export class Tape {
       let regmask = 0;
       let okmask = 0n;
       for (const e of op.ok) okmask |= 1n << BigInt(e);
-      view.setInt32(o, op.code, true);
-      view.setInt16(o + 4, op.dst ? op.dst.reg : -1, true);
+      view.setInt32(o + OP_FIELD.code, op.code, true);
+      view.setInt16(o + OP_FIELD.dst, op.dst ? op.dst.reg : -1, true);
       op.args.forEach((a, k) => {
         let v: bigint;
         if (isReg(a)) {
@@ -274,10 +274,10 @@ export class Tape {
         } else if (isPtr(a)) v = addr(a);
         else if (isLabel(a)) v = BigInt(a.index as number);
         else v = BigInt(a);
-        i64(o + 16 + 8 * k, v);
+        i64(o + OP_FIELD.a + 8 * k, v);
       });
-      view.setUint16(o + 6, regmask, true);
-      u64(o + 8, okmask);
+      view.setUint16(o + OP_FIELD.regmask, regmask, true);
+      u64(o + OP_FIELD.okmask, okmask);
     });
 
     this.items.forEach((item, i) => {

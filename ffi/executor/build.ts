@@ -9,6 +9,7 @@ import { spawnSync } from "bun";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SYSCALLS_ARM64 } from "../syscalls-arm64";
+import { protocolAsserts } from "./protocol";
 import { SYSCALLS_X86_64 } from "../syscalls-x86_64";
 
 const DIR = import.meta.dir;
@@ -62,6 +63,7 @@ ${defines(SYSCALLS_ARM64)}
 
 mkdirSync(OUT, { recursive: true });
 writeFileSync(join(OUT, "syscalls.h"), syscallsHeader());
+writeFileSync(join(OUT, "protocol_check.h"), protocolAsserts());
 try {
   compile(["-fPIC", "-shared", "-Wl,--no-undefined", "executor.c"], "executor.so");
   compile(["-static", "-fno-pie", "-no-pie", "stub.c"], "stub.bin");

@@ -1,5 +1,6 @@
 // protocol.h: the contract between nsrun's TypeScript and its two small C programs.
-// ffi/executor/protocol.ts mirrors every value here; test/tape.test.ts checks that the two agree.
+// ffi/executor/protocol.ts mirrors every value here; the build checks that the two agree (the
+// static assertions in out/protocol_check.h, written from protocol.ts), and so does test/tape.test.ts.
 //
 // The tape: what TypeScript (core/tape/) compiles a box into and executor.c runs. One buffer:
 //   struct nsrun_tape | struct nsrun_op[nops] | struct nsrun_result[nops] (when traced) | data
@@ -83,5 +84,9 @@ struct nsrun_report {
 #define NSRUN_EXIT_SETUP_FAILED 125
 #define NSRUN_EXIT_CANNOT_EXECUTE 126
 #define NSRUN_EXIT_NOT_FOUND 127
+
+// protocol.ts's offsets and values, asserted against the above (written by build.ts): a change
+// here that protocol.ts does not follow fails the build.
+#include "out/protocol_check.h"
 
 #endif
