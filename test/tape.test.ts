@@ -16,11 +16,12 @@ import { compileBox, keepOnlyFds } from "../core/compile";
 import { runTape } from "../core/host/start";
 import type { CgroupHost } from "../core/cgroup";
 import { type HostFacts, planBox } from "../core/plan";
-import { exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
+import { close, exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
 import { Tape } from "../core/tape/tape";
 import { ERRNO, errnoName } from "../ffi/errno";
-import { CMP, OP, protocolAsserts, REGISTERS, REPORT, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
+import { BAD, CMP, HEADER, OP, OP_BYTES, OP_FIELD, protocolAsserts, REGISTERS, REPORT, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
 import * as F from "../ffi/flags";
+import { tapeMemory } from "../ffi/executor";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
@@ -149,7 +150,10 @@ describe("golden tapes (test/golden/*.tape)", () => {
 // ---- the real executor ----------------------------------------------------------------------
 
 /** Run a hand-made tape in a child with no namespaces; `build` gets the report fd and adds the ops. */
-async function run(build: (t: Tape, report: number, extra: { sync: number }) => void, opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[] } = {}) {
+async function run(
+  build: (t: Tape, report: number, extra: { sync: number }) => void,
+  opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[]; corrupt?: (op: (index: number) => DataView) => void } = {},
+) {
   const [reportRead, reportWrite] = pipe(true);
   const [syncRead, syncWrite] = pipe(true);
   const t = new Tape();
@@ -159,6 +163,16 @@ async function run(build: (t: Tape, report: number, extra: { sync: number }) => 
   // when we close them.
   keepOnlyFds(t, [reportWrite, syncRead, ...(opts.keep ?? [])]);
   build(t, reportWrite, { sync: syncRead });
+  if (opts.corrupt) {
+    // A hand-made bad tape: the encoder refuses to make one, so its bytes are changed after it.
+    const encode = t.encode.bind(t);
+    const corrupt = opts.corrupt;
+    t.encode = (alloc, trace) => {
+      const m = encode(alloc, trace);
+      corrupt((i) => new DataView(m.bytes.buffer, m.bytes.byteOffset + HEADER.size + i * OP_BYTES, OP_BYTES));
+      return m;
+    };
+  }
   const r = await runTape(t, { reportRead, reportWrite, syncWrite, onSync: opts.onSync });
   libc.close(syncRead);
   libc.close(syncWrite);
@@ -167,7 +181,97 @@ async function run(build: (t: Tape, report: number, extra: { sync: number }) => 
   return { run: r, exit, tape: t };
 }
 
+describe("the assembler's registers and jumps", () => {
+  test("registers no longer used are reused: 100 fds opened and closed one after another fit", () => {
+    const t = new Tape();
+    t.stage("namespaces", "test");
+    for (let i = 0; i < 100; i++) {
+      const fd = t.reg(`fd${i}`);
+      openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      close(t, fd);
+    }
+    const regs = t.allocate();
+    expect(regs.size).toBe(100);
+    expect(new Set(regs.values())).toEqual(new Set([0]));
+  });
+
+  test("more registers live at once than the executor has is a compiler error (control: one fewer fits)", () => {
+    const live = (n: number) => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const fds = Array.from({ length: n }, (_, i) => t.reg(`fd${i}`));
+      for (const fd of fds) openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      for (const fd of fds) close(t, fd);
+      return t;
+    };
+    expect(live(REGISTERS).allocate().size).toBe(REGISTERS);
+    expect(() => live(REGISTERS + 1).allocate()).toThrow(`tape: more than ${REGISTERS} registers live at op ${REGISTERS}`);
+  });
+
+  test("a jump backwards, or to itself, is refused when the tape is encoded (control: forward is fine)", () => {
+    const make = (where: "before" | "self" | "after") => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const l = t.label("l");
+      if (where === "before") t.place(l);
+      exitGroup(t, 0);
+      if (where === "self") t.place(l);
+      t.jump(l);
+      if (where === "after") t.place(l);
+      exitGroup(t, 1);
+      return () => t.encode(tapeMemory, false);
+    };
+    expect(make("after")).not.toThrow();
+    expect(make("before")).toThrow("tape: op 1 (jump) jumps to l at 0: jumps must go forward");
+    expect(make("self")).toThrow("tape: op 1 (jump) jumps to l at 1: jumps must go forward");
+  });
+});
+
 describe("the executor", () => {
+  // Each bad tape ends in exit_group(7) after the bad op. The executor checks every op before it runs
+  // the first, so a bad tape exits 125 with a FAILED record naming the op and what is wrong; the
+  // control, the same tape unchanged, exits 7.
+  const badTape = async (corrupt: (op: (index: number) => DataView, index: number) => void) => {
+    let at = -1;
+    const build = (t: Tape) => {
+      exitGroup(t, 7);
+      const fd = t.reg("fd");
+      const l = t.label("end");
+      at = t.ops.length;
+      openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      t.jumpIf(fd, "LT", 0, l);
+      close(t, fd);
+      t.place(l);
+    };
+    const control = await run(build);
+    expect([control.exit, control.run.reports]).toEqual([{ code: 7, signal: null }, []]);
+    const bad = await run(build, { corrupt: (op) => corrupt(op, at) });
+    return { at, exit: bad.exit, reports: bad.run.reports, tape: bad.tape };
+  };
+
+  test("a register out of range (dst or argument) is refused before any op runs, not masked", async () => {
+    const dst = await badTape((op, at) => op(at).setInt16(OP_FIELD.dst, REGISTERS, true));
+    expect(dst.exit).toEqual({ code: 125, signal: null });
+    expect(dst.reports).toEqual([{ kind: REPORT.FAILED, index: dst.at, value: BAD.REGISTER }]);
+    const arg = await badTape((op, at) => op(at + 1).setBigInt64(OP_FIELD.a, BigInt(REGISTERS + 1), true)); // jump_if's register
+    expect(arg.reports).toEqual([{ kind: REPORT.FAILED, index: arg.at + 1, value: BAD.REGISTER }]);
+    const { describeFailure } = await import("../core/host/start");
+    expect(describeFailure(arg.reports[0], arg.tape, { process: { args: ["/bin/true"] } } as never).message).toBe(`the executor refused the tape at op ${arg.at + 1}: a register out of range: a bug in nsrun`);
+  });
+
+  test("a jump backwards, to itself or past the end is refused before any op runs", async () => {
+    for (const target of [0, "self", 10_000] as const) {
+      const r = await badTape((op, at) => op(at + 1).setBigInt64(OP_FIELD.a + 3 * 8, BigInt(target === "self" ? at + 1 : target), true));
+      expect(r.exit).toEqual({ code: 125, signal: null });
+      expect(r.reports).toEqual([{ kind: REPORT.FAILED, index: r.at + 1, value: BAD.JUMP }]);
+    }
+  });
+
+  test("an unknown control op is refused before any op runs", async () => {
+    const r = await badTape((op, at) => op(at).setInt32(OP_FIELD.code, -100, true));
+    expect(r.reports).toEqual([{ kind: REPORT.FAILED, index: r.at, value: BAD.OP }]);
+  });
+
   test("a failing op reports its index and errno, and ends the process with 125", async () => {
     const { run: r, exit, tape } = await run((t) => {
       t.doing("open something that is not there");

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { loadExecutor, sealedStub, tapeMemory } from "../../ffi/executor";
-import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD } from "../../ffi/executor/protocol";
+import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
 import { strerror } from "../../ffi/libc";
@@ -269,6 +269,7 @@ export function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorRepo
         : hintFor("execve", errno);
     return { message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint, exitCode: EXIT_CANNOT_EXECUTE };
   }
+  if (badTape(errno)) return { message: `the executor refused the tape at op ${r.index}: ${badTape(errno)}: a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
   const op = tape.ops[r.index];
   if (!op) return { message: `the tape ended without starting the command (op ${r.index}): a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
   const { stage, what, hints } = op.step;

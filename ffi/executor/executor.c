@@ -29,6 +29,8 @@
 #define GUARD 4096UL
 #define CLOCK_MONOTONIC 1
 #define EINVAL 22
+#define STR(x) #x
+#define NUMBER(x) STR(x) // a macro's value as a string, for the assembly below
 
 // clone3(2)'s argument, version 2 (with cgroup: Linux 5.7).
 struct clone_args {
@@ -43,18 +45,18 @@ long nsrun_clone3(struct clone_args *args, unsigned long size, void (*fn)(void *
 __asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,@function\nnsrun_clone3:\n"
         "  push %r12\n  push %r13\n"
         "  mov %rdx,%r12\n  mov %rcx,%r13\n"
-        "  mov $435,%eax\n  syscall\n"
+        "  mov $" NUMBER(SYS_clone3) ",%eax\n  syscall\n"
         "  test %rax,%rax\n  jnz 1f\n"
         "  xor %ebp,%ebp\n  and $-16,%rsp\n  mov %r13,%rdi\n  call *%r12\n"
-        "  mov $125,%edi\n  mov $231,%eax\n  syscall\n  hlt\n"
+        "  mov $" NUMBER(NSRUN_EXIT_SETUP_FAILED) ",%edi\n  mov $" NUMBER(SYS_exit_group) ",%eax\n  syscall\n  hlt\n"
         "1:\n  pop %r13\n  pop %r12\n  ret\n");
 #elif defined(__aarch64__)
 __asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,%function\nnsrun_clone3:\n"
         "  mov x9, x2\n  mov x10, x3\n"
-        "  mov x8, #435\n  svc #0\n"
+        "  mov x8, #" NUMBER(SYS_clone3) "\n  svc #0\n"
         "  cbnz x0, 1f\n"
         "  mov x29, xzr\n  mov x30, xzr\n  mov x0, x10\n  blr x9\n"
-        "  mov x0, #125\n  mov x8, #94\n  svc #0\n  brk #0\n"
+        "  mov x0, #" NUMBER(NSRUN_EXIT_SETUP_FAILED) "\n  mov x8, #" NUMBER(SYS_exit_group) "\n  svc #0\n  brk #0\n"
         "1:\n  ret\n");
 #endif
 
@@ -100,6 +102,26 @@ static long fdpath(char *out, long long fd, const char *suffix) {
   return 0;
 }
 
+// 0 when every op of the tape is one this executor can run, else the NSRUN_BAD_* of the first that
+// is not (*at: its index). Registers in range, every jump forward to an op or the tape's end, known
+// control ops: a compiler bug is reported before any syscall, never masked.
+static long check_tape(const struct nsrun_op *ops, unsigned long long nops, unsigned long long *at) {
+  unsigned long long i;
+  int k;
+  for (i = 0; i < nops; i++) {
+    const struct nsrun_op *o = &ops[i];
+    int target = o->code == NSRUN_OP_JUMP ? 0 : o->code == NSRUN_OP_JUMP_IF ? 3 : -1;
+    *at = i;
+    if (o->dst < -1 || o->dst >= NSRUN_REGISTERS) return NSRUN_BAD_REGISTER;
+    if (o->regmask >> 6) return NSRUN_BAD_REGISTER;
+    for (k = 0; k < 6; k++)
+      if ((o->regmask >> k) & 1 && (o->a[k] < 0 || o->a[k] >= NSRUN_REGISTERS)) return NSRUN_BAD_REGISTER;
+    if (o->code < NSRUN_OP_FAIL) return NSRUN_BAD_OP; // the lowest control code
+    if (target >= 0 && ((o->regmask >> target) & 1 || o->a[target] <= (long long)i || (unsigned long long)o->a[target] > nops)) return NSRUN_BAD_JUMP;
+  }
+  return 0;
+}
+
 __attribute__((noreturn)) static void run_tape(void *arg) {
   struct nsrun_tape *t = (struct nsrun_tape *)arg;
   const struct nsrun_op *ops = (const struct nsrun_op *)(unsigned long)t->ops;
@@ -114,13 +136,18 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
   for (k = 1; k <= NSIG; k++)
     if (k != SIGKILL && k != SIGSTOP) sys4(SYS_rt_sigaction, k, &dfl, 0, 8);
   for (k = 0; k < NSRUN_REGISTERS; k++) reg[k] = -1;
+  {
+    unsigned long long at = 0;
+    long bad = check_tape(ops, t->nops, &at);
+    if (bad) die(t->report_fd, (long)at, bad);
+  }
 
   for (i = 0; i < t->nops;) {
     const struct nsrun_op *o = &ops[i];
     long long a[6];
     long long r = 0;
     unsigned long long next = i + 1;
-    for (k = 0; k < 6; k++) a[k] = (o->regmask >> k) & 1 ? reg[o->a[k] & (NSRUN_REGISTERS - 1)] : o->a[k];
+    for (k = 0; k < 6; k++) a[k] = (o->regmask >> k) & 1 ? reg[o->a[k]] : o->a[k]; // in range: check_tape
     t->progress = (long long)i;
     if (results) results[i].start_ns = now_ns();
     if (o->code >= 0) {
@@ -142,7 +169,7 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
         else *(long long *)(unsigned long)a[1] = a[0];
         break;
       case NSRUN_OP_FAIL: r = -a[0]; break;
-      default: r = -EINVAL;
+      default: r = -EINVAL; // not reached: check_tape
       }
     }
     if (results) {
@@ -154,7 +181,7 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
       long e = -r;
       if (o->code == NSRUN_OP_FAIL || e >= 64 || !((o->okmask >> e) & 1)) die(t->report_fd, (long)i, e);
     }
-    if (o->dst >= 0) reg[o->dst & (NSRUN_REGISTERS - 1)] = r;
+    if (o->dst >= 0) reg[o->dst] = r;
     i = next;
   }
   // The tape ran out without an execve: a compiler error in TypeScript, reported as such.
@@ -209,9 +236,9 @@ static long main_tid;
 
 void nsrun_restore_rt(void);
 #if defined(__x86_64__)
-__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov $15,%eax\n  syscall\n  hlt\n");
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov $" NUMBER(SYS_rt_sigreturn) ",%eax\n  syscall\n  hlt\n");
 #elif defined(__aarch64__)
-__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov x8, #139\n  svc #0\n  brk #0\n");
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov x8, #" NUMBER(SYS_rt_sigreturn) "\n  svc #0\n  brk #0\n");
 #endif
 
 static void hold(int sig, void *info, void *ucontext) {

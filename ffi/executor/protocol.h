@@ -73,12 +73,18 @@ struct nsrun_report {
   long long value;
 };
 
-#define NSRUN_REPORT_FAILED 1      // index: the op, value: errno
+#define NSRUN_REPORT_FAILED 1      // index: the op, value: errno, or one of NSRUN_BAD_* below
 #define NSRUN_REPORT_SYNC 2        // index: the op, value: the sync point's id; the host answers on the sync pipe
 #define NSRUN_REPORT_EXEC_FAILED 3 // from the stub: index: the candidate path, value: errno
 #define NSRUN_REPORT_ACK 4         // host -> box, on the sync pipe: carry on
 #define NSRUN_REPORT_PID 5         // value: the PID of a process the tape forked (OCI exec: the process that joined the PID namespace)
 #define NSRUN_REPORT_HOOK 6        // an OCI hook the tape ran failed: index and value as core/oci/tape.ts encodes them (which hook, why)
+
+// A FAILED record's value when the tape itself is wrong (a bug in nsrun's compiler, which checks the
+// same when it encodes): the executor checks every op before it runs the first, and runs none.
+#define NSRUN_BAD_REGISTER -1 // an op names a register outside 0..NSRUN_REGISTERS-1 (dst: or -1)
+#define NSRUN_BAD_JUMP -2     // a jump does not go forward to an op of the tape or its end, or its target is a register
+#define NSRUN_BAD_OP -3       // a control op (negative code) protocol.h does not define
 
 // Exit statuses of the box's first process when setup fails (the host reports, not this status).
 #define NSRUN_EXIT_SETUP_FAILED 125

@@ -62,6 +62,19 @@ export const REPORT = {
 
 export const EXIT = { SETUP_FAILED: 125, CANNOT_EXECUTE: 126, NOT_FOUND: 127 } as const;
 
+/** A FAILED record's value when the executor refused the tape itself (protocol.h NSRUN_BAD_*). */
+export const BAD = { REGISTER: -1, JUMP: -2, OP: -3 } as const;
+const BAD_TEXT: Record<number, string> = {
+  [BAD.REGISTER]: "a register out of range",
+  [BAD.JUMP]: "a jump that does not go forward",
+  [BAD.OP]: "an unknown control op",
+};
+
+/** What a FAILED record's negative value says is wrong with the tape, or null for an errno. */
+export function badTape(value: number): string | null {
+  return value < 0 ? (BAD_TEXT[value] ?? `bad tape ${value}`) : null;
+}
+
 export interface Report {
   kind: number;
   index: number;
@@ -104,7 +117,7 @@ export function protocolAsserts(): string {
   struct("nsrun_result", RESULT_FIELD, RESULT_BYTES);
   struct("nsrun_report", REPORT_FIELD, REPORT_BYTES);
   const values: Record<string, number> = { TAPE_MAGIC, TAPE_VERSION, REGISTERS };
-  for (const [prefix, table] of [["OP", OP], ["CMP", CMP], ["REPORT", REPORT], ["EXIT", EXIT]] as const) {
+  for (const [prefix, table] of [["OP", OP], ["CMP", CMP], ["REPORT", REPORT], ["EXIT", EXIT], ["BAD", BAD]] as const) {
     for (const [name, v] of Object.entries(table)) values[`${prefix}_${name}`] = v;
   }
   for (const [name, v] of Object.entries(values)) check(`NSRUN_${name} == ${v}`, `protocol.ts says NSRUN_${name} is ${v}`);
