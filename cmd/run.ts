@@ -44,7 +44,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       init: bool("init"),
     };
     const { assembleConfig, toToml } = await import("../core/boxconfig");
-    const assembled = assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
+    const assembled = await assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
     if (values["print-config"]) {
       process.stdout.write(toToml(assembled.loaded.config));
       process.exit(0);

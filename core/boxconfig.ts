@@ -2,7 +2,7 @@
 // (`nsrun run --rootfs DIR --bind A:B -e K=V ... CMD`), which override the keys they name. All three
 // meet as raw TOML-shaped data, then go through the one schema (core/config.ts); an image named as
 // the rootfs ("image:NAME", --image) adds its defaults where the config has none.
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Config, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
@@ -69,7 +69,7 @@ export interface Assembled {
 }
 
 /** box.toml (or the default box), then the flags, then the image's defaults: one validated config. */
-export function assembleConfig(o: { configFile?: string; flags: BoxFlags; command: string[]; cwd: string; env: Record<string, string | undefined> }): Assembled {
+export async function assembleConfig(o: { configFile?: string; flags: BoxFlags; command: string[]; cwd: string; env: Record<string, string | undefined> }): Promise<Assembled> {
   const f = o.flags;
   const fromFlags = f.rootfs !== undefined || f.image !== undefined;
   let raw: Raw;
@@ -130,7 +130,7 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     if (f.cpus !== undefined) limits.cpu = numberFlag("--cpus", f.cpus, fail);
   }
   if (Object.keys(proc).length === 0) delete raw.process;
-  const imageOwners = image !== null ? applyImage(raw, image, file) : null;
+  const imageOwners = image !== null ? await applyImage(raw, image, file) : null;
   return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
 }
 
@@ -148,7 +148,7 @@ function set(env: Record<string, string>, kv: string, flag: string, fail: (flag:
 function readEnvFile(path: string, fail: (flag: string, problem: string) => never): string[] {
   let text = "";
   try {
-    text = require("node:fs").readFileSync(path, "utf8");
+    text = readFileSync(path, "utf8");
   } catch (e) {
     fail("--env-file", `cannot read ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
   }
@@ -161,8 +161,9 @@ function numberFlag(flag: string, text: string, fail: (flag: string, problem: st
 }
 
 /** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. Returns its owners. */
-function applyImage(raw: Raw, name: string, file: string): OwnersRecord {
-  const { resolveImage } = require("./image/store") as typeof import("./image/store");
+async function applyImage(raw: Raw, name: string, file: string): Promise<OwnersRecord> {
+  // Loaded only for a box that names an image: the image store is no part of a plain box's start.
+  const { resolveImage } = await import("./image/store");
   let image: ReturnType<typeof resolveImage>;
   try {
     image = resolveImage(name);

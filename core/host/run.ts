@@ -10,10 +10,10 @@ import { waitExit, shellStatus } from "../../ffi/wait";
 import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
 import type { Assembled } from "../boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
-import { stageLine } from "../pipeline";
+import { stageLine, tracerFor } from "../pipeline";
 import { type BoxPlan, inspectHost, planBox } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
-import { type Started, startBox, type Tracer } from "./start";
+import { type Started, startBox } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
 
@@ -24,11 +24,6 @@ export interface RunOptions {
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
   log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
-}
-
-/** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
-export function tracerFor(process: string, enabled: boolean): Tracer {
-  return enabled ? (line: string) => writeStderr(`nsrun[${process}] ${line}\n`) : null;
 }
 
 export async function runBoxCommand(opts: RunOptions): Promise<never> {
@@ -60,7 +55,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
 
   trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
-    sweepStaleCgroups(plan.cgroup, processRuns, trace);
+    sweepStaleCgroups(plan.cgroup, processExists, trace);
     try {
       applyCgroup(plan.cgroup, trace);
     } catch (e) {
@@ -136,10 +131,6 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   }
 }
 
-/** Whether a process with this PID exists (kill(pid, 0): ESRCH means it does not). */
-export function processRuns(pid: number): boolean {
-  return processExists(pid);
-}
 
 function cgroupHint(version: 1 | 2): string {
   return version === 2

@@ -21,12 +21,12 @@ import { SYNC_ID_MAPS } from "../userns";
 import { SYNC_NETWORK } from "../network";
 import { writeIdMaps } from "./idmaps";
 import { type Helper, startNetwork } from "./network";
-import { stageLine } from "../pipeline";
+import { stageLine, type Tracer } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
 import type { Tape } from "../tape/tape";
 
-export type Tracer = ((line: string) => void) | null;
+export type { Tracer } from "../pipeline";
 
 export interface StartOptions {
   /** Where the box's cgroup is joined: a v2 directory fd, or v1 cgroup.procs fds. */

@@ -5,7 +5,7 @@
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
 import type { CgroupHost, CgroupPlan } from "../cgroup";
-import type { OciCaller } from "./plan";
+import type { OciCaller } from "./caller";
 import type { SpecResources } from "./spec";
 
 export type OciCgroupHost = CgroupHost;
