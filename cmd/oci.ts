@@ -20,6 +20,7 @@ import { checkId, defaultRoot, isHostRoot, publicState, StateError } from "../co
 import { exitNow, pidfdSignal } from "../ffi/proc";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/signals";
 import { waitExit, shellStatus } from "../ffi/wait";
+import { NsrunError } from "../ffi/error";
 
 type FlagType = "boolean" | "string" | "list";
 interface Flag {
@@ -94,7 +95,7 @@ export const ociSubCommands: Record<string, CommandDef> = Object.fromEntries(
   ]),
 );
 
-class UsageError extends Error {}
+class UsageError extends NsrunError {}
 
 interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;

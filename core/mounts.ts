@@ -10,6 +10,7 @@ import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
 import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 import type { IdRange } from "./userns";
+import { NsrunError } from "../ffi/error";
 
 export type MountOp =
   /**
@@ -164,7 +165,7 @@ const FS_DEFAULTS: Record<string, { attrs: number; options: string[] }> = {
 };
 
 /** A config error found while planning, with the key it is about. */
-export class MountPlanError extends Error {
+export class MountPlanError extends NsrunError {
   constructor(
     readonly key: string,
     problem: string,

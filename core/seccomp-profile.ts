@@ -3,6 +3,7 @@
 // for capabilities the box does not have, are skipped as docker skips them.
 import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
 import type { Action, ArgCondition, CmpOp, Profile, Rule } from "./seccomp";
+import { NsrunError } from "../ffi/error";
 
 const ACTIONS: Record<string, (errno: number) => Action> = {
   SCMP_ACT_ALLOW: () => ({ kind: "allow" }),
@@ -26,7 +27,7 @@ const THIS_ARCH = ["SCMP_ARCH_X86_64", "amd64", "x86_64"];
 const EPERM = 1;
 
 /** A problem in the profile: `where` is the JSON path (`syscalls[3].names[0]`). */
-export class ParseProfileError extends Error {
+export class ParseProfileError extends NsrunError {
   constructor(
     readonly where: string,
     problem: string,

@@ -30,27 +30,20 @@ const fsLibc = dlopen("libc.so.6", {
   readdir: { args: [ptr], returns: ptr },
   closedir: { args: [ptr], returns: i32 },
   dup: { args: [i32], returns: i32 },
-  write: { args: [i32, ptr, u64], returns: i64 },
 }).symbols;
 
 // <fcntl.h>, <linux/stat.h>, <sys/file.h>, <sys/stat.h>: constants beyond ffi/flags.ts
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const AT_REMOVEDIR = 0x200;
-export const O_TRUNC = 0x200;
-export const O_APPEND = 0x400;
 export const STATX_TYPE = 0x1;
 export const STATX_MODE = 0x2;
 export const STATX_INO = 0x100;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
-export const LOCK_UN = 8;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
 export const S_IFIFO = 0o010000;
-export const UTIME_OMIT = (1 << 30) - 2;
 
 // <errno.h>: the ones callers decide on
 export const ENOENT = 2;
@@ -262,18 +255,4 @@ function readCString(p: Pointer, offset: number): string {
   return Buffer.from(bytes).toString("utf8");
 }
 
-/** Write all of `data` to `fd`. */
-export function writeAll(fd: number, data: Uint8Array, shown: string): void {
-  let off = 0;
-  while (off < data.length) {
-    const part = off === 0 ? data : data.subarray(off);
-    const n = Number(fsLibc.write(fd, part, part.length));
-    if (n < 0) {
-      if (errno() === 4) continue; // EINTR
-      fail("write", `write(${q(shown)})`);
-    }
-    off += n;
-  }
-}
-
-export { close } from "./io";
+export { close, writeAll } from "./io";

@@ -7,8 +7,6 @@ import { hintFor } from "./hints";
 import { check, errno, libc, q, SyscallError } from "./libc";
 import { SYS } from "./syscalls";
 
-const EINTR = 4;
-
 /** pipe2(2); with `cloexec` false the fds survive execve, which is how a plan reaches the next stage. */
 export function pipe(cloexec: boolean): [read: number, write: number] {
   const fds = new Int32Array(2);
@@ -16,11 +14,15 @@ export function pipe(cloexec: boolean): [read: number, write: number] {
   return [fds[0], fds[1]];
 }
 
-export function writeAll(fd: number, data: Uint8Array): void {
+/** Write all of `data` to `fd` (a pipe's, a file's: `shown` names it in an error), retrying on EINTR. */
+export function writeAll(fd: number, data: Uint8Array, shown = `fd ${fd}`): void {
   let off = 0;
   while (off < data.length) {
     const n = Number(libc.write(fd, ptr(data, off), data.length - off));
-    if (n < 0) check("write", n, `write(fd ${fd})`);
+    if (n < 0) {
+      if (errno() === ERRNO.EINTR) continue;
+      check("write", n, `write(${shown === `fd ${fd}` ? shown : q(shown)})`);
+    }
     off += n;
   }
 }
@@ -33,21 +35,12 @@ export function readAll(fd: number): Buffer {
     const n = Number(libc.read(fd, buf, buf.length));
     if (n === 0) break;
     if (n < 0) {
-      if (errno() === EINTR) continue;
+      if (errno() === ERRNO.EINTR) continue;
       check("read", n, `read(fd ${fd})`);
     }
     chunks.push(Buffer.from(buf.subarray(0, n)));
   }
   return Buffer.concat(chunks);
-}
-
-/** True when the other end of a pipe we write to has gone: the reader exited. */
-export function peerGone(fd: number): boolean {
-  // struct pollfd { int fd; short events; short revents; }
-  const pfd = new Int32Array([fd, F.POLLOUT]);
-  if (libc.poll(pfd, 1, 0) < 0) return false;
-  const revents = new Uint16Array(pfd.buffer)[3];
-  return (revents & (F.POLLERR | F.POLLHUP)) !== 0;
 }
 
 /** close(2), ignoring errors: every caller closes an fd it owns, once. */

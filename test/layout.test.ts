@@ -4,7 +4,12 @@
 //       (ffi/syscalls-*.ts), and the C code takes them from the table build.ts writes;
 //   (b) the import graph of core/, cmd/ and ffi/ (every import, export ... from, import() and
 //       require(), type-only ones too) has no circle, ffi/ imports nothing of core/ or cmd/,
-//       core/ nothing of cmd/, and the library API (core/api.ts) not `nsrun run`'s runner.
+//       core/ nothing of cmd/, and the library API (core/api.ts) not `nsrun run`'s runner;
+//   (c) every repo path a doc (README.md, CONTRIBUTING.md, docs/), a hint users see (ffi/hints.ts)
+//       or a comment names exists, and every file name a code comment names;
+//   (d) one error root: every error class extends NsrunError (ffi/error.ts);
+//   (e) one name for one thing: no two exported functions share a name, but core/tape/calls.ts's
+//       emitters, spelt as the syscalls that ffi/ wrappers also make.
 // Each check is a function run first on a sample that breaks the rule (it must find the break),
 // then on the real tree (it must find none).
 import { describe, expect, test } from "bun:test";
@@ -20,7 +25,7 @@ function files(dir: string, exts: string[]): string[] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) {
-        if (e.name !== "node_modules" && e.name !== "out") walk(p);
+        if (![".git", "node_modules", "out", "dist", "rootfs"].includes(e.name)) walk(p); // not the repo's own, or built
       } else if (exts.some((x) => e.name.endsWith(x))) out.push(relative(REPO, p));
     }
   };
@@ -198,5 +203,122 @@ describe("the import graph has no circle", () => {
       }
     }
     expect(bad).toEqual([]);
+  });
+});
+
+// ---- (c) every path named exists ------------------------------------------------------------------
+
+/** The comments of a source (// and block comments). */
+function comments(src: string): string {
+  return [...src.matchAll(/\/\*[\s\S]*?\*\/|(?:^|[^:"'`\\])(\/\/.*)$/gm)].map((m) => m[1] ?? m[0]).join("\n");
+}
+
+/** Built or fetched at build/test time, not in the repository: a path there may be named before it exists. */
+const BUILT = ["dist/", "ffi/executor/out/", "fixtures/rootfs/", "fixtures/images/out/"];
+
+/** The repo paths (core/..., docs/..., test/...) `text` names that do not exist (a glob is skipped; ".ts" may be left off). */
+export function missingPaths(text: string, exists: (path: string) => boolean): string[] {
+  const missing: string[] = [];
+  for (const m of text.matchAll(/(?<![\w./-])((?:core|cmd|ffi|test|docs|fixtures|\.ci)\/[\w./*-]*[\w*])/g)) {
+    const path = m[1];
+    if (path.includes("*") || BUILT.some((b) => path.startsWith(b))) continue;
+    if (!exists(path) && !exists(`${path}.ts`)) missing.push(path);
+  }
+  return missing;
+}
+
+/** The file names (`start.ts`, `sys.h`) `text` names that no file of the repo has. */
+export function missingNames(text: string, names: Set<string>): string[] {
+  return [...text.matchAll(/(?<![\w.<-]|\w\/)([\w-]+\.(?:ts|c|h))\b(?!>)/g)].map((m) => m[1]).filter((n) => !names.has(n));
+}
+
+describe("every path a doc, hint or comment names exists", () => {
+  test("positive control: a made-up path and file name are found, real ones are not", () => {
+    const exists = (p: string) => existsSync(join(REPO, p));
+    expect(missingPaths("see core/stages/self.ts and core/pipeline.ts, core/pipeline, test/image-*.test.ts, dist/nsrun", exists)).toEqual(["core/stages/self.ts"]);
+    expect(missingNames("the wrappers in ./sys.ts and in io.ts; <linux/sched.h>", new Set(["io.ts"]))).toEqual(["sys.ts"]);
+  });
+
+  test("docs, hints and comments name only paths and files that exist", () => {
+    const everything = files(".", [""]);
+    const names = new Set(everything.map((f) => f.split("/").pop() as string));
+    const exists = (p: string) => existsSync(join(REPO, p));
+    const bad: string[] = [];
+    const docs = ["README.md", "CONTRIBUTING.md", ...files("docs", [".md"])];
+    for (const f of docs) for (const p of missingPaths(read(f), exists)) bad.push(`${f}: ${p}`);
+    for (const p of missingPaths(read("ffi/hints.ts"), exists)) bad.push(`ffi/hints.ts: ${p}`);
+    const sources = ["core", "cmd", "ffi", "test", "fixtures"].flatMap((d) => files(d, [".ts", ".c", ".h"]));
+    for (const f of sources) {
+      const text = comments(read(f));
+      for (const p of missingPaths(text, exists)) bad.push(`${f}: ${p}`);
+      for (const n of missingNames(text, names)) bad.push(`${f}: ${n}`);
+    }
+    expect(bad).toEqual([]);
+  });
+});
+
+// ---- (d) one error root ---------------------------------------------------------------------------
+
+/** Error classes that do not extend nsrun's root: `class X extends Error`, outside ffi/error.ts. */
+export function rootlessErrors(src: string): string[] {
+  return [...code(src).matchAll(/class\s+(\w+)\s+extends\s+(?:Error|TypeError|RangeError)\b/g)].map((m) => m[1]);
+}
+
+describe("one error root", () => {
+  test("positive control: an error class on Error is found, one on NsrunError is not", () => {
+    expect(rootlessErrors("export class TarError extends Error {}\nclass A extends NsrunError {}")).toEqual(["TarError"]);
+  });
+
+  test("every error class of core/, cmd/ and ffi/ extends NsrunError (ffi/error.ts)", () => {
+    const bad: string[] = [];
+    for (const f of ["core", "cmd", "ffi"].flatMap((d) => files(d, [".ts"])).filter((f) => f !== "ffi/error.ts")) {
+      for (const c of rootlessErrors(read(f))) bad.push(`${f}: ${c}`);
+    }
+    expect(bad).toEqual([]);
+  });
+
+  test("NsrunError carries the step, errno and hint, and a SyscallError and a StageError are one", async () => {
+    const { NsrunError } = await import("../ffi/error");
+    const { SyscallError } = await import("../ffi/libc");
+    const { StageError, toReport } = await import("../core/errors");
+    const s = new SyscallError("mount", 'mount("/data")', 1, "a hint");
+    expect(s).toBeInstanceOf(NsrunError);
+    expect([s.errno, s.hint]).toEqual([1, "a hint"]);
+    const e = new StageError("mounts", "it failed", "do this");
+    expect(e).toBeInstanceOf(NsrunError);
+    expect([e.step, e.hint, e.exitCode]).toEqual(["mounts", "do this", 125]);
+    expect(toReport(e, "setup")).toEqual({ message: "mounts: it failed", hint: "do this", exitCode: 125 });
+    expect(toReport(s, "setup").message).toBe('setup: mount("/data"): EPERM (Operation not permitted)');
+  });
+});
+
+// ---- (e) one name for one thing -------------------------------------------------------------------
+
+/** Names exported as functions by more than one file, but a pair of which one is core/tape/calls.ts. */
+export function duplicateNames(exports: Map<string, string[]>): string[] {
+  const byName = new Map<string, string[]>();
+  for (const [file, names] of exports) for (const n of names) byName.set(n, [...(byName.get(n) ?? []), file]);
+  return [...byName]
+    .filter(([, where]) => where.filter((f) => f !== "core/tape/calls.ts").length > 1)
+    .map(([n, where]) => `${n}: ${where.join(", ")}`);
+}
+
+describe("one name for one thing", () => {
+  test("positive control: a function exported by two files is found; a tape emitter named as a syscall is not", () => {
+    const fake = new Map([
+      ["core/capabilities.ts", ["emitCapabilitySets"]],
+      ["core/oci/tape.ts", ["emitCapabilitySets"]],
+      ["core/tape/calls.ts", ["openat2"]],
+      ["ffi/fs.ts", ["openat2"]],
+    ]);
+    expect(duplicateNames(fake)).toEqual(["emitCapabilitySets: core/capabilities.ts, core/oci/tape.ts"]);
+  });
+
+  test("no two files of core/, cmd/ and ffi/ export a function of the same name", () => {
+    const exports = new Map<string, string[]>();
+    for (const f of ["core", "cmd", "ffi"].flatMap((d) => files(d, [".ts"]))) {
+      exports.set(f, [...code(read(f)).matchAll(/^export\s+(?:async\s+)?function\s+(\w+)/gm)].map((m) => m[1]));
+    }
+    expect(duplicateNames(exports)).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@
 // The report channel is a FIFO in the state folder (report.fifo), opened read-write by the
 // container: `create` reads setup failures from it, and `start` reads it until end of file to learn
 // whether the command could be started (the stub writes an EXEC_FAILED record there if not).
-import { closeSync, constants, copyFileSync, openSync, renameSync, writeFileSync } from "node:fs";
+import { constants, copyFileSync, openSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
@@ -29,7 +29,8 @@ import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTi
 import { mkfifo } from "../../ffi/fs";
 import { kill, pidfdOpen } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitGroups, emitHook, emitOciCapabilitySets, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
+import { NsrunError } from "../../ffi/error";
 
 export interface CreateOptions {
   root: string;
@@ -52,7 +53,7 @@ export interface Created {
 }
 
 /** A failure that has already undone everything `create` made; `report` is what to print. */
-export class CreateFailed extends Error {
+export class CreateFailed extends NsrunError {
   constructor(readonly report: ErrorReport) {
     super(report.message);
   }
@@ -172,7 +173,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
       },
       beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
       beforeSeccomp: (t) => {
-        if (plan.box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+        if (plan.box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
         emitPreserveFds(t, preserved);
         emitWaitForStart(t, reportWrite, syncRead, execFifo);
         // Part of `start`, in the container, before its command (runtime-spec config.md).
@@ -252,10 +253,3 @@ export function writePidFile(path: string, pid: number): void {
   renameSync(tmp, path);
 }
 
-export function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
-  }
-}

@@ -10,7 +10,7 @@ import * as F from "../../ffi/flags";
 import { close, connectUnix, keepAcrossExec, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { emitBoundingSet, emitCapabilitySets as emitBoxCapabilities, emitUser } from "../capabilities";
+import { emitBoundingSet, emitCapabilitySets, emitUser } from "../capabilities";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
 import { keepOnlyFds } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
@@ -31,7 +31,7 @@ import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "../../ffi/proc";
-import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
+import { emitForkIntoPidNamespace, emitGroups, emitOciCapabilitySets, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
   root: string;
@@ -150,8 +150,8 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   emitBoundingSet(t, sec.capabilities, lastCapability());
   if (plan.groups !== null) emitGroups(t, plan.groups);
   emitUser(t, box.process);
-  emitBoxCapabilities(t, sec.capabilities, box.process.uid);
-  if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+  emitCapabilitySets(t, sec.capabilities, box.process.uid);
+  if (box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
   if (sec.noNewPrivileges) {
     t.doing("set no_new_privs");
     prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");

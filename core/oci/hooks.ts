@@ -7,8 +7,9 @@
 import { readFileSync } from "node:fs";
 import { close, setPipeSize, writeAll } from "../../ffi/io";
 import type { SpecHook } from "./spec";
+import { NsrunError } from "../../ffi/error";
 
-export class HookError extends Error {}
+export class HookError extends NsrunError {}
 
 export async function runHooks(kind: string, hooks: SpecHook[], state: object): Promise<void> {
   for (const [i, h] of hooks.entries()) {

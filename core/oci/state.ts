@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { flock, LOCK_EX } from "../../ffi/fs";
 import type { CgroupPlan } from "../cgroup";
 import type { SpecHook } from "./spec";
+import { NsrunError } from "../../ffi/error";
 
 export const OCI_VERSION = "1.0.2";
 
@@ -46,7 +47,7 @@ export function publicState(s: SavedState, status: Status) {
   };
 }
 
-export class StateError extends Error {}
+export class StateError extends NsrunError {}
 
 /** runc's rule for IDs: no path separators, nothing a shell or a folder name would misread. */
 export function checkId(id: string | undefined): string {

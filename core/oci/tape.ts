@@ -41,7 +41,7 @@ export function emitGroups(t: Tape, groups: number[]): void {
  * The exact capability sets runtime-spec asks for (the compiler gave all of them the bounding set),
  * then the ambient ones raised one by one (each must be permitted and inheritable).
  */
-export function emitCapabilitySets(t: Tape, caps: CapabilitySets): void {
+export function emitOciCapabilitySets(t: Tape, caps: CapabilitySets): void {
   t.doing("set the effective, permitted and inheritable capability sets");
   const header = t.bytes(new Uint8Array(new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]).buffer), "{_LINUX_CAPABILITY_VERSION_3, 0}");
   const [e, p, i] = [caps.effective, caps.permitted, caps.inheritable].map(capabilityMask);
