@@ -208,6 +208,19 @@ describe("the assembler's registers and jumps", () => {
     expect(() => live(REGISTERS + 1).allocate()).toThrow(`tape: more than ${REGISTERS} registers live at op ${REGISTERS}`);
   });
 
+  test("a register read before any op writes it is a compiler error (control: written first, it is fine)", () => {
+    const make = (writeFirst: boolean) => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const fd = t.reg("fd");
+      if (writeFirst) openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      close(t, fd);
+      return () => t.allocate();
+    };
+    expect(make(true)).not.toThrow();
+    expect(make(false)).toThrow("tape: op 0 (close) reads register fd before any op writes it");
+  });
+
   test("a jump backwards, or to itself, is refused when the tape is encoded (control: forward is fine)", () => {
     const make = (where: "before" | "self" | "after") => {
       const t = new Tape();

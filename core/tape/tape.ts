@@ -98,15 +98,22 @@ export class Tape {
    * register lives from the first op that names it to the last; since every jump goes forward
    * (checked in encode), any path from one to the other runs only through ops in between, so two
    * registers whose ranges do not overlap can share one of the executor's. Throws when more than
-   * NSRUN_REGISTERS live at once.
+   * NSRUN_REGISTERS live at once, or when an op reads a register no earlier op writes (it would
+   * read whatever the register's last owner left there).
    */
   allocate(): Map<Reg, number> {
     const range = new Map<Reg, [first: number, last: number]>();
     this.ops.forEach((op, i) => {
-      for (const r of [...op.args.filter(isReg), ...(op.dst ? [op.dst] : [])]) {
+      for (const r of op.args.filter(isReg)) {
         const seen = range.get(r);
+        // Shared registers hold what their last owner left: a value must be written before it is read.
+        if (!seen) throw new Error(`tape: op ${i} (${op.name}) reads register ${r.name} before any op writes it: a bug in nsrun's compiler`);
+        seen[1] = i;
+      }
+      if (op.dst) {
+        const seen = range.get(op.dst);
         if (seen) seen[1] = i;
-        else range.set(r, [i, i]);
+        else range.set(op.dst, [i, i]);
       }
     });
     const out = new Map<Reg, number>();
