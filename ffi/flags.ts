@@ -118,6 +118,7 @@ export const PR_CAPBSET_DROP = 24;
 export const PR_SET_CHILD_SUBREAPER = 36;
 export const PR_SET_NO_NEW_PRIVS = 38;
 export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_RAISE = 2;
 export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
 
 export const PR_NAMES: Record<number, string> = {
@@ -149,6 +150,19 @@ export const P_PID = 1;
 export const P_PIDFD = 3;
 export const WNOHANG = 1;
 export const WEXITED = 4;
+export const WNOWAIT = 0x01000000;
+/** siginfo_t's si_code for a child that exited (others: killed, dumped, ...). */
+export const CLD_EXITED = 1;
+
+// <asm-generic/ioctls.h>: terminal ioctls, the same numbers on x86-64 and arm64
+export const TCGETS = 0x5401;
+export const TIOCSCTTY = 0x540e;
+export const TIOCSTI = 0x5412;
+export const TIOCGWINSZ = 0x5413;
+export const TIOCSWINSZ = 0x5414;
+export const TIOCLINUX = 0x541c;
+export const TIOCGPTPEER = 0x5441;
+export const TIOCSPTLCK = 0x40045431;
 
 // <poll.h>
 export const POLLIN = 0x1;

@@ -5,6 +5,7 @@
 // *at() call on that parent fd that does not follow a symlink there (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW,
 // linkat without AT_SYMLINK_FOLLOW). So a layer's `..` entries and its symlinks land inside the image.
 import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
+import { ERRNO } from "./errno";
 import * as F from "./flags";
 import { check, cstr, errno, libc, q, SyscallError } from "./libc";
 import { hintFor } from "./hints";
@@ -44,23 +45,6 @@ export const LOCK_NB = 4;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFIFO = 0o010000;
-
-// <errno.h>: the ones callers decide on
-export const ENOENT = 2;
-export const EEXIST = 17;
-export const ENOTDIR = 20;
-export const EISDIR = 21;
-export const EPERM = 1;
-export const EACCES = 13;
-export const ELOOP = 40;
-export const EWOULDBLOCK = 11;
-export const EXDEV = 18;
-export const ENOTEMPTY = 39;
-export const EOPNOTSUPP = 95;
-export const ENODATA = 61;
-export const E2BIG = 7;
-export const ERANGE = 34;
-export const ENOSPC = 28;
 
 /** Resolve flags for every lookup inside an image: the image fd is "/", and /proc magic links are refused. */
 export const IN_ROOT = F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS;
@@ -184,7 +168,7 @@ export function lgetxattr(path: string, name: string): Buffer | null {
   const buf = Buffer.alloc(65536);
   const n = Number(fsLibc.lgetxattr(cstr(path), cstr(name), buf, buf.length));
   if (n < 0) {
-    if (errno() === ENODATA) return null;
+    if (errno() === ERRNO.ENODATA) return null;
     fail("lgetxattr", `lgetxattr(${q(path)}, ${q(name)})`);
   }
   return buf.subarray(0, n);
@@ -195,7 +179,7 @@ export function typeAt(dirfd: number, name: string, shown = name): number | null
   const buf = Buffer.alloc(256);
   const ret = fsLibc.statx(dirfd, cstr(name), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buf);
   if (ret < 0) {
-    if (errno() === ENOENT) return null;
+    if (errno() === ERRNO.ENOENT) return null;
     fail("statx", `statx(${q(shown)}, AT_SYMLINK_NOFOLLOW)`);
   }
   return buf.readUInt16LE(28) & S_IFMT;
@@ -217,7 +201,7 @@ export function inodeOf(fd: number, shown: string): bigint {
 export function flock(fd: number, op: number, shown: string): boolean {
   if (fsLibc.flock(fd, op) === 0) return true;
   const code = errno();
-  if (op & LOCK_NB && code === EWOULDBLOCK) return false;
+  if (op & LOCK_NB && code === ERRNO.EAGAIN) return false; // EWOULDBLOCK
   throw new SyscallError("flock", `flock(${q(shown)})`, code, hintFor("flock", code));
 }
 

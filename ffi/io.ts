@@ -109,13 +109,13 @@ export function receiveFd(sock: number): number | null {
 
 /** Whether fd is a terminal (TCGETS works on it), without loading node:tty. */
 export function isTerminal(fd: number): boolean {
-  return libc.ioctl(fd, 0x5401 /* TCGETS */, new Uint8Array(64)) === 0;
+  return libc.ioctl(fd, F.TCGETS, new Uint8Array(64)) === 0;
 }
 
 /** The terminal's size (TIOCGWINSZ), or null when fd is not one. */
 export function windowSize(fd: number): { rows: number; cols: number } | null {
   const ws = new Uint16Array(4);
-  if (libc.ioctl(fd, 0x5413 /* TIOCGWINSZ */, ws) !== 0) return null;
+  if (libc.ioctl(fd, F.TIOCGWINSZ, ws) !== 0) return null;
   return { rows: ws[0], cols: ws[1] };
 }
 

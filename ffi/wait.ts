@@ -1,12 +1,10 @@
 // Waiting for a box's first process through its pidfd (CLONE_PIDFD), without ever blocking the event
 // loop: the process is nsrun's child, so each SIGCHLD is a reason to look, with waitid(WNOHANG).
-import { P_PIDFD, WEXITED, WNOHANG } from "./flags";
+import * as F from "./flags";
 import { close } from "./io";
 import { libc } from "./libc";
 import { pidfdOpen, pidfdWait } from "./proc";
 
-const WNOWAIT = 0x01000000;
-const CLD_EXITED = 1;
 
 export interface Exit {
   /** The exit status, or null when a signal ended it. */
@@ -18,9 +16,9 @@ export interface Exit {
 export function exited(pidfd: number, peek = false): Exit | null {
   // siginfo_t: si_signo, si_errno, si_code, then (64-bit) si_pid at 16, si_uid at 20, si_status at 24.
   const info = new Int32Array(32);
-  if (libc.waitid(P_PIDFD, pidfd, info, WEXITED | WNOHANG | (peek ? WNOWAIT : 0)) < 0) return null;
+  if (libc.waitid(F.P_PIDFD, pidfd, info, F.WEXITED | F.WNOHANG | (peek ? F.WNOWAIT : 0)) < 0) return null;
   if (info[4] === 0) return null; // still running
-  return info[2] === CLD_EXITED ? { code: info[6], signal: null } : { code: null, signal: info[6] };
+  return info[2] === F.CLD_EXITED ? { code: info[6], signal: null } : { code: null, signal: info[6] };
 }
 
 /** Resolves once the process has exited (and is reaped). */

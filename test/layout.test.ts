@@ -9,7 +9,8 @@
 //       or a comment names exists, and every file name a code comment names;
 //   (d) one error root: every error class extends NsrunError (ffi/error.ts);
 //   (e) one name for one thing: no two exported functions share a name, but core/tape/calls.ts's
-//       emitters, spelt as the syscalls that ffi/ wrappers also make.
+//       emitters, spelt as the syscalls that ffi/ wrappers also make; a kernel constant that
+//       ffi/flags.ts or ffi/errno.ts names is defined nowhere else.
 // Each check is a function run first on a sample that breaks the rule (it must find the break),
 // then on the real tree (it must find none).
 import { describe, expect, test } from "bun:test";
@@ -320,5 +321,26 @@ describe("one name for one thing", () => {
       exports.set(f, [...code(read(f)).matchAll(/^export\s+(?:async\s+)?function\s+(\w+)/gm)].map((m) => m[1]));
     }
     expect(duplicateNames(exports)).toEqual([]);
+  });
+});
+
+/** `const NAME =` definitions in `src` of names in `taken`. */
+export function redefined(src: string, taken: Set<string>): string[] {
+  return [...code(src).matchAll(/\bconst\s+([A-Z][A-Z0-9_]*)\s*=/g)].map((m) => m[1]).filter((n) => taken.has(n));
+}
+
+describe("a kernel constant has one definition", () => {
+  test("positive control: a redefined flag or errno is found, a constant of one's own is not", () => {
+    expect(redefined("const PR_CAP_AMBIENT = 47;\nconst EPERM = 1;\nconst BLOCK = 512;", new Set(["PR_CAP_AMBIENT", "EPERM"]))).toEqual(["PR_CAP_AMBIENT", "EPERM"]);
+  });
+
+  test("no file but ffi/flags.ts and ffi/errno.ts defines a constant they name", async () => {
+    const { ERRNO } = await import("../ffi/errno");
+    const taken = new Set([...[...read("ffi/flags.ts").matchAll(/^export const (\w+)/gm)].map((m) => m[1]), ...Object.keys(ERRNO)]);
+    const bad: string[] = [];
+    for (const f of ["core", "cmd", "ffi"].flatMap((d) => files(d, [".ts"])).filter((f) => f !== "ffi/flags.ts" && f !== "ffi/errno.ts")) {
+      for (const n of redefined(read(f), taken)) bad.push(`${f}: ${n}`);
+    }
+    expect(bad).toEqual([]);
   });
 });
