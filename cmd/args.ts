@@ -2,6 +2,7 @@
 // citty renders --help and dispatches subcommands; starting a box parses its arguments here, so
 // the hot path loads neither citty nor consola.
 import type { ArgsDef } from "citty";
+import { NsrunError } from "../ffi/error";
 
 export const runArgs = {
   config: { type: "string", alias: "c", description: "The box's TOML config; the flags below override its keys (without either: the default box)", valueHint: "box.toml" },
@@ -107,7 +108,7 @@ export function startsABox(rawArgs: string[]): boolean {
 }
 
 /** A command line nsrun cannot take; exits 125 with this message. */
-export class ArgsError extends Error {}
+export class ArgsError extends NsrunError {}
 
 export interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;

@@ -17,9 +17,10 @@ import { execInContainer } from "../core/oci/exec";
 import { features, specTemplate } from "../core/oci/features";
 import { containerPids, deleteContainer, killContainer, listStates, OciError, startContainer, stateOf } from "../core/oci/lifecycle";
 import { checkId, defaultRoot, isHostRoot, publicState, StateError } from "../core/oci/state";
-import { exitNow, pidfdSignal } from "../core/oci/sys";
+import { exitNow, pidfdSignal } from "../ffi/proc";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/signals";
 import { waitExit, shellStatus } from "../ffi/wait";
+import { NsrunError } from "../ffi/error";
 
 type FlagType = "boolean" | "string" | "list";
 interface Flag {
@@ -94,7 +95,7 @@ export const ociSubCommands: Record<string, CommandDef> = Object.fromEntries(
   ]),
 );
 
-class UsageError extends Error {}
+class UsageError extends NsrunError {}
 
 interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;

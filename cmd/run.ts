@@ -55,7 +55,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       terminal: bool("tty"),
     };
     const { assembleConfig, toToml } = await import("../core/boxconfig");
-    const assembled = assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
+    const assembled = await assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
     if (values["print-config"]) {
       // The image by its name, not its folder in the store: the printed box runs on the same image.
       const config = assembled.loaded.config;

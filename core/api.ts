@@ -14,7 +14,8 @@ import { StageError } from "./errors";
 import { inspectHost, planBox } from "./plan";
 import { startBox } from "./host/start";
 import { endHelper } from "./host/network";
-import { processRuns, tracerFor } from "./host/run";
+import { processExists } from "../ffi/proc";
+import { tracerFor } from "./pipeline";
 import { watchBox } from "./host/watch";
 import { monotonicNs, waitExitWithUsage } from "../ffi/verdict";
 import { setupFailedVerdict, type Verdict } from "./verdict";
@@ -58,7 +59,7 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
   // No terminal here: nothing would relay it (a box's stdio are this process's own).
   const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}`, terminal: { size: null, asked: false } });
   if (plan.cgroup) {
-    sweepStaleCgroups(plan.cgroup, processRuns);
+    sweepStaleCgroups(plan.cgroup, processExists);
     applyCgroup(plan.cgroup);
   }
   const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;

@@ -2,7 +2,7 @@
 // (`nsrun run --rootfs DIR --bind A:B -e K=V ... CMD`), which override the keys they name. All three
 // meet as raw TOML-shaped data, then go through the one schema (core/config.ts); an image named as
 // the rootfs ("image:NAME", --image) adds its defaults where the config has none.
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "./errors";
@@ -80,7 +80,7 @@ export interface Assembled {
 }
 
 /** box.toml (or the default box), then the flags, then the image's defaults: one validated config. */
-export function assembleConfig(o: { configFile?: string; flags: BoxFlags; command: string[]; cwd: string; env: Record<string, string | undefined> }): Assembled {
+export async function assembleConfig(o: { configFile?: string; flags: BoxFlags; command: string[]; cwd: string; env: Record<string, string | undefined> }): Promise<Assembled> {
   const f = o.flags;
   const fromFlags = f.rootfs !== undefined || f.image !== undefined;
   let raw: Raw;
@@ -153,7 +153,7 @@ export function assembleConfig(o: { configFile?: string; flags: BoxFlags; comman
     table(raw, "limits")[key] = text;
   }
   if (Object.keys(proc).length === 0) delete raw.process;
-  const imageOwners = image !== null ? applyImage(raw, image, file, flagsOnlyEnv) : null;
+  const imageOwners = image !== null ? await applyImage(raw, image, file, flagsOnlyEnv) : null;
   // A user by name (-u alice, user = "alice") is the rootfs's: looked up in its passwd and group.
   if (typeof proc.user === "string" && !/^\d+:\d+$/.test(proc.user) && typeof raw.rootfs === "string" && raw.rootfs !== "") proc.user = boxUser(resolve(dir, raw.rootfs), proc.user, file, f.user !== undefined ? "--user" : "process.user");
   return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
@@ -181,7 +181,7 @@ const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export function readEnvFile(path: string, shown: string, fail: (flag: string, problem: string) => never): Record<string, string> {
   let text = "";
   try {
-    text = require("node:fs").readFileSync(path, "utf8");
+    text = readFileSync(path, "utf8");
   } catch (e) {
     fail("--env-file", `cannot read ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
   }
@@ -236,8 +236,9 @@ function numberFlag(flag: string, text: string, fail: (flag: string, problem: st
 }
 
 /** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. Returns its owners. */
-function applyImage(raw: Raw, name: string, file: string, flagsOnlyEnv: boolean): OwnersRecord {
-  const { resolveImage } = require("./image/store") as typeof import("./image/store");
+async function applyImage(raw: Raw, name: string, file: string, flagsOnlyEnv: boolean): Promise<OwnersRecord> {
+  // Loaded only for a box that names an image: the image store is no part of a plain box's start.
+  const { resolveImage } = await import("./image/store");
   let image: ReturnType<typeof resolveImage>;
   try {
     image = resolveImage(name);

@@ -9,6 +9,7 @@
 // Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
 import { O_CLOEXEC } from "../ffi/flags";
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { NsrunError } from "../ffi/error";
 
 export interface Limits {
   memory?: number;
@@ -63,7 +64,7 @@ export interface CgroupStats {
 }
 
 /** A host that cannot give the limits asked for: the message says what is missing and how to fix it. */
-export class CgroupUnavailable extends Error {}
+export class CgroupUnavailable extends NsrunError {}
 
 type Controller = "memory" | "pids" | "cpu" | "io";
 

@@ -4,10 +4,11 @@
 // the live probe runs something: nsrun itself, in a rootless-style box, with its config on stdin.
 // Nothing is written to the host.
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe, userName } from "../ffi/probe";
+import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe } from "../ffi/probe";
 import { inspectCgroups } from "./cgroup";
+import { passwdName } from "./userns";
 
 export type Status = "ok" | "warn" | "fail";
 /** One line of the report; `fix` says what to do when the status is not ok. */
@@ -359,4 +360,15 @@ function selfCommand(): string[] {
   const script = process.argv[1] ?? "";
   // In a compiled executable argv[1] is the embedded entry ("/$bunfs/root/nsrun"), not a file on disk.
   return script.startsWith("/$bunfs/") || script === "" ? [process.execPath] : [process.execPath, script];
+}
+
+/** The user name for a uid from the view's /etc/passwd, else (on the real host) from getpwuid. */
+function userName(view: HostView, uid: number): string | null {
+  const name = passwdName(view.read("/etc/passwd") ?? "", uid);
+  if (name) return name;
+  try {
+    return view.root === "" ? userInfo().username : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,14 +1,16 @@
 import { writeSync } from "node:fs";
+import { NsrunError } from "../ffi/error";
 
 // Errors meant for users. Each one already says everything the user needs: what, where, and what to do.
-// They are printed once, by the process the user started, in at most two lines.
+// They are printed once, by the process the user started, in at most two lines. All extend
+// NsrunError (ffi/error.ts), which carries the step, errno and hint.
 
 /** Exit statuses, the same as podman's and docker's. */
 export const EXIT_NSRUN_FAILED = 125;
 export const EXIT_CANNOT_EXECUTE = 126;
 export const EXIT_NOT_FOUND = 127;
 
-export class ConfigError extends Error {
+export class ConfigError extends NsrunError {
   readonly exitCode = EXIT_NSRUN_FAILED;
   constructor(
     readonly file: string,
@@ -21,14 +23,14 @@ export class ConfigError extends Error {
 }
 
 /** A setup step failed. `stage` names the algorithm's stage ("mounts", "pivot_root", ...). */
-export class StageError extends Error {
+export class StageError extends NsrunError {
   constructor(
     readonly stage: string,
     message: string,
     readonly hint?: string,
     readonly exitCode = EXIT_NSRUN_FAILED,
   ) {
-    super(message);
+    super(message, { step: stage });
     this.name = "StageError";
   }
 }
@@ -40,8 +42,9 @@ export interface ErrorReport {
   exitCode: number;
 }
 
+/** An error as a report; `stage` is what was going on, unless the error names its own step. */
 export function toReport(e: unknown, stage: string): ErrorReport {
-  if (e instanceof StageError) return { message: `${e.stage}: ${e.message}`, hint: e.hint, exitCode: e.exitCode };
+  if (e instanceof NsrunError) return { message: `${e.step ?? stage}: ${e.message}`, hint: e.hint, exitCode: e.exitCode };
   const err = e as { message?: string; hint?: string; stack?: string };
   const hint = typeof err.hint === "string" ? err.hint : undefined;
   return { message: `${stage}: ${err.message ?? String(e)}`, hint, exitCode: EXIT_NSRUN_FAILED };

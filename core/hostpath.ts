@@ -9,8 +9,9 @@ import { lstatSync, readlinkSync, readSync } from "node:fs";
 import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../ffi/flags";
 import { close as closeFd, openat2 } from "../ffi/fs";
 import { posix } from "node:path";
+import { NsrunError } from "../ffi/error";
 
-export class HostPathError extends Error {}
+export class HostPathError extends NsrunError {}
 
 const MAX_LINKS = 40; // as the kernel's own limit (ELOOP)
 

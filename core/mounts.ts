@@ -10,6 +10,7 @@ import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
 import { close, fchmodat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodatChar, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 import type { IdRange } from "./userns";
+import { NsrunError } from "../ffi/error";
 
 export type MountOp =
   /**
@@ -189,7 +190,7 @@ const FS_DEFAULTS: Record<string, { attrs: number; options: string[] }> = {
 };
 
 /** A config error found while planning, with the key it is about. */
-export class MountPlanError extends Error {
+export class MountPlanError extends NsrunError {
   constructor(
     readonly key: string,
     problem: string,
@@ -257,25 +258,59 @@ export function describeMount(op: MountOp): string {
   }
 }
 
+/** The deepest of `mounts` that holds `path` (the first of equals), or undefined. */
+function deepest<M extends { target: string }>(mounts: M[], path: string): M | undefined {
+  let best: M | undefined;
+  for (const m of mounts) if ((path === m.target || path.startsWith(`${m.target}/`)) && (!best || m.target.length > best.target.length)) best = m;
+  return best;
+}
+
+/** The path an op resolves through Bases.lookup: its target, or a symlink's parent. */
+function lookedUp(op: MountOp): string {
+  if (op.op !== "symlink") return op.target;
+  return `/${components(op.target).slice(0, -1).join("/")}`;
+}
+
+/**
+ * For each special mount (by op index), the index of the last op that resolves a path below it:
+ * its fd is kept until then and closed after, so a box may have any number of special mounts
+ * without running out of registers. A special mount no later op needs maps to its own index.
+ */
+export function lastUses(ops: MountOp[]): Map<number, number> {
+  const last = new Map<number, number>();
+  const specials: Array<{ target: string; index: number }> = [];
+  ops.forEach((op, i) => {
+    const base = deepest(specials, lookedUp(op));
+    if (base) last.set(base.index, i);
+    if (op.op === "mount" && op.special) {
+      specials.push({ target: op.target, index: i });
+      last.set(i, i);
+    }
+  });
+  return last;
+}
+
 /** Where paths below a special mount are resolved from: the mount nsrun made there, not the rootfs. */
 class Bases {
-  private readonly mounts: Array<{ target: string; reg: Reg }> = [];
+  private readonly mounts: Array<{ target: string; reg: Reg; index: number }> = [];
   constructor(private readonly root: Reg) {}
 
-  keep(target: string, reg: Reg): void {
-    this.mounts.push({ target, reg });
+  keep(target: string, reg: Reg, index: number): void {
+    this.mounts.push({ target, reg, index });
   }
 
   /** The lookup for `path`: below the deepest special mount that holds it, else in the root. */
   lookup(path: string, noSymlinks: boolean): { lookup: Lookup; rel: string } {
-    let best: { target: string; reg: Reg } | null = null;
-    for (const m of this.mounts) if ((path === m.target || path.startsWith(`${m.target}/`)) && (!best || m.target.length > best.target.length)) best = m;
+    const best = deepest(this.mounts, path);
     if (!best) return { lookup: { base: this.root, noSymlinks }, rel: path };
     return { lookup: { base: best.reg, beneath: true, noSymlinks: true }, rel: path.slice(best.target.length) || "/" };
   }
 
-  regs(): Reg[] {
-    return this.mounts.map((m) => m.reg);
+  /** The kept mounts that `done` says no later op needs, taken out. */
+  release(done: (index: number) => boolean): Reg[] {
+    const gone = this.mounts.filter((m) => done(m.index));
+    for (const m of gone) this.mounts.splice(this.mounts.indexOf(m), 1);
+    return gone.map((m) => m.reg);
   }
 }
 
@@ -289,24 +324,31 @@ const HINTS = {
 /** Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds copied. */
 export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map()): void {
   const bases = new Bases(root);
+  const last = lastUses(ops);
   ops.forEach((op, i) => {
     t.doing(describeMount(op), op.op === "mount" && op.special ? HINTS.special : undefined);
     switch (op.op) {
       case "mount":
-        return emitFilesystem(t, bases, op, i);
+        emitFilesystem(t, bases, op, i);
+        break;
       case "bind":
-        return emitBind(t, bases, op, early.get(op));
+        emitBind(t, bases, op, early.get(op));
+        break;
       case "symlink":
-        return emitSymlink(t, bases, op);
+        emitSymlink(t, bases, op);
+        break;
       case "mask":
         return emitMask(t, bases, op, i);
       case "device":
         return emitDevice(t, bases, op);
       case "readonly":
-        return emitReadonly(t, bases, op, i);
+        emitReadonly(t, bases, op, i);
+        break;
     }
+    // A special mount's fd, once the last op that resolves below it is done.
+    for (const reg of bases.release((kept) => last.get(kept) === i)) close(t, reg);
   });
-  for (const reg of bases.regs()) close(t, reg);
+  for (const reg of bases.release(() => true)) close(t, reg);
 }
 
 function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount" }>, i: number): void {
@@ -348,7 +390,7 @@ function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount
   moveMount(t, mnt, target);
   close(t, target);
   if (op.propagation) emitPropagation(t, mnt, op.propagation);
-  if (op.special) bases.keep(op.target, mnt);
+  if (op.special) bases.keep(op.target, mnt, i);
   else close(t, mnt);
 }
 

@@ -1,6 +1,7 @@
 // The algorithm's stages, in the order a box goes through them, and the process that runs each.
 // --trace prints a marker line as each begins, and docs/algorithm.md has one section per stage,
 // with these titles, in this order; test/docs.test.ts holds the two to each other.
+import { writeStderr } from "./errors";
 export const STAGES = [
   ["load config", "host"],
   ["plan", "host"],
@@ -24,6 +25,14 @@ export type StageTitle = (typeof STAGES)[number][0];
 export type StageProcess = (typeof STAGES)[number][1];
 
 export const STAGE_TITLES: StageTitle[] = STAGES.map(([title]) => title);
+
+/** Where --trace lines go, or null when not tracing. */
+export type Tracer = ((line: string) => void) | null;
+
+/** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
+export function tracerFor(process: string, enabled: boolean): Tracer {
+  return enabled ? (line: string) => writeStderr(`nsrun[${process}] ${line}\n`) : null;
+}
 
 /** The trace line that opens a stage: `== 8. rootfs`. */
 export function stageLine(title: StageTitle): string {

@@ -1,8 +1,10 @@
 // Reads a seccomp profile in the OCI runtime spec / docker format (linux.seccomp, or docker's
 // default.json) into a Profile. Rules for other architectures, or that docker would include only
 // for capabilities the box does not have, are skipped as docker skips them.
+import { ERRNO } from "../ffi/errno";
 import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
 import type { Action, ArgCondition, CmpOp, Profile, Rule } from "./seccomp";
+import { NsrunError } from "../ffi/error";
 
 const ACTIONS: Record<string, (errno: number) => Action> = {
   SCMP_ACT_ALLOW: () => ({ kind: "allow" }),
@@ -23,10 +25,9 @@ const OPS: Record<string, CmpOp> = {
   SCMP_CMP_MASKED_EQ: "MASKED_EQ",
 };
 const THIS_ARCH = ["SCMP_ARCH_X86_64", "amd64", "x86_64"];
-const EPERM = 1;
 
 /** A problem in the profile: `where` is the JSON path (`syscalls[3].names[0]`). */
-export class ParseProfileError extends Error {
+export class ParseProfileError extends NsrunError {
   constructor(
     readonly where: string,
     problem: string,
@@ -42,7 +43,7 @@ function action(name: unknown, errnoRet: unknown, where: string): Action {
   if (!make) throw new ParseProfileError(where, `unknown action ${JSON.stringify(name)} (expected one of ${Object.keys(ACTIONS).join(", ")})`);
   if (errnoRet !== undefined && (typeof errnoRet !== "number" || !Number.isInteger(errnoRet) || errnoRet < 0 || errnoRet > 4095))
     throw new ParseProfileError(where, `errnoRet must be a whole number 0-4095, got ${JSON.stringify(errnoRet)}`);
-  return make((errnoRet as number | undefined) ?? EPERM);
+  return make((errnoRet as number | undefined) ?? ERRNO.EPERM);
 }
 
 function toBig(v: unknown, where: string): bigint {

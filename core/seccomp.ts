@@ -4,7 +4,8 @@
 //
 // The filter first checks the architecture: a syscall made through another ABI (int 0x80 for i386,
 // or the x32 numbers) would have other numbers, so it never reaches the rules.
-import { CLONE_NEWUSER } from "../ffi/flags";
+import { ERRNO } from "../ffi/errno";
+import * as F from "../ffi/flags";
 import { seccompFilter } from "./tape/calls";
 import type { Tape } from "./tape/tape";
 import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
@@ -44,10 +45,6 @@ export type Insn = [code: number, jt: number, jf: number, k: number];
 
 export const AUDIT_ARCH_X86_64 = 0xc000003e;
 const X32_SYSCALL_BIT = 0x40000000;
-const EPERM = 1;
-const ENOSYS = 38;
-const TIOCSTI = 0x5412;
-const TIOCLINUX = 0x541c;
 
 // <linux/filter.h> opcodes
 const BPF_LD_W_ABS = 0x20;
@@ -108,7 +105,7 @@ export const DEFAULT_DENIED = [
   "setns",
 ];
 
-const eperm: Action = { kind: "errno", errno: EPERM };
+const eperm: Action = { kind: "errno", errno: ERRNO.EPERM };
 
 function nr(name: string): number {
   const n = SYSCALLS_X86_64[name];
@@ -117,7 +114,7 @@ function nr(name: string): number {
 }
 
 export function defaultProfile(): Profile {
-  const newUser = (name: string): Rule => ({ nrs: [nr(name)], action: eperm, args: [{ index: 0, op: "MASKED_EQ", value: BigInt(CLONE_NEWUSER), valueTwo: BigInt(CLONE_NEWUSER) }] });
+  const newUser = (name: string): Rule => ({ nrs: [nr(name)], action: eperm, args: [{ index: 0, op: "MASKED_EQ", value: BigInt(F.CLONE_NEWUSER), valueTwo: BigInt(F.CLONE_NEWUSER) }] });
   // ioctl's request is an unsigned int to the kernel: compare the low 32 bits only.
   const ioctl = (request: number): Rule => ({ nrs: [nr("ioctl")], action: eperm, args: [{ index: 1, op: "MASKED_EQ", value: 0xffffffffn, valueTwo: BigInt(request) }] });
   return {
@@ -127,9 +124,9 @@ export function defaultProfile(): Profile {
       newUser("unshare"),
       newUser("clone"),
       // clone3 passes its flags in memory, where a filter cannot look: ENOSYS makes libc fall back to clone.
-      { nrs: [nr("clone3")], action: { kind: "errno", errno: ENOSYS }, args: [] },
-      ioctl(TIOCSTI),
-      ioctl(TIOCLINUX),
+      { nrs: [nr("clone3")], action: { kind: "errno", errno: ERRNO.ENOSYS }, args: [] },
+      ioctl(F.TIOCSTI),
+      ioctl(F.TIOCLINUX),
     ],
   };
 }

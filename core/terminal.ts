@@ -15,11 +15,6 @@ export interface TerminalPlan {
   cols: number;
 }
 
-// <asm-generic/ioctls.h>: the same numbers on x86-64 and arm64
-const TIOCSPTLCK = 0x40045431;
-const TIOCGPTPEER = 0x5441;
-const TIOCSCTTY = 0x540e;
-const TIOCSWINSZ = 0x5414;
 
 /** Tape: open the box's pseudo-terminal, make it fds 0-2 and the controlling terminal, hand the master to nsrun. */
 export function emitTerminal(t: Tape, size: TerminalPlan, socket: number): void {
@@ -30,11 +25,11 @@ export function emitTerminal(t: Tape, size: TerminalPlan, socket: number): void 
   const pts = t.reg("pts");
   // The box's own devpts (its /dev is nsrun's tmpfs, /dev/pts nsrun's devpts): ptmx of that instance.
   openat(t, F.AT_FDCWD, "/dev/pts/ptmx", F.O_RDWR | F.O_NOCTTY, 0, { dst: ptm });
-  ioctlPtr(t, ptm, TIOCSPTLCK, t.bytes(new Uint8Array(4), "&0"), "TIOCSPTLCK, &0");
-  ioctlInt(t, ptm, TIOCGPTPEER, F.O_RDWR | F.O_NOCTTY, "TIOCGPTPEER, O_RDWR|O_NOCTTY", pts);
+  ioctlPtr(t, ptm, F.TIOCSPTLCK, t.bytes(new Uint8Array(4), "&0"), "TIOCSPTLCK, &0");
+  ioctlInt(t, ptm, F.TIOCGPTPEER, F.O_RDWR | F.O_NOCTTY, "TIOCGPTPEER, O_RDWR|O_NOCTTY", pts);
   const ws = new Uint8Array(new Uint16Array([size.rows, size.cols, 0, 0]).buffer);
-  ioctlPtr(t, pts, TIOCSWINSZ, t.bytes(ws, `{${size.rows}, ${size.cols}}`), `TIOCSWINSZ, {${size.rows}, ${size.cols}}`);
-  ioctlInt(t, pts, TIOCSCTTY, 0, "TIOCSCTTY, 0");
+  ioctlPtr(t, pts, F.TIOCSWINSZ, t.bytes(ws, `{${size.rows}, ${size.cols}}`), `TIOCSWINSZ, {${size.rows}, ${size.cols}}`);
+  ioctlInt(t, pts, F.TIOCSCTTY, 0, "TIOCSCTTY, 0");
   for (const fd of [0, 1, 2]) dup3(t, pts, fd);
   t.doing("hand the terminal's master to nsrun");
   sendFd(t, socket, ptm);

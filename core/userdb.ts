@@ -6,6 +6,7 @@
 // regular files of a bounded size (a FIFO would hang, /dev/zero would never end). Fail closed: a
 // name the rootfs does not list, or an id out of range, is an error; never a fallback to uid 0.
 import { fstatSync, readSync } from "node:fs";
+import { NsrunError } from "../ffi/error";
 import * as F from "../ffi/flags";
 import { close, isErrno, openat2 } from "../ffi/fs";
 import { MAX_ID } from "./ids";
@@ -14,7 +15,7 @@ export { MAX_ID };
 /** /etc/passwd and /etc/group larger than this are refused (glibc reads any size; 4 MiB is tens of thousands of users). */
 const MAX_DB = 4 * 1024 * 1024;
 
-export class UserDbError extends Error {}
+export class UserDbError extends NsrunError {}
 
 export interface BoxUser {
   uid: number;

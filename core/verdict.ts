@@ -4,6 +4,7 @@
 // and TypeScript, for a setup that failed and for the warm API. test/verdict.test.ts checks that
 // the C writes exactly VERDICT_FIELDS, and that the CLI and runBox agree on a real box.
 // docs/config.md ("The verdict") documents every field; test/docs.test.ts checks it names them all.
+import { SIGKILL, SIGXCPU, SIGXFSZ } from "../ffi/flags";
 
 /** Why the box ended, in the order the verdict picks them: the first that holds is the reason. */
 export const REASONS = ["setup-failed", "wall-time", "cpu-time", "memory", "file-size", "pids", "signaled", "exited"] as const;
@@ -66,9 +67,6 @@ const SIGNAL_NAMES = [
   "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN",
   "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
 ];
-const SIGXCPU = 24;
-const SIGXFSZ = 25;
-const SIGKILL = 9;
 
 export function signalName(n: number): string {
   return SIGNAL_NAMES[n] ?? (n >= 34 && n <= 64 ? `SIGRTMIN+${n - 34}` : `SIG${n}`);

@@ -1,5 +1,7 @@
 // errno values (<asm-generic/errno-base.h>, <asm-generic/errno.h>): the same on x86-64 and arm64.
 // The one place nsrun names them; errnoName() turns a number back into its name.
+import { getSystemErrorName } from "node:util";
+
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
@@ -47,6 +49,13 @@ export type ErrnoName = keyof typeof ERRNO;
 
 const NAMES = new Map<number, string>(Object.entries(ERRNO).map(([k, v]) => [v, k]));
 
+/** The errno's name ("ENOENT"): from the table above, else from Node's list, else "errno N". */
 export function errnoName(code: number): string {
-  return NAMES.get(code) ?? `errno ${code}`;
+  const known = NAMES.get(code);
+  if (known) return known;
+  try {
+    return getSystemErrorName(-code);
+  } catch {
+    return `errno ${code}`;
+  }
 }

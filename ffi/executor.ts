@@ -11,6 +11,7 @@ import stubPath from "./executor/out/stub.bin" with { type: "file" };
 import { ERRNO } from "./errno";
 import * as F from "./flags";
 import { check, cstr, errno, libc, SyscallError } from "./libc";
+import { SYS } from "./syscalls";
 
 interface Executor {
   spawn(tape: Uint8Array): number;
@@ -90,14 +91,12 @@ export function tapeMemory(size: number): { bytes: Uint8Array; address: number }
   return { bytes, address: Number(ptr(bytes)) };
 }
 
-const SYS_execveat = process.arch === "arm64" ? 281 : 322;
-
 /** execveat(fd, "", argv, env, AT_EMPTY_PATH): replaces this process. Returns errno if it could not. */
 export function execveFd(fd: number, argv: string[], env: string[]): number {
   const keep = [...argv, ...env].map(cstr); // referenced until the call returns
   const vector = (list: Buffer[]) => new BigUint64Array([...list.map((b) => BigInt(ptr(b))), 0n]);
   const args = vector(keep.slice(0, argv.length));
   const envp = vector(keep.slice(argv.length));
-  libc.syscall(SYS_execveat, fd, ptr(cstr("")), ptr(args), ptr(envp), F.AT_EMPTY_PATH, 0);
+  libc.syscall(SYS.execveat, fd, ptr(cstr("")), ptr(args), ptr(envp), F.AT_EMPTY_PATH, 0);
   return errno();
 }

@@ -56,8 +56,10 @@ export const FSCONFIG_SET_FLAG = 0;
 export const FSCONFIG_SET_STRING = 1;
 export const FSCONFIG_CMD_CREATE = 6;
 
-// <sys/stat.h>: a character device's file type, for mknodat(2)
+// <sys/stat.h>: file types (S_IFMT bits): a character device for mknodat(2), regular files and symlinks
 export const S_IFCHR = 0o020000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
 
 // <sys/mount.h>: umount2(2)
 export const MNT_DETACH = 0x2;
@@ -121,6 +123,7 @@ export const PR_CAPBSET_DROP = 24;
 export const PR_SET_CHILD_SUBREAPER = 36;
 export const PR_SET_NO_NEW_PRIVS = 38;
 export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_RAISE = 2;
 export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
 
 export const PR_NAMES: Record<number, string> = {
@@ -144,6 +147,8 @@ export const RLIMIT = { cpu: 0, fsize: 1, stack: 3, core: 4, nproc: 6, nofile: 7
 
 // <signal.h>
 export const SIGKILL = 9;
+export const SIGXCPU = 24;
+export const SIGXFSZ = 25;
 export const SIGTERM = 15;
 export const SIGCHLD = 17;
 
@@ -152,6 +157,19 @@ export const P_PID = 1;
 export const P_PIDFD = 3;
 export const WNOHANG = 1;
 export const WEXITED = 4;
+export const WNOWAIT = 0x01000000;
+/** siginfo_t's si_code for a child that exited (others: killed, dumped, ...). */
+export const CLD_EXITED = 1;
+
+// <asm-generic/ioctls.h>: terminal ioctls, the same numbers on x86-64 and arm64
+export const TCGETS = 0x5401;
+export const TIOCSCTTY = 0x540e;
+export const TIOCSTI = 0x5412;
+export const TIOCGWINSZ = 0x5413;
+export const TIOCSWINSZ = 0x5414;
+export const TIOCLINUX = 0x541c;
+export const TIOCGPTPEER = 0x5441;
+export const TIOCSPTLCK = 0x40045431;
 
 // <poll.h>
 export const POLLIN = 0x1;
@@ -160,7 +178,9 @@ export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
 
 // <sys/socket.h>, <linux/sockios.h>, <net/if.h>
+export const AF_UNIX = 1;
 export const AF_INET = 2;
+export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0x80000;
 export const SIOCGIFFLAGS = 0x8913;
@@ -168,15 +188,6 @@ export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
 export const IFF_LOOPBACK = 0x8;
 export const IFNAMSIZ = 16;
-
-// <asm/unistd.h>: syscalls that older glibc (Ubuntu 22.04's 2.35) has no wrapper for.
-// The newer ones have one number on every architecture; pivot_root does not.
-export const SYS_pivot_root = ARM64 ? 41 : 155;
-export const SYS_close_range = 436;
-export const SYS_open_tree = 428;
-export const SYS_openat2 = 437;
-export const SYS_mount_setattr = 442;
-export const SYS_seccomp = ARM64 ? 277 : 317;
 
 /** Names for the bits of a flags word, so traces and errors read `MS_BIND|MS_REC`, not 20480. */
 export function flagNames(value: number, table: Record<string, number>): string {

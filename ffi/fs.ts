@@ -5,9 +5,11 @@
 // *at() call on that parent fd that does not follow a symlink there (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW,
 // linkat without AT_SYMLINK_FOLLOW). So a layer's `..` entries and its symlinks land inside the image.
 import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
+import { ERRNO } from "./errno";
 import * as F from "./flags";
 import { check, cstr, errno, libc, nameFromBytes, q, SyscallError } from "./libc";
 import { hintFor } from "./hints";
+import { SYS } from "./syscalls";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
@@ -29,44 +31,20 @@ const fsLibc = dlopen("libc.so.6", {
   readdir: { args: [ptr], returns: ptr },
   closedir: { args: [ptr], returns: i32 },
   dup: { args: [i32], returns: i32 },
-  write: { args: [i32, ptr, u64], returns: i64 },
 }).symbols;
 
 // <fcntl.h>, <linux/stat.h>, <sys/file.h>, <sys/stat.h>: constants beyond ffi/flags.ts
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const AT_REMOVEDIR = 0x200;
-export const O_TRUNC = 0x200;
-export const O_APPEND = 0x400;
 export const STATX_TYPE = 0x1;
 export const STATX_MODE = 0x2;
 export const STATX_INO = 0x100;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
-export const LOCK_UN = 8;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
 export const S_IFIFO = 0o010000;
-export const UTIME_OMIT = (1 << 30) - 2;
-
-// <errno.h>: the ones callers decide on
-export const ENOENT = 2;
-export const EEXIST = 17;
-export const ENOTDIR = 20;
-export const EISDIR = 21;
-export const EPERM = 1;
-export const EACCES = 13;
-export const ELOOP = 40;
-export const EWOULDBLOCK = 11;
-export const EXDEV = 18;
-export const ENOTEMPTY = 39;
-export const EOPNOTSUPP = 95;
-export const ENODATA = 61;
-export const E2BIG = 7;
-export const ERANGE = 34;
-export const ENOSPC = 28;
 
 /** Resolve flags for every lookup inside an image: the image fd is "/", and /proc magic links are refused. */
 export const IN_ROOT = F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS;
@@ -87,13 +65,13 @@ export function openat2(dirfd: number, path: string, flags: number, resolve: num
   how.writeBigUInt64LE(BigInt(mode), 8);
   how.writeBigUInt64LE(BigInt(resolve), 16);
   const p = cstr(path);
-  const ret = libc.syscall(F.SYS_openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
+  const ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
   return check("openat2", ret, `openat2(${q(shown)})`);
 }
 
 /** open_tree(2) of `fd` itself (AT_EMPTY_PATH): with OPEN_TREE_CLONE, a detached copy of its mount. */
 export function openTree(fd: number, flags: number, shown: string): number {
-  const ret = libc.syscall(F.SYS_open_tree, fd, ptrOf(cstr("")), flags | F.AT_EMPTY_PATH, 0, 0, 0);
+  const ret = libc.syscall(SYS.open_tree, fd, ptrOf(cstr("")), flags | F.AT_EMPTY_PATH, 0, 0, 0);
   return check("open_tree", ret, `open_tree(${q(shown)})`);
 }
 
@@ -105,7 +83,7 @@ export function mountSetattr(fd: number, recursive: boolean, attrSet: number, pr
   attr.writeBigUInt64LE(BigInt(propagation), 16);
   attr.writeBigUInt64LE(BigInt(userns), 24);
   const at = F.AT_EMPTY_PATH | (recursive ? F.AT_RECURSIVE : 0);
-  check("mount_setattr", libc.syscall(F.SYS_mount_setattr, fd, ptrOf(cstr("")), at, ptrOf(attr), 32, 0), `mount_setattr(${q(shown)})`);
+  check("mount_setattr", libc.syscall(SYS.mount_setattr, fd, ptrOf(cstr("")), at, ptrOf(attr), 32, 0), `mount_setattr(${q(shown)})`);
 }
 
 // libc.syscall takes i64 arguments, so buffers go in as their addresses.
@@ -190,7 +168,7 @@ export function lgetxattr(path: string, name: string): Buffer | null {
   const buf = Buffer.alloc(65536);
   const n = Number(fsLibc.lgetxattr(cstr(path), cstr(name), buf, buf.length));
   if (n < 0) {
-    if (errno() === ENODATA) return null;
+    if (errno() === ERRNO.ENODATA) return null;
     fail("lgetxattr", `lgetxattr(${q(path)}, ${q(name)})`);
   }
   return buf.subarray(0, n);
@@ -201,10 +179,15 @@ export function typeAt(dirfd: number, name: string, shown = name): number | null
   const buf = Buffer.alloc(256);
   const ret = fsLibc.statx(dirfd, cstr(name), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buf);
   if (ret < 0) {
-    if (errno() === ENOENT) return null;
+    if (errno() === ERRNO.ENOENT) return null;
     fail("statx", `statx(${q(shown)}, AT_SYMLINK_NOFOLLOW)`);
   }
   return buf.readUInt16LE(28) & S_IFMT;
+}
+
+/** mkfifo(3) at a host path (mknodat AT_FDCWD): the OCI runtime's exec.fifo. */
+export function mkfifo(path: string, mode = 0o600): void {
+  check("mknodat", fsLibc.mknodat(F.AT_FDCWD, cstr(path), S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(path)}, S_IFIFO)`);
 }
 
 /** Inode number of an fd (AT_EMPTY_PATH), to tell whether a path still names the file an fd holds. */
@@ -218,7 +201,7 @@ export function inodeOf(fd: number, shown: string): bigint {
 export function flock(fd: number, op: number, shown: string): boolean {
   if (fsLibc.flock(fd, op) === 0) return true;
   const code = errno();
-  if (op & LOCK_NB && code === EWOULDBLOCK) return false;
+  if (op & LOCK_NB && code === ERRNO.EAGAIN) return false; // EWOULDBLOCK
   throw new SyscallError("flock", `flock(${q(shown)})`, code, hintFor("flock", code));
 }
 
@@ -256,20 +239,4 @@ function readCString(p: Pointer, offset: number): string {
   return nameFromBytes(Buffer.from(bytes));
 }
 
-/** Write all of `data` to `fd`. */
-export function writeAll(fd: number, data: Uint8Array, shown: string): void {
-  let off = 0;
-  while (off < data.length) {
-    const part = off === 0 ? data : data.subarray(off);
-    const n = Number(fsLibc.write(fd, part, part.length));
-    if (n < 0) {
-      if (errno() === 4) continue; // EINTR
-      fail("write", `write(${q(shown)})`);
-    }
-    off += n;
-  }
-}
-
-export function close(fd: number): void {
-  libc.close(fd);
-}
+export { close, writeAll } from "./io";

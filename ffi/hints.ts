@@ -9,7 +9,7 @@ const HINTS: Record<string, Record<string, string>> = {
     ENOSPC: "the per-user namespace limit is reached: raise `sysctl user.max_user_namespaces`",
     EUSERS: "the namespace nesting limit is reached",
     EINVAL:
-      "CLONE_NEWUSER needs a single-threaded process; nsrun starts its namespace stage with the BUN_JSC_* settings in core/stages/self.ts for that",
+      "the kernel refused these namespace flags: it was built without one of the namespaces (CONFIG_USER_NS, CONFIG_TIME_NS, ...), or a flag is newer than it (CLONE_NEWTIME: Linux 5.6, CLONE_INTO_CGROUP: 5.7)",
   },
   write: {
     EPERM:

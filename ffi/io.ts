@@ -1,9 +1,11 @@
-// Pipes between nsrun's own processes: raw fds, blocking reads, no event loop needed.
+// Fds: pipes between nsrun's own processes (raw fds, blocking reads, no event loop needed), Unix
+// sockets, terminals, and the fcntl(2) calls nsrun makes on them.
 import { ptr } from "bun:ffi";
 import * as F from "./flags";
-import { check, errno, libc } from "./libc";
-
-const EINTR = 4;
+import { ERRNO } from "./errno";
+import { hintFor } from "./hints";
+import { check, errno, libc, q, SyscallError } from "./libc";
+import { SYS } from "./syscalls";
 
 /** pipe2(2); with `cloexec` false the fds survive execve, which is how a plan reaches the next stage. */
 export function pipe(cloexec: boolean): [read: number, write: number] {
@@ -12,11 +14,15 @@ export function pipe(cloexec: boolean): [read: number, write: number] {
   return [fds[0], fds[1]];
 }
 
-export function writeAll(fd: number, data: Uint8Array): void {
+/** Write all of `data` to `fd` (a pipe's, a file's: `shown` names it in an error), retrying on EINTR. */
+export function writeAll(fd: number, data: Uint8Array, shown = `fd ${fd}`): void {
   let off = 0;
   while (off < data.length) {
     const n = Number(libc.write(fd, ptr(data, off), data.length - off));
-    if (n < 0) check("write", n, `write(fd ${fd})`);
+    if (n < 0) {
+      if (errno() === ERRNO.EINTR) continue;
+      check("write", n, `write(${shown === `fd ${fd}` ? shown : q(shown)})`);
+    }
     off += n;
   }
 }
@@ -29,7 +35,7 @@ export function readAll(fd: number): Buffer {
     const n = Number(libc.read(fd, buf, buf.length));
     if (n === 0) break;
     if (n < 0) {
-      if (errno() === EINTR) continue;
+      if (errno() === ERRNO.EINTR) continue;
       check("read", n, `read(fd ${fd})`);
     }
     chunks.push(Buffer.from(buf.subarray(0, n)));
@@ -37,13 +43,19 @@ export function readAll(fd: number): Buffer {
   return Buffer.concat(chunks);
 }
 
-/** True when the other end of a pipe we write to has gone: the reader exited. */
-export function peerGone(fd: number): boolean {
-  // struct pollfd { int fd; short events; short revents; }
-  const pfd = new Int32Array([fd, F.POLLOUT]);
-  if (libc.poll(pfd, 1, 0) < 0) return false;
-  const revents = new Uint16Array(pfd.buffer)[3];
-  return (revents & (F.POLLERR | F.POLLHUP)) !== 0;
+/** close(2), ignoring errors: every caller closes an fd it owns, once. */
+export function close(fd: number): void {
+  libc.close(fd);
+}
+
+/** Grow a pipe's buffer to `size` bytes (F_SETPIPE_SZ), so a write of that much never blocks; false when it could not. */
+export function setPipeSize(fd: number, size: number): boolean {
+  return libc.fcntl(fd, F.F_SETPIPE_SZ, size) >= 0;
+}
+
+/** A close-on-exec copy of `fd` at `min` or above (F_DUPFD_CLOEXEC). */
+export function dupAtLeast(fd: number, min: number): number {
+  return check("fcntl", libc.fcntl(fd, F.F_DUPFD_CLOEXEC, min), `fcntl(${fd}, F_DUPFD_CLOEXEC, ${min})`);
 }
 
 /** True when a read on the fd would not block: data, end of file, or an error waits there. */
@@ -56,8 +68,25 @@ export function readable(fd: number): boolean {
 /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC): two connected Unix sockets. */
 export function socketPair(): [number, number] {
   const fds = new Int32Array(2);
-  check("socketpair", libc.socketpair(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | F.O_CLOEXEC, 0, fds), "socketpair(AF_UNIX)");
+  check("socketpair", libc.socketpair(F.AF_UNIX, F.SOCK_STREAM | F.SOCK_CLOEXEC, 0, fds), "socketpair(AF_UNIX)");
   return [fds[0], fds[1]];
+}
+
+/** A Unix stream socket connected to `path` (close-on-exec): how an OCI console socket is reached. */
+export function connectUnix(path: string): number {
+  const bytes = new TextEncoder().encode(path);
+  // struct sockaddr_un: sun_family (2 bytes), sun_path (108, NUL-terminated)
+  if (bytes.length > 107) throw new SyscallError("connect", `connect(${q(path)})`, ERRNO.ENAMETOOLONG, "a Unix socket's path is at most 107 bytes");
+  const fd = check("socket", libc.socket(F.AF_UNIX, F.SOCK_STREAM | F.SOCK_CLOEXEC, 0), "socket(AF_UNIX)");
+  const addr = new Uint8Array(110);
+  new DataView(addr.buffer).setUint16(0, F.AF_UNIX, true);
+  addr.set(bytes, 2);
+  if (Number(libc.syscall(SYS.connect, fd, ptr(addr), 2 + bytes.length + 1, 0, 0, 0)) !== 0) {
+    const code = errno();
+    libc.close(fd);
+    throw new SyscallError("connect", `connect(${q(path)})`, code, hintFor("connect", code));
+  }
+  return fd;
 }
 
 /** recvmsg(2) of one fd sent with SCM_RIGHTS (see core/tape/calls.ts sendFd); null at end of file. */
@@ -80,13 +109,13 @@ export function receiveFd(sock: number): number | null {
 
 /** Whether fd is a terminal (TCGETS works on it), without loading node:tty. */
 export function isTerminal(fd: number): boolean {
-  return libc.ioctl(fd, 0x5401 /* TCGETS */, new Uint8Array(64)) === 0;
+  return libc.ioctl(fd, F.TCGETS, new Uint8Array(64)) === 0;
 }
 
 /** The terminal's size (TIOCGWINSZ), or null when fd is not one. */
 export function windowSize(fd: number): { rows: number; cols: number } | null {
   const ws = new Uint16Array(4);
-  if (libc.ioctl(fd, 0x5413 /* TIOCGWINSZ */, ws) !== 0) return null;
+  if (libc.ioctl(fd, F.TIOCGWINSZ, ws) !== 0) return null;
   return { rows: ws[0], cols: ws[1] };
 }
 

@@ -1,22 +1,19 @@
-// The one place nsrun touches libc. Everything else calls the typed wrappers in ./sys.ts.
+// The one place nsrun binds libc's common symbols (fs.ts and probe.ts bind a few of their own).
+// core/ and cmd/ never call these: they call the typed wrappers in the other ffi/ files.
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
-import { getSystemErrorName } from "node:util";
+import { errnoName } from "./errno";
 import { hintFor } from "./hints";
 import { nameBytes } from "./names";
+import { NsrunError } from "./error";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
 export const libc = dlopen("libc.so.6", {
   __errno_location: { args: [], returns: ptr },
   strerror: { args: [i32], returns: FFIType.cstring },
-  // Older glibc has no wrappers for pivot_root, openat2, mount_setattr, close_range.
+  // Older glibc (Ubuntu 22.04's 2.35) has no wrapper for openat2, open_tree, mount_setattr, pidfd_open, ...:
+  // their numbers come from ffi/syscalls.ts.
   syscall: { args: [i64, i64, i64, i64, i64, i64], returns: i64 },
-  unshare: { args: [i32], returns: i32 },
-  mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
-  umount2: { args: [ptr, i32], returns: i32 },
-  chdir: { args: [ptr], returns: i32 },
-  fchdir: { args: [i32], returns: i32 },
-  getcwd: { args: [ptr, u64], returns: ptr },
   openat: { args: [i32, ptr, i32, u32], returns: i32 },
   mkdirat: { args: [i32, ptr, u32], returns: i32 },
   symlinkat: { args: [ptr, i32, ptr], returns: i32 },
@@ -26,19 +23,10 @@ export const libc = dlopen("libc.so.6", {
   pipe2: { args: [ptr, i32], returns: i32 },
   poll: { args: [ptr, u64, i32], returns: i32 },
   fcntl: { args: [i32, i32, i64], returns: i32 },
-  sethostname: { args: [ptr, u64], returns: i32 },
-  setresuid: { args: [u32, u32, u32], returns: i32 },
-  setresgid: { args: [u32, u32, u32], returns: i32 },
-  setgroups: { args: [u64, ptr], returns: i32 },
   prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
-  execve: { args: [ptr, ptr, ptr], returns: i32 },
   socket: { args: [i32, i32, i32], returns: i32 },
   ioctl: { args: [i32, u64, ptr], returns: i32 },
   kill: { args: [i32, i32], returns: i32 },
-  capset: { args: [ptr, ptr], returns: i32 },
-  setsid: { args: [], returns: i32 },
-  signal: { args: [i32, ptr], returns: ptr },
-  prlimit: { args: [i32, i32, ptr, ptr], returns: i32 },
   _exit: { args: [i32], returns: FFIType.void },
   waitid: { args: [i32, u32, ptr, i32], returns: i32 },
   waitpid: { args: [i32, ptr, i32], returns: i32 },
@@ -46,7 +34,6 @@ export const libc = dlopen("libc.so.6", {
   memfd_create: { args: [ptr, u32], returns: i32 },
   socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
   recvmsg: { args: [i32, ptr, i32], returns: i64 },
-  getgid: { args: [], returns: u32 },
 }).symbols;
 
 /** errno of the last failed call; read it right after the call, before anything else can change it. */
@@ -54,13 +41,7 @@ export function errno(): number {
   return read.i32(libc.__errno_location() as Pointer, 0);
 }
 
-export function errnoName(code: number): string {
-  try {
-    return getSystemErrorName(-code);
-  } catch {
-    return `errno ${code}`;
-  }
-}
+export { errnoName };
 
 export function strerror(code: number): string {
   return String(libc.strerror(code));
@@ -70,7 +51,7 @@ export function strerror(code: number): string {
  * A failed syscall, in the shape crun prints it: ``mount "/data": EPERM (Operation not permitted)``.
  * `call` is the syscall with its main arguments, paths quoted; `hint` says what to do where we know.
  */
-export class SyscallError extends Error {
+export class SyscallError extends NsrunError {
   constructor(
     readonly syscall: string,
     readonly call: string,

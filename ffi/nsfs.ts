@@ -3,6 +3,7 @@
 import { fstatSync } from "node:fs";
 import { AT_FDCWD, O_CLOEXEC, O_RDONLY } from "./flags";
 import { errno as errnoNow, errnoName, libc } from "./libc";
+import { NsrunError } from "./error";
 
 // _IO(0xb7, n) from <linux/nsfs.h>: no size or direction bits, so the numbers are plain.
 export const NS_GET_USERNS = 0xb701;
@@ -10,7 +11,7 @@ export const NS_GET_PARENT = 0xb702;
 export const NS_GET_OWNER_UID = 0xb704;
 
 /** A failed nsfs call. `code` is the errno's name ("EPERM"), as on Node's own fs errors. */
-export class NsfsError extends Error {
+export class NsfsError extends NsrunError {
   readonly code: string;
   constructor(
     readonly call: string,

@@ -4,8 +4,6 @@
 // whether newuidmap has file capabilities (node:fs has no xattr calls).
 import { dlopen, FFIType } from "bun:ffi";
 import { accessSync, constants, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
-import { userInfo } from "node:os";
-import { passwdName } from "../core/userns";
 import { cstr } from "./libc";
 
 export interface HostView {
@@ -88,17 +86,6 @@ export function parseMountinfo(text: string): Mount[] {
     const [fstype, source] = post.split(" ");
     return [{ point: unescape(f[4]), opts: (f[5] ?? "").split(","), fstype, source: unescape(source ?? "") }];
   });
-}
-
-/** The user name for a uid from the view's /etc/passwd, else (on the real host) from getpwuid. */
-export function userName(view: HostView, uid: number): string | null {
-  const name = passwdName(view.read("/etc/passwd") ?? "", uid);
-  if (name) return name;
-  try {
-    return view.root === "" ? userInfo().username : null;
-  } catch {
-    return null;
-  }
 }
 
 /** The path with symlinks resolved, or the path as given when that fails. */

@@ -2,7 +2,7 @@
 // then extended by hand to Linux 6.15 (the block at the end):
 //   grep '#define __NR_' /usr/include/x86_64-linux-gnu/asm/unistd_64.h
 // Used to compile seccomp profiles, which name syscalls. ABI: numbers never change.
-export const SYSCALLS_X86_64: Record<string, number> = {
+const TABLE = {
   read: 0,
   write: 1,
   open: 2,
@@ -383,4 +383,7 @@ export const SYSCALLS_X86_64: Record<string, number> = {
   listxattrat: 465,
   removexattrat: 466,
   open_tree_attr: 467,
-};
+} as const;
+
+/** By name; a name the table lacks is undefined (seccomp profiles name calls of other kernels). */
+export const SYSCALLS_X86_64: Readonly<Record<string, number>> & typeof TABLE = TABLE;

@@ -3,7 +3,8 @@
 // kernel keeps for a child (the raw syscall: glibc's waitid has no rusage argument).
 import { dlopen, FFIType, ptr as addressOf } from "bun:ffi";
 import { check, cstr, libc, q } from "./libc";
-import { P_PIDFD, WEXITED, WNOHANG } from "./flags";
+import { CLD_EXITED, P_PIDFD, WEXITED, WNOHANG } from "./flags";
+import { SYS } from "./syscalls";
 
 const { i32, ptr } = FFIType;
 
@@ -13,8 +14,6 @@ const verdictLibc = dlopen("libc.so.6", {
 }).symbols;
 
 export const CLOCK_MONOTONIC = 1;
-const SYS_waitid = process.arch === "arm64" ? 95 : 247;
-const CLD_EXITED = 1;
 
 /** CLOCK_MONOTONIC in nanoseconds: the clock the stub's --start and deadlines use. */
 export function monotonicNs(): bigint {
@@ -45,7 +44,7 @@ export interface ExitWithUsage {
 export function exitedWithUsage(pidfd: number): ExitWithUsage | null {
   const info = new Int32Array(32);
   const ru = new BigInt64Array(18);
-  const ret = Number(libc.syscall(SYS_waitid, P_PIDFD, pidfd, addressOf(info) as unknown as number, WEXITED | WNOHANG, addressOf(ru) as unknown as number, 0));
+  const ret = Number(libc.syscall(SYS.waitid, P_PIDFD, pidfd, addressOf(info) as unknown as number, WEXITED | WNOHANG, addressOf(ru) as unknown as number, 0));
   if (ret < 0 || info[4] === 0) return null; // still running (si_pid 0), or not ours to wait for
   const usage = { userNs: ru[0] * 1_000_000_000n + ru[1] * 1000n, systemNs: ru[2] * 1_000_000_000n + ru[3] * 1000n, maxRssBytes: Number(ru[4]) * 1024 };
   return info[2] === CLD_EXITED ? { code: info[6], signal: null, usage } : { code: null, signal: info[6], usage };

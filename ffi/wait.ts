@@ -1,10 +1,10 @@
 // Waiting for a box's first process through its pidfd (CLONE_PIDFD), without ever blocking the event
 // loop: the process is nsrun's child, so each SIGCHLD is a reason to look, with waitid(WNOHANG).
-import { P_PIDFD, WEXITED, WNOHANG } from "./flags";
+import * as F from "./flags";
+import { close } from "./io";
 import { libc } from "./libc";
+import { pidfdOpen, pidfdWait } from "./proc";
 
-const WNOWAIT = 0x01000000;
-const CLD_EXITED = 1;
 
 export interface Exit {
   /** The exit status, or null when a signal ended it. */
@@ -16,9 +16,9 @@ export interface Exit {
 export function exited(pidfd: number, peek = false): Exit | null {
   // siginfo_t: si_signo, si_errno, si_code, then (64-bit) si_pid at 16, si_uid at 20, si_status at 24.
   const info = new Int32Array(32);
-  if (libc.waitid(P_PIDFD, pidfd, info, WEXITED | WNOHANG | (peek ? WNOWAIT : 0)) < 0) return null;
+  if (libc.waitid(F.P_PIDFD, pidfd, info, F.WEXITED | F.WNOHANG | (peek ? F.WNOWAIT : 0)) < 0) return null;
   if (info[4] === 0) return null; // still running
-  return info[2] === CLD_EXITED ? { code: info[6], signal: null } : { code: null, signal: info[6] };
+  return info[2] === F.CLD_EXITED ? { code: info[6], signal: null } : { code: null, signal: info[6] };
 }
 
 /** Resolves once the process has exited (and is reaped). */
@@ -41,19 +41,16 @@ export function shellStatus(e: Exit): number {
   return e.signal !== null ? 128 + e.signal : (e.code ?? 0);
 }
 
-const SYS_pidfd_open = 434; // the same number on x86-64 and arm64
-
 /**
  * Whether any process `pid` (not only a child) is gone, waiting up to `ms` for it: poll(2) on a
  * pidfd is readable once the process has exited. For tests that must see a helper end.
  */
 export function goneWithin(pid: number, ms: number): boolean {
-  const pidfd = Number(libc.syscall(SYS_pidfd_open, pid, 0, 0, 0, 0, 0));
+  const pidfd = pidfdOpen(pid);
   if (pidfd < 0) return true; // ESRCH: no such process any more
   try {
-    const pfd = new Int32Array([pidfd, 1 /* POLLIN */]);
-    return libc.poll(pfd, 1, ms) > 0;
+    return pidfdWait(pidfd, ms);
   } finally {
-    libc.close(pidfd);
+    close(pidfd);
   }
 }

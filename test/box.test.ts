@@ -75,6 +75,15 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     expect(existsSync(join(actor.area, "rootfs/tmp/a"))).toBe(false);
   });
 
+  test("40 mqueue mounts all mount (the tape's registers are reused once a mount's fd is closed)", () => {
+    const mounts = Array.from({ length: 40 }, (_, i) => `[[mounts]]\ntype = "mqueue"\ntarget = "/tmp/mq${i}"\n`).join("");
+    const cfg = writeConfig(actor, "mqueues.toml", `rootfs = "../rootfs"\n${mounts}`);
+    const r = sh(actor, "grep -c ' /tmp/mq[0-9]* mqueue ' /proc/mounts; grep ' /tmp/mq39 ' /proc/mounts", cfg);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(/^40\nmqueue \/tmp\/mq39 mqueue rw,nosuid,nodev,noexec/);
+    expect(r.code).toBe(0);
+  });
+
   test("an ephemeral box leaves the rootfs byte-for-byte unchanged (control: a plain box's writes persist)", () => {
     const rootfs = join(actor.area, "rootfs");
     const before = treeDigest(rootfs);

@@ -1,25 +1,28 @@
 // The tape: what TypeScript compiles a box into, and the C executor that runs it.
-//   (a) ffi/executor/protocol.ts and protocol.h agree on every constant and offset;
+//   (a) ffi/executor/protocol.ts and protocol.h agree on every constant and offset (the C static
+//       assertions the build compiles, and a reordered header that fails them);
 //   (b) golden tapes: a few plans compile to exactly the listing in test/golden/ (pure TypeScript;
 //       UPDATE_GOLDEN=1 rewrites the files after an intended change, for review in the diff);
 //   (c) the real executor: a failing op reports its index and errno, and nsrun's message names the
 //       step; tolerated errnos, jumps, loads and stores; a sync point that waits for the host; an fd
 //       passed to the host; setns(2) into another process's namespace.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "bun";
 import { type LoadedConfig, parseConfig } from "../core/config";
 import { compileBox, compileHelper, keepOnlyFds } from "../core/compile";
 import { launch } from "../core/launch/launch";
 import { SYNC } from "../core/launch/sync";
 import type { CgroupHost } from "../core/cgroup";
 import { type HostFacts, planBox } from "../core/plan";
-import { exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
+import { close, exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
 import { Tape } from "../core/tape/tape";
 import { ERRNO, errnoName } from "../ffi/errno";
-import { CMP, HEADER, OP, OP_BYTES, REGISTERS, REPORT, REPORT_BYTES, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
+import { BAD, CMP, HEADER, OP, OP_BYTES, OP_FIELD, protocolAsserts, REGISTERS, REPORT, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
 import * as F from "../ffi/flags";
-import { sealedStub } from "../ffi/executor";
+import { sealedStub, tapeMemory } from "../ffi/executor";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
@@ -41,31 +44,38 @@ describe("protocol.h and protocol.ts", () => {
     for (const [name, value] of Object.entries(REPORT)) expect([name, define(`NSRUN_REPORT_${name}`)]).toEqual([name, value]);
   });
 
-  test("the structs' fields, in order, add up to the sizes protocol.ts uses", () => {
-    const fields = (struct: string) => {
-      const body = header.match(new RegExp(`struct ${struct} \\{([\\s\\S]*?)\\n\\};`))?.[1] ?? "";
-      const sizes: Record<string, number> = { int: 4, short: 2, "unsigned short": 2, "unsigned int": 4, "long long": 8, "unsigned long long": 8 };
-      let size = 0;
-      const names: string[] = [];
-      for (const line of body.split("\n").map((l) => l.replace(/\/\/.*$/, "").trim()).filter(Boolean)) {
-        const m = line.match(/^((?:unsigned )?(?:long long|int|short))\s+(.+);$/);
-        if (!m) throw new Error(`protocol.h: cannot read "${line}"`);
-        for (const part of m[2].split(",")) {
-          const arr = part.trim().match(/^(\w+)(?:\[(\d+)\])?$/);
-          if (!arr) throw new Error(`protocol.h: cannot read "${part}"`);
-          names.push(arr[1]);
-          size += sizes[m[1]] * Number(arr[2] ?? 1);
-        }
-      }
-      return { size, names };
-    };
-    expect(fields("nsrun_op").size).toBe(OP_BYTES);
-    expect(fields("nsrun_result").size).toBe(RESULT_BYTES);
-    expect(fields("nsrun_report").size).toBe(REPORT_BYTES);
-    const tape = fields("nsrun_tape");
-    expect(tape.size).toBe(HEADER.size);
-    // The offsets in HEADER follow the struct's field order (all fields but the first pair are 8 bytes).
-    expect(tape.names).toEqual(["magic", "version", "clone_flags", "cgroup_fd", "report_fd", "nops", "ops", "results", "stack_size", "stack", "pidfd", "progress"]);
+  // The checks the build compiles (out/protocol_check.h), compiled here against protocol.h, and
+  // against a copy with two same-size fields swapped: the copy must fail, naming a field.
+  const compileAsserts = (headerText: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "nsrun-protocol-"));
+    try {
+      mkdirSync(join(dir, "out"));
+      writeFileSync(join(dir, "protocol.h"), headerText);
+      writeFileSync(join(dir, "out/protocol_check.h"), protocolAsserts());
+      writeFileSync(join(dir, "check.c"), '#include "protocol.h"\n');
+      const r = spawnSync([process.env.CC ?? "gcc", "-fsyntax-only", "-std=c11", "check.c"], { cwd: dir, stderr: "pipe" });
+      return { ok: r.exitCode === 0, stderr: r.stderr.toString() };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  test("protocol.ts's offsets, sizes and values hold in protocol.h (C static assertions)", () => {
+    expect(compileAsserts(header)).toEqual({ ok: true, stderr: "" });
+  });
+
+  test("positive control: a same-size reorder of protocol.h fails the assertions", () => {
+    const swapped = header.replace(
+      "  long long cgroup_fd;            // >= 0: CLONE_INTO_CGROUP this cgroup v2 directory\n  long long report_fd;            // the report pipe's write end\n",
+      "  long long report_fd;\n  long long cgroup_fd;\n",
+    );
+    expect(swapped).not.toBe(header);
+    const r = compileAsserts(swapped);
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toContain("nsrun_tape.cgroup_fd");
+    const reordered = header.replace("  int kind;\n  int index;\n", "  int index;\n  int kind;\n");
+    expect(reordered).not.toBe(header);
+    expect(compileAsserts(reordered).stderr).toContain("nsrun_report.kind");
   });
 });
 
@@ -176,7 +186,10 @@ describe("golden tapes (test/golden/*.tape)", () => {
 // ---- the real executor ----------------------------------------------------------------------
 
 /** Run a hand-made tape in a child with no namespaces; `build` gets the report fd and adds the ops. */
-async function run(build: (t: Tape, report: number, extra: { sync: number }) => void, opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[]; sealed?: boolean } = {}) {
+async function run(
+  build: (t: Tape, report: number, extra: { sync: number }) => void,
+  opts: { onSync?: (id: number, pid: number) => Promise<void> | void; keep?: number[]; sealed?: boolean; corrupt?: (op: (index: number) => DataView) => void } = {},
+) {
   const [reportRead, reportWrite] = pipe(true);
   const [syncRead, syncWrite] = pipe(true);
   const t = new Tape();
@@ -186,6 +199,16 @@ async function run(build: (t: Tape, report: number, extra: { sync: number }) => 
   // when we close them.
   keepOnlyFds(t, [reportWrite, syncRead, ...(opts.keep ?? [])]);
   build(t, reportWrite, { sync: syncRead });
+  if (opts.corrupt) {
+    // A hand-made bad tape: the encoder refuses to make one, so its bytes are changed after it.
+    const encode = t.encode.bind(t);
+    const corrupt = opts.corrupt;
+    t.encode = (alloc, trace) => {
+      const m = encode(alloc, trace);
+      corrupt((i) => new DataView(m.bytes.buffer, m.bytes.byteOffset + HEADER.size + i * OP_BYTES, OP_BYTES));
+      return m;
+    };
+  }
   const handlers = Object.fromEntries(Object.values(SYNC).map((id) => [id, (pid: number) => opts.onSync?.(id, pid)]));
   const stub = opts.sealed ? sealedStub() : undefined;
   const r = await launch(t, { report: [reportRead, reportWrite], syncWrite, sync: handlers, sealedStub: stub });
@@ -197,7 +220,110 @@ async function run(build: (t: Tape, report: number, extra: { sync: number }) => 
   return { run: r, exit, tape: t };
 }
 
+describe("the assembler's registers and jumps", () => {
+  test("registers no longer used are reused: 100 fds opened and closed one after another fit", () => {
+    const t = new Tape();
+    t.stage("namespaces", "test");
+    for (let i = 0; i < 100; i++) {
+      const fd = t.reg(`fd${i}`);
+      openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      close(t, fd);
+    }
+    const regs = t.allocate();
+    expect(regs.size).toBe(100);
+    expect(new Set(regs.values())).toEqual(new Set([0]));
+  });
+
+  test("more registers live at once than the executor has is a compiler error (control: one fewer fits)", () => {
+    const live = (n: number) => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const fds = Array.from({ length: n }, (_, i) => t.reg(`fd${i}`));
+      for (const fd of fds) openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      for (const fd of fds) close(t, fd);
+      return t;
+    };
+    expect(live(REGISTERS).allocate().size).toBe(REGISTERS);
+    expect(() => live(REGISTERS + 1).allocate()).toThrow(`tape: more than ${REGISTERS} registers live at op ${REGISTERS}`);
+  });
+
+  test("a register read before any op writes it is a compiler error (control: written first, it is fine)", () => {
+    const make = (writeFirst: boolean) => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const fd = t.reg("fd");
+      if (writeFirst) openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      close(t, fd);
+      return () => t.allocate();
+    };
+    expect(make(true)).not.toThrow();
+    expect(make(false)).toThrow("tape: op 0 (close) reads register fd before any op writes it");
+  });
+
+  test("a jump backwards, or to itself, is refused when the tape is encoded (control: forward is fine)", () => {
+    const make = (where: "before" | "self" | "after") => {
+      const t = new Tape();
+      t.stage("namespaces", "test");
+      const l = t.label("l");
+      if (where === "before") t.place(l);
+      exitGroup(t, 0);
+      if (where === "self") t.place(l);
+      t.jump(l);
+      if (where === "after") t.place(l);
+      exitGroup(t, 1);
+      return () => t.encode(tapeMemory, false);
+    };
+    expect(make("after")).not.toThrow();
+    expect(make("before")).toThrow("tape: op 1 (jump) jumps to l at 0: jumps must go forward");
+    expect(make("self")).toThrow("tape: op 1 (jump) jumps to l at 1: jumps must go forward");
+  });
+});
+
 describe("the executor", () => {
+  // Each bad tape ends in exit_group(7) after the bad op. The executor checks every op before it runs
+  // the first, so a bad tape exits 125 with a FAILED record naming the op and what is wrong; the
+  // control, the same tape unchanged, exits 7.
+  const badTape = async (corrupt: (op: (index: number) => DataView, index: number) => void) => {
+    let at = -1;
+    const build = (t: Tape) => {
+      exitGroup(t, 7);
+      const fd = t.reg("fd");
+      const l = t.label("end");
+      at = t.ops.length;
+      openat(t, F.AT_FDCWD, "/", F.O_RDONLY, 0, { dst: fd });
+      t.jumpIf(fd, "LT", 0, l);
+      close(t, fd);
+      t.place(l);
+    };
+    const control = await run(build);
+    expect([control.exit, control.run.reports]).toEqual([{ code: 7, signal: null }, []]);
+    const bad = await run(build, { corrupt: (op) => corrupt(op, at) });
+    return { at, exit: bad.exit, reports: bad.run.reports, tape: bad.tape };
+  };
+
+  test("a register out of range (dst or argument) is refused before any op runs, not masked", async () => {
+    const dst = await badTape((op, at) => op(at).setInt16(OP_FIELD.dst, REGISTERS, true));
+    expect(dst.exit).toEqual({ code: 125, signal: null });
+    expect(dst.reports).toEqual([{ kind: REPORT.FAILED, index: dst.at, value: BAD.REGISTER }]);
+    const arg = await badTape((op, at) => op(at + 1).setBigInt64(OP_FIELD.a, BigInt(REGISTERS + 1), true)); // jump_if's register
+    expect(arg.reports).toEqual([{ kind: REPORT.FAILED, index: arg.at + 1, value: BAD.REGISTER }]);
+    const { describeRecord } = await import("../core/launch/launch");
+    expect(describeRecord(arg.reports[0], arg.tape).message).toBe(`the executor refused the tape at op ${arg.at + 1}: a register out of range: a bug in nsrun`);
+  });
+
+  test("a jump backwards, to itself or past the end is refused before any op runs", async () => {
+    for (const target of [0, "self", 10_000] as const) {
+      const r = await badTape((op, at) => op(at + 1).setBigInt64(OP_FIELD.a + 3 * 8, BigInt(target === "self" ? at + 1 : target), true));
+      expect(r.exit).toEqual({ code: 125, signal: null });
+      expect(r.reports).toEqual([{ kind: REPORT.FAILED, index: r.at + 1, value: BAD.JUMP }]);
+    }
+  });
+
+  test("an unknown control op is refused before any op runs", async () => {
+    const r = await badTape((op, at) => op(at).setInt32(OP_FIELD.code, -100, true));
+    expect(r.reports).toEqual([{ kind: REPORT.FAILED, index: r.at, value: BAD.OP }]);
+  });
+
   test("a failing op reports its index and errno, and ends the process with 125", async () => {
     const { run: r, exit, tape } = await run((t) => {
       t.doing("open something that is not there");

@@ -13,8 +13,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as F from "../../ffi/flags";
-import { pipe } from "../../ffi/io";
-import { check, libc } from "../../ffi/libc";
+import { close, dupAtLeast, pipe } from "../../ffi/io";
+import { kill } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
 import { StageError } from "../errors";
 import { addHostfwd, type NetworkHelper, type NetworkPlan, pastaArgs, pastaPortSpec, type PortForward, portText, programPath, slirp4netnsArgs, usableTun } from "../network";
@@ -53,7 +53,7 @@ class Fds {
   /** A close-on-exec copy of `fd` at PARK_AT or above, for the tape to dup3 into place. */
   give(fd: number): number {
     this.given.push(fd);
-    const high = check("fcntl", libc.fcntl(fd, F.F_DUPFD_CLOEXEC, PARK_AT), `fcntl(${fd}, F_DUPFD_CLOEXEC, ${PARK_AT})`);
+    const high = dupAtLeast(fd, PARK_AT);
     this.given.push(high);
     return high;
   }
@@ -62,11 +62,11 @@ class Fds {
     return fd;
   }
   closeGiven(): void {
-    for (const fd of this.given.splice(0)) libc.close(fd);
+    for (const fd of this.given.splice(0)) close(fd);
   }
   closeAll(): void {
     this.closeGiven();
-    for (const fd of this.own.splice(0)) libc.close(fd);
+    for (const fd of this.own.splice(0)) close(fd);
   }
 }
 
@@ -89,14 +89,14 @@ async function start(name: NetworkHelper, args: string[], childFds: number[], tr
   trace?.(`network: ${args.join(" ")}`);
   // The report pipe's write end parked high too, so that no dup3 onto 0, 1, 2, ... replaces it.
   const [reportRead, reportLow] = pipe(true);
-  const report: [number, number] = [reportRead, check("fcntl", libc.fcntl(reportLow, F.F_DUPFD_CLOEXEC, PARK_AT), `fcntl(${reportLow}, F_DUPFD_CLOEXEC, ${PARK_AT})`)];
-  libc.close(reportLow);
+  const report: [number, number] = [reportRead, dupAtLeast(reportLow, PARK_AT)];
+  close(reportLow);
   const t = compileHelper({ kind: "program", report: report[1], what: `start ${name} for the box`, fds: childFds, path: programPath(name), args, env: HELPER_ENV });
   const run = await launch(t, { report });
   if (run.failure) {
     if (run.pid >= 0) {
       await waitExit(run.pidfd);
-      libc.close(run.pidfd);
+      close(run.pidfd);
     }
     throw new StageError("network", run.failure.message.replace(/^network: /, ""), run.failure.hint);
   }
@@ -169,7 +169,7 @@ async function startSlirp4netns(plan: NetworkPlan, pid: number, userns: boolean,
   } finally {
     // Failed after it started: end it here (it is no helper of the box's yet, so nothing else would).
     if (run) await endHelper({ name: "slirp4netns", ...run, hold: null });
-    if (hold !== null) libc.close(hold);
+    if (hold !== null) close(hold);
     fds.closeAll();
     // Its API socket goes with the folder: slirp4netns keeps listening, but nobody can reach it now.
     rmSync(dir, { recursive: true, force: true });
@@ -225,7 +225,7 @@ const SLIRP_ROUTINE = /^(sent tapfd|received tapfd|child failed|parent failed|do
 /** A helper that ended before it was ready: wait for it (reaping it), and say why from its log. */
 async function failed(name: NetworkHelper, run: { pid: number; pidfd: number }, log: string, args: string[], plan: NetworkPlan): Promise<StageError> {
   const exit = await waitExit(run.pidfd);
-  libc.close(run.pidfd);
+  close(run.pidfd);
   let lines: string[] = [];
   try {
     lines = readFileSync(log, "utf8").split("\n").filter(Boolean);
@@ -244,10 +244,10 @@ async function failed(name: NetworkHelper, run: { pid: number; pidfd: number }, 
 
 /** End a helper and wait for it (its port must be free when nsrun returns). */
 export async function endHelper(h: Helper): Promise<void> {
-  libc.kill(h.pid, F.SIGKILL); // a child not yet reaped: its PID is still its own
+  kill(h.pid, F.SIGKILL); // a child not yet reaped: its PID is still its own
   await waitExit(h.pidfd);
-  libc.close(h.pidfd);
-  if (h.hold !== null) libc.close(h.hold);
+  close(h.pidfd);
+  if (h.hold !== null) close(h.hold);
 }
 
 /** What comes through `fd` up to its first newline, or until end of file (pasta keeps the pipe open). */

@@ -11,13 +11,14 @@
 import { readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import * as F from "../../ffi/flags";
-import { close, openat, openat2, S_IFLNK, S_IFREG, typeAt, writeAll } from "../../ffi/fs";
+import { close, openat, openat2, typeAt, writeAll } from "../../ffi/fs";
+import { NsrunError } from "../../ffi/error";
 import { renameat } from "../../ffi/verdict";
 import { keepAcrossExec } from "../../ffi/io";
 import type { BoxPlan } from "../plan";
 import { setupFailedVerdict, type Verdict, verdictJson } from "../verdict";
 
-export class ReportPathError extends Error {}
+export class ReportPathError extends NsrunError {}
 
 export interface ReportTarget {
   /** The path as given, for messages. */
@@ -42,8 +43,8 @@ export function openReport(path: string, cwd: string, root: boolean): ReportTarg
   }
   try {
     const type = typeAt(dir, name, abs);
-    if (type === S_IFLNK) throw new ReportPathError(`--report: ${shown} is a symbolic link; nsrun does not write through one (remove it, or give the path it points to)`);
-    if (type !== null && type !== S_IFREG) throw new ReportPathError(`--report: ${shown} exists and is not a regular file`);
+    if (type === F.S_IFLNK) throw new ReportPathError(`--report: ${shown} is a symbolic link; nsrun does not write through one (remove it, or give the path it points to)`);
+    if (type !== null && type !== F.S_IFREG) throw new ReportPathError(`--report: ${shown} exists and is not a regular file`);
     const tmp = `.nsrun-report-${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`;
     const fd = openat(dir, tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o644, `${dirname(abs)}/${tmp}`);
     return { shown, dir, name, tmp, fd };

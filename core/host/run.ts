@@ -3,18 +3,18 @@
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { statSync } from "node:fs";
 import { loadExecutor } from "../../ffi/executor";
-import { ERRNO } from "../../ffi/errno";
 import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
-import { clearNonblock, errno, libc } from "../../ffi/libc";
+import { clearNonblock } from "../../ffi/libc";
+import { kill, processExists } from "../../ffi/proc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
 import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
 import type { Assembled } from "../boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
-import { stageLine } from "../pipeline";
+import { stageLine, tracerFor } from "../pipeline";
 import { type BoxPlan, inspectHost, planBox } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
-import { type Started, startBox, type Tracer } from "./start";
+import { type Started, startBox } from "./start";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
 import { unmappedRootfsHint } from "../userns";
@@ -30,11 +30,6 @@ export interface RunOptions {
   log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
   /** --report: where the verdict goes (opened by cmd/run.ts before anything else). */
   report?: ReportTarget | null;
-}
-
-/** Trace lines go straight to fd 2: the process may execve right after, and buffered output would be lost. */
-export function tracerFor(process: string, enabled: boolean): Tracer {
-  return enabled ? (line: string) => writeStderr(`nsrun[${process}] ${line}\n`) : null;
 }
 
 export async function runBoxCommand(opts: RunOptions): Promise<never> {
@@ -71,7 +66,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
 
   trace?.(stageLine("cgroup"));
   if (plan.cgroup) {
-    sweepStaleCgroups(plan.cgroup, processRuns, trace);
+    sweepStaleCgroups(plan.cgroup, processExists, trace);
     try {
       applyCgroup(plan.cgroup, trace);
     } catch (e) {
@@ -90,7 +85,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
       const n = SIGNAL_NUMBERS[sig];
       if (sig === "SIGWINCH" || (box && setupOver())) return void pending.push(n);
       abortedBy ??= n;
-      if (box) libc.kill(box, F.SIGKILL);
+      if (box) kill(box, F.SIGKILL);
     });
   }
   // The box shares our stdio's open files; Bun may have made them non-blocking, which a command
@@ -104,7 +99,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     onSpawn: (pid, over) => {
       box = pid;
       setupOver = over;
-      if (abortedBy !== null) libc.kill(pid, F.SIGKILL);
+      if (abortedBy !== null) kill(pid, F.SIGKILL);
     },
   }).catch((e) => exit(EXIT_NSRUN_FAILED, toReport(e, "setup")));
   const start = monotonicNs();
@@ -163,10 +158,6 @@ function ownerOf(path: string): { uid: number; gid: number } | null {
   }
 }
 
-/** Whether a process with this PID exists (kill(pid, 0): ESRCH means it does not). */
-export function processRuns(pid: number): boolean {
-  return libc.kill(pid, 0) === 0 || errno() !== ERRNO.ESRCH;
-}
 
 function cgroupHint(version: 1 | 2): string {
   return version === 2

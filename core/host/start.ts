@@ -6,20 +6,19 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sealedStub } from "../../ffi/executor";
-import { close as closeFd } from "../../ffi/fs";
-import { pipe, receiveFd, socketPair } from "../../ffi/io";
+import { close as closeFd, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
 import { type ChildFds, compileBox } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
-import { launch, type LaunchFailure, type Tracer } from "../launch/launch";
+import { launch, type LaunchFailure } from "../launch/launch";
 import { SYNC } from "../launch/sync";
-import { stageLine } from "../pipeline";
+import { stageLine, type Tracer } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { writeIdMaps } from "./idmaps";
 import { type Helper, startNetwork } from "./network";
 
-export type { Tracer };
+export type { Tracer } from "../pipeline";
 
 export interface StartOptions {
   /** Where the box's cgroup is joined: a v2 directory fd, or v1 cgroup.procs fds. */

@@ -4,6 +4,7 @@
 import { fstatSync, readSync } from "node:fs";
 import { posix } from "node:path";
 import * as F from "../../ffi/flags";
+import { ERRNO } from "../../ffi/errno";
 import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
 import { StageError } from "../errors";
@@ -46,8 +47,8 @@ export function dirFiles(dir: string): FileSet {
       root = fs.openat2(F.AT_FDCWD, dir, F.O_PATH | F.O_DIRECTORY, 0, dir);
       fd = fs.openat2(root, clean, F.O_RDONLY | F.O_NONBLOCK, F.RESOLVE_BENEATH | F.RESOLVE_NO_MAGICLINKS, clean);
     } catch (e) {
-      if (fs.isErrno(e, fs.ENOENT)) return null;
-      if (fs.isErrno(e, fs.EXDEV, fs.ELOOP)) throw new StageError("image", `${where}: ${q(rel)} is a symbolic link that leads out of the archive; refused`);
+      if (fs.isErrno(e, ERRNO.ENOENT)) return null;
+      if (fs.isErrno(e, ERRNO.EXDEV, ERRNO.ELOOP)) throw new StageError("image", `${where}: ${q(rel)} is a symbolic link that leads out of the archive; refused`);
       throw new StageError("image", `${where}: ${q(rel)}: ${(e as Error).message}`);
     } finally {
       if (root >= 0) fs.close(root);

@@ -10,6 +10,7 @@
 // An ordinary user's extractor can instead record the owners it could not give (recordOwners):
 // core/image/owners.ts then gives them inside a user namespace with the user's subordinate ids.
 import { readlinkSync } from "node:fs";
+import { ERRNO } from "../../ffi/errno";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
 import { nameFromBytes, q } from "../../ffi/libc";
@@ -66,7 +67,7 @@ const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 /** overlayfs reads these on a lower layer; an image must not be able to set them on its own tree. */
 const DROPPED_XATTRS = /^(trusted|user)\.overlay\./;
-const REFUSED_XATTR_ERRNOS = [fs.EPERM, fs.EACCES, fs.EOPNOTSUPP, fs.E2BIG, fs.ERANGE];
+const REFUSED_XATTR_ERRNOS = [ERRNO.EPERM, ERRNO.EACCES, ERRNO.EOPNOTSUPP, ERRNO.E2BIG, ERRNO.ERANGE];
 
 /** A layer entry's name as components inside the image: "/a/../../b/./c" -> ["b", "c"]; [] is the root. */
 export function cleanName(name: string): { parts: string[]; contained: boolean } {
@@ -154,7 +155,7 @@ export class Extractor {
       try {
         fd = fs.openat2(this.rootfd, path === "" ? "." : path, F.O_RDONLY | F.O_DIRECTORY | F.O_NOFOLLOW, fs.IN_ROOT, `/${path}`);
       } catch (e) {
-        if (fs.isErrno(e, fs.ENOENT, fs.ENOTDIR, fs.ELOOP)) continue; // removed or replaced by a later layer
+        if (fs.isErrno(e, ERRNO.ENOENT, ERRNO.ENOTDIR, ERRNO.ELOOP)) continue; // removed or replaced by a later layer
         throw e;
       }
       try {
@@ -288,7 +289,7 @@ export class Extractor {
     try {
       pfd = this.parent(parentPath, false);
     } catch (e) {
-      if (fs.isErrno(e, fs.ENOENT, fs.ENOTDIR)) return; // nothing below to hide
+      if (fs.isErrno(e, ERRNO.ENOENT, ERRNO.ENOTDIR)) return; // nothing below to hide
       throw e;
     }
     const prefix = parentPath ? `${parentPath}/` : "";
@@ -325,7 +326,7 @@ export class Extractor {
     try {
       fd = fs.openat2(this.rootfd, `/${path}`, F.O_PATH | F.O_DIRECTORY, fs.IN_ROOT, `/${path}`);
     } catch (e) {
-      if (!create || !fs.isErrno(e, fs.ENOENT)) throw e;
+      if (!create || !fs.isErrno(e, ERRNO.ENOENT)) throw e;
       fd = this.makeParents(path);
     }
     this.cached = { path, fd, real: this.rootPath === null ? path : this.realOf(fd) };
@@ -392,7 +393,7 @@ export class Extractor {
           this.dirs.set(sub, { mode: 0o755, mtime: null, atime: null });
           this.current.add(sub);
         } catch (e) {
-          if (!fs.isErrno(e, fs.EEXIST)) throw e; // there already (maybe a symlink, which the next openat2 resolves inside)
+          if (!fs.isErrno(e, ERRNO.EEXIST)) throw e; // there already (maybe a symlink, which the next openat2 resolves inside)
         }
         const next = fs.openat2(this.rootfd, `/${sub}`, F.O_PATH | F.O_DIRECTORY, fs.IN_ROOT, `/${sub}`);
         fs.close(fd);

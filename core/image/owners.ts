@@ -12,7 +12,7 @@ import { sealedStub } from "../../ffi/executor";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
 import { pipe } from "../../ffi/io";
-import { libc, q, strerror } from "../../ffi/libc";
+import { q, strerror } from "../../ffi/libc";
 import { type Exit, waitExit } from "../../ffi/wait";
 import { compileHelper } from "../compile";
 import { StageError } from "../errors";
@@ -120,7 +120,7 @@ export async function removeAsNamespaceRoot(path: string, map: IdMapPlan): Promi
   const stub = sealedStub();
   const [errRead, errWrite] = pipe(true);
   const open = new Set([parentfd, stub, errRead, errWrite]);
-  const closeOnce = (fd: number) => open.delete(fd) && libc.close(fd);
+  const closeOnce = (fd: number) => open.delete(fd) && fs.close(fd);
   try {
     const run = await asNamespaceRoot(map, { what, prefix: what }, [parentfd, stub, errWrite], (t, report) => {
       t.stage("process", "run rm");
@@ -164,12 +164,12 @@ async function asNamespaceRoot(
   try {
     run = await launch(t, { report, syncWrite, sync: { [SYNC.ID_MAPS]: (pid: number) => writeIdMaps(map, pid) } });
   } finally {
-    libc.close(syncRead);
-    libc.close(syncWrite);
+    fs.close(syncRead);
+    fs.close(syncWrite);
   }
   const failure = run.failure;
   if (run.pid < 0) throw new StageError("image", `${what}: ${failure?.message}`, failure?.hint);
-  const exit = waitExit(run.pidfd).finally(() => libc.close(run.pidfd));
+  const exit = waitExit(run.pidfd).finally(() => fs.close(run.pidfd));
   if (!failure) return { exit };
   await exit;
   switch (failure.kind) {

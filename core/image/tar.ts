@@ -3,6 +3,7 @@
 // so nothing is held but the current header: a member's body is passed on in the chunks it came in.
 import type { Time } from "../../ffi/fs";
 import { nameFromBytes } from "../../ffi/libc";
+import { NsrunError } from "../../ffi/error";
 
 export type EntryType = "file" | "hardlink" | "symlink" | "chardev" | "blockdev" | "dir" | "fifo";
 
@@ -23,7 +24,7 @@ export interface TarEntry {
   xattrs: Map<string, Buffer>;
 }
 
-export class TarError extends Error {
+export class TarError extends NsrunError {
   constructor(message: string) {
     super(message);
     this.name = "TarError";

@@ -15,11 +15,12 @@
 import { readSync } from "node:fs";
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor";
-import { decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
+import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
-import { readable, writeAll } from "../../ffi/io";
-import { libc, strerror } from "../../ffi/libc";
+import { close, readable, writeAll } from "../../ffi/io";
+import { strerror } from "../../ffi/libc";
+import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { stageLine } from "../pipeline";
 import { execveat, fcntl } from "../tape/calls";
@@ -97,11 +98,11 @@ export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched>
   const t0 = performance.now();
   const pid = executor.spawn(memory.bytes);
   const cloneText = cloneCall(first);
-  libc.close(reportWrite);
+  close(reportWrite);
   const fail = (f: Omit<LaunchFailure, "exitCode"> & { exitCode?: number }): LaunchFailure => ({ exitCode: EXIT_NSRUN_FAILED, ...f });
   if (pid < 0) {
-    libc.close(reportRead);
-    if (sealedFile >= 0) libc.close(sealedFile);
+    close(reportRead);
+    if (sealedFile >= 0) close(sealedFile);
     opts.trace?.(stageLine("namespaces"));
     opts.trace?.(`${cloneText} = -1 ${errnoName(-pid)}`);
     const errno = -pid;
@@ -117,8 +118,8 @@ export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched>
   const header = new DataView(memory.bytes.buffer, memory.bytes.byteOffset);
   const pidfd = Number(header.getBigInt64(HEADER.pidfd, true));
   const killAll = () => {
-    libc.kill(pid, F.SIGKILL);
-    if (forked !== null) libc.kill(forked, F.SIGKILL);
+    kill(pid, F.SIGKILL);
+    if (forked !== null) kill(forked, F.SIGKILL);
   };
 
   let reportsRead = false;
@@ -153,14 +154,14 @@ export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched>
     killAll();
   });
   reportsRead = true;
-  libc.close(reportRead);
+  close(reportRead);
   // End of file: the command has started, or the process has failed or died. In place, it no longer
   // runs on the stack the executor gave it (unless `until` stopped early, while it still does); a
   // sealed launch's first process left that stack when it exec'd the stub.
   if (!stopped || sealedFile >= 0) executor.release(memory.bytes);
   if (sealedFile >= 0) {
     readSync(sealedFile, bytes!, 0, bytes!.length, 0); // the stub's progress and results
-    libc.close(sealedFile);
+    close(sealedFile);
   }
   const view = new DataView(bytes!.buffer, bytes!.byteOffset);
   const progress = Number(view.getBigInt64(HEADER.progress, true));
@@ -259,6 +260,7 @@ export function describeRecord(r: Report, tape: Tape, describeHook?: (r: Report)
         : hintFor("execve", errno);
     return { ...base, message: `exec: ${cmd}: execve(${JSON.stringify(path)}): ${name} (${strerror(errno)})`, hint, exitCode: EXIT_CANNOT_EXECUTE };
   }
+  if (badTape(errno)) return { kind: "op", index: r.index, errno: 0, message: `the executor refused the tape at op ${r.index}: ${badTape(errno)}: a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
   if (r.index < 0) return { kind: "op", index: -1, errno, message: `namespaces: map the sealed tape: ${name} (${strerror(errno)})`, exitCode: EXIT_NSRUN_FAILED };
   const op = tape.ops[r.index];
   if (!op) return { kind: "op", index: r.index, errno, message: `the tape ended without starting the command (op ${r.index}): a bug in nsrun`, exitCode: EXIT_NSRUN_FAILED };
@@ -291,9 +293,9 @@ function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, 
   };
   tape.ops.forEach((op, i) => {
     const at = resultsAt + i * RESULT_BYTES;
-    const ret = Number(view.getBigInt64(at, true));
-    const start = view.getBigUint64(at + 8, true);
-    const end = view.getBigUint64(at + 16, true);
+    const ret = Number(view.getBigInt64(at + RESULT_FIELD.ret, true));
+    const start = view.getBigUint64(at + RESULT_FIELD.startNs, true);
+    const end = view.getBigUint64(at + RESULT_FIELD.endNs, true);
     if (end === 0n || op.code < 0) return; // not reached, or a control op
     markUpTo(i);
     const shown = ret < 0 && ret > -4096 ? `-1 ${errnoName(-ret)}` : String(ret);

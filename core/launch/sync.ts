@@ -2,7 +2,7 @@
 // core/tape/calls.ts: a SYNC record with the id, then it waits on the sync pipe) when nsrun has work
 // to do from outside while the process waits; the launcher (launch.ts) calls the handler the caller
 // gave for that id and answers. One object, so no two sync points can share an id by accident
-// (test/launch.test.ts checks the values are distinct).
+// (test/launcher.test.ts checks the values are distinct).
 export const SYNC = {
   /** nsrun writes the box's uid_map and gid_map (newuidmap/newgidmap, or as root): core/userns.ts. */
   ID_MAPS: 1,

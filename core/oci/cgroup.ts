@@ -5,13 +5,14 @@
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
 import type { CgroupHost, CgroupPlan } from "../cgroup";
-import type { OciCaller } from "./plan";
+import type { OciCaller } from "./caller";
 import type { SpecResources } from "./spec";
+import { NsrunError } from "../../ffi/error";
 
 export type OciCgroupHost = CgroupHost;
 
 /** A planning problem in linux.resources or linux.cgroupsPath, with the JSON path it is about. */
-export class OciPlanError extends Error {
+export class OciPlanError extends NsrunError {
   constructor(
     readonly key: string,
     message: string,

@@ -7,12 +7,12 @@
 // The report channel is a FIFO in the state folder (report.fifo), opened read-write by the
 // container: `create` reads setup failures from it, and `start` reads it until end of file to learn
 // whether the command could be started (the stub writes an EXEC_FAILED record there if not).
-import { closeSync, constants, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { constants, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { sealedStub } from "../../ffi/executor";
 import { REPORT } from "../../ffi/executor/protocol";
-import { pipe } from "../../ffi/io";
-import { clearNonblock, libc } from "../../ffi/libc";
+import { close, connectUnix, pipe } from "../../ffi/io";
+import { clearNonblock } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
 import { compileBox, joinShape } from "../compile";
@@ -27,9 +27,11 @@ import { idmapBinds } from "./idmap";
 import { type OciCaller, planOci } from "./plan";
 import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
-import { connectUnix, mkfifo, pidfdOpen } from "./sys";
+import { mkfifo } from "../../ffi/fs";
+import { kill, pidfdOpen } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitOciCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
+import { NsrunError } from "../../ffi/error";
 
 export interface CreateOptions {
   root: string;
@@ -52,7 +54,7 @@ export interface Created {
 }
 
 /** A failure that has already undone everything `create` made; `report` is what to print. */
-export class CreateFailed extends Error {
+export class CreateFailed extends NsrunError {
   constructor(readonly report: ErrorReport) {
     super(report.message);
   }
@@ -103,9 +105,9 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   let forked: number | null = null;
   let cgroupMade = false;
   const undo = async (report: ErrorReport): Promise<never> => {
-    if (pid > 0) libc.kill(pid, F.SIGKILL);
-    if (forked !== null) libc.kill(forked, F.SIGKILL);
-    for (const fd of opened) libc.close(fd);
+    if (pid > 0) kill(pid, F.SIGKILL);
+    if (forked !== null) kill(forked, F.SIGKILL);
+    for (const fd of opened) close(fd);
     if (cgroupMade && plan.box.cgroup) await removeCgroup(plan.box.cgroup);
     container.remove();
     throw new CreateFailed(report);
@@ -173,7 +175,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
       },
       beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
       beforeSeccomp: (t) => {
-        if (plan.box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+        if (plan.box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
         emitPreserveFds(t, preserved);
         emitWaitForStart(t, reportWrite, syncRead, execFifo);
         // Part of `start`, in the container, before its command (runtime-spec config.md).
@@ -220,7 +222,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     let pidfd = run.pidfd;
     if (forked !== null) {
       await waitExit(run.pidfd); // the parent, which exits once it has reported its child
-      libc.close(run.pidfd);
+      close(run.pidfd);
       pid = forked;
       pidfd = pidfdOpen(pid);
     }
@@ -235,7 +237,7 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     state.startTime = processStartTime(pid) ?? "";
     container.write(state);
     if (opts.pidFile) writePidFile(opts.pidFile, pid);
-    for (const fd of opened) if (fd !== stub) libc.close(fd);
+    for (const fd of opened) if (fd !== stub) close(fd);
     return { container, state, pid, pidfd, lock };
   } catch (e) {
     if (e instanceof CreateFailed) throw e;
@@ -251,10 +253,3 @@ export function writePidFile(path: string, pid: number): void {
   renameSync(tmp, path);
 }
 
-export function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
-  }
-}

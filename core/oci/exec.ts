@@ -8,8 +8,8 @@
 import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { loadExecutor, sealedStub } from "../../ffi/executor";
 import * as F from "../../ffi/flags";
-import { pipe, receiveFd, socketPair } from "../../ffi/io";
-import { clearNonblock, libc } from "../../ffi/libc";
+import { close, connectUnix, keepAcrossExec, pipe, receiveFd, socketPair } from "../../ffi/io";
+import { clearNonblock } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
 import { compileBox } from "../compile";
@@ -25,9 +25,8 @@ import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
-import { becomeSubreaper } from "./sys";
-import { connectUnix } from "./sys";
-import { emitCapabilitySets, emitGroups, emitPreserveFds } from "./tape";
+import { becomeSubreaper } from "../../ffi/proc";
+import { emitGroups, emitOciCapabilitySets, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
   root: string;
@@ -131,7 +130,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
     parentDeath: false,
     beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
     beforeSeccomp: (t) => {
-      if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+      if (box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
       emitPreserveFds(t, preserved);
     },
   });
@@ -140,17 +139,17 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   if (!o.detach) becomeSubreaper();
   const oldMask = plan.umask !== null ? process.umask(plan.umask) : null;
   const run = await launch(tape, { report, sealedStub: stub, onSpawn: () => oldMask !== null && process.umask(oldMask) });
-  for (const fd of opened) if (fd !== stub) libc.close(fd);
+  for (const fd of opened) if (fd !== stub) close(fd);
   if (cgroupJoin) closeCgroupJoin(cgroupJoin);
   closeSync(lock);
   if (run.pid < 0) {
-    libc.close(stub);
+    close(stub);
     throw new OciError(`exec: ${run.failure?.message}`);
   }
   // With a PID namespace the first process forks into it, reports its child and exits.
   if (run.forked !== null) await waitExit(run.pidfd);
   if (run.failure) {
-    libc.close(stub);
+    close(stub);
     const f = run.failure;
     throw new OciError(f.message.replace(/^exec: (".*"): command not found in the box$/, "exec: $1: executable file not found in $PATH: no such file or directory"), f.exitCode);
   }
@@ -160,12 +159,12 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
 
   // Attached: nsrun becomes the stub's supervisor for this process (signals passed on, its status returned).
   const master = relay ? receiveFd(relay[0]) : null;
-  if (relay) for (const fd of relay) libc.close(fd);
+  if (relay) for (const fd of relay) close(fd);
   for (const fd of [0, 1, 2]) clearNonblock(fd);
   loadExecutor().holdSignals(FORWARDED_SIGNALS.map((s) => SIGNAL_NUMBERS[s]));
   const argv = ["nsrun", "supervise", String(pid)];
   if (master !== null) {
-    libc.fcntl(master, F.F_SETFD, 0);
+    keepAcrossExec(master);
     argv.push("-T", String(master));
   }
   for (const s of FORWARDED_SIGNALS) if (master === null || s !== "SIGWINCH") argv.push("-f", String(SIGNAL_NUMBERS[s]));

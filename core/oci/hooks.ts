@@ -5,12 +5,11 @@
 // failing startContainer hook `start`; a failing poststart/poststop hook is a warning (the spec:
 // the runtime logs it and carries on).
 import { readFileSync } from "node:fs";
-import { writeAll } from "../../ffi/io";
-import * as F from "../../ffi/flags";
-import { libc } from "../../ffi/libc";
+import { close, setPipeSize, writeAll } from "../../ffi/io";
 import type { SpecHook } from "./spec";
+import { NsrunError } from "../../ffi/error";
 
-export class HookError extends Error {}
+export class HookError extends NsrunError {}
 
 export async function runHooks(kind: string, hooks: SpecHook[], state: object): Promise<void> {
   for (const [i, h] of hooks.entries()) {
@@ -51,12 +50,12 @@ export async function runHooksWarning(kind: string, hooks: SpecHook[], state: ob
  */
 export function fillHookStdin(fd: number, state: object): void {
   const bytes = new TextEncoder().encode(JSON.stringify(state));
-  if (bytes.length > 65536 && libc.fcntl(fd, F.F_SETPIPE_SZ, bytes.length) < 0) {
-    libc.close(fd);
+  if (bytes.length > 65536 && !setPipeSize(fd, bytes.length)) {
+    close(fd);
     throw new HookError(`the container's state is ${bytes.length} bytes, more than a pipe to a hook's stdin may hold (/proc/sys/fs/pipe-max-size)`);
   }
   writeAll(fd, bytes);
-  libc.close(fd);
+  close(fd);
 }
 
 /** The container's PID as a hook inside it sees it (runtime-spec state.md): the last NSpid of /proc/PID/status. */

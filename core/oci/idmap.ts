@@ -15,8 +15,8 @@
 import { openSync, constants } from "node:fs";
 import * as F from "../../ffi/flags";
 import { mountSetattr, openat2, openTree } from "../../ffi/fs";
-import { pipe } from "../../ffi/io";
-import { libc, SyscallError } from "../../ffi/libc";
+import { close, pipe } from "../../ffi/io";
+import { SyscallError } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
 import { compileHelper } from "../compile";
 import { writeIdMaps } from "../host/idmaps";
@@ -53,11 +53,11 @@ export async function idmapBinds(ops: MountOp[]): Promise<{ ops: MountOp[]; fds:
     }
     return { ops: out, fds };
   } catch (e) {
-    for (const fd of fds) libc.close(fd);
+    for (const fd of fds) close(fd);
     throw e;
   } finally {
     // Each id-mapped mount holds its user namespace; the fds are no longer needed.
-    for (const fd of userns.values()) libc.close(fd);
+    for (const fd of userns.values()) close(fd);
   }
 }
 
@@ -81,13 +81,13 @@ async function userNamespaceWithMaps(uidMap: IdRange[], gidMap: IdRange[], origi
     });
     if (run.pid < 0) throw new Error(`${what}: ${run.failure?.message}`);
     await waitExit(run.pidfd);
-    libc.close(run.pidfd);
+    close(run.pidfd);
     if (run.failure) throw Object.assign(new Error(run.failure.kind === "host" ? run.failure.message : `${what}: ${run.failure.message}`), { hint: run.failure.hint });
     if (fd < 0) throw new Error(`${origin}: the helper that makes the id map's user namespace did not reach its sync point`);
     return fd;
   } finally {
-    libc.close(syncRead);
-    libc.close(syncWrite);
+    close(syncRead);
+    close(syncWrite);
   }
 }
 
@@ -99,7 +99,7 @@ function idmappedCopy(op: Bind, userns: number): number {
   try {
     tree = openTree(src, F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | (op.recursive ? F.AT_RECURSIVE : 0), op.source);
   } finally {
-    libc.close(src);
+    close(src);
   }
   try {
     if (op.attrs) mountSetattr(tree, op.recursive, op.attrs, 0, 0, op.source);
@@ -108,7 +108,7 @@ function idmappedCopy(op: Bind, userns: number): number {
     if (op.propagation?.type !== F.MS_SHARED) mountSetattr(tree, op.recursive, 0, F.MS_PRIVATE, 0, op.source);
     return tree;
   } catch (e) {
-    libc.close(tree);
+    close(tree);
     throw e instanceof SyscallError ? new SyscallError(e.syscall, `${op.origin}: ${e.call}`, e.errno, e.hint) : e;
   }
 }

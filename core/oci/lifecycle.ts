@@ -11,10 +11,11 @@ import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND } from "../errors";
 import { runHooksWarning } from "./hooks";
 import { describeHookReport } from "./tape";
 import { Container, listContainers, lockContainer, processAlive, publicState, type SavedState, StateError, type Status } from "./state";
-import { pidfdOpen, pidfdSignal, pidfdWait } from "./sys";
+import { pidfdOpen, pidfdSignal, pidfdWait } from "../../ffi/proc";
+import { NsrunError } from "../../ffi/error";
 
 /** A command's failure, with the exit status it should end with. */
-export class OciError extends Error {
+export class OciError extends NsrunError {
   constructor(
     message: string,
     readonly exitCode = 1,

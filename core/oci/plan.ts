@@ -17,6 +17,7 @@ import { ParseProfileError, parseProfile } from "../seccomp-profile";
 import * as F from "../../ffi/flags";
 import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
 import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../userns";
+import type { OciCaller } from "./caller";
 import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./cgroup";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
@@ -42,12 +43,7 @@ export interface OciPlan {
   annotations: Record<string, string>;
 }
 
-export interface OciCaller {
-  uid: number;
-  gid: number;
-  /** Root of the initial user namespace (a uid 0 inside someone's user namespace is not). */
-  hostRoot: boolean;
-}
+export type { OciCaller } from "./caller";
 
 /** runtime-spec namespace types as nsrun's kinds. */
 export const NS_KIND: Record<string, NamespaceKind> = { pid: "pid", network: "net", mount: "mount", ipc: "ipc", uts: "uts", user: "user", cgroup: "cgroup", time: "time" };

@@ -5,11 +5,12 @@
 // take turns. The status is computed, never stored: a PID whose start time still matches is alive.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, fstatSync, writeFileSync, constants } from "node:fs";
 import { join } from "node:path";
-import { libc } from "../../ffi/libc";
+import { flock, LOCK_EX } from "../../ffi/fs";
 import type { CgroupPlan } from "../cgroup";
 import { EXIT_NSRUN_FAILED } from "../errors";
 import { privateFiles, privateFolder } from "./private";
 import type { SpecHook } from "./spec";
+import { NsrunError } from "../../ffi/error";
 
 export const OCI_VERSION = "1.0.2";
 
@@ -49,12 +50,9 @@ export function publicState(s: SavedState, status: Status) {
 }
 
 /** A container that is not there or is busy (exit 1, as runc); a state folder nsrun refuses to use (exit 125). */
-export class StateError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
+export class StateError extends NsrunError {
+  constructor(message: string, exitCode = 1) {
+    super(message, { exitCode });
   }
 }
 
@@ -147,9 +145,6 @@ export function processAlive(pid: number, startTime: string): boolean {
   return pid > 0 && processStartTime(pid) === startTime;
 }
 
-const SYS_FLOCK = process.arch === "arm64" ? 32 : 73;
-const LOCK_EX = 2;
-
 /**
  * Serialise commands on one container: flock(2) on its folder, re-checked after waiting (a `delete`
  * may have removed the folder, and a `create` made a new one, meanwhile). Released on close/exit.
@@ -163,9 +158,11 @@ export function lockContainer(c: Container): number {
     } catch {
       throw new StateError(`container ${JSON.stringify(c.id)} does not exist`);
     }
-    if (Number(libc.syscall(SYS_FLOCK, fd, LOCK_EX, 0, 0, 0, 0)) !== 0) {
+    try {
+      flock(fd, LOCK_EX, c.dir);
+    } catch (e) {
       closeSync(fd);
-      throw new StateError(`cannot lock ${c.dir}`);
+      throw new StateError(`cannot lock ${c.dir}: ${(e as Error).message}`);
     }
     try {
       const now = statSync(c.dir);

@@ -15,8 +15,6 @@ import { SYNC } from "../launch/sync";
 export const SYNC_CREATE_HOOKS = SYNC.CREATE_HOOKS;
 export const SYNC_READY = SYNC.READY;
 
-const PR_CAP_AMBIENT = 47;
-const PR_CAP_AMBIENT_RAISE = 2;
 
 /**
  * Before pivot_root the host's /proc is still at /proc, and /proc/self and /proc/sys resolve for
@@ -43,7 +41,7 @@ export function emitGroups(t: Tape, groups: number[]): void {
  * The exact capability sets runtime-spec asks for (the compiler gave all of them the bounding set),
  * then the ambient ones raised one by one (each must be permitted and inheritable).
  */
-export function emitCapabilitySets(t: Tape, caps: CapabilitySets): void {
+export function emitOciCapabilitySets(t: Tape, caps: CapabilitySets): void {
   t.doing("set the effective, permitted and inheritable capability sets");
   const header = t.bytes(new Uint8Array(new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]).buffer), "{_LINUX_CAPABILITY_VERSION_3, 0}");
   const [e, p, i] = [caps.effective, caps.permitted, caps.inheritable].map(capabilityMask);
@@ -52,7 +50,7 @@ export function emitCapabilitySets(t: Tape, caps: CapabilitySets): void {
   const data = t.bytes(new Uint8Array(new Uint32Array([lo(e), lo(p), lo(i), hi(e), hi(p), hi(i)]).buffer), "{...}");
   const hex = (m: bigint) => `0x${m.toString(16)}`;
   t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=${hex(e)}, prm=${hex(p)}, inh=${hex(i)}})`);
-  for (const cap of caps.ambient) t.sys("prctl", [PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], () => `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, ${cap})`);
+  for (const cap of caps.ambient) t.sys("prctl", [F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_RAISE, cap, 0, 0], () => `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, ${cap})`);
 }
 
 /** --preserve-fds: fds 3.. stay open into the command (emitSealFds marked them close-on-exec). */
@@ -101,7 +99,6 @@ const HOOK_KILLED = 2; // value: the signal
 const HOOK_TIMED_OUT = 3; // value: the timeout, seconds
 const HOOK_NOT_RUN = 4; // value: -errno of execve(2)
 
-const CLD_EXITED = 1;
 
 export interface TapeHook {
   list: TapeHookList;
@@ -159,7 +156,7 @@ export function emitHook(t: Tape, h: TapeHook, reportFd: number): void {
   // siginfo_t: si_code at 8, si_status at 24 (the exit status, or the signal).
   t.load(t.field(info, 8, "siginfo.si_code"), 4, got);
   t.load(t.field(info, 24, "siginfo.si_status"), 4, child);
-  t.jumpIf(got, "NE", CLD_EXITED, signalled);
+  t.jumpIf(got, "NE", F.CLD_EXITED, signalled);
   t.jumpIf(child, "EQ", 0, done);
   const status = hookRecord(t, h, HOOK_EXITED, null, "exit status");
   t.store(child, t.field(status, 8, "record.value"), 8);

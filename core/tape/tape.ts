@@ -3,14 +3,18 @@
 // assembler: it collects ops with symbolic operands (registers, strings, labels), prints them as a
 // listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
 // ffi/executor/protocol.h. It decides nothing about boxes; core/compile.ts does.
-import { CMP, type Cmp, HEADER, OP, OP_BYTES, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
+import { CMP, type Cmp, HEADER, OP, OP_BYTES, OP_FIELD, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
 import { nameBytes } from "../../ffi/names";
 import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
 import type { StageTitle } from "../pipeline";
 
-/** A register of the executor: holds one syscall result (an fd, mostly) for later ops. */
+/**
+ * A register: holds one syscall result (an fd, mostly) for later ops. `id` is the tape's own number
+ * for it; which of the executor's NSRUN_REGISTERS holds it is decided when the tape is encoded
+ * (allocate): registers whose values are no longer used are given to others.
+ */
 export interface Reg {
-  readonly reg: number;
+  readonly id: number;
   readonly name: string;
 }
 
@@ -57,7 +61,7 @@ interface Item {
   pointers: Array<{ offset: number; to: Ptr }>;
 }
 
-const isReg = (a: Arg): a is Reg => typeof a === "object" && "reg" in a;
+const isReg = (a: Arg): a is Reg => typeof a === "object" && "id" in a;
 const isPtr = (a: Arg): a is Ptr => typeof a === "object" && "item" in a;
 const isLabel = (a: Arg): a is Label => typeof a === "object" && "index" in a;
 
@@ -89,15 +93,70 @@ export class Tape {
     this.nr = syscallNumbers(arch);
   }
 
-  /** The register called `name` (the same one every time). */
+  /** The register called `name` (the same one every time); any number of them, see allocate. */
   reg(name: string): Reg {
     let r = this.regs.get(name);
     if (!r) {
-      if (this.regs.size >= REGISTERS) throw new Error(`tape: more than ${REGISTERS} registers`);
-      r = { reg: this.regs.size, name };
+      r = { id: this.regs.size, name };
       this.regs.set(name, r);
     }
     return r;
+  }
+
+  /**
+   * The executor's register for each register of the tape: a linear scan over live ranges. A
+   * register lives from the first op that names it to the last; since every jump goes forward
+   * (checked in encode), any path from one to the other runs only through ops in between, so two
+   * registers whose ranges do not overlap can share one of the executor's. Throws when more than
+   * NSRUN_REGISTERS live at once, or when an op reads a register no earlier op writes (it would
+   * read whatever the register's last owner left there).
+   */
+  allocate(): Map<Reg, number> {
+    const range = new Map<Reg, [first: number, last: number]>();
+    this.ops.forEach((op, i) => {
+      for (const r of op.args.filter(isReg)) {
+        const seen = range.get(r);
+        // Shared registers hold what their last owner left: a value must be written before it is read.
+        if (!seen) throw new Error(`tape: op ${i} (${op.name}) reads register ${r.name} before any op writes it: a bug in nsrun's compiler`);
+        seen[1] = i;
+      }
+      if (op.dst) {
+        const seen = range.get(op.dst);
+        if (seen) seen[1] = i;
+        else range.set(op.dst, [i, i]);
+      }
+    });
+    const out = new Map<Reg, number>();
+    const free = Array.from({ length: REGISTERS }, (_, k) => REGISTERS - 1 - k); // pop() gives 0 first
+    const live: Array<[last: number, reg: Reg]> = [];
+    for (const [r, [first, last]] of [...range].sort((a, b) => a[1][0] - b[1][0] || a[0].id - b[0].id)) {
+      // A register whose last use is before this one's first is free again (not at the same op).
+      for (let k = live.length - 1; k >= 0; k--) {
+        if (live[k][0] < first) {
+          free.push(out.get(live[k][1]) as number);
+          live.splice(k, 1);
+        }
+      }
+      const n = free.sort((a, b) => b - a).pop();
+      if (n === undefined) {
+        const names = live.map(([, l]) => l.name).join(", ");
+        throw new Error(`tape: more than ${REGISTERS} registers live at op ${first} (${r.name} and ${names}): a bug in nsrun's compiler`);
+      }
+      out.set(r, n);
+      live.push([last, r]);
+    }
+    return out;
+  }
+
+  /** Every jump goes forward, to an op of the tape or its end: the executor refuses any other. */
+  private checkJumps(): void {
+    this.ops.forEach((op, i) => {
+      for (const a of op.args) {
+        if (!isLabel(a)) continue;
+        if (a.index === null) throw new Error(`tape: label ${a.name} is jumped to but never placed`);
+        if (a.index <= i || a.index > this.ops.length) throw new Error(`tape: op ${i} (${op.name}) jumps to ${a.name} at ${a.index}: jumps must go forward`);
+      }
+    });
   }
 
   /** Ops from here on belong to `title`. */
@@ -253,7 +312,8 @@ export class Tape {
    * executor follows absolute pointers. With `trace`, room for one result per op follows the ops.
    */
   encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean): { bytes: Uint8Array; address: number } {
-    for (const op of this.ops) for (const a of op.args) if (isLabel(a) && a.index === null) throw new Error(`tape: label ${a.name} is jumped to but never placed`);
+    this.checkJumps();
+    const regOf = this.allocate();
     const align = (n: number) => (n + 7) & ~7;
     const opsAt = HEADER.size;
     const resultsAt = opsAt + this.ops.length * OP_BYTES;
@@ -286,20 +346,20 @@ export class Tape {
       let regmask = 0;
       let okmask = 0n;
       for (const e of op.ok) okmask |= 1n << BigInt(e);
-      view.setInt32(o, op.code, true);
-      view.setInt16(o + 4, op.dst ? op.dst.reg : -1, true);
+      view.setInt32(o + OP_FIELD.code, op.code, true);
+      view.setInt16(o + OP_FIELD.dst, op.dst ? (regOf.get(op.dst) as number) : -1, true);
       op.args.forEach((a, k) => {
         let v: bigint;
         if (isReg(a)) {
           regmask |= 1 << k;
-          v = BigInt(a.reg);
+          v = BigInt(regOf.get(a) as number);
         } else if (isPtr(a)) v = addr(a);
         else if (isLabel(a)) v = BigInt(a.index as number);
         else v = BigInt(a);
-        i64(o + 16 + 8 * k, v);
+        i64(o + OP_FIELD.a + 8 * k, v);
       });
-      view.setUint16(o + 6, regmask, true);
-      u64(o + 8, okmask);
+      view.setUint16(o + OP_FIELD.regmask, regmask, true);
+      u64(o + OP_FIELD.okmask, okmask);
     });
 
     this.items.forEach((item, i) => {

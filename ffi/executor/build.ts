@@ -6,8 +6,11 @@
 //
 //   bun ffi/executor/build.ts [--arch=x86_64|aarch64]   (a cross gcc, e.g. aarch64-linux-gnu-gcc, for arm64)
 import { spawnSync } from "bun";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { SYSCALLS_ARM64 } from "../syscalls-arm64";
+import { protocolAsserts } from "./protocol";
+import { SYSCALLS_X86_64 } from "../syscalls-x86_64";
 
 const DIR = import.meta.dir;
 const OUT = join(DIR, "out");
@@ -46,7 +49,21 @@ function compile(args: string[], out: string): void {
   }
 }
 
+/** out/syscalls.h: SYS_name for both architectures, from nsrun's one table (ffi/syscalls.ts). */
+function syscallsHeader(): string {
+  const defines = (t: Readonly<Record<string, number>>) => Object.entries(t).map(([n, nr]) => `#define SYS_${n} ${nr}`).join("\n");
+  return `// Written by ffi/executor/build.ts from ffi/syscalls-x86_64.ts and ffi/syscalls-arm64.ts: do not edit.
+#if defined(__x86_64__)
+${defines(SYSCALLS_X86_64)}
+#elif defined(__aarch64__)
+${defines(SYSCALLS_ARM64)}
+#endif
+`;
+}
+
 mkdirSync(OUT, { recursive: true });
+writeFileSync(join(OUT, "syscalls.h"), syscallsHeader());
+writeFileSync(join(OUT, "protocol_check.h"), protocolAsserts());
 try {
   compile(["-fPIC", "-shared", "-Wl,--no-undefined", "executor.c"], "executor.so");
   compile(["-static", "-fno-pie", "-no-pie", "stub.c"], "stub.bin");

@@ -27,6 +27,8 @@
 #define PROT_RW 3
 #define MAP_PRIVATE_ANON_STACK (0x02 | 0x20 | 0x20000 | 0x4000) // PRIVATE|ANONYMOUS|STACK|NORESERVE
 #define GUARD 4096UL
+#define STR(x) #x
+#define NUMBER(x) STR(x) // a macro's value as a string, for the assembly below
 
 // clone3(2)'s argument, version 2 (with cgroup: Linux 5.7).
 struct clone_args {
@@ -41,18 +43,18 @@ long nsrun_clone3(struct clone_args *args, unsigned long size, void (*fn)(void *
 __asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,@function\nnsrun_clone3:\n"
         "  push %r12\n  push %r13\n"
         "  mov %rdx,%r12\n  mov %rcx,%r13\n"
-        "  mov $435,%eax\n  syscall\n"
+        "  mov $" NUMBER(SYS_clone3) ",%eax\n  syscall\n"
         "  test %rax,%rax\n  jnz 1f\n"
         "  xor %ebp,%ebp\n  and $-16,%rsp\n  mov %r13,%rdi\n  call *%r12\n"
-        "  mov $125,%edi\n  mov $231,%eax\n  syscall\n  hlt\n"
+        "  mov $" NUMBER(NSRUN_EXIT_SETUP_FAILED) ",%edi\n  mov $" NUMBER(SYS_exit_group) ",%eax\n  syscall\n  hlt\n"
         "1:\n  pop %r13\n  pop %r12\n  ret\n");
 #elif defined(__aarch64__)
 __asm__(".text\n.globl nsrun_clone3\n.hidden nsrun_clone3\n.type nsrun_clone3,%function\nnsrun_clone3:\n"
         "  mov x9, x2\n  mov x10, x3\n"
-        "  mov x8, #435\n  svc #0\n"
+        "  mov x8, #" NUMBER(SYS_clone3) "\n  svc #0\n"
         "  cbnz x0, 1f\n"
         "  mov x29, xzr\n  mov x30, xzr\n  mov x0, x10\n  blr x9\n"
-        "  mov x0, #125\n  mov x8, #94\n  svc #0\n  brk #0\n"
+        "  mov x0, #" NUMBER(NSRUN_EXIT_SETUP_FAILED) "\n  mov x8, #" NUMBER(SYS_exit_group) "\n  svc #0\n  brk #0\n"
         "1:\n  ret\n");
 #endif
 
@@ -106,9 +108,9 @@ static long main_tid;
 
 void nsrun_restore_rt(void);
 #if defined(__x86_64__)
-__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov $15,%eax\n  syscall\n  hlt\n");
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov $" NUMBER(SYS_rt_sigreturn) ",%eax\n  syscall\n  hlt\n");
 #elif defined(__aarch64__)
-__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov x8, #139\n  svc #0\n  brk #0\n");
+__asm__(".text\n.hidden nsrun_restore_rt\nnsrun_restore_rt:\n  mov x8, #" NUMBER(SYS_rt_sigreturn) "\n  svc #0\n  brk #0\n");
 #endif
 
 static void hold(int sig, void *info, void *ucontext) {

@@ -1,5 +1,6 @@
 // protocol.h: the contract between nsrun's TypeScript and its two small C programs.
-// ffi/executor/protocol.ts mirrors every value here; test/tape.test.ts checks that the two agree.
+// ffi/executor/protocol.ts mirrors every value here; the build checks that the two agree (the
+// static assertions in out/protocol_check.h, written from protocol.ts), and so does test/tape.test.ts.
 //
 // The tape: what TypeScript (core/tape/) compiles a box into and executor.c runs. One buffer:
 //   struct nsrun_tape | struct nsrun_op[nops] | struct nsrun_result[nops] (when traced) | data
@@ -83,16 +84,26 @@ struct nsrun_report {
   long long value;
 };
 
-#define NSRUN_REPORT_FAILED 1      // index: the op, value: errno
+#define NSRUN_REPORT_FAILED 1      // index: the op, value: errno, or one of NSRUN_BAD_* below
 #define NSRUN_REPORT_SYNC 2        // index: the op, value: the sync point's id; the host answers on the sync pipe
 #define NSRUN_REPORT_EXEC_FAILED 3 // from the stub: index: the candidate path, value: errno
 #define NSRUN_REPORT_ACK 4         // host -> box, on the sync pipe: carry on
 #define NSRUN_REPORT_PID 5         // value: the PID of a process the tape forked (OCI exec: the process that joined the PID namespace)
 #define NSRUN_REPORT_HOOK 6        // an OCI hook the tape ran failed: index and value as core/oci/tape.ts encodes them (which hook, why)
 
+// A FAILED record's value when the tape itself is wrong (a bug in nsrun's compiler, which checks the
+// same when it encodes): the executor checks every op before it runs the first, and runs none.
+#define NSRUN_BAD_REGISTER -1 // an op names a register outside 0..NSRUN_REGISTERS-1 (dst: or -1)
+#define NSRUN_BAD_JUMP -2     // a jump does not go forward to an op of the tape or its end, or its target is a register
+#define NSRUN_BAD_OP -3       // a control op (negative code) protocol.h does not define
+
 // Exit statuses of the box's first process when setup fails (the host reports, not this status).
 #define NSRUN_EXIT_SETUP_FAILED 125
 #define NSRUN_EXIT_CANNOT_EXECUTE 126
 #define NSRUN_EXIT_NOT_FOUND 127
+
+// protocol.ts's offsets and values, asserted against the above (written by build.ts): a change
+// here that protocol.ts does not follow fails the build.
+#include "out/protocol_check.h"
 
 #endif

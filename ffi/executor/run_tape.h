@@ -64,6 +64,26 @@ static long fdpath(char *out, long long fd, const char *suffix) {
   return 0;
 }
 
+// 0 when every op of the tape is one this runner can run, else the NSRUN_BAD_* of the first that
+// is not (*at: its index). Registers in range, every jump forward to an op or the tape's end, known
+// control ops: a compiler bug is reported before any syscall, never masked.
+static long check_tape(const struct nsrun_op *ops, unsigned long long nops, unsigned long long *at) {
+  unsigned long long i;
+  int k;
+  for (i = 0; i < nops; i++) {
+    const struct nsrun_op *o = &ops[i];
+    int target = o->code == NSRUN_OP_JUMP ? 0 : o->code == NSRUN_OP_JUMP_IF ? 3 : -1;
+    *at = i;
+    if (o->dst < -1 || o->dst >= NSRUN_REGISTERS) return NSRUN_BAD_REGISTER;
+    if (o->regmask >> 6) return NSRUN_BAD_REGISTER;
+    for (k = 0; k < 6; k++)
+      if ((o->regmask >> k) & 1 && (o->a[k] < 0 || o->a[k] >= NSRUN_REGISTERS)) return NSRUN_BAD_REGISTER;
+    if (o->code < NSRUN_OP_EXEC) return NSRUN_BAD_OP; // the lowest control code
+    if (target >= 0 && ((o->regmask >> target) & 1 || o->a[target] <= (long long)i || (unsigned long long)o->a[target] > nops)) return NSRUN_BAD_JUMP;
+  }
+  return 0;
+}
+
 __attribute__((noreturn)) static void run_tape(void *arg) {
   struct nsrun_tape *t = (struct nsrun_tape *)arg;
   const struct nsrun_op *ops = (const struct nsrun_op *)(unsigned long)t->ops;
@@ -78,13 +98,18 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
   for (k = 1; k <= NSIG; k++)
     if (k != SIGKILL && k != SIGSTOP) sys4(SYS_rt_sigaction, k, &dfl, 0, 8);
   for (k = 0; k < NSRUN_REGISTERS; k++) reg[k] = -1;
+  {
+    unsigned long long at = 0;
+    long bad = check_tape(ops, t->nops, &at);
+    if (bad) die(t->report_fd, (long)at, bad);
+  }
 
   for (i = 0; i < t->nops;) {
     const struct nsrun_op *o = &ops[i];
     long long a[6];
     long long r = 0;
     unsigned long long next = i + 1;
-    for (k = 0; k < 6; k++) a[k] = (o->regmask >> k) & 1 ? reg[o->a[k] & (NSRUN_REGISTERS - 1)] : o->a[k];
+    for (k = 0; k < 6; k++) a[k] = (o->regmask >> k) & 1 ? reg[o->a[k]] : o->a[k]; // in range: check_tape
     t->progress = (long long)i;
     if (results) results[i].start_ns = now_ns();
     if (o->code >= 0) {
@@ -107,7 +132,7 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
         break;
       case NSRUN_OP_FAIL: r = -a[0]; break;
       case NSRUN_OP_EXEC: r = tape_exec(a); break;
-      default: r = -EINVAL;
+      default: r = -EINVAL; // not reached: check_tape
       }
     }
     if (results) {
@@ -119,7 +144,7 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
       long e = -r;
       if (o->code == NSRUN_OP_FAIL || e >= 64 || !((o->okmask >> e) & 1)) die(t->report_fd, (long)i, e);
     }
-    if (o->dst >= 0) reg[o->dst & (NSRUN_REGISTERS - 1)] = r;
+    if (o->dst >= 0) reg[o->dst] = r;
     i = next;
   }
   // The tape ran out without an execve: a compiler error in TypeScript, reported as such.

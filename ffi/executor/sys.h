@@ -8,37 +8,10 @@
 #ifndef NSRUN_SYS_H
 #define NSRUN_SYS_H
 
+// SYS_name for this architecture, written by build.ts from ffi/syscalls-*.ts (nsrun's one table).
+#include "out/syscalls.h"
+
 #if defined(__x86_64__)
-#define SYS_read 0
-#define SYS_write 1
-#define SYS_close 3
-#define SYS_mmap 9
-#define SYS_lseek 8
-#define SYS_pread64 17
-#define SYS_mprotect 10
-#define SYS_munmap 11
-#define SYS_rt_sigaction 13
-#define SYS_rt_sigprocmask 14
-#define SYS_nanosleep 35
-#define SYS_getpid 39
-#define SYS_clone 56
-#define SYS_execve 59
-#define SYS_wait4 61
-#define SYS_kill 62
-#define SYS_fcntl 72
-#define SYS_rt_sigtimedwait 128
-#define SYS_prctl 157
-#define SYS_clock_gettime 228
-#define SYS_exit_group 231
-#define SYS_openat 257
-#define SYS_unlinkat 263
-#define SYS_clone3 435
-#define SYS_gettid 186
-#define SYS_tgkill 234
-#define SYS_ioctl 16
-#define SYS_ppoll 271
-#define SYS_signalfd4 289
-#define SYS_rt_sigreturn 15
 #define UC_SIGMASK_OFFSET 296 // struct ucontext: flags, link, stack (24), sigcontext (256), sigmask
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {
@@ -50,36 +23,6 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
   return ret;
 }
 #elif defined(__aarch64__)
-#define SYS_unlinkat 35
-#define SYS_fcntl 25
-#define SYS_openat 56
-#define SYS_close 57
-#define SYS_read 63
-#define SYS_write 64
-#define SYS_exit_group 94
-#define SYS_nanosleep 101
-#define SYS_clock_gettime 113
-#define SYS_kill 129
-#define SYS_rt_sigaction 134
-#define SYS_rt_sigprocmask 135
-#define SYS_rt_sigtimedwait 137
-#define SYS_prctl 167
-#define SYS_getpid 172
-#define SYS_munmap 215
-#define SYS_clone 220
-#define SYS_execve 221
-#define SYS_mmap 222
-#define SYS_lseek 62
-#define SYS_pread64 67
-#define SYS_mprotect 226
-#define SYS_wait4 260
-#define SYS_clone3 435
-#define SYS_gettid 178
-#define SYS_tgkill 131
-#define SYS_ioctl 29
-#define SYS_ppoll 73
-#define SYS_signalfd4 74
-#define SYS_rt_sigreturn 139
 #define UC_SIGMASK_OFFSET 40 // struct ucontext: flags, link, stack (24), sigmask
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {

@@ -21,15 +21,6 @@
 #ifndef NSRUN_VERDICT_H
 #define NSRUN_VERDICT_H
 
-#if defined(__x86_64__)
-#define SYS_getdents64 217
-#define SYS_renameat2 316
-#define SYS_sched_getaffinity 204
-#elif defined(__aarch64__)
-#define SYS_getdents64 61
-#define SYS_renameat2 276
-#define SYS_sched_getaffinity 123
-#endif
 #define CLOCK_MONOTONIC 1
 #define O_DIRECTORY_ 0x10000
 #define SIGXCPU 24

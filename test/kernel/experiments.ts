@@ -3,6 +3,7 @@
 // exactly the symbols nsrun itself uses.
 import { dlopen, FFIType } from "bun:ffi";
 import { cstr, errno, errnoName, libc } from "../../ffi/libc";
+import { SYS } from "../../ffi/syscalls";
 
 const { i32, ptr } = FFIType;
 
@@ -35,9 +36,6 @@ export const CLONE_FILES = 0x00000400;
 export const CLONE_SIGHAND = 0x00000800;
 export const CLONE_THREAD = 0x00010000;
 
-// <asm/unistd.h>
-export const SYS_clone = process.arch === "arm64" ? 220 : 56;
-
 /** "0" when a libc call succeeded, otherwise its errno's name ("EPERM"): what the experiments compare. */
 export function outcome(ret: number | bigint): string {
   return Number(ret) < 0 ? errnoName(errno()) : "0";
@@ -53,7 +51,7 @@ export function chroot(path: string): string {
  * caller's stack. Callers make sure a refusal is certain (see test/kernel/probe.ts) before calling.
  */
 export function rawCloneRefused(flags: number): string {
-  return outcome(libc.syscall(SYS_clone, flags, 0, 0, 0, 0));
+  return outcome(libc.syscall(SYS.clone, flags, 0, 0, 0, 0));
 }
 
 const RENAME_EXCHANGE = 2;

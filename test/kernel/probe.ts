@@ -2,7 +2,7 @@
 // change the process that runs them (unshare(2), chroot(2), a process limit of 0), and fork(2)
 // through bun:ffi crashes the child. A test calls runProbe("experiment"); the probe process does the
 // experiment through nsrun's ffi/ layer and prints one JSON object on stdout. Every experiment that
-// calls unshare(2) does it first, through ffi/early.ts, and loads the rest of ffi/ only afterwards:
+// calls unshare(2) does it first, through test/kernel/early.ts, and loads the rest of ffi/ only afterwards:
 // unshare(CLONE_NEWUSER) needs a single-threaded process.
 //
 // Why the probe runs as a bundle (probe.js in a temporary folder) and not as this file: Bun loads
@@ -22,7 +22,7 @@ import * as F from "../../ffi/flags";
 export const TEST_USER = "nsrun-test";
 export const IS_ROOT = process.getuid?.() === 0;
 
-/** JavaScriptCore settings that keep a Bun process single-threaded for a while (see core/stages/self.ts). */
+/** JavaScriptCore settings that keep a Bun process single-threaded for a while (nsrun itself needs none: its executor starts every box's first process with clone3). */
 const SINGLE_THREAD_ENV = { BUN_JSC_useConcurrentJIT: "0", BUN_JSC_useWarmUpMarkedBlocks: "0", BUN_JSC_useConcurrentGC: "0" };
 
 export interface ProbeOptions {
@@ -92,7 +92,7 @@ export async function runProbe(experiment: string, opts: ProbeOptions = {}): Pro
 // ---------------------------------------------------------------------------------------------
 // The probe side. Before an experiment's first unshare it may use only early.ts, flags.ts and node:fs.
 
-/** What an ffi/early.ts call returns: null, or the failure with its errno. */
+/** What a test/kernel/early.ts call returns: null, or the failure with its errno. */
 type Early = EarlyFailure | null;
 
 /** Everything else of ffi/, loaded after the early steps. */
