@@ -26,6 +26,7 @@ import { sealedStub, tapeMemory } from "../ffi/executor";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
+import { waitFor } from "./helpers";
 
 const REPO = join(import.meta.dir, "..");
 
@@ -382,9 +383,12 @@ describe("the executor", () => {
         exitGroup(t, 3);
       },
       {
-        onSync: (id, pid) => {
-          // The process is stopped in read(2) on the sync pipe until this returns.
-          seen.push(`${id} ${readFileSync(`/proc/${pid}/wchan`, "utf8")}`);
+        onSync: async (id, pid) => {
+          // The process goes on to read(2) on the sync pipe right after its record, and stays there
+          // until this returns: wait (bounded) until it is there, then record what it waits in.
+          const wchan = () => readFileSync(`/proc/${pid}/wchan`, "utf8");
+          await waitFor(() => /pipe_read$/.test(wchan()), 5000);
+          seen.push(`${id} ${wchan()}`);
         },
       },
     );
