@@ -131,7 +131,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   t.stage("mounts");
   // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
   // allowed only while a fully visible proc (the host's) is mounted in the namespace.
-  if (ownRoot) emitMounts(t, root, mounts, early);
+  if (ownRoot) emitMounts(t, root, mounts, early, plan.rootfs.readonly);
 
   t.stage("hostname");
   emitHostname(t, plan.hostname);
@@ -165,7 +165,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   emitBoundingSet(t, sec.capabilities, opts.lastCap); // needs CAP_SETPCAP: before the switch of user
   opts.beforeUser?.(t);
   emitUser(t, plan.process);
-  emitCapabilitySets(t, sec.capabilities, plan.process.uid);
+  emitCapabilitySets(t, sec.capabilities, plan.process.uid, sec.sets);
   // Changing credentials cleared the parent-death signal: arm it again, and check nsrun is still there.
   if (armDeath) parentDeath(t, fds.report);
   if (sec.noNewPrivileges) {

@@ -259,8 +259,14 @@ const HINTS = {
   },
 };
 
-/** Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds copied. */
-export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map()): void {
+/**
+ * Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds
+ * copied. With `readonlyRoot` the root (and the host's mounts below the rootfs) becomes read-only
+ * here, once the targets the mounts need in it exist: a target the rootfs lacks is made first, as
+ * runc does, since it could not be made in a read-only root (EROFS).
+ */
+export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map(), readonlyRoot = false): void {
+  if (readonlyRoot) emitReadonlyRoot(t, root, ops);
   const bases = new Bases(root);
   ops.forEach((op, i) => {
     t.doing(describeMount(op), op.op === "mount" && op.special ? HINTS.special : undefined);
@@ -278,6 +284,33 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
     }
   });
   for (const reg of bases.regs()) close(t, reg);
+}
+
+/**
+ * The targets that lie in the rootfs itself (not below another mount of the box, which is attached
+ * later and stays writable) are made, each resolved in the root as its mount will be, then the root
+ * tree is made read-only, recursively: nodev was set on it already.
+ */
+function emitReadonlyRoot(t: Tape, root: Reg, ops: MountOp[]): void {
+  const bases = new Bases(root);
+  const mounted: string[] = [];
+  const inRootfs = (target: string) => !mounted.some((m) => target === m || target.startsWith(`${m}/`));
+  for (const op of ops) {
+    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink") continue;
+    if (inRootfs(op.target)) {
+      t.doing(`${describeMount(op)}: make its target before the root is read-only`, op.op === "mount" && op.special ? HINTS.special : undefined);
+      if (op.op === "symlink") emitSymlink(t, bases, op);
+      else {
+        const target = t.reg("target");
+        const { lookup, rel } = bases.lookup(op.target, op.op === "mount" && op.special);
+        openInRoot(t, lookup, rel, op.op === "bind" && op.file ? "file" : "dir", target);
+        close(t, target);
+      }
+    }
+    if (op.op !== "symlink") mounted.push(op.target);
+  }
+  t.doing("make the root read-only");
+  mountSetattr(t, root, true, A.RO);
 }
 
 function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount" }>, i: number): void {

@@ -15,6 +15,7 @@ import { pipe } from "../../ffi/io";
 import { clearNonblock, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
+import { emitKeepCapabilities } from "../capabilities";
 import { compileBox, joinShape } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { describeFailure, lastCapability, runTape } from "../host/start";
@@ -28,7 +29,7 @@ import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
 import { connectUnix, mkfifo, pidfdOpen } from "./sys";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, SYNC_CREATE_HOOKS, SYNC_READY, TAPE_HOOKS, type TapeHook } from "./tape";
 
 export interface CreateOptions {
   root: string;
@@ -169,9 +170,11 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
         // After createRuntime, in the container's namespaces, before pivot_root (runtime-spec config.md).
         for (const h of inside) if (h.list === "createContainer") emitHook(t, h, reportWrite);
       },
-      beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
+      beforeUser: (t) => {
+        if (plan.groups !== null) emitGroups(t, plan.groups);
+        if (plan.box.process.uid !== 0) emitKeepCapabilities(t);
+      },
       beforeSeccomp: (t) => {
-        if (plan.box.process.uid === 0) emitCapabilitySets(t, plan.caps);
         emitPreserveFds(t, preserved);
         emitWaitForStart(t, reportWrite, syncRead, execFifo);
         // Part of `start`, in the container, before its command (runtime-spec config.md).

@@ -10,7 +10,7 @@ import * as F from "../../ffi/flags";
 import { pipe, receiveFd, socketPair } from "../../ffi/io";
 import { clearNonblock, libc } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { emitBoundingSet, emitCapabilitySets as emitBoxCapabilities, emitUser } from "../capabilities";
+import { emitBoundingSet, emitCapabilitySets, emitKeepCapabilities, emitUser } from "../capabilities";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
 import { keepOnlyFds } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
@@ -32,7 +32,7 @@ import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "./sys";
 import { connectUnix } from "./sys";
-import { emitCapabilitySets, emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
+import { emitForkIntoPidNamespace, emitGroups, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
   root: string;
@@ -150,9 +150,9 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   if (sec.seccomp && !sec.noNewPrivileges) emitSeccomp(t, sec.seccomp);
   emitBoundingSet(t, sec.capabilities, lastCapability());
   if (plan.groups !== null) emitGroups(t, plan.groups);
+  if (box.process.uid !== 0) emitKeepCapabilities(t);
   emitUser(t, box.process);
-  emitBoxCapabilities(t, sec.capabilities, box.process.uid);
-  if (box.process.uid === 0) emitCapabilitySets(t, plan.caps);
+  emitCapabilitySets(t, sec.capabilities, box.process.uid, sec.sets);
   if (sec.noNewPrivileges) {
     t.doing("set no_new_privs");
     prctl(t, F.PR_SET_NO_NEW_PRIVS, 1, "1");

@@ -4,7 +4,7 @@
 // one line naming the JSON path; nothing is silently skipped.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { posix, resolve } from "node:path";
-import { capabilityNumber, CAPABILITIES } from "../capabilities";
+import { type CapabilitySets, capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
 import { MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
@@ -19,12 +19,7 @@ import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds 
 import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./cgroup";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
-export interface CapabilitySets {
-  effective: number[];
-  permitted: number[];
-  inheritable: number[];
-  ambient: number[];
-}
+export type { CapabilitySets } from "../capabilities";
 
 export interface OciPlan {
   box: BoxPlan;
@@ -57,6 +52,8 @@ const RLIMITS: Record<string, number> = {
 };
 /** Mount options that are runtime extensions (crun, podman) with nothing to do here. */
 const IGNORED_OPTIONS = new Set(["tmpcopyup", "notmpcopyup", "copy-symlink", "nocopyup", "z", "Z", "U", "sync", "async", "relatime", "norelatime"]);
+/** Options a bind takes and ignores, as mount(2) does with MS_BIND (see planMountOp). */
+const BIND_IGNORED = ["rw", "suid", "exec", "strictatime", "nostrictatime", "noatime", "atime", "nodiratime", "diratime", "norelatime", "defaults", "dirsync", "mand", "nomand"];
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 const DEV_LINKS: Array<[string, string]> = [["/dev/ptmx", "pts/ptmx"], ["/dev/fd", "/proc/self/fd"], ["/dev/stdin", "/proc/self/fd/0"], ["/dev/stdout", "/proc/self/fd/1"], ["/dev/stderr", "/proc/self/fd/2"]];
 
@@ -122,7 +119,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (idmapped && !caller.hostRoot)
     fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
 
-  const caps = planCapabilities(spec, uid, fail);
+  const caps = planCapabilities(spec, fail);
   const seccomp = planSeccomp(spec, caps.bounding, fail);
   const sysctl = planSysctl(spec, { ...wanted, net: netns, ipc: wanted.ipc || join.some((j) => j.kind === "ipc"), uts: wanted.uts || join.some((j) => j.kind === "uts") }, fail);
 
@@ -162,7 +159,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
     timeOffsets,
     propagation,
     rlimits: planRlimits(spec, fail),
-    security: { capabilities: caps.bounding, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
+    security: { capabilities: caps.bounding, sets: { effective: caps.effective, permitted: caps.permitted, inheritable: caps.inheritable, ambient: caps.ambient }, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
   };
   return {
     box,
@@ -388,9 +385,12 @@ function planMountOp(m: SpecMount, i: number, target: string, options: string[],
         if (e instanceof HostPathError) return fail(`${key}.source`, e.message);
         return fail(`${key}.source`, `${JSON.stringify(abs)} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be used (${(e as NodeJS.ErrnoException).code})`}`);
       }
+      // A filesystem's data options (mode=755, size=, uid=) and the atime and sync flags mean nothing
+      // to a bind: mount(2) ignores them with MS_BIND, and so do runc and nsrun. A word nsrun does
+      // not know is still refused (a misspelt "nosiud" must not pass silently).
       const bindOptions = options.filter((o, j) => {
         if (o === "dev") fail(`${key}.options[${j}]`, '"dev": nsrun binds are always nodev (device nodes come only through linux.devices)');
-        return !["rw", "suid", "exec", "strictatime", "noatime", "nodiratime"].includes(o);
+        return !o.includes("=") && !BIND_IGNORED.includes(o);
       });
       const readonly = bindOptions.includes("ro");
       return planMount({ type: "bind", source: m.source, target, readonly, options: bindOptions.filter((o) => o !== "ro") }, i, source, ctx);
@@ -419,7 +419,13 @@ function capList(names: string[] | undefined, key: string, fail: Fail): number[]
   return [...new Set((names ?? []).map((n, i) => capabilityNumber(n) ?? fail(`${key}[${i}]`, `unknown capability ${JSON.stringify(n)}`)))].sort((a, b) => a - b);
 }
 
-function planCapabilities(spec: Spec, uid: number, fail: Fail): CapabilitySets & { bounding: number[] } {
+/**
+ * process.capabilities as runc applies them: each set as given, whatever the uid (execve(2) then
+ * leaves a process with another uid only its ambient set, capabilities(7)). The kernel raises an
+ * ambient capability only if it is permitted and inheritable; runc ignores the others (`runc
+ * spec` lists ambient ones that are not inheritable), and so does nsrun, by leaving them out here.
+ */
+function planCapabilities(spec: Spec, fail: Fail): CapabilitySets & { bounding: number[] } {
   const c = spec.process?.capabilities ?? {};
   const bounding = capList(c.bounding, "process.capabilities.bounding", fail);
   const sets = {
@@ -431,11 +437,9 @@ function planCapabilities(spec: Spec, uid: number, fail: Fail): CapabilitySets &
   for (const [name, list] of Object.entries(sets)) {
     const outside = list.find((cap) => !bounding.includes(cap));
     if (outside !== undefined) fail(`process.capabilities.${name}`, `CAP_${CAPABILITIES[outside]} is not in the bounding set; nsrun cannot grant it`);
-    if (uid !== 0 && name !== "inheritable" && list.length)
-      fail(`process.capabilities.${name}`, `a process with uid ${uid} keeps no capabilities in nsrun (only uid 0 does); empty it or run as uid 0`);
   }
   if (sets.effective.some((cap) => !sets.permitted.includes(cap))) fail("process.capabilities.effective", "must be a subset of permitted");
-  if (sets.ambient.some((cap) => !sets.permitted.includes(cap) || !sets.inheritable.includes(cap))) fail("process.capabilities.ambient", "must be a subset of permitted and inheritable");
+  sets.ambient = sets.ambient.filter((cap) => sets.permitted.includes(cap) && sets.inheritable.includes(cap));
   return { bounding, ...sets };
 }
 

@@ -232,6 +232,17 @@ export function capset(t: Tape, mask: bigint): void {
   t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=prm=inh=${hex}})`);
 }
 
+/** capset(2) for this process with three different masks (OCI's process.capabilities). */
+export function capsetSets(t: Tape, effective: bigint, permitted: bigint, inheritable: bigint): void {
+  const header = t.bytes(new Uint8Array(new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]).buffer), "{_LINUX_CAPABILITY_VERSION_3, 0}");
+  const lo = (m: bigint) => Number(m & 0xffffffffn);
+  const hi = (m: bigint) => Number(m >> 32n);
+  const [e, p, i] = [effective, permitted, inheritable];
+  const data = t.bytes(new Uint8Array(new Uint32Array([lo(e), lo(p), lo(i), hi(e), hi(p), hi(i)]).buffer), "{...}");
+  const hex = (m: bigint) => `0x${m.toString(16)}`;
+  t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=${hex(e)}, prm=${hex(p)}, inh=${hex(i)}})`);
+}
+
 /** seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program of [code, jt, jf, k] instructions. */
 export function seccompFilter(t: Tape, program: Array<[number, number, number, number]>): void {
   const insns = new DataView(new ArrayBuffer(program.length * 8));
