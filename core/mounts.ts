@@ -7,7 +7,7 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
+import { close, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 import type { IdRange } from "./userns";
 
@@ -43,7 +43,12 @@ export type MountOp =
   | { op: "mask"; target: string; origin: string }
   /** Bind a path onto itself, read-only. A missing path is left alone. */
   | { op: "readonly"; target: string; origin: string }
-  | { op: "symlink"; target: string; linkTo: string; origin: string };
+  | { op: "symlink"; target: string; linkTo: string; origin: string }
+  /**
+   * OCI linux.devices that the host lacks: a node made with mknodat(2) (root only) in a detached
+   * tmpfs of its own, without nodev, and that file bound onto the target (see emitDevice).
+   */
+  | { op: "device"; target: string; type: "c" | "b" | "p"; major: number; minor: number; mode: number; uid: number; gid: number; origin: string };
 
 /**
  * Mount propagation (mount_namespaces(7)): MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, for the
@@ -227,6 +232,8 @@ export function describeMount(op: MountOp): string {
       return `${op.origin}: mask ${q(op.target)}`;
     case "readonly":
       return `${op.origin}: make ${q(op.target)} read-only`;
+    case "device":
+      return `${op.origin}: make the device ${q(op.target)} (${op.type} ${op.major}:${op.minor})`;
   }
 }
 
@@ -281,6 +288,8 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
         return emitMask(t, bases, op, i);
       case "readonly":
         return emitReadonly(t, bases, op, i);
+      case "device":
+        return emitDevice(t, bases, op);
     }
   });
   for (const reg of bases.regs()) close(t, reg);
@@ -296,14 +305,14 @@ function emitReadonlyRoot(t: Tape, root: Reg, ops: MountOp[]): void {
   const mounted: string[] = [];
   const inRootfs = (target: string) => !mounted.some((m) => target === m || target.startsWith(`${m}/`));
   for (const op of ops) {
-    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink") continue;
+    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink" && op.op !== "device") continue;
     if (inRootfs(op.target)) {
       t.doing(`${describeMount(op)}: make its target before the root is read-only`, op.op === "mount" && op.special ? HINTS.special : undefined);
       if (op.op === "symlink") emitSymlink(t, bases, op);
       else {
         const target = t.reg("target");
         const { lookup, rel } = bases.lookup(op.target, op.op === "mount" && op.special);
-        openInRoot(t, lookup, rel, op.op === "bind" && op.file ? "file" : "dir", target);
+        openInRoot(t, lookup, rel, (op.op === "bind" && op.file) || op.op === "device" ? "file" : "dir", target);
         close(t, target);
       }
     }
@@ -415,6 +424,35 @@ export function emitSlaveRoot(t: Tape): void {
 /** Tape: set the propagation of the (attached) mount `fd` is open on. */
 export function emitPropagation(t: Tape, fd: Reg, p: Propagation): void {
   mountSetattr(t, fd, p.recursive, 0, { propagation: p.type });
+}
+
+/**
+ * A device node the host lacks (OCI linux.devices, root only): every mount of the box is nodev, so
+ * the node is made in a small detached tmpfs of its own that is not, with the mode, owner and group
+ * the config gives (fchmodat: the umask does not apply), and only that file is bound onto the
+ * target: the tmpfs is never attached, so nothing else can be made there.
+ */
+function emitDevice(t: Tape, bases: Bases, op: Extract<MountOp, { op: "device" }>): void {
+  const ctx = t.reg("ctx");
+  const fsm = t.reg("devfs");
+  const tree = t.reg("tree");
+  const target = t.reg("target");
+  fsopen(t, "tmpfs", ctx);
+  fsconfigSet(t, ctx, "mode", "0755");
+  fsconfigCreate(t, ctx);
+  fsmount(t, ctx, A.NOSUID | A.NOEXEC, { dst: fsm });
+  close(t, ctx);
+  const type = op.type === "c" ? F.S_IFCHR : op.type === "b" ? F.S_IFBLK : F.S_IFIFO;
+  mknodat(t, fsm, "node", type | (op.mode & 0o777), op.major, op.minor);
+  fchmodat(t, fsm, "node", op.mode & 0o7777);
+  fchownat(t, fsm, "node", op.uid, op.gid, 0);
+  openTree(t, fsm, "node", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC, { dst: tree });
+  close(t, fsm);
+  const { lookup, rel } = bases.lookup(op.target, false);
+  openInRoot(t, lookup, rel, "file", target);
+  moveMount(t, tree, target);
+  close(t, tree);
+  close(t, target);
 }
 
 function emitSymlink(t: Tape, bases: Bases, op: Extract<MountOp, { op: "symlink" }>): void {

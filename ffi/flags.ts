@@ -110,6 +110,11 @@ export const MFD_EXEC = 0x10;
 // <linux/close_range.h>
 export const CLOSE_RANGE_CLOEXEC = 0x4;
 
+// <sys/stat.h>: file types for mknodat(2)
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+
 // <sys/prctl.h>
 export const PR_SET_PDEATHSIG = 1;
 export const PR_SET_DUMPABLE = 4;

@@ -8,7 +8,7 @@ const TAPE_SYSCALLS = [
   "setgroups", "setresuid", "setresgid", "capset", "prctl", "pivot_root", "mount", "umount2", "sethostname",
   "exit_group", "openat", "mkdirat", "symlinkat", "unshare", "dup3", "prlimit64", "setns", "seccomp", "execveat",
   "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "close_range", "openat2", "mount_setattr", "sendmsg",
-  "fchownat", "fchmodat", "setxattr", "rt_sigprocmask", "waitid", "pidfd_send_signal",
+  "fchownat", "fchmodat", "setxattr", "rt_sigprocmask", "waitid", "pidfd_send_signal", "mknodat",
 ] as const;
 
 export type TapeSyscall = (typeof TAPE_SYSCALLS)[number];
@@ -19,7 +19,7 @@ const ARM64: Record<TapeSyscall, number> = {
   mount: 40, umount2: 39, sethostname: 161, exit_group: 94, openat: 56, mkdirat: 34, symlinkat: 36, unshare: 97,
   dup3: 24, prlimit64: 261, setns: 268, seccomp: 277, execveat: 281, open_tree: 428, move_mount: 429, fsopen: 430,
   fsconfig: 431, fsmount: 432, close_range: 436, openat2: 437, mount_setattr: 442, sendmsg: 211,
-  fchownat: 54, fchmodat: 53, setxattr: 5, rt_sigprocmask: 135, waitid: 95, pidfd_send_signal: 424,
+  fchownat: 54, fchmodat: 53, setxattr: 5, rt_sigprocmask: 135, waitid: 95, pidfd_send_signal: 424, mknodat: 33,
 };
 
 /** Syscall numbers for `arch` (process.arch), by name. */

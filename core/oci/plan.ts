@@ -114,7 +114,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const netns = wanted.net || join.some((j) => j.kind === "net");
   const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
   // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
-  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers") }, fail));
+  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers"), mknod: caller.hostRoot && !wanted.user && !joined("user") }, fail));
   const idmapped = mounts.find((op) => op.op === "bind" && op.idmap);
   if (idmapped && !caller.hostRoot)
     fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
@@ -270,6 +270,8 @@ interface MountContext {
   netns: boolean;
   /** The host is cgroup v2 only and the container has a cgroup namespace: a `cgroup` mount is cgroup2, showing the container's own cgroup as its root. */
   cgroup2: boolean;
+  /** Device nodes can be made: nsrun is the host's root and the container has no user namespace. */
+  mknod: boolean;
 }
 
 function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail): MountOp[] {
@@ -280,22 +282,9 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
     targets.add(op.target);
     ops.push(op);
   });
-  const devices = spec.linux?.devices ?? [];
-  devices.forEach((d, i) => {
-    const key = `linux.devices[${i}]`;
-    let st: ReturnType<typeof statSync>;
-    try {
-      st = statSync(d.path);
-    } catch {
-      return fail(key, `nsrun binds device nodes from the host, and the host has no ${JSON.stringify(d.path)}`);
-    }
-    const type = st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : st.isFIFO() ? "p" : "?";
-    const major = Math.floor(Number(st.rdev) / 256) & 0xfff;
-    const minor = (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00);
-    if (type !== (d.type === "u" ? "c" : d.type) || (d.major !== undefined && d.major !== major) || (d.minor !== undefined && d.minor !== minor))
-      fail(key, `the host's ${d.path} is ${type} ${major}:${minor}, not ${d.type} ${d.major}:${d.minor}; nsrun can only bind the host's own node`);
+  (spec.linux?.devices ?? []).forEach((d, i) => {
     targets.add(d.path);
-    ops.push({ op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key });
+    ops.push(planDevice(d, `linux.devices[${i}]`, ctx.mknod, fail));
   });
   for (const n of DEV_NODES)
     if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: 0, file: true, origin: "default devices" });
@@ -304,6 +293,29 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
   (spec.linux?.maskedPaths ?? []).forEach((p, i) => ops.push({ op: "mask", target: boxPath(p, `linux.maskedPaths[${i}]`), origin: `linux.maskedPaths[${i}]` }));
   (spec.linux?.readonlyPaths ?? []).forEach((p, i) => ops.push({ op: "readonly", target: boxPath(p, `linux.readonlyPaths[${i}]`), origin: `linux.readonlyPaths[${i}]` }));
   return ops;
+}
+
+/**
+ * One of linux.devices. As runc does: root without a user namespace makes the node (mknodat, with
+ * the config's mode, owner and group); in a user namespace, where the kernel refuses device nodes,
+ * the host's node of the same path, type and numbers is bound. A FIFO can be made anywhere.
+ */
+function planDevice(d: NonNullable<NonNullable<Spec["linux"]>["devices"]>[number], key: string, mknod: boolean, fail: Fail): MountOp {
+  const type = d.type === "u" ? "c" : d.type;
+  if (type !== "p" && (d.major === undefined || d.minor === undefined)) fail(key, `a ${type === "c" ? "character" : "block"} device needs major and minor`);
+  if (mknod || type === "p") return { op: "device", target: d.path, type, major: d.major ?? 0, minor: d.minor ?? 0, mode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0, origin: key };
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(d.path);
+  } catch {
+    return fail(key, `in a user namespace nsrun binds device nodes from the host (the kernel lets no one make them there), and the host has no ${JSON.stringify(d.path)}`);
+  }
+  const hostType = st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : st.isFIFO() ? "p" : "?";
+  const major = Math.floor(Number(st.rdev) / 256) & 0xfff;
+  const minor = (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00);
+  if (hostType !== type || (d.major !== undefined && d.major !== major) || (d.minor !== undefined && d.minor !== minor))
+    fail(key, `the host's ${d.path} is ${hostType} ${major}:${minor}, not ${d.type} ${d.major}:${d.minor}; in a user namespace nsrun can only bind the host's own node`);
+  return { op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key };
 }
 
 /**

@@ -135,6 +135,14 @@ export function fchownat(t: Tape, dir: Fd, path: string, uid: number, gid: numbe
   t.sys("fchownat", [dir, t.str(path), uid, gid, flags], () => `fchownat(${fdText(dir)}, ${q(path)}, ${uid}, ${gid}, ${names(flags, F.AT_FLAGS)})`, opts);
 }
 
+/** mknodat(2); `dev` as makedev(3) packs major and minor. */
+export function mknodat(t: Tape, dir: Fd, path: string, mode: number, major: number, minor: number, opts: Opts = {}): void {
+  // Arithmetic, not bitwise: the high bits are above 2^32.
+  const dev = (minor % 256) + (major % 4096) * 256 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 44;
+  const type = (mode & 0o170000) === F.S_IFCHR ? "S_IFCHR" : (mode & 0o170000) === F.S_IFBLK ? "S_IFBLK" : "S_IFIFO";
+  t.sys("mknodat", [dir, t.str(path), mode, dev], () => `mknodat(${fdText(dir)}, ${q(path)}, ${type}|0${(mode & 0o7777).toString(8)}, makedev(${major}, ${minor}))`, opts);
+}
+
 /** fchmodat(2) of a path, or of a Ptr from Tape.fdpath ("/proc/self/fd/N": the file an fd is open on, O_PATH too). */
 export function fchmodat(t: Tape, dir: Fd, path: string | Ptr, mode: number, opts: Opts = {}): void {
   const p = typeof path === "string" ? t.str(path) : path;
