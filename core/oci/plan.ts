@@ -84,7 +84,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (!caller.hostRoot && !wanted.user && !joined("user") && caller.uid !== 0)
     fail("linux.namespaces", 'an ordinary user needs a user namespace: a new one ({"type": "user"} with uidMappings/gidMappings; see `nsrun spec --rootless`), or one of theirs joined by path');
   const mountJoined = joined("mount");
-  if (mountJoined) refuseInJoinedMount(spec, joinKey("mount"), Boolean(joined("pid")), fail);
+  if (mountJoined) refuseInJoinedMount(spec, joinKey("mount"), fail);
   const joinedUser = joined("user") ? joinedUserNamespace(joined("user")?.path ?? "") : null;
 
   const offsets = linux.timeOffsets;
@@ -109,8 +109,12 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const rootfsPath = resolve(bundle, spec.root?.path ?? fail("root.path", "missing"));
   const rootfs = hostDir(rootfsPath, "root.path", fail);
 
-  if (spec.hostname && !wanted.uts) fail("hostname", 'setting a hostname needs a new uts namespace ({"type": "uts"}); it would change the host\'s');
-  if (spec.domainname && !wanted.uts) fail("domainname", 'setting a domainname needs a new uts namespace ({"type": "uts"})');
+  // A UTS namespace joined by path takes the hostname too (as with runc), unless it is nsrun's own: the host's.
+  const utsJoined = joined("uts");
+  const ownUts = utsJoined !== undefined && sameNamespace(utsJoined.path, "/proc/self/ns/uts");
+  const utsKey = utsJoined ? `; the one ${joinKey("uts")} joins is nsrun's own` : "";
+  if (spec.hostname && (!(wanted.uts || utsJoined) || ownUts)) fail("hostname", `setting a hostname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}; it would change the host's`);
+  if (spec.domainname && (!(wanted.uts || utsJoined) || ownUts)) fail("domainname", `setting a domainname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}`);
   const netns = wanted.net || join.some((j) => j.kind === "net");
   const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
   // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
@@ -139,7 +143,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
     idMap,
     rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, ephemeral: false, userns: wanted.user },
     mounts,
-    hostname: wanted.uts && spec.hostname ? spec.hostname : null,
+    hostname: spec.hostname || null,
     // A new network namespace has loopback only (its `lo` brought up); one joined by path is as it is.
     network: { mode: wanted.net ? "none" : "host", ports: [] },
     files: [],
@@ -200,19 +204,29 @@ function refuseUnsupported(spec: Spec, fail: Fail): void {
 
 /**
  * With a joined mount namespace the container sees that namespace's files as they are: nothing of
- * config.json may change them (they are another container's), and its /proc (where the tape writes
- * oom_score_adj, sysctls and clock offsets) shows the processes of that container's PID namespace
- * only, which the container must then join too.
+ * config.json may change them (they are another container's). The tape writes oom_score_adj and
+ * sysctls through that namespace's /proc, which shows the container's process when its PID
+ * namespace is that /proc's or below it (else the write fails, naming /proc/self); clock offsets
+ * must be written before the process could be seen there, so they are refused.
  */
-function refuseInJoinedMount(spec: Spec, key: string, pidJoined: boolean, fail: Fail): void {
+function refuseInJoinedMount(spec: Spec, key: string, fail: Fail): void {
   const why = `the container joins a mount namespace (${key}), whose mounts are another's: remove it`;
-  if (!pidJoined) fail(key, "joining a mount namespace needs that container's PID namespace joined too: its /proc shows only the processes there");
   if (spec.mounts?.length) fail("mounts", why);
   const l = spec.linux ?? {};
   for (const k of ["maskedPaths", "readonlyPaths", "devices"] as const) if (l[k]?.length) fail(`linux.${k}`, why);
   if (l.rootfsPropagation !== undefined) fail("linux.rootfsPropagation", why);
   if (spec.root?.readonly) fail("root.readonly", why);
   if (l.timeOffsets !== undefined) fail("linux.timeOffsets", `the offsets are written through /proc/self before the container's process enters the joined PID namespace, and the joined mount namespace's /proc (${key}) does not show it then`);
+}
+
+/** Two namespace files name the same namespace (device and inode, as nsfs gives them). */
+function sameNamespace(a: string, b: string): boolean {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** What nsrun can learn of a user namespace joined by path: its maps and setgroups, when the path is /proc/PID/ns/user. */
