@@ -4,7 +4,7 @@
 // removes it. A root container always gets one (ps, kill --all and stats read it); an ordinary
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
-import type { CgroupHost, CgroupPlan } from "../cgroup";
+import { type CgroupHost, type CgroupPlan, inspectCgroups } from "../cgroup";
 import type { OciCaller } from "./plan";
 import type { SpecResources } from "./spec";
 
@@ -92,6 +92,27 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
     oomFile: memoryText && host.v1.memory ? `${leafOf("memory")}/memory.oom_control` : null,
     memoryText,
   };
+}
+
+/**
+ * `update`: the files to write for new linux.resources in a container's existing cgroups (made by
+ * planOciCgroup at `create`). On v1 each controller's file goes to the container's folder in that
+ * controller's hierarchy; a controller the container has no folder for is an error naming it.
+ */
+export function resourceWrites(cgroup: CgroupPlan, res: SpecResources): Array<[string, string]> {
+  try {
+    if (cgroup.version === 2) return v2Writes(res).map(([, file, value]) => [`${cgroup.boxDirs[0]}/${file}`, value]);
+    const host = inspectCgroups();
+    return v1Writes(res).map(([c, file, value]) => {
+        const mount = host.v1[c]?.mount;
+        const dir = mount && cgroup.boxDirs.find((d) => d.startsWith(`${mount}/`));
+        if (!dir) throw new OciPlanError(`linux.resources`, `the container has no cgroup in the ${c} hierarchy`);
+        return [`${dir}/${file}`, value];
+      });
+  } catch (e) {
+    if (e instanceof OciPlanError) throw new Error(`${e.key}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** A leftover cgroup of this name with nothing in it (a container that was never deleted) is taken away. */

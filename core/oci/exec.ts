@@ -25,6 +25,7 @@ import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { closeFd, prctl, setns, writeText } from "../tape/calls";
 import { Tape } from "../tape/tape";
 import { emitTerminal } from "../terminal";
+import { isFrozen } from "./freeze";
 import { OciError } from "./lifecycle";
 import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
@@ -82,9 +83,9 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const lock = lockContainer(c);
   const saved = c.read();
   const status = c.status(saved);
-  if (status !== "running" && status !== "created") {
+  if ((status !== "running" && status !== "created") || isFrozen(saved.cgroup)) {
     closeSync(lock);
-    throw new OciError(`cannot exec in container ${JSON.stringify(o.id)}: it is ${status}`);
+    throw new OciError(`cannot exec in container ${JSON.stringify(o.id)}: it is ${isFrozen(saved.cgroup) ? "paused" : status}`);
   }
   const configFile = c.path("config.json");
   const spec = parseSpec(JSON.parse(readFileSync(configFile, "utf8")), configFile);

@@ -11,7 +11,7 @@ import type { SpecHook } from "./spec";
 
 export const OCI_VERSION = "1.0.2";
 
-export type Status = "creating" | "created" | "running" | "stopped";
+export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
 export interface SavedState {
   ociVersion: string;
