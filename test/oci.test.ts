@@ -228,7 +228,8 @@ describe("error paths (each changes nothing)", () => {
       [["start", "ghost"], /container "ghost" does not exist/],
       [["kill", "ghost"], /container "ghost" does not exist/],
       [["delete", "ghost"], /container "ghost" does not exist/],
-      [["pause", "errs"], /pause: not supported by nsrun/],
+      [["events", "errs"], /events: not supported by nsrun/],
+      [["resume", "errs"], /cannot resume container "errs": it is created/],
       [["--systemd-cgroup", "state", "errs"], /no systemd cgroup driver/],
       [["list", "--format", "yaml"], /expected table or json/],
     ];
@@ -266,7 +267,7 @@ describe("error paths (each changes nothing)", () => {
       [(s) => (s.linux.timeOffsets = { boottime: { nanosecs: 1e9 } }), "linux.timeOffsets.boottime.nanosecs: expected 0 to 999999999"],
       [(s) => (s.linux.sysctl = { "kernel.panic": "1" }), "linux.sysctl.kernel.panic: is not a sysctl of a namespace the container has"],
       [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "mount")), "linux.namespaces: nsrun needs a mount namespace: a new one"],
-      [(s) => joinOwn(s, ["user", "mount"]), "linux.namespaces[3].path: joining a mount namespace needs that container's PID namespace joined too"],
+      [(s) => { joinOwn(s, ["user", "uts"]); s.hostname = "x"; }, "hostname: setting a hostname needs a uts namespace of the container's own ({\"type\": \"uts\"}, or one joined by path); the one linux.namespaces["],
       [(s) => joinOwn(s, ["user", "mount", "pid"]), "mounts: the container joins a mount namespace (linux.namespaces[3].path), whose mounts are another's: remove it"],
       [(s) => (s.process.capabilities.bounding = ["CAP_NOPE"]), 'process.capabilities.bounding[0]: unknown capability "CAP_NOPE"'],
       [(s) => (s.mounts[0].options = ["rshared", "rslave"]), 'mounts[0].options[1]: "rslave" contradicts an earlier propagation option'],
