@@ -19,7 +19,17 @@ if (noRunc) console.warn(`skipped: ${noRunc}`);
 const area = setupTestArea();
 const cgroupV1 = existsSync("/sys/fs/cgroup/freezer");
 
+/** Actors whose own podman ran: its storage and pause process are removed at the end. */
+const podmanUsers = new Set<Actor>();
+
 afterAll(() => {
+  for (const a of podmanUsers) {
+    const env = podmanEnv(a);
+    if (a.name === "user") spawnSync(command("podman", a, ["unshare", "rm", "-rf", join(env.HOME, ".local")]), { env });
+    // Rootless podman's pause process (catatonit) holds its user namespace: ours has its PID file in our runtime folder.
+    const pause = join(env.XDG_RUNTIME_DIR, "libpod/tmp/pause.pid");
+    if (existsSync(pause)) spawnSync(["kill", "-9", readFileSync(pause, "utf8").trim()]);
+  }
   for (const a of area.actors) {
     for (const [bin, root] of [[area.bin, "nsrun-state"], [runcPath, "runc-state"]]) {
       if (!bin) continue;
@@ -32,11 +42,11 @@ afterAll(() => {
 
 let calls = 0;
 /** A runtime as the actor; output to files (a detached container keeps its stdio open). */
-function run(a: Actor, bin: string, args: string[], opts: { cwd?: string; stdin?: string } = {}) {
+function run(a: Actor, bin: string, args: string[], opts: { cwd?: string; stdin?: string; env?: Record<string, string> } = {}) {
   const out = join(a.area, `out${++calls}`);
   const err = join(a.area, `err${calls}`);
   const r = spawnSync(command(bin, a, args), {
-    env: { PATH, XDG_RUNTIME_DIR: a.area },
+    env: opts.env ?? { PATH, XDG_RUNTIME_DIR: a.area },
     cwd: opts.cwd ?? a.area,
     stdin: opts.stdin !== undefined ? Buffer.from(opts.stdin) : "ignore",
     stdout: Bun.file(out),
@@ -83,6 +93,17 @@ const forEachActor = (name: string, fn: (a: Actor) => void | Promise<void>, only
     test.skipIf(why !== null)(`${name} (${who})${why ? ` (skipped: ${why})` : ""}`, async () => fn(a as Actor), timeout);
   }
 };
+
+/** The actor's own podman: its HOME (storage) and XDG_RUNTIME_DIR inside its test area. */
+function podmanEnv(a: Actor): Record<string, string> {
+  podmanUsers.add(a);
+  const home = join(a.area, "podman-home");
+  const runtimeDir = join(a.area, "podman-run");
+  mkdirSync(home, { recursive: true });
+  mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+  spawnSync(["chown", `${a.uid}:${a.gid}`, home, runtimeDir]);
+  return { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: home, XDG_RUNTIME_DIR: runtimeDir, USER: spawnSync(["id", "-un", String(a.uid)], { stdout: "pipe" }).stdout.toString().trim() };
+}
 
 const CAPS = "id -u; grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status";
 
@@ -292,32 +313,17 @@ describe("podman with nsrun", () => {
   const capBnd = BigInt(`0x${readFileSync("/proc/self/status", "utf8").match(/CapBnd:\s*(\w+)/)?.[1] ?? "0"}`);
   const ulimits = capBnd & (1n << 24n) ? [] : ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=20000:20000"];
   const pmFor = (a: Actor) => {
-    const home = join(a.area, "podman-home");
-    const runtimeDir = join(a.area, "podman-run");
-    mkdirSync(home, { recursive: true });
-    mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
-    spawnSync(["chown", `${a.uid}:${a.gid}`, home, runtimeDir]);
-    const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: home, XDG_RUNTIME_DIR: runtimeDir, USER: spawnSync(["id", "-un", String(a.uid)], { stdout: "pipe" }).stdout.toString().trim() };
+    const env = podmanEnv(a);
     const pm = (args: string[]) => {
       const r = spawnSync(command(podman, a, ["--runtime", area.bin, ...args]), { env, cwd: a.area, stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: 90_000 });
       return { code: r.exitCode ?? 128, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
     };
-    return { pm, home, runtimeDir };
+    return { pm };
   };
-  const cleanups: Array<() => void> = [];
-  afterAll(() => {
-    for (const c of cleanups) c();
-  });
   const podmanTest = (name: string, fn: (a: Actor, pm: ReturnType<typeof pmFor>["pm"]) => void, only?: "root") =>
     forEachActor(name, (a) => {
       if (!podman) return void console.warn("skipped: podman is not installed (apt-get install podman)");
-      const { pm, home, runtimeDir } = pmFor(a);
-      cleanups.push(() => {
-        if (a.name === "user") pm(["unshare", "rm", "-rf", join(home, ".local")]);
-        const pause = join(runtimeDir, "libpod/tmp/pause.pid");
-        if (existsSync(pause)) spawnSync(["kill", "-9", readFileSync(pause, "utf8").trim()]);
-      });
-      fn(a, pm);
+      fn(a, pmFor(a).pm);
     }, only);
 
   podmanTest("run --init: catatonit (a system symlink, owned by the overflow uid in rootless podman's namespace) is PID 1", (a, pm) => {
@@ -351,6 +357,44 @@ describe("podman with nsrun", () => {
       pm(["rm", "-f", id]);
     }
   });
+});
+
+describe("host paths in a user namespace of the caller's own (rootless podman's)", () => {
+  // nsrun as uid 0 of rootless podman's user namespace (`podman unshare`): the caller's uid and its
+  // subordinate ids are mapped there, so links of root and of other users show as the overflow uid.
+  // Such a link is followed only in a folder neither group nor others may write (the kernel's
+  // protected_symlinks rule).
+  forEachActor("another user's symlink in a world-writable sticky folder is refused; control: the same link in a closed folder is followed", (a) => {
+    if (!have("podman")) return void console.warn("skipped: podman is not installed (apt-get install podman): its user namespace is the one tested");
+    const data = join(a.area, "linkdata");
+    mkdirSync(data);
+    writeFileSync(join(data, "f"), "through-link\n");
+    const stranger = 12345; // not mapped in the caller's namespace
+    const place = (dir: string, mode: number) => {
+      mkdirSync(join(a.area, dir));
+      spawnSync(["ln", "-s", data, join(a.area, dir, "link")]);
+      spawnSync(["chown", "-h", `${stranger}:${stranger}`, join(a.area, dir, "link")]);
+      spawnSync(["chmod", mode.toString(8), join(a.area, dir)]);
+      return join(a.area, dir, "link");
+    };
+    const sticky = place("sticky", 0o1777);
+    const closed = place("closed", 0o755);
+    spawnSync(["chown", "-R", `${a.uid}:${a.gid}`, data]);
+    const inNs = (source: string, id: string) => {
+      const b = bundle(a, (s) => {
+        s.linux.uidMappings = [{ containerID: 0, hostID: 0, size: 1 }];
+        s.linux.gidMappings = [{ containerID: 0, hostID: 0, size: 1 }];
+        s.mounts.push({ destination: "/mnt", type: "bind", source, options: ["rbind", "ro"] });
+        s.process.args = ["cat", "/mnt/f"];
+      });
+      return run(a, "podman", ["unshare", area.bin, "--root", join(a.area, "ns-state"), "run", "--bundle", b, id], { env: podmanEnv(a) });
+    };
+    const refused = inNs(sticky, "n-sticky");
+    expect([refused.code, refused.stderr]).toEqual([125, expect.stringContaining(`${JSON.stringify(sticky)} is a symbolic link owned by uid 65534`)]);
+    expect(existsSync(join(a.area, "ns-state", "n-sticky"))).toBe(false);
+    const followed = inNs(closed, "n-closed");
+    expect([followed.stderr, followed.stdout]).toEqual(["", "through-link\n"]);
+  }, "user");
 });
 
 describe("hints", () => {
