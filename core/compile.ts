@@ -131,7 +131,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   t.stage("mounts");
   // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
   // allowed only while a fully visible proc (the host's) is mounted in the namespace.
-  if (ownRoot) emitMounts(t, root, mounts, early, plan.rootfs.readonly);
+  if (ownRoot) emitMounts(t, root, mounts, early, plan.rootfs.readonly && plan.rootfs.targetsFirst);
 
   t.stage("hostname");
   emitHostname(t, plan.hostname);

@@ -268,9 +268,9 @@ const HINTS = {
 
 /**
  * Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds
- * copied. With `readonlyRoot` the root (and the host's mounts below the rootfs) becomes read-only
- * here, once the targets the mounts need in it exist: a target the rootfs lacks is made first, as
- * runc does, since it could not be made in a read-only root (EROFS).
+ * copied. With `readonlyRoot` (OCI's root.readonly) the root (and the host's mounts below the
+ * rootfs) becomes read-only here, once the targets the mounts need in it exist: a target the rootfs
+ * lacks is made first, as runc does, since it could not be made in a read-only root (EROFS).
  */
 export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map(), readonlyRoot = false): void {
   if (readonlyRoot) emitReadonlyRoot(t, root, ops);

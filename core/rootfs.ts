@@ -15,6 +15,12 @@ export interface RootfsPlan {
   /** Absolute, symlink-free host path of the rootfs directory. */
   hostPath: string;
   readonly: boolean;
+  /**
+   * OCI (runc's order): with `readonly`, the mounts' targets the rootfs lacks are made first and the
+   * root becomes read-only after (emitMounts). A box's read-only root is read-only from the start:
+   * nsrun writes nothing into it, and a missing target is an error (EROFS).
+   */
+  targetsFirst?: boolean;
   ephemeral: boolean;
   /** The box has a user namespace: overlayfs keeps its metadata in user.* xattrs (userxattr). */
   userns: boolean;
@@ -46,8 +52,8 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
   });
   openat2(t, F.AT_FDCWD, plan.hostPath, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: dir });
   // nodev: a device node shipped in the rootfs opens nothing; the box's devices are nsrun's own /dev.
-  // Read-only comes later (emitMounts), once the mounts' targets exist in the root.
-  const attrs = F.MOUNT_ATTR_NODEV;
+  // With targetsFirst, read-only comes later (emitMounts), once the mounts' targets exist in the root.
+  const attrs = F.MOUNT_ATTR_NODEV | (plan.readonly && !plan.targetsFirst ? F.MOUNT_ATTR_RDONLY : 0);
   if (plan.ephemeral) {
     t.doing(`mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, EPHEMERAL_HINTS);
     const ctx = t.reg("ctx");
@@ -84,7 +90,8 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
   } else {
     t.doing(`bind ${JSON.stringify(plan.hostPath)} as the box's root`);
     openTree(t, dir, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | F.AT_RECURSIVE, { dst: root });
-    // Recursive, so host mounts below the rootfs are nodev too (and read-only, later).
+    // Recursive, so host mounts below the rootfs are read-only too; the box's own /proc, /dev, /tmp
+    // are attached afterwards and stay writable.
     mountSetattr(t, root, true, attrs);
   }
   t.doing(`attach the box's root on ${JSON.stringify(plan.hostPath)}`);

@@ -141,7 +141,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const box: BoxPlan = {
     namespaces: planNamespaces(wanted),
     idMap,
-    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, ephemeral: false, userns: wanted.user },
+    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, targetsFirst: true, ephemeral: false, userns: wanted.user },
     mounts,
     hostname: spec.hostname || null,
     // A new network namespace has loopback only (its `lo` brought up); one joined by path is as it is.
