@@ -111,8 +111,9 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   t.stage("user namespace");
   if (plan.idMap) emitIdMaps(t, plan.idMap, fds);
 
-  // A joined mount namespace (OCI) is used as it is: no root of the box's own, no mounts, no pivot.
-  const ownRoot = !shape.mountJoined;
+  // A joined mount namespace (OCI) is used as it is (no root of the box's own, no mounts, no pivot),
+  // unless the plan sets the root up inside it, as runc does.
+  const ownRoot = !shape.mountJoined || plan.rootfs.inJoinedNamespace === true;
   t.stage("mount namespace and private root");
   const mounts = withFiles(plan, fds.files);
   const early = ownRoot ? emitEarlyBinds(t, mounts) : new Map<MountOp, never>();

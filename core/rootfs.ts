@@ -21,6 +21,8 @@ export interface RootfsPlan {
    * nsrun writes nothing into it, and a missing target is an error (EROFS).
    */
   targetsFirst?: boolean;
+  /** OCI: set up (and pivoted into) inside a mount namespace joined by path, as runc does; else a joined one is used as it is. */
+  inJoinedNamespace?: boolean;
   ephemeral: boolean;
   /** The box has a user namespace: overlayfs keeps its metadata in user.* xattrs (userxattr). */
   userns: boolean;

@@ -5,7 +5,7 @@
 // UTS namespaces, and rootless podman --init. As root and as the ordinary user nsrun-test.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "bun";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hintFor } from "../ffi/hints";
 import { editBundle, type Spec } from "../fixtures/oci/bundle";
@@ -276,7 +276,7 @@ describe("cgroups: cpuset, pause, resume, update", () => {
 });
 
 describe("namespaces joined by path", () => {
-  forEachActor("a mount namespace without the PID one, and a UTS namespace joined by path that takes the hostname (as runc)", async (a) => {
+  forEachActor("a mount namespace without the PID one (as it is, or set up inside as runc does), and a UTS namespace joined by path that takes the hostname (as runc)", async (a) => {
     const holder = spawn(["unshare", "--mount", "--uts", "--fork", "sleep", "1000"], { stdout: "ignore", stderr: "ignore" });
     try {
       let pid = 0;
@@ -299,11 +299,25 @@ describe("namespaces joined by path", () => {
         s.linux.readonlyPaths = [];
         s.process.args = ["sh", "-c", "readlink /proc/self/ns/mnt; echo $$"];
       });
+      // Nothing to set up: the joined namespace is used as it is (its root is the host's).
+      const marker = `/tmp/nsrun-joined-${process.pid}`;
+      writeFileSync(marker, "host\n");
+      editBundle(b, (s) => (s.process.args = ["sh", "-c", `readlink /proc/self/ns/mnt; echo $$; cat ${marker}`]));
       const m = nsrun(a, ["run", "--bundle", b, "n-mnt"]);
-      expect([m.code, m.stdout]).toEqual([0, `${readlinkSync(`/proc/${pid}/ns/mnt`)}\n1\n`]);
+      expect([m.code, m.stdout]).toEqual([0, `${readlinkSync(`/proc/${pid}/ns/mnt`)}\n1\nhost\n`]);
+      // With mounts (runc spec's), the root is set up and pivoted inside it, as runc does: the
+      // container sees its rootfs, and so does the namespace's other process afterwards.
+      editBundle(b, (s) => {
+        s.mounts = [{ destination: "/proc", type: "proc", source: "proc" }];
+        s.process.args = ["sh", "-c", `readlink /proc/self/ns/mnt; cat ${marker} 2>&1 | grep -o 'No such file'; test -x /bin/busybox && echo rootfs`];
+      });
+      const set = nsrun(a, ["run", "--bundle", b, "n-mnt-setup"]);
+      expect([set.code, set.stderr, set.stdout]).toEqual([0, "", `${readlinkSync(`/proc/${pid}/ns/mnt`)}\nNo such file\nrootfs\n`]);
+      expect(existsSync(`/proc/${pid}/root/bin/busybox`)).toBe(true);
     } finally {
       holder.kill("SIGKILL");
       await holder.exited;
+      rmSync(`/tmp/nsrun-joined-${process.pid}`, { force: true });
     }
   }, "root");
 });

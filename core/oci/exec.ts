@@ -94,7 +94,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // The process is planned as its container was, with its own process section; the container's
   // mounts and namespaces are joined, not made, so only the process-related parts are used. (A
   // namespace the container joined by path is planned as joined, by a path that always exists.)
-  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], hostname: undefined, domainname: undefined, linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${nsFileName(NS_KIND[n.type])}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
+  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], hostname: undefined, domainname: undefined, root: spec.root && { ...spec.root, readonly: false }, linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${nsFileName(NS_KIND[n.type])}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], rootfsPropagation: undefined, uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
   const caller = ociCaller();
   let plan;
   try {

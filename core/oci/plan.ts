@@ -83,8 +83,10 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (wanted.user && join.length) fail("linux.namespaces", "joining namespaces by path together with a new user namespace is not supported (join the user namespace too)");
   if (!caller.hostRoot && !wanted.user && !joined("user") && caller.uid !== 0)
     fail("linux.namespaces", 'an ordinary user needs a user namespace: a new one ({"type": "user"} with uidMappings/gidMappings; see `nsrun spec --rootless`), or one of theirs joined by path');
-  const mountJoined = joined("mount");
-  if (mountJoined) refuseInJoinedMount(spec, joinKey("mount"), fail);
+  // A joined mount namespace is used as it is, unless the config sets a root up in it (runc's way).
+  const setUpInJoined = Boolean(joined("mount")) && setsUpRoot(spec);
+  const mountJoined = setUpInJoined ? undefined : joined("mount");
+  if (joined("mount")) checkJoinedMount(spec, joinKey("mount"), setUpInJoined && sameNamespace(joined("mount")?.path ?? "", "/proc/self/ns/mnt"), fail);
   const joinedUser = joined("user") ? joinedUserNamespace(joined("user")?.path ?? "") : null;
 
   const offsets = linux.timeOffsets;
@@ -141,7 +143,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const box: BoxPlan = {
     namespaces: planNamespaces(wanted),
     idMap,
-    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, targetsFirst: true, ephemeral: false, userns: wanted.user },
+    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, targetsFirst: true, ephemeral: false, userns: wanted.user, inJoinedNamespace: setUpInJoined },
     mounts,
     hostname: spec.hostname || null,
     // A new network namespace has loopback only (its `lo` brought up); one joined by path is as it is.
@@ -203,20 +205,24 @@ function refuseUnsupported(spec: Spec, fail: Fail): void {
 }
 
 /**
- * With a joined mount namespace the container sees that namespace's files as they are: nothing of
- * config.json may change them (they are another container's). The tape writes oom_score_adj and
+ * A joined mount namespace is used as it is when the config sets no root up; when it does (mounts,
+ * masks, devices, a read-only root), the root is set up and pivoted there, as runc does, but never
+ * in nsrun's own mount namespace, the host's. The tape writes oom_score_adj and
  * sysctls through that namespace's /proc, which shows the container's process when its PID
  * namespace is that /proc's or below it (else the write fails, naming /proc/self); clock offsets
  * must be written before the process could be seen there, so they are refused.
  */
-function refuseInJoinedMount(spec: Spec, key: string, fail: Fail): void {
-  const why = `the container joins a mount namespace (${key}), whose mounts are another's: remove it`;
-  if (spec.mounts?.length) fail("mounts", why);
+function checkJoinedMount(spec: Spec, key: string, ownAndSetUp: boolean, fail: Fail): void {
+  if (ownAndSetUp)
+    fail(key, "is nsrun's own mount namespace (the host's): setting the container's root up there (mounts, maskedPaths, readonlyPaths, devices, rootfsPropagation, root.readonly) would change the host's mounts and pivot its root; join another, or leave those out to use it as it is");
   const l = spec.linux ?? {};
-  for (const k of ["maskedPaths", "readonlyPaths", "devices"] as const) if (l[k]?.length) fail(`linux.${k}`, why);
-  if (l.rootfsPropagation !== undefined) fail("linux.rootfsPropagation", why);
-  if (spec.root?.readonly) fail("root.readonly", why);
   if (l.timeOffsets !== undefined) fail("linux.timeOffsets", `the offsets are written through /proc/self before the container's process enters the joined PID namespace, and the joined mount namespace's /proc (${key}) does not show it then`);
+}
+
+/** The config sets a root up (runc does it in a joined mount namespace too): mounts, masks, devices, propagation or a read-only root. */
+function setsUpRoot(spec: Spec): boolean {
+  const l = spec.linux ?? {};
+  return Boolean(spec.mounts?.length || l.maskedPaths?.length || l.readonlyPaths?.length || l.devices?.length || l.rootfsPropagation !== undefined || spec.root?.readonly);
 }
 
 /** Two namespace files name the same namespace (device and inode, as nsfs gives them). */
