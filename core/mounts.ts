@@ -366,13 +366,14 @@ function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount
 }
 
 function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, early?: Reg): void {
-  const tree = early ?? t.reg("tree");
+  const tree = t.reg("tree");
   const target = t.reg("target");
   if (op.tree !== undefined) {
     // Made by nsrun with its attributes already (an id-mapped bind): its fd into the register.
     t.load(t.struct(8, String(op.tree), [[0, 8, op.tree]]), 8, tree);
   } else {
-    if (!early) copyTree(t, op, tree);
+    if (early) cloneEarly(t, op, early, tree);
+    else copyTree(t, op, tree);
     if (op.attrs) mountSetattr(t, tree, op.recursive, op.attrs);
   }
   const { lookup, rel } = bases.lookup(op.target, false);
@@ -381,6 +382,27 @@ function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, e
   if (op.propagation) emitPropagation(t, tree, op.propagation);
   close(t, tree);
   close(t, target);
+}
+
+/**
+ * An early copy (emitEarlyBinds) is attached as a clone of itself made now, a peer like it: Linux
+ * lists a namespace's mounts in the order they were made (/proc/self/mountinfo), and the clone
+ * keeps the config's order there, which runc keeps and runtime-tools checks. A kernel that cannot
+ * clone a detached tree (EINVAL, before Linux 6.15 or so) gets the early copy itself, listed first.
+ */
+function cloneEarly(t: Tape, op: Extract<MountOp, { op: "bind" }>, early: Reg, tree: Reg): void {
+  const n = t.ops.length;
+  const cloned = t.label(`early_cloned_${n}`);
+  const ready = t.label(`early_ready_${n}`);
+  openTree(t, early, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | (op.recursive ? F.AT_RECURSIVE : 0), { dst: tree, ok: [ERRNO.EINVAL] });
+  t.jumpIf(tree, "GE", 0, cloned);
+  const slot = t.slot(8, "early");
+  t.store(early, slot, 8);
+  t.load(slot, 8, tree);
+  t.jump(ready);
+  t.place(cloned);
+  close(t, early);
+  t.place(ready);
 }
 
 /** A detached copy of a bind's source tree into `tree`. */
