@@ -388,7 +388,7 @@ function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, e
  * An early copy (emitEarlyBinds) is attached as a clone of itself made now, a peer like it: Linux
  * lists a namespace's mounts in the order they were made (/proc/self/mountinfo), and the clone
  * keeps the config's order there, which runc keeps and runtime-tools checks. A kernel that cannot
- * clone a detached tree (EINVAL, before Linux 6.15 or so) gets the early copy itself, listed first.
+ * clone a detached tree (EINVAL: older kernels refuse it) gets the early copy itself, listed first.
  */
 function cloneEarly(t: Tape, op: Extract<MountOp, { op: "bind" }>, early: Reg, tree: Reg): void {
   const n = t.ops.length;
