@@ -268,7 +268,7 @@ describe("error paths (each changes nothing)", () => {
       [(s) => (s.linux.sysctl = { "kernel.panic": "1" }), "linux.sysctl.kernel.panic: is not a sysctl of a namespace the container has"],
       [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "mount")), "linux.namespaces: nsrun needs a mount namespace: a new one"],
       [(s) => { joinOwn(s, ["user", "uts"]); s.hostname = "x"; }, "hostname: setting a hostname needs a uts namespace of the container's own ({\"type\": \"uts\"}, or one joined by path); the one linux.namespaces["],
-      [(s) => joinOwn(s, ["user", "mount", "pid"]), "linux.namespaces[3].path: is nsrun's own mount namespace (the host's): setting the container's root up there"],
+      [(s) => joinOwn(s, ["user", "mount", "pid"]), "linux.namespaces[3].path: is nsrun's own mount namespace or PID 1's (the host's): setting the container's root up there"],
       [(s) => (s.process.capabilities.bounding = ["CAP_NOPE"]), 'process.capabilities.bounding[0]: unknown capability "CAP_NOPE"'],
       [(s) => (s.mounts[0].options = ["rshared", "rslave"]), 'mounts[0].options[1]: "rslave" contradicts an earlier propagation option'],
       [(s) => (s.process.rlimits = [{ type: "RLIMIT_FOO", hard: 1, soft: 1 }]), 'process.rlimits[0].type: unknown rlimit "RLIMIT_FOO"'],

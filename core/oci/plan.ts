@@ -86,7 +86,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   // A joined mount namespace is used as it is, unless the config sets a root up in it (runc's way).
   const setUpInJoined = Boolean(joined("mount")) && setsUpRoot(spec);
   const mountJoined = setUpInJoined ? undefined : joined("mount");
-  if (joined("mount")) checkJoinedMount(spec, joinKey("mount"), setUpInJoined && sameNamespace(joined("mount")?.path ?? "", "/proc/self/ns/mnt"), fail);
+  if (joined("mount")) checkJoinedMount(spec, joinKey("mount"), setUpInJoined && hostsNamespace(joined("mount")?.path ?? "", "mnt"), fail);
   const joinedUser = joined("user") ? joinedUserNamespace(joined("user")?.path ?? "") : null;
 
   const offsets = linux.timeOffsets;
@@ -113,8 +113,8 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
 
   // A UTS namespace joined by path takes the hostname too (as with runc), unless it is nsrun's own: the host's.
   const utsJoined = joined("uts");
-  const ownUts = utsJoined !== undefined && sameNamespace(utsJoined.path, "/proc/self/ns/uts");
-  const utsKey = utsJoined ? `; the one ${joinKey("uts")} joins is nsrun's own` : "";
+  const ownUts = utsJoined !== undefined && hostsNamespace(utsJoined.path, "uts");
+  const utsKey = utsJoined ? `; the one ${joinKey("uts")} joins is nsrun's own or PID 1's` : "";
   if (spec.hostname && (!(wanted.uts || utsJoined) || ownUts)) fail("hostname", `setting a hostname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}; it would change the host's`);
   if (spec.domainname && (!(wanted.uts || utsJoined) || ownUts)) fail("domainname", `setting a domainname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}`);
   const netns = wanted.net || join.some((j) => j.kind === "net");
@@ -214,7 +214,7 @@ function refuseUnsupported(spec: Spec, fail: Fail): void {
  */
 function checkJoinedMount(spec: Spec, key: string, ownAndSetUp: boolean, fail: Fail): void {
   if (ownAndSetUp)
-    fail(key, "is nsrun's own mount namespace (the host's): setting the container's root up there (mounts, maskedPaths, readonlyPaths, devices, rootfsPropagation, root.readonly) would change the host's mounts and pivot its root; join another, or leave those out to use it as it is");
+    fail(key, "is nsrun's own mount namespace or PID 1's (the host's): setting the container's root up there (mounts, maskedPaths, readonlyPaths, devices, rootfsPropagation, root.readonly) would change the host's mounts and pivot its root; join another, or leave those out to use it as it is");
   const l = spec.linux ?? {};
   if (l.timeOffsets !== undefined) fail("linux.timeOffsets", `the offsets are written through /proc/self before the container's process enters the joined PID namespace, and the joined mount namespace's /proc (${key}) does not show it then`);
 }
@@ -223,6 +223,11 @@ function checkJoinedMount(spec: Spec, key: string, ownAndSetUp: boolean, fail: F
 function setsUpRoot(spec: Spec): boolean {
   const l = spec.linux ?? {};
   return Boolean(spec.mounts?.length || l.maskedPaths?.length || l.readonlyPaths?.length || l.devices?.length || l.rootfsPropagation !== undefined || spec.root?.readonly);
+}
+
+/** `path` names nsrun's own namespace of that kind, or init's (PID 1's, the host's when nsrun runs in one of its own). */
+function hostsNamespace(path: string, file: "mnt" | "uts"): boolean {
+  return sameNamespace(path, `/proc/self/ns/${file}`) || sameNamespace(path, `/proc/1/ns/${file}`);
 }
 
 /** Two namespace files name the same namespace (device and inode, as nsfs gives them). */
