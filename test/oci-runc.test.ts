@@ -353,7 +353,7 @@ describe("podman with nsrun", () => {
     expect(denied.stdout).toMatch(/^CapAmb:\t0+\n.*Permission denied\nrc=1\n$/s);
   }, "root");
 
-  podmanTest("exec --user 1000 into a running container: no capabilities (control: exec as root keeps them); pause/unpause", (a, pm) => {
+  podmanTest("exec --user 1000 into a running container: no capabilities (control: exec as root keeps them); pause/unpause, update", (a, pm) => {
     const r = pm(["run", "-d", ...ulimits, "--rootfs", join(a.area, "rootfs"), "sleep", "1000"]);
     expect(r.code).toBe(0);
     const id = r.stdout.trim();
@@ -366,9 +366,16 @@ describe("podman with nsrun", () => {
         expect(pm(["inspect", "--format", "{{.State.Status}}", id]).stdout.trim()).toBe("paused");
         expect(pm(["unpause", id]).code).toBe(0);
         expect(pm(["inspect", "--format", "{{.State.Status}}", id]).stdout.trim()).toBe("running");
+        // podman update hands nsrun update --resources FILE.
+        if (cgroupV1) {
+          expect(pm(["update", "--memory", "128m", id]).code).toBe(0);
+          const pid = Number(pm(["inspect", "--format", "{{.State.Pid}}", id]).stdout.trim());
+          const memory = readFileSync(`/proc/${pid}/cgroup`, "utf8").match(/:memory:(\S+)/)?.[1];
+          expect(readFileSync(`/sys/fs/cgroup/memory${memory}/memory.limit_in_bytes`, "utf8").trim()).toBe(String(128 * 2 ** 20));
+        }
       }
     } finally {
-      pm(["rm", "-f", id]);
+      pm(["rm", "-f", "-t", "0", id]);
     }
   });
 });
