@@ -14,8 +14,10 @@ import { ConfigError, StageError } from "../core/errors";
 import { REFUSED_COMMANDS, splitGlobals } from "../core/oci/argv";
 import { CreateFailed, createContainer } from "../core/oci/create";
 import { execInContainer } from "../core/oci/exec";
+import { parseRuncSize, pauseContainer, resumeContainer, updateContainer } from "../core/oci/freeze";
 import { features, specTemplate } from "../core/oci/features";
 import { containerPids, deleteContainer, killContainer, listStates, OciError, startContainer, stateOf } from "../core/oci/lifecycle";
+import type { SpecResources } from "../core/oci/spec";
 import { checkId, defaultRoot, isHostRoot, publicState, StateError } from "../core/oci/state";
 import { exitNow, pidfdSignal } from "../ffi/proc";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/signals";
@@ -75,6 +77,32 @@ const COMMANDS: Record<string, { description: string; usage: string; flags: Flag
     description: "create + start; waits for the container unless --detach, then deletes it",
     usage: "nsrun run [--bundle DIR] [--detach] [OPTIONS] ID",
     flags: [...CREATE_FLAGS, f("detach", "boolean", "Do not wait", "d"), f("keep", "boolean", "Keep the container's state after it exits")],
+  },
+  pause: { description: "Freeze every process of the container (its cgroup's freezer)", usage: "nsrun pause ID", flags: [] },
+  resume: { description: "Thaw a paused container", usage: "nsrun resume ID", flags: [] },
+  update: {
+    description: "Change a container's resource limits",
+    usage: "nsrun update [--resources FILE|-] [FLAGS] ID",
+    flags: [
+      f("resources", "string", "runtime-spec linux.resources JSON, from a file or - for stdin", "r"),
+      f("memory", "string", "Memory limit (bytes, or 512m, 2g)"),
+      f("memory-reservation", "string", "Memory soft limit"),
+      f("memory-swap", "string", "Memory plus swap limit; -1 for unlimited"),
+      f("kernel-memory", "string", "Refused: kernel memory limits are gone from the kernel"),
+      f("kernel-memory-tcp", "string", "Refused: kernel memory limits are gone from the kernel"),
+      f("cpu-shares", "string", "CPU shares (relative weight)"),
+      f("cpu-share", "string", "Same as --cpu-shares (runc's spelling)"),
+      f("cpu-period", "string", "CPU CFS period, microseconds"),
+      f("cpu-quota", "string", "CPU CFS quota, microseconds per period; -1 for none"),
+      f("cpu-rt-period", "string", "Refused: realtime CPU settings are not supported"),
+      f("cpu-rt-runtime", "string", "Refused: realtime CPU settings are not supported"),
+      f("cpuset-cpus", "string", "CPUs to run on (0-3, 0,1)"),
+      f("cpuset-mems", "string", "Memory nodes to use"),
+      f("blkio-weight", "string", "Block IO weight (10-1000)"),
+      f("pids-limit", "string", "Maximum number of processes; 0 or -1 for unlimited"),
+      f("l3-cache-schema", "string", "Refused: intelRdt is not supported"),
+      f("mem-bw-schema", "string", "Refused: intelRdt is not supported"),
+    ],
   },
   features: { description: "What this runtime supports (runtime-spec features JSON)", usage: "nsrun features", flags: [] },
   spec: {
@@ -277,6 +305,45 @@ export async function runOci(argv: string[]): Promise<never> {
   }
 }
 
+/** `update`'s resources: --resources JSON (validated as linux.resources), then the flags on top, as runc does. */
+async function updateResources(v: Parsed["values"]): Promise<SpecResources> {
+  let res: SpecResources = {};
+  if (v.resources !== undefined) {
+    const from = v.resources as string;
+    let text: string;
+    try {
+      text = from === "-" ? await Bun.stdin.text() : await Bun.file(resolve(from)).text();
+    } catch (e) {
+      throw new UsageError(`--resources ${from}: ${(e as Error).message}`);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--resources ${from}: not valid JSON: ${(e as Error).message}`);
+    }
+    const { parseSpec } = await import("../core/oci/spec");
+    res = parseSpec({ ociVersion: "1.0.2", linux: { resources: raw } }, from === "-" ? "--resources -" : resolve(from)).linux?.resources ?? {};
+  }
+  const int = (flag: string): number | undefined => {
+    const t = v[flag] as string | undefined;
+    if (t === undefined) return undefined;
+    if (!/^-?\d+$/.test(t)) throw new UsageError(`--${flag}: expected a whole number, got ${JSON.stringify(t)}`);
+    return Number(t);
+  };
+  const size = (flag: string) => (v[flag] === undefined ? undefined : parseRuncSize(flag, v[flag] as string));
+  for (const flag of ["kernel-memory", "kernel-memory-tcp", "cpu-rt-period", "cpu-rt-runtime", "l3-cache-schema", "mem-bw-schema"])
+    if (v[flag] !== undefined) throw new UsageError(`--${flag}: not supported by nsrun`);
+  const memory = { limit: size("memory"), reservation: size("memory-reservation"), swap: size("memory-swap") };
+  const cpu = { shares: int("cpu-shares") ?? int("cpu-share"), period: int("cpu-period"), quota: int("cpu-quota"), cpus: v["cpuset-cpus"] as string | undefined, mems: v["cpuset-mems"] as string | undefined };
+  const defined = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
+  if (Object.keys(defined(memory)).length) res.memory = { ...res.memory, ...defined(memory) };
+  if (Object.keys(defined(cpu)).length) res.cpu = { ...res.cpu, ...defined(cpu) };
+  if (v["blkio-weight"] !== undefined) res.blockIO = { ...res.blockIO, weight: int("blkio-weight") };
+  if (v["pids-limit"] !== undefined) res.pids = { limit: int("pids-limit") as number };
+  return res;
+}
+
 type Handler = (g: Globals, p: Parsed, usage: string) => Promise<void> | void;
 
 const COMMAND_HANDLERS: Record<string, Handler> = {
@@ -360,6 +427,15 @@ const COMMAND_HANDLERS: Record<string, Handler> = {
       additionalGids: ((v["additional-gids"] as string[]) ?? []).map(Number),
     });
     process.exit(code);
+  },
+  async pause(g, p, usage) {
+    await pauseContainer(g.root, one(p, usage));
+  },
+  resume(g, p, usage) {
+    resumeContainer(g.root, one(p, usage));
+  },
+  async update(g, p, usage) {
+    updateContainer(g.root, one(p, usage), await updateResources(p.values));
   },
   features() {
     out(`${JSON.stringify(features(), null, 2)}\n`);

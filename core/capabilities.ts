@@ -3,7 +3,7 @@
 // sets; the ambient set is empty. The bounding set is cut first, while we still hold CAP_SETPCAP;
 // it is what limits everything a later execve can give, even to uid 0.
 import * as F from "../ffi/flags";
-import { capset, prctl, setgroups, setresgid, setresuid } from "./tape/calls";
+import { capset, capsetSets, prctl, setgroups, setresgid, setresuid } from "./tape/calls";
 import type { Tape } from "./tape/tape";
 
 /** <linux/capability.h>, in number order. */
@@ -54,11 +54,44 @@ export function emitUser(t: Tape, u: UserPlan): void {
   setresuid(t, u.uid);
 }
 
-/** Tape: after the switch, uid 0 keeps exactly the set; any other uid has lost them all already. */
-export function emitCapabilitySets(t: Tape, keep: number[], uid: number): void {
-  t.doing("set the permitted, effective and inheritable sets", {
+/** The four sets a process spec gives (OCI process.capabilities), as capability numbers. */
+export interface CapabilitySets {
+  effective: number[];
+  permitted: number[];
+  inheritable: number[];
+  ambient: number[];
+}
+
+/**
+ * Tape: after the switch, uid 0 keeps exactly the set; any other uid has lost them all already.
+ * With `exact` (OCI's process.capabilities) the sets are set as given, whatever the uid, as runc
+ * does: the caller kept the permitted set across the switch of user with PR_SET_KEEPCAPS (see
+ * emitKeepCapabilities), capset(2) sets effective, permitted and inheritable, and the ambient
+ * ones are raised one by one (the plan kept only those both permitted and inheritable, which the
+ * kernel requires). execve(2) then does the rest (capabilities(7)): a process with another uid
+ * keeps only its ambient set (and what a file's capabilities give, within the bounding set).
+ */
+export function emitCapabilitySets(t: Tape, keep: number[], uid: number, exact?: CapabilitySets): void {
+  t.doing(exact ? "set the effective, permitted and inheritable capability sets" : "set the permitted, effective and inheritable sets", {
     EPERM: "a capability can be kept only if the process still has it; the box's user namespace or the bounding set lacks it",
   });
-  capset(t, uid === 0 ? capabilityMask(keep) : 0n);
+  if (!exact) {
+    capset(t, uid === 0 ? capabilityMask(keep) : 0n);
+    prctl(t, F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL, "PR_CAP_AMBIENT_CLEAR_ALL");
+    return;
+  }
+  capsetSets(t, capabilityMask(exact.effective), capabilityMask(exact.permitted), capabilityMask(exact.inheritable));
   prctl(t, F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL, "PR_CAP_AMBIENT_CLEAR_ALL");
+  for (const cap of exact.ambient) t.sys("prctl", [F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_RAISE, cap, 0, 0], () => `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_${CAPABILITIES[cap] ?? cap})`);
+  if (uid !== 0) prctl(t, F.PR_SET_KEEPCAPS, 0, "0");
+}
+
+/**
+ * Tape, right before emitUser when a process with a uid other than 0 is to keep capabilities:
+ * setresuid(2) to such a uid empties the permitted set unless PR_SET_KEEPCAPS is on (it still
+ * empties the effective set, which capset(2) then sets again).
+ */
+export function emitKeepCapabilities(t: Tape): void {
+  t.doing("keep the permitted capabilities across the switch of user");
+  prctl(t, F.PR_SET_KEEPCAPS, 1, "1");
 }

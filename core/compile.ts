@@ -142,8 +142,9 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   if (makesNamespaces && plan.idMap) emitIdMaps(t, plan.idMap, fds);
   if (ownUserNamespace) setDumpable(t, 0, "the time offsets and id maps are written");
 
-  // A joined mount namespace (OCI) is used as it is: no root of the box's own, no mounts, no pivot.
-  const ownRoot = !shape.mountJoined && profile !== "exec";
+  // A joined mount namespace (OCI) is used as it is (no root of the box's own, no mounts, no pivot),
+  // unless the plan sets the root up inside it, as runc does; exec never sets one up.
+  const ownRoot = (!shape.mountJoined || plan.rootfs.inJoinedNamespace === true) && profile !== "exec";
   if (profile !== "exec") {
     t.stage("mount namespace and private root");
     const mounts = withFiles(plan, fds.files);
@@ -163,7 +164,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
     t.stage("mounts");
     // Before the pivot: bind sources and /dev/null are host paths, and an unprivileged proc mount is
     // allowed only while a fully visible proc (the host's) is mounted in the namespace.
-    if (ownRoot) emitMounts(t, root, mounts, early);
+    if (ownRoot) emitMounts(t, root, mounts, early, plan.rootfs.readonly && plan.rootfs.targetsFirst);
 
     t.stage("hostname");
     emitHostname(t, plan.hostname);
@@ -207,7 +208,7 @@ export function compileBox(plan: BoxPlan, opts: CompileOptions): Tape {
   emitBoundingSet(t, sec.capabilities, opts.lastCap); // needs CAP_SETPCAP: before the switch of user
   opts.beforeUser?.(t);
   emitUser(t, plan.process);
-  emitCapabilitySets(t, sec.capabilities, plan.process.uid);
+  emitCapabilitySets(t, sec.capabilities, plan.process.uid, sec.sets);
   // Changing credentials cleared the parent-death signal: arm it again, and check nsrun is still there.
   if (armDeath) parentDeath(t, fds.report);
   if (sec.noNewPrivileges) {

@@ -5,7 +5,10 @@
 // The one resolution follows only symlinks that root owns (the system's own: /var/run, /lib -> usr/lib).
 // A symlink owned by anyone else could have been planted by a box of that user in a folder it can
 // write, to make nsrun mount the host's /etc or / instead: it is refused, with the path to give instead.
-import { lstatSync, readlinkSync, readSync } from "node:fs";
+// In a user namespace of the caller's own (rootless podman runs nsrun as uid 0 there) see
+// trustedOwner: the ids mapped there are the caller's, and root's files show as the overflow uid.
+import { lstatSync, readFileSync, readlinkSync, readSync } from "node:fs";
+import { closeNs, nsOwnerUid, openNs } from "../ffi/nsfs";
 import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../ffi/flags";
 import { close as closeFd, openat2 } from "../ffi/fs";
 import { posix } from "node:path";
@@ -33,7 +36,7 @@ export function canonicalHostPath(path: string): string {
       done = here;
       continue;
     }
-    if (st.uid !== 0)
+    if (st.uid !== 0 && !trustedOwner(st.uid, here))
       throw new HostPathError(`${JSON.stringify(here)} is a symbolic link owned by uid ${st.uid}; nsrun follows only root's links here (a box could have planted one): give the path it points to, ${JSON.stringify(posix.resolve(done || "/", readlinkSync(here)))}`);
     if (++links > MAX_LINKS) throw new HostPathError(`${JSON.stringify(path)}: too many levels of symbolic links`);
     const target = readlinkSync(here);
@@ -63,4 +66,56 @@ export function readInRootfs(rootfs: string, path: string, limit = 65536): strin
     if (fd >= 0) closeFd(fd);
     if (root >= 0) closeFd(root);
   }
+}
+
+interface UsernsFacts {
+  /** nsrun runs in a user namespace that is not the initial one, and its own uid created it. */
+  callerOwned: boolean;
+  mapped: Array<[inside: number, count: number]>;
+  overflow: number;
+}
+
+let facts: UsernsFacts | null = null;
+
+function usernsFacts(): UsernsFacts {
+  if (facts) return facts;
+  const lines = readFileSync("/proc/self/uid_map", "utf8").trim().split("\n").map((l) => l.trim().split(/\s+/).map(Number));
+  const initial = lines.length === 1 && lines[0][0] === 0 && lines[0][1] === 0 && lines[0][2] === 4294967295;
+  let callerOwned = false;
+  if (!initial) {
+    const fd = openNs("/proc/self/ns/user");
+    try {
+      callerOwned = nsOwnerUid(fd) === process.getuid?.();
+    } finally {
+      closeNs(fd);
+    }
+  }
+  const overflow = Number(readFileSync("/proc/sys/kernel/overflowuid", "utf8").trim());
+  facts = { callerOwned, mapped: lines.map(([inside, , count]) => [inside, count]), overflow };
+  return facts;
+}
+
+/**
+ * Besides root's, whose symlinks nsrun may follow. Only in a user namespace the caller made (rootless
+ * podman's, where nsrun runs as its uid 0; never for the host's root or in the initial namespace):
+ * - an id mapped there is the caller's own (its uid or subordinate ids newuidmap granted it), so its
+ *   links are the caller's: following them gives the caller nothing it did not have;
+ * - the overflow uid (65534) is what every unmapped owner shows as: the host's root (podman's
+ *   /usr/libexec/podman/catatonit, a system symlink), but also any other host user. Such a link is
+ *   followed only in a folder that neither group nor others may write (the kernel's
+ *   protected_symlinks rule): there only the folder's owner could have placed it, and a path
+ *   through another user's folder trusts that user already. In /tmp, another user's link is refused.
+ * nsrun there holds no privilege over the host: what a followed link reaches, the caller could open.
+ */
+function trustedOwner(uid: number, link: string): boolean {
+  const u = usernsFacts();
+  if (!u.callerOwned) return false;
+  if (uid === u.overflow) {
+    try {
+      return (lstatSync(posix.dirname(link)).mode & 0o022) === 0;
+    } catch {
+      return false;
+    }
+  }
+  return u.mapped.some(([inside, count]) => uid >= inside && uid < inside + count);
 }

@@ -7,7 +7,7 @@ import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, fchmodat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodatChar, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
+import { close, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
 import type { Reg, Tape } from "./tape/tape";
 import type { IdRange } from "./userns";
 import { NsrunError } from "../ffi/error";
@@ -47,10 +47,15 @@ export type MountOp =
    */
   | { op: "mask"; target: string; origin: string; ownNull?: boolean }
   /** A character device nsrun makes with mknod(2) in the box's own /dev (a tmpfs), mode as given. */
-  | { op: "device"; target: string; major: number; minor: number; mode: number; origin: string }
+  | { op: "node"; target: string; major: number; minor: number; mode: number; origin: string }
   /** Bind a path onto itself, read-only. A missing path is left alone. */
   | { op: "readonly"; target: string; origin: string }
-  | { op: "symlink"; target: string; linkTo: string; origin: string };
+  | { op: "symlink"; target: string; linkTo: string; origin: string }
+  /**
+   * OCI linux.devices that the host lacks: a node made with mknodat(2) (root only) in a detached
+   * tmpfs of its own, without nodev, and that file bound onto the target (see emitDevice).
+   */
+  | { op: "device"; target: string; type: "c" | "b" | "p"; major: number; minor: number; mode: number; uid: number; gid: number; origin: string };
 
 /**
  * Mount propagation (mount_namespaces(7)): MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, for the
@@ -139,7 +144,7 @@ export function defaultMounts(ctx: MountContext): Map<string, MountOp[]> {
     // everywhere else, no CAP_MKNOD).
     ...DEV_NODES.map(([n, major, minor]): MountOp =>
       ctx.ownDevices
-        ? { op: "device", target: `/dev/${n}`, major, minor, mode: 0o666, origin: o("/dev") }
+        ? { op: "node", target: `/dev/${n}`, major, minor, mode: 0o666, origin: o("/dev") }
         : { op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: HOST_DEVICE_ATTRS, file: true, origin: o("/dev") },
     ),
     // A new devpts instance, so the box cannot see the host's terminals. gid=5 (tty) only where it is mapped.
@@ -251,10 +256,12 @@ export function describeMount(op: MountOp): string {
       return `${op.origin}: symlink ${q(op.target)} -> ${q(op.linkTo)}`;
     case "mask":
       return `${op.origin}: mask ${q(op.target)}`;
-    case "device":
+    case "node":
       return `${op.origin}: make the device ${q(op.target)} (${op.major}:${op.minor})`;
     case "readonly":
       return `${op.origin}: make ${q(op.target)} read-only`;
+    case "device":
+      return `${op.origin}: make the device ${q(op.target)} (${op.type} ${op.major}:${op.minor})`;
   }
 }
 
@@ -321,8 +328,14 @@ const HINTS = {
   },
 };
 
-/** Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds copied. */
-export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map()): void {
+/**
+ * Tape: every mount op, in order. `root` is the box's root mount; `early`, binds emitEarlyBinds
+ * copied. With `readonlyRoot` (OCI's root.readonly) the root (and the host's mounts below the
+ * rootfs) becomes read-only here, once the targets the mounts need in it exist: a target the rootfs
+ * lacks is made first, as runc does, since it could not be made in a read-only root (EROFS).
+ */
+export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountOp, Reg> = new Map(), readonlyRoot = false): void {
+  if (readonlyRoot) emitReadonlyRoot(t, root, ops);
   const bases = new Bases(root);
   const last = lastUses(ops);
   ops.forEach((op, i) => {
@@ -338,9 +351,14 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
         emitSymlink(t, bases, op);
         break;
       case "mask":
-        return emitMask(t, bases, op, i);
+        emitMask(t, bases, op, i);
+        break;
+      case "node":
+        emitNode(t, bases, op);
+        break;
       case "device":
-        return emitDevice(t, bases, op);
+        emitDevice(t, bases, op);
+        break;
       case "readonly":
         emitReadonly(t, bases, op, i);
         break;
@@ -349,6 +367,33 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
     for (const reg of bases.release((kept) => last.get(kept) === i)) close(t, reg);
   });
   for (const reg of bases.release(() => true)) close(t, reg);
+}
+
+/**
+ * The targets that lie in the rootfs itself (not below another mount of the box, which is attached
+ * later and stays writable) are made, each resolved in the root as its mount will be, then the root
+ * tree is made read-only, recursively: nodev was set on it already.
+ */
+function emitReadonlyRoot(t: Tape, root: Reg, ops: MountOp[]): void {
+  const bases = new Bases(root);
+  const mounted: string[] = [];
+  const inRootfs = (target: string) => !mounted.some((m) => target === m || target.startsWith(`${m}/`));
+  for (const op of ops) {
+    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink" && op.op !== "device") continue;
+    if (inRootfs(op.target)) {
+      t.doing(`${describeMount(op)}: make its target before the root is read-only`, op.op === "mount" && op.special ? HINTS.special : undefined);
+      if (op.op === "symlink") emitSymlink(t, bases, op);
+      else {
+        const target = t.reg("target");
+        const { lookup, rel } = bases.lookup(op.target, op.op === "mount" && op.special);
+        openInRoot(t, lookup, rel, (op.op === "bind" && op.file) || op.op === "device" ? "file" : "dir", target);
+        close(t, target);
+      }
+    }
+    if (op.op !== "symlink") mounted.push(op.target);
+  }
+  t.doing("make the root read-only");
+  mountSetattr(t, root, true, A.RO);
 }
 
 function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount" }>, i: number): void {
@@ -395,13 +440,14 @@ function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount
 }
 
 function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, early?: Reg): void {
-  const tree = early ?? t.reg("tree");
+  const tree = t.reg("tree");
   const target = t.reg("target");
   if (op.tree !== undefined) {
     // Made by nsrun with its attributes already (an id-mapped bind): its fd into the register.
     t.load(t.struct(8, String(op.tree), [[0, 8, op.tree]]), 8, tree);
   } else {
-    if (!early) copyTree(t, op, tree);
+    if (early) cloneEarly(t, op, early, tree);
+    else copyTree(t, op, tree);
     if (op.attrs) mountSetattr(t, tree, op.recursive, op.attrs);
   }
   const { lookup, rel } = bases.lookup(op.target, false);
@@ -410,6 +456,27 @@ function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, e
   if (op.propagation) emitPropagation(t, tree, op.propagation);
   close(t, tree);
   close(t, target);
+}
+
+/**
+ * An early copy (emitEarlyBinds) is attached as a clone of itself made now, a peer like it: Linux
+ * lists a namespace's mounts in the order they were made (/proc/self/mountinfo), and the clone
+ * keeps the config's order there, which runc keeps and runtime-tools checks. A kernel that cannot
+ * clone a detached tree (EINVAL: older kernels refuse it) gets the early copy itself, listed first.
+ */
+function cloneEarly(t: Tape, op: Extract<MountOp, { op: "bind" }>, early: Reg, tree: Reg): void {
+  const n = t.ops.length;
+  const cloned = t.label(`early_cloned_${n}`);
+  const ready = t.label(`early_ready_${n}`);
+  openTree(t, early, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | (op.recursive ? F.AT_RECURSIVE : 0), { dst: tree, ok: [ERRNO.EINVAL] });
+  t.jumpIf(tree, "GE", 0, cloned);
+  const slot = t.slot(8, "early");
+  t.store(early, slot, 8);
+  t.load(slot, 8, tree);
+  t.jump(ready);
+  t.place(cloned);
+  close(t, early);
+  t.place(ready);
 }
 
 /** A detached copy of a bind's source tree into `tree`. */
@@ -455,16 +522,45 @@ export function emitPropagation(t: Tape, fd: Reg, p: Propagation): void {
   mountSetattr(t, fd, p.recursive, 0, { propagation: p.type });
 }
 
-function emitDevice(t: Tape, bases: Bases, op: Extract<MountOp, { op: "device" }>): void {
+function emitNode(t: Tape, bases: Bases, op: Extract<MountOp, { op: "node" }>): void {
   const parts = components(op.target);
   const parent = t.reg("parent");
   const { lookup, rel } = bases.lookup(`/${parts.slice(0, -1).join("/")}`, true);
   openInRoot(t, lookup, rel, "dir", parent);
   const name = parts[parts.length - 1];
-  mknodatChar(t, parent, name, op.mode, op.major, op.minor);
+  mknodat(t, parent, name, F.S_IFCHR | op.mode, op.major, op.minor);
   // mknod(2) applies the umask; the node is nsrun's own, just made in a tmpfs nobody else sees yet.
   fchmodat(t, parent, name, op.mode);
   close(t, parent);
+}
+
+/**
+ * A device node the host lacks (OCI linux.devices, root only): every mount of the box is nodev, so
+ * the node is made in a small detached tmpfs of its own that is not, with the mode, owner and group
+ * the config gives (fchmodat: the umask does not apply), and only that file is bound onto the
+ * target: the tmpfs is never attached, so nothing else can be made there.
+ */
+function emitDevice(t: Tape, bases: Bases, op: Extract<MountOp, { op: "device" }>): void {
+  const ctx = t.reg("ctx");
+  const fsm = t.reg("devfs");
+  const tree = t.reg("tree");
+  const target = t.reg("target");
+  fsopen(t, "tmpfs", ctx);
+  fsconfigSet(t, ctx, "mode", "0755");
+  fsconfigCreate(t, ctx);
+  fsmount(t, ctx, A.NOSUID | A.NOEXEC, { dst: fsm });
+  close(t, ctx);
+  const type = op.type === "c" ? F.S_IFCHR : op.type === "b" ? F.S_IFBLK : F.S_IFIFO;
+  mknodat(t, fsm, "node", type | (op.mode & 0o777), op.major, op.minor);
+  fchmodat(t, fsm, "node", op.mode & 0o7777);
+  fchownat(t, fsm, "node", op.uid, op.gid, 0);
+  openTree(t, fsm, "node", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC, { dst: tree });
+  close(t, fsm);
+  const { lookup, rel } = bases.lookup(op.target, false);
+  openInRoot(t, lookup, rel, "file", target);
+  moveMount(t, tree, target);
+  close(t, tree);
+  close(t, target);
 }
 
 function emitSymlink(t: Tape, bases: Bases, op: Extract<MountOp, { op: "symlink" }>): void {

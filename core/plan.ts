@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
 import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, PING_GROUP_RANGE, parsePort } from "./network";
-import { capabilityNumber, DEFAULT_CAPABILITIES } from "./capabilities";
+import { capabilityNumber, DEFAULT_CAPABILITIES, type CapabilitySets } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
 import { ConfigError } from "./errors";
@@ -50,6 +50,8 @@ export interface TimeLimits {
 export interface SecurityPlan {
   /** Capability numbers the box keeps. */
   capabilities: number[];
+  /** OCI's process.capabilities, set as given (core/capabilities.ts); a box's are all `capabilities`. */
+  sets?: CapabilitySets;
   noNewPrivileges: boolean;
   /** The compiled filter, or null for "unconfined". */
   seccomp: Insn[] | null;

@@ -17,6 +17,14 @@ export interface RootfsPlan {
   /** Absolute, symlink-free host path of the rootfs directory. */
   hostPath: string;
   readonly: boolean;
+  /**
+   * OCI (runc's order): with `readonly`, the mounts' targets the rootfs lacks are made first and the
+   * root becomes read-only after (emitMounts). A box's read-only root is read-only from the start:
+   * nsrun writes nothing into it, and a missing target is an error (EROFS).
+   */
+  targetsFirst?: boolean;
+  /** OCI: set up (and pivoted into) inside a mount namespace joined by path, as runc does; else a joined one is used as it is. */
+  inJoinedNamespace?: boolean;
   ephemeral: boolean;
   /** Absolute, symlink-free host path of a folder that keeps the box's writable layer (config key `layer`): implies an overlay. */
   layer?: string;
@@ -50,7 +58,8 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
   });
   openat2(t, F.AT_FDCWD, plan.hostPath, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: dir });
   // nodev: a device node shipped in the rootfs opens nothing; the box's devices are nsrun's own /dev.
-  const attrs = F.MOUNT_ATTR_NODEV | (plan.readonly ? F.MOUNT_ATTR_RDONLY : 0);
+  // With targetsFirst, read-only comes later (emitMounts), once the mounts' targets exist in the root.
+  const attrs = F.MOUNT_ATTR_NODEV | (plan.readonly && !plan.targetsFirst ? F.MOUNT_ATTR_RDONLY : 0);
   if (plan.ephemeral || plan.layer !== undefined) {
     const ctx = t.reg("ctx");
     const scratch = t.reg("scratch");

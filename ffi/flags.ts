@@ -56,10 +56,6 @@ export const FSCONFIG_SET_FLAG = 0;
 export const FSCONFIG_SET_STRING = 1;
 export const FSCONFIG_CMD_CREATE = 6;
 
-// <sys/stat.h>: file types (S_IFMT bits): a character device for mknodat(2), regular files and symlinks
-export const S_IFCHR = 0o020000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
 
 // <sys/mount.h>: umount2(2)
 export const MNT_DETACH = 0x2;
@@ -115,6 +111,13 @@ export const MFD_EXEC = 0x10;
 // <linux/close_range.h>
 export const CLOSE_RANGE_CLOEXEC = 0x4;
 
+// <sys/stat.h>: file types (S_IFMT bits), for mknodat(2) and fstat(2)
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
 // <sys/prctl.h>
 export const PR_SET_PDEATHSIG = 1;
 export const PR_SET_DUMPABLE = 4;
@@ -129,6 +132,7 @@ export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
 export const PR_NAMES: Record<number, string> = {
   [PR_SET_PDEATHSIG]: "PR_SET_PDEATHSIG",
   [PR_SET_DUMPABLE]: "PR_SET_DUMPABLE",
+  [PR_SET_KEEPCAPS]: "PR_SET_KEEPCAPS",
   [PR_CAPBSET_DROP]: "PR_CAPBSET_DROP",
   [PR_SET_CHILD_SUBREAPER]: "PR_SET_CHILD_SUBREAPER",
   [PR_SET_NO_NEW_PRIVS]: "PR_SET_NO_NEW_PRIVS",

@@ -44,7 +44,6 @@ export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
-export const S_IFIFO = 0o010000;
 
 /** Resolve flags for every lookup inside an image: the image fd is "/", and /proc magic links are refused. */
 export const IN_ROOT = F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS;
@@ -113,7 +112,7 @@ export function unlinkat(dirfd: number, name: string, removeDir: boolean, shown 
 }
 
 export function mkfifoat(dirfd: number, name: string, mode: number, shown = name): void {
-  check("mknodat", fsLibc.mknodat(dirfd, cstr(name), S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(shown)}, S_IFIFO)`);
+  check("mknodat", fsLibc.mknodat(dirfd, cstr(name), F.S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(shown)}, S_IFIFO)`);
 }
 
 export function fchown(fd: number, uid: number, gid: number, shown: string): void {
@@ -187,7 +186,7 @@ export function typeAt(dirfd: number, name: string, shown = name): number | null
 
 /** mkfifo(3) at a host path (mknodat AT_FDCWD): the OCI runtime's exec.fifo. */
 export function mkfifo(path: string, mode = 0o600): void {
-  check("mknodat", fsLibc.mknodat(F.AT_FDCWD, cstr(path), S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(path)}, S_IFIFO)`);
+  check("mknodat", fsLibc.mknodat(F.AT_FDCWD, cstr(path), F.S_IFIFO | (mode & 0o7777), 0), `mknodat(${q(path)}, S_IFIFO)`);
 }
 
 /** Inode number of an fd (AT_EMPTY_PATH), to tell whether a path still names the file an fd holds. */

@@ -1,5 +1,6 @@
 // One sentence of advice for the errnos people meet at each step, like bubblewrap's per-errno messages.
 // Keyed by syscall, then errno name; "*" matches any syscall.
+import { release } from "node:os";
 import { getSystemErrorName } from "node:util";
 
 const HINTS: Record<string, Record<string, string>> = {
@@ -53,6 +54,7 @@ const HINTS: Record<string, Record<string, string>> = {
   },
   close_range: {
     ENOSYS: "close_range(2) needs Linux 5.9 or later",
+    EPERM: "close_range(2) never fails with EPERM by itself: a seccomp filter refuses it (a profile older than Linux 5.9, loaded on nsrun or on the container: linux.seccomp)",
   },
   open: {
     EACCES: "permission denied: for /proc/self/uid_map this is AppArmor or a sysctl; for a cgroup file, the cgroup is not delegated to you",
@@ -82,12 +84,24 @@ const HINTS: Record<string, Record<string, string>> = {
   },
 };
 
-export function hintFor(syscall: string, errno: number): string | undefined {
+export function hintFor(syscall: string, errno: number, kernel = release()): string | undefined {
   let name: string;
   try {
     name = getSystemErrorName(-errno);
   } catch {
     return undefined;
   }
-  return HINTS[syscall]?.[name] ?? HINTS["*"]?.[name];
+  const hint = HINTS[syscall]?.[name] ?? HINTS["*"]?.[name];
+  // "needs Linux X.Y" is advice only on an older kernel; on a newer one ENOSYS comes from a seccomp
+  // filter (a profile that predates the call, which podman's makes ENOSYS), not from the kernel.
+  const needs = hint?.match(/needs Linux (\d+)\.(\d+)/);
+  if (name === "ENOSYS" && needs && kernelAtLeast(kernel, Number(needs[1]), Number(needs[2])))
+    return `this kernel (${kernel.split("-")[0]}) has ${syscall}(2): a seccomp filter refuses it (a profile older than the call, loaded on nsrun or on the box: [security] seccomp, or OCI linux.seccomp)`;
+  return hint;
+}
+
+/** `release` (uname -r, "6.18.44-...") is at least major.minor. */
+export function kernelAtLeast(release: string, major: number, minor: number): boolean {
+  const [a, b] = release.split(/[.-]/).map(Number);
+  return a > major || (a === major && b >= minor);
 }

@@ -5,7 +5,7 @@
 // containerd package does not bring. Skips, saying why.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Subprocess, spawn, spawnSync } from "bun";
-import { chmodSync, existsSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildRootfs } from "../fixtures/build-rootfs";
 import { installNsrun } from "../fixtures/oci/bundle";
@@ -100,5 +100,30 @@ describe("containerd (ctr) with nsrun as the runc binary", () => {
     // nsrun's state for the container is gone with it (control: the folder nsrun keeps it in exists).
     expect(existsSync(runtimeRoot)).toBe(true);
     expect(existsSync(join(runtimeRoot, "sleeper"))).toBe(false);
+  }, 120_000);
+
+  // ctr's exec process carries the container's capabilities with the uid asked for, as runc takes
+  // it: the sets as given, and execve(2) leaves a process with another uid none (no ambient ones).
+  test.skipIf(why !== null)(`ctr task exec --user 1000: no capabilities; control: the same exec as root keeps them; task pause/resume${skipped}`, async () => {
+    expect(ctr(["run", "-d", "--runc-binary", bin, "--rootfs", rootfs, "capper", "/bin/sleep", "1000"]).code).toBe(0);
+    const caps = "id -u; grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status";
+    const user = ctr(["task", "exec", "--user", "1000", "--exec-id", "u1", "capper", "/bin/sh", "-c", caps]);
+    expect([user.code, user.stdout]).toEqual([0, "1000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n"]);
+    const rootExec = ctr(["task", "exec", "--exec-id", "u2", "capper", "/bin/sh", "-c", caps]);
+    expect(rootExec.code).toBe(0);
+    expect(rootExec.stdout).toMatch(/^0\nCapPrm:\t0*[1-9a-f][0-9a-f]*\n/);
+    // pause freezes the container's cgroup (nsrun pause), resume thaws it.
+    expect(ctr(["task", "pause", "capper"]).code).toBe(0);
+    expect(ctr(["task", "ls"]).stdout).toMatch(/capper\s+\d+\s+PAUSED/);
+    const pid = ctr(["task", "ls"]).stdout.match(/capper\s+(\d+)/)?.[1];
+    const freezer = readFileSync(`/proc/${pid}/cgroup`, "utf8").match(/:freezer:(\S+)/)?.[1];
+    if (freezer) expect(readFileSync(`/sys/fs/cgroup/freezer${freezer}/freezer.state`, "utf8").trim()).toBe("FROZEN");
+    expect(ctr(["task", "resume", "capper"]).code).toBe(0);
+    expect(ctr(["task", "ls"]).stdout).toMatch(/capper\s+\d+\s+RUNNING/);
+    if (freezer) expect(readFileSync(`/sys/fs/cgroup/freezer${freezer}/freezer.state`, "utf8").trim()).toBe("THAWED");
+    expect(ctr(["task", "kill", "-s", "SIGKILL", "capper"]).code).toBe(0);
+    expect(await waitFor(() => /capper\s+\d+\s+STOPPED/.test(ctr(["task", "ls"]).stdout), 30_000)).toBe(true);
+    expect(ctr(["task", "rm", "capper"]).code).toBe(0);
+    expect(ctr(["container", "rm", "capper"]).code).toBe(0);
   }, 120_000);
 });

@@ -4,7 +4,7 @@
 //  1. A global OCI flag before the command (--root, --log, --log-format, --debug, --systemd-cgroup,
 //     --rootless, --criu): OCI. podman (conmon) and containerd always pass --root.
 //  2. The first word is an OCI-only command: create start state kill delete list ps exec features
-//     spec (and pause resume events update checkpoint restore, which are refused by name).
+//     spec pause resume update (and events checkpoint restore, which are refused by name).
 //  3. `run` is nsrun's box command unless it is clearly OCI's: it has --bundle/-b, --detach/-d,
 //     --pid-file, --console-socket, --no-pivot, --no-new-keyring, --preserve-fds or --keep; or it
 //     has no --config/-c, no `--`, exactly one other word, and ./config.json is a runtime-spec
@@ -15,8 +15,8 @@ import { join } from "node:path";
 
 export const GLOBAL_VALUE_FLAGS = ["--root", "--log", "--log-format", "--criu", "--rootless"];
 export const GLOBAL_BOOL_FLAGS = ["--debug", "--systemd-cgroup"];
-export const OCI_COMMANDS = ["create", "start", "state", "kill", "delete", "list", "ps", "exec", "features", "spec"];
-export const REFUSED_COMMANDS = ["pause", "resume", "events", "update", "checkpoint", "restore"];
+export const OCI_COMMANDS = ["create", "start", "state", "kill", "delete", "list", "ps", "exec", "features", "spec", "pause", "resume", "update"];
+export const REFUSED_COMMANDS = ["events", "checkpoint", "restore"];
 const RUN_OCI_FLAGS = ["--bundle", "-b", "--detach", "-d", "--pid-file", "--console-socket", "--no-pivot", "--no-new-keyring", "--preserve-fds", "--keep"];
 
 /** Split leading global flags from the command; `globals` has them as written. */

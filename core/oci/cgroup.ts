@@ -4,7 +4,7 @@
 // removes it. A root container always gets one (ps, kill --all and stats read it); an ordinary
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
-import type { CgroupHost, CgroupPlan } from "../cgroup";
+import { type CgroupHost, type CgroupPlan, inspectCgroups } from "../cgroup";
 import type { OciCaller } from "./caller";
 import type { SpecResources } from "./spec";
 import { NsrunError } from "../../ffi/error";
@@ -73,16 +73,47 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
   const leaves = [...new Set([...controllers].map(leafOf))];
   for (const leaf of leaves) if (existsSync(leaf) && !removeIfEmpty(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already, with processes in it`);
   const dirs = [...controllers].flatMap((c) => missingAncestors(hierarchy(c).mount, leafOf(c)));
+  // A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and takes no process until it
+  // has some: each folder nsrun makes gets its parent's, parents first (as runc does), and the
+  // leaf's own values follow among the writes.
+  const cpusetInit: Array<[string, string]> = controllers.has("cpuset")
+    ? missingAncestors(hierarchy("cpuset").mount, leafOf("cpuset")).flatMap((dir) => {
+        const parent = dir.slice(0, dir.lastIndexOf("/"));
+        const inherited = (f: string) => nearestValue(parent, f, hierarchy("cpuset").mount) ?? raise("linux.resources.cpu", `cannot read ${f} of the cgroup ${JSON.stringify(parent)} (or any above it)`);
+        return [[`${dir}/cpuset.cpus`, inherited("cpuset.cpus")], [`${dir}/cpuset.mems`, inherited("cpuset.mems")]] as Array<[string, string]>;
+      })
+    : [];
   return {
     version: 1,
     dirs: [...new Set(dirs)],
-    writes: writes.map(([c, file, value]): [string, string] => [`${leafOf(c)}/${file}`, value]),
+    writes: [...cpusetInit, ...writes.map(([c, file, value]): [string, string] => [`${leafOf(c)}/${file}`, value])],
     procs: leaves.map((l) => `${l}/cgroup.procs`),
     boxDirs: leaves,
     undo: [],
     oomFile: memoryText && host.v1.memory ? `${leafOf("memory")}/memory.oom_control` : null,
     memoryText,
   };
+}
+
+/**
+ * `update`: the files to write for new linux.resources in a container's existing cgroups (made by
+ * planOciCgroup at `create`). On v1 each controller's file goes to the container's folder in that
+ * controller's hierarchy; a controller the container has no folder for is an error naming it.
+ */
+export function resourceWrites(cgroup: CgroupPlan, res: SpecResources): Array<[string, string]> {
+  try {
+    if (cgroup.version === 2) return v2Writes(res).map(([, file, value]) => [`${cgroup.boxDirs[0]}/${file}`, value]);
+    const host = inspectCgroups();
+    return v1Writes(res).map(([c, file, value]) => {
+        const mount = host.v1[c]?.mount;
+        const dir = mount && cgroup.boxDirs.find((d) => d.startsWith(`${mount}/`));
+        if (!dir) throw new OciPlanError(`linux.resources`, `the container has no cgroup in the ${c} hierarchy`);
+        return [`${dir}/${file}`, value];
+      });
+  } catch (e) {
+    if (e instanceof OciPlanError) throw new Error(`${e.key}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** A leftover cgroup of this name with nothing in it (a container that was never deleted) is taken away. */
@@ -94,6 +125,19 @@ function removeIfEmpty(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A cpuset file's value in `dir`, or in the nearest folder above it that exists and has one, up to `top`. */
+function nearestValue(dir: string, file: string, top: string): string | null {
+  for (let d = dir; d.length >= top.length; d = d.slice(0, d.lastIndexOf("/"))) {
+    try {
+      const v = readFileSync(`${d}/${file}`, "utf8").trim();
+      if (v) return v;
+    } catch {
+      // not made yet: look further up
+    }
+  }
+  return null;
 }
 
 /** The controllers a cgroup hands down (its cgroup.subtree_control); none for one not made yet. */
@@ -141,7 +185,8 @@ function v1Writes(r: SpecResources): Writes {
   if (m.swappiness !== undefined) w.push(["memory", "memory.swappiness", String(m.swappiness)]);
   if (m.disableOOMKiller) w.push(["memory", "memory.oom_control", "1"]);
   const c = r.cpu ?? {};
-  if (c.cpus || c.mems) refuse(c.cpus ? "cpu.cpus" : "cpu.mems", "cpuset limits are not supported by nsrun");
+  if (c.cpus) w.push(["cpuset", "cpuset.cpus", c.cpus]);
+  if (c.mems) w.push(["cpuset", "cpuset.mems", c.mems]);
   if (c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined || c.burst !== undefined || c.idle !== undefined) refuse("cpu", "realtime, burst and idle CPU settings are not supported by nsrun");
   if (c.shares !== undefined) w.push(["cpu", "cpu.shares", String(c.shares)]);
   if (c.period !== undefined) w.push(["cpu", "cpu.cfs_period_us", String(c.period)]);
@@ -178,8 +223,10 @@ function v2Writes(r: SpecResources): Writes {
   if (m.reservation !== undefined) w.push(["memory", "memory.low", String(m.reservation)]);
   if (m.disableOOMKiller || m.swappiness !== undefined) raise("linux.resources.memory", "disableOOMKiller and swappiness do not exist in cgroup v2");
   const c = r.cpu ?? {};
-  if (c.cpus || c.mems || c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined || c.burst !== undefined || c.idle !== undefined)
-    raise("linux.resources.cpu", "cpuset, realtime, burst and idle CPU settings are not supported by nsrun");
+  if (c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined || c.burst !== undefined || c.idle !== undefined)
+    raise("linux.resources.cpu", "realtime, burst and idle CPU settings are not supported by nsrun");
+  if (c.cpus) w.push(["cpuset", "cpuset.cpus", c.cpus]);
+  if (c.mems) w.push(["cpuset", "cpuset.mems", c.mems]);
   if (c.shares !== undefined) w.push(["cpu", "cpu.weight", String(Math.round(1 + ((Math.max(2, c.shares) - 2) * 9999) / 262142))]);
   if (c.quota !== undefined || c.period !== undefined) w.push(["cpu", "cpu.max", `${c.quota !== undefined && c.quota > 0 ? c.quota : "max"} ${c.period ?? 100000}`]);
   if (r.pids) w.push(["pids", "pids.max", r.pids.limit > 0 ? String(r.pids.limit) : "max"]);

@@ -15,6 +15,7 @@ import { close, connectUnix, pipe } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
+import { emitKeepCapabilities } from "../capabilities";
 import { compileBox, joinShape } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { lastCapability } from "../host/start";
@@ -30,7 +31,7 @@ import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTi
 import { mkfifo } from "../../ffi/fs";
 import { kill, pidfdOpen } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitOciCapabilitySets, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
 import { NsrunError } from "../../ffi/error";
 
 export interface CreateOptions {
@@ -173,9 +174,11 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
         // After createRuntime, in the container's namespaces, before pivot_root (runtime-spec config.md).
         for (const h of inside) if (h.list === "createContainer") emitHook(t, h, reportWrite);
       },
-      beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
+      beforeUser: (t) => {
+        if (plan.groups !== null) emitGroups(t, plan.groups);
+        if (plan.box.process.uid !== 0) emitKeepCapabilities(t);
+      },
       beforeSeccomp: (t) => {
-        if (plan.box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
         emitPreserveFds(t, preserved);
         emitWaitForStart(t, reportWrite, syncRead, execFifo);
         // Part of `start`, in the container, before its command (runtime-spec config.md).

@@ -11,6 +11,7 @@ import * as F from "../../ffi/flags";
 import { close, connectUnix, keepAcrossExec, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
+import { emitKeepCapabilities } from "../capabilities";
 import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
 import { compileBox } from "../compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
@@ -20,13 +21,14 @@ import { handOver } from "../host/supervise";
 import { launch } from "../launch/launch";
 import { NAMESPACE_ORDER, nsFileName } from "../namespaces";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import { isFrozen } from "./freeze";
 import { OciError } from "./lifecycle";
 import { NS_KIND, planOci } from "./plan";
 import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "../../ffi/proc";
-import { emitGroups, emitOciCapabilitySets, emitPreserveFds } from "./tape";
+import { emitGroups, emitPreserveFds } from "./tape";
 
 export interface ExecOptions {
   root: string;
@@ -77,9 +79,9 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const lock = lockContainer(c);
   const saved = c.read();
   const status = c.status(saved);
-  if (status !== "running" && status !== "created") {
+  if ((status !== "running" && status !== "created") || isFrozen(saved.cgroup)) {
     closeSync(lock);
-    throw new OciError(`cannot exec in container ${JSON.stringify(o.id)}: it is ${status}`);
+    throw new OciError(`cannot exec in container ${JSON.stringify(o.id)}: it is ${isFrozen(saved.cgroup) ? "paused" : status}`);
   }
   const configFile = c.path("config.json");
   const spec = parseSpec(JSON.parse(readFileSync(configFile, "utf8")), configFile);
@@ -88,7 +90,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // The process is planned as its container was, with its own process section; the container's
   // mounts and namespaces are joined, not made, so only the process-related parts are used. (A
   // namespace the container joined by path is planned as joined, by a path that always exists.)
-  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${nsFileName(NS_KIND[n.type])}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
+  const asSpec: Spec = { ...spec, process: proc, hooks: {}, mounts: [], hostname: undefined, domainname: undefined, root: spec.root && { ...spec.root, readonly: false }, linux: { ...spec.linux, namespaces: (spec.linux?.namespaces ?? []).map((n) => (n.path ? { type: n.type, path: `/proc/self/ns/${nsFileName(NS_KIND[n.type])}` } : { type: n.type })), resources: undefined, devices: [], sysctl: {}, maskedPaths: [], readonlyPaths: [], rootfsPropagation: undefined, uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings } };
   const caller = ociCaller();
   let plan;
   try {
@@ -128,11 +130,11 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
     fds: { report: report[1], sync: null, stub, cgroupDir: cgroupJoin?.dir ?? null, cgroupProcs: cgroupJoin?.procs ?? [], join, terminal, keep: preserved },
     lastCap: lastCapability(),
     parentDeath: false,
-    beforeUser: (t) => plan.groups !== null && emitGroups(t, plan.groups),
-    beforeSeccomp: (t) => {
-      if (box.process.uid === 0) emitOciCapabilitySets(t, plan.caps);
-      emitPreserveFds(t, preserved);
+    beforeUser: (t) => {
+      if (plan.groups !== null) emitGroups(t, plan.groups);
+      if (box.process.uid !== 0) emitKeepCapabilities(t);
     },
+    beforeSeccomp: (t) => emitPreserveFds(t, preserved),
   });
 
   // Attached: the forked process becomes ours when its parent exits, so we can wait for it.

@@ -8,26 +8,25 @@ import { errnoName } from "../../ffi/errno";
 import * as F from "../../ffi/flags";
 import { removeCgroup } from "../cgroup";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND } from "../errors";
+import { isFrozen, thaw } from "./freeze";
 import { runHooksWarning } from "./hooks";
 import { describeHookReport } from "./tape";
 import { Container, listContainers, lockContainer, processAlive, publicState, type SavedState, StateError, type Status } from "./state";
 import { pidfdOpen, pidfdSignal, pidfdWait } from "../../ffi/proc";
-import { NsrunError } from "../../ffi/error";
+import { OciError } from "./error";
 
 /** A command's failure, with the exit status it should end with. */
-export class OciError extends NsrunError {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
+export { OciError };
 
 export function stateOf(root: string, id: string): { container: Container; saved: SavedState; status: Status } {
   const container = new Container(root, id);
   const saved = container.read();
-  return { container, saved, status: container.status(saved) };
+  return { container, saved, status: withPaused(container.status(saved), saved) };
+}
+
+/** "running" is "paused" while the container's cgroup is frozen (core/oci/freeze.ts). */
+function withPaused(status: Status, saved: SavedState): Status {
+  return status === "running" && isFrozen(saved.cgroup) ? "paused" : status;
 }
 
 /** `start`: wake the process waiting on exec.fifo, then learn from report.fifo whether its command started. */
@@ -154,6 +153,8 @@ export async function deleteContainer(root: string, id: string, force: boolean, 
     if (status !== "stopped") {
       const fd = pidfdOpen(saved.pid);
       for (const pid of containerPids(saved)) signal(pid, F.SIGKILL, pid === saved.pid ? saved.startTime : null);
+      // A paused container's processes take the SIGKILL once thawed.
+      thaw(saved.cgroup);
       if (fd >= 0) {
         pidfdWait(fd, 10_000);
         closeSync(fd);
@@ -171,7 +172,7 @@ export function listStates(root: string) {
   return listContainers(root).flatMap((c) => {
     try {
       const saved = c.read();
-      return [publicState(saved, c.status(saved))];
+      return [publicState(saved, withPaused(c.status(saved), saved))];
     } catch {
       return [];
     }

@@ -4,7 +4,7 @@
 // one line naming the JSON path; nothing is silently skipped.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { posix, resolve } from "node:path";
-import { capabilityNumber, CAPABILITIES } from "../capabilities";
+import { type CapabilitySets, capabilityNumber, CAPABILITIES } from "../capabilities";
 import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "../hostpath";
 import { idProblem } from "../ids";
@@ -21,12 +21,7 @@ import type { OciCaller } from "./caller";
 import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./cgroup";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
-export interface CapabilitySets {
-  effective: number[];
-  permitted: number[];
-  inheritable: number[];
-  ambient: number[];
-}
+export type { CapabilitySets } from "../capabilities";
 
 export interface OciPlan {
   box: BoxPlan;
@@ -54,6 +49,8 @@ const RLIMITS: Record<string, number> = {
 };
 /** Mount options that are runtime extensions (crun, podman) with nothing to do here. */
 const IGNORED_OPTIONS = new Set(["tmpcopyup", "notmpcopyup", "copy-symlink", "nocopyup", "z", "Z", "U", "sync", "async", "relatime", "norelatime"]);
+/** Options a bind takes and ignores, as mount(2) does with MS_BIND (see planMountOp). */
+const BIND_IGNORED = ["rw", "suid", "exec", "strictatime", "nostrictatime", "noatime", "atime", "nodiratime", "diratime", "norelatime", "defaults", "dirsync", "mand", "nomand"];
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 const DEV_LINKS: Array<[string, string]> = [["/dev/ptmx", "pts/ptmx"], ["/dev/fd", "/proc/self/fd"], ["/dev/stdin", "/proc/self/fd/0"], ["/dev/stdout", "/proc/self/fd/1"], ["/dev/stderr", "/proc/self/fd/2"]];
 
@@ -83,8 +80,10 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (wanted.user && join.length) fail("linux.namespaces", "joining namespaces by path together with a new user namespace is not supported (join the user namespace too)");
   if (!caller.hostRoot && !wanted.user && !joined("user") && caller.uid !== 0)
     fail("linux.namespaces", 'an ordinary user needs a user namespace: a new one ({"type": "user"} with uidMappings/gidMappings; see `nsrun spec --rootless`), or one of theirs joined by path');
-  const mountJoined = joined("mount");
-  if (mountJoined) refuseInJoinedMount(spec, joinKey("mount"), Boolean(joined("pid")), fail);
+  // A joined mount namespace is used as it is, unless the config sets a root up in it (runc's way).
+  const setUpInJoined = Boolean(joined("mount")) && setsUpRoot(spec);
+  const mountJoined = setUpInJoined ? undefined : joined("mount");
+  if (joined("mount")) checkJoinedMount(spec, joinKey("mount"), setUpInJoined && hostsNamespace(joined("mount")?.path ?? "", "mnt"), fail);
   const joinedUser = joined("user") ? joinedUserNamespace(joined("user")?.path ?? "") : null;
 
   const offsets = linux.timeOffsets;
@@ -112,17 +111,21 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const rootfsPath = resolve(bundle, spec.root?.path ?? fail("root.path", "missing"));
   const rootfs = hostDir(rootfsPath, "root.path", fail);
 
-  if (spec.hostname && !wanted.uts) fail("hostname", 'setting a hostname needs a new uts namespace ({"type": "uts"}); it would change the host\'s');
-  if (spec.domainname && !wanted.uts) fail("domainname", 'setting a domainname needs a new uts namespace ({"type": "uts"})');
+  // A UTS namespace joined by path takes the hostname too (as with runc), unless it is nsrun's own: the host's.
+  const utsJoined = joined("uts");
+  const ownUts = utsJoined !== undefined && hostsNamespace(utsJoined.path, "uts");
+  const utsKey = utsJoined ? `; the one ${joinKey("uts")} joins is nsrun's own or PID 1's` : "";
+  if (spec.hostname && (!(wanted.uts || utsJoined) || ownUts)) fail("hostname", `setting a hostname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}; it would change the host's`);
+  if (spec.domainname && (!(wanted.uts || utsJoined) || ownUts)) fail("domainname", `setting a domainname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}`);
   const netns = wanted.net || join.some((j) => j.kind === "net");
   const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
   // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
-  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers") }, fail));
+  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers"), mknod: caller.hostRoot && !wanted.user && !joined("user") }, fail));
   const idmapped = mounts.find((op) => op.op === "bind" && op.idmap);
   if (idmapped && !caller.hostRoot)
     fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
 
-  const caps = planCapabilities(spec, uid, fail);
+  const caps = planCapabilities(spec, fail);
   const seccomp = planSeccomp(spec, caps.bounding, fail);
   const sysctl = planSysctl(spec, { ...wanted, net: netns, ipc: wanted.ipc || join.some((j) => j.kind === "ipc"), uts: wanted.uts || join.some((j) => j.kind === "uts") }, fail);
 
@@ -140,9 +143,9 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const box: BoxPlan = {
     namespaces: planNamespaces(wanted),
     idMap,
-    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, ephemeral: false, userns: wanted.user },
+    rootfs: { hostPath: rootfs, readonly: spec.root?.readonly ?? false, targetsFirst: true, ephemeral: false, userns: wanted.user, inJoinedNamespace: setUpInJoined },
     mounts,
-    hostname: wanted.uts && spec.hostname ? spec.hostname : null,
+    hostname: spec.hostname || null,
     // A new network namespace has loopback only (its `lo` brought up); one joined by path is as it is.
     network: { mode: wanted.net ? "none" : "host", ports: [] },
     files: [],
@@ -162,7 +165,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
     timeOffsets,
     propagation,
     rlimits: planRlimits(spec, fail),
-    security: { capabilities: caps.bounding, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
+    security: { capabilities: caps.bounding, sets: { effective: caps.effective, permitted: caps.permitted, inheritable: caps.inheritable, ambient: caps.ambient }, noNewPrivileges: proc.noNewPrivileges ?? false, seccomp },
   };
   return {
     box,
@@ -202,20 +205,39 @@ function refuseUnsupported(spec: Spec, fail: Fail): void {
 }
 
 /**
- * With a joined mount namespace the container sees that namespace's files as they are: nothing of
- * config.json may change them (they are another container's), and its /proc (where the tape writes
- * oom_score_adj, sysctls and clock offsets) shows the processes of that container's PID namespace
- * only, which the container must then join too.
+ * A joined mount namespace is used as it is when the config sets no root up; when it does (mounts,
+ * masks, devices, a read-only root), the root is set up and pivoted there, as runc does, but never
+ * in nsrun's own mount namespace, the host's. The tape writes oom_score_adj and
+ * sysctls through that namespace's /proc, which shows the container's process when its PID
+ * namespace is that /proc's or below it (else the write fails, naming /proc/self); clock offsets
+ * must be written before the process could be seen there, so they are refused.
  */
-function refuseInJoinedMount(spec: Spec, key: string, pidJoined: boolean, fail: Fail): void {
-  const why = `the container joins a mount namespace (${key}), whose mounts are another's: remove it`;
-  if (!pidJoined) fail(key, "joining a mount namespace needs that container's PID namespace joined too: its /proc shows only the processes there");
-  if (spec.mounts?.length) fail("mounts", why);
+function checkJoinedMount(spec: Spec, key: string, ownAndSetUp: boolean, fail: Fail): void {
+  if (ownAndSetUp)
+    fail(key, "is nsrun's own mount namespace or PID 1's (the host's): setting the container's root up there (mounts, maskedPaths, readonlyPaths, devices, rootfsPropagation, root.readonly) would change the host's mounts and pivot its root; join another, or leave those out to use it as it is");
   const l = spec.linux ?? {};
-  for (const k of ["maskedPaths", "readonlyPaths", "devices"] as const) if (l[k]?.length) fail(`linux.${k}`, why);
-  if (l.rootfsPropagation !== undefined) fail("linux.rootfsPropagation", why);
-  if (spec.root?.readonly) fail("root.readonly", why);
   if (l.timeOffsets !== undefined) fail("linux.timeOffsets", `the offsets are written through /proc/self before the container's process enters the joined PID namespace, and the joined mount namespace's /proc (${key}) does not show it then`);
+}
+
+/** The config sets a root up (runc does it in a joined mount namespace too): mounts, masks, devices, propagation or a read-only root. */
+function setsUpRoot(spec: Spec): boolean {
+  const l = spec.linux ?? {};
+  return Boolean(spec.mounts?.length || l.maskedPaths?.length || l.readonlyPaths?.length || l.devices?.length || l.rootfsPropagation !== undefined || spec.root?.readonly);
+}
+
+/** `path` names nsrun's own namespace of that kind, or init's (PID 1's, the host's when nsrun runs in one of its own). */
+function hostsNamespace(path: string, file: "mnt" | "uts"): boolean {
+  return sameNamespace(path, `/proc/self/ns/${file}`) || sameNamespace(path, `/proc/1/ns/${file}`);
+}
+
+/** Two namespace files name the same namespace (device and inode, as nsfs gives them). */
+function sameNamespace(a: string, b: string): boolean {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** What nsrun can learn of a user namespace joined by path: its maps and setgroups, when the path is /proc/PID/ns/user. */
@@ -273,6 +295,8 @@ interface MountContext {
   netns: boolean;
   /** The host is cgroup v2 only and the container has a cgroup namespace: a `cgroup` mount is cgroup2, showing the container's own cgroup as its root. */
   cgroup2: boolean;
+  /** Device nodes can be made: nsrun is the host's root and the container has no user namespace. */
+  mknod: boolean;
 }
 
 function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail): MountOp[] {
@@ -283,22 +307,9 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
     targets.add(op.target);
     ops.push(op);
   });
-  const devices = spec.linux?.devices ?? [];
-  devices.forEach((d, i) => {
-    const key = `linux.devices[${i}]`;
-    let st: ReturnType<typeof statSync>;
-    try {
-      st = statSync(d.path);
-    } catch {
-      return fail(key, `nsrun binds device nodes from the host, and the host has no ${JSON.stringify(d.path)}`);
-    }
-    const type = st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : st.isFIFO() ? "p" : "?";
-    const major = Math.floor(Number(st.rdev) / 256) & 0xfff;
-    const minor = (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00);
-    if (type !== (d.type === "u" ? "c" : d.type) || (d.major !== undefined && d.major !== major) || (d.minor !== undefined && d.minor !== minor))
-      fail(key, `the host's ${d.path} is ${type} ${major}:${minor}, not ${d.type} ${d.major}:${d.minor}; nsrun can only bind the host's own node`);
+  (spec.linux?.devices ?? []).forEach((d, i) => {
     targets.add(d.path);
-    ops.push({ op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key });
+    ops.push(planDevice(d, `linux.devices[${i}]`, ctx.mknod, fail));
   });
   for (const n of DEV_NODES)
     // Read-only (core/mounts.ts): a root container keeps CHOWN and FOWNER, and must not chmod the host's node.
@@ -308,6 +319,29 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
   (spec.linux?.maskedPaths ?? []).forEach((p, i) => ops.push({ op: "mask", target: boxPath(p, `linux.maskedPaths[${i}]`), origin: `linux.maskedPaths[${i}]` }));
   (spec.linux?.readonlyPaths ?? []).forEach((p, i) => ops.push({ op: "readonly", target: boxPath(p, `linux.readonlyPaths[${i}]`), origin: `linux.readonlyPaths[${i}]` }));
   return ops;
+}
+
+/**
+ * One of linux.devices. As runc does: root without a user namespace makes the node (mknodat, with
+ * the config's mode, owner and group); in a user namespace, where the kernel refuses device nodes,
+ * the host's node of the same path, type and numbers is bound. A FIFO can be made anywhere.
+ */
+function planDevice(d: NonNullable<NonNullable<Spec["linux"]>["devices"]>[number], key: string, mknod: boolean, fail: Fail): MountOp {
+  const type = d.type === "u" ? "c" : d.type;
+  if (type !== "p" && (d.major === undefined || d.minor === undefined)) fail(key, `a ${type === "c" ? "character" : "block"} device needs major and minor`);
+  if (mknod || type === "p") return { op: "device", target: d.path, type, major: d.major ?? 0, minor: d.minor ?? 0, mode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0, origin: key };
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(d.path);
+  } catch {
+    return fail(key, `in a user namespace nsrun binds device nodes from the host (the kernel lets no one make them there), and the host has no ${JSON.stringify(d.path)}`);
+  }
+  const hostType = st.isCharacterDevice() ? "c" : st.isBlockDevice() ? "b" : st.isFIFO() ? "p" : "?";
+  const major = Math.floor(Number(st.rdev) / 256) & 0xfff;
+  const minor = (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00);
+  if (hostType !== type || (d.major !== undefined && d.major !== major) || (d.minor !== undefined && d.minor !== minor))
+    fail(key, `the host's ${d.path} is ${hostType} ${major}:${minor}, not ${d.type} ${d.major}:${d.minor}; in a user namespace nsrun can only bind the host's own node`);
+  return { op: "bind", source: d.path, target: d.path, recursive: false, attrs: 0, file: true, origin: key };
 }
 
 /**
@@ -389,9 +423,12 @@ function planMountOp(m: SpecMount, i: number, target: string, options: string[],
         if (e instanceof HostPathError) return fail(`${key}.source`, e.message);
         return fail(`${key}.source`, `${JSON.stringify(abs)} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be used (${(e as NodeJS.ErrnoException).code})`}`);
       }
+      // A filesystem's data options (mode=755, size=, uid=) and the atime and sync flags mean nothing
+      // to a bind: mount(2) ignores them with MS_BIND, and so do runc and nsrun. A word nsrun does
+      // not know is still refused (a misspelt "nosiud" must not pass silently).
       const bindOptions = options.filter((o, j) => {
         if (o === "dev") fail(`${key}.options[${j}]`, '"dev": nsrun binds are always nodev (device nodes come only through linux.devices)');
-        return !["rw", "suid", "exec", "strictatime", "noatime", "nodiratime"].includes(o);
+        return !o.includes("=") && !BIND_IGNORED.includes(o);
       });
       const readonly = bindOptions.includes("ro");
       return planMount({ type: "bind", source: m.source, target, readonly, options: bindOptions.filter((o) => o !== "ro") }, i, source, ctx);
@@ -420,7 +457,13 @@ function capList(names: string[] | undefined, key: string, fail: Fail): number[]
   return [...new Set((names ?? []).map((n, i) => capabilityNumber(n) ?? fail(`${key}[${i}]`, `unknown capability ${JSON.stringify(n)}`)))].sort((a, b) => a - b);
 }
 
-function planCapabilities(spec: Spec, uid: number, fail: Fail): CapabilitySets & { bounding: number[] } {
+/**
+ * process.capabilities as runc applies them: each set as given, whatever the uid (execve(2) then
+ * leaves a process with another uid only its ambient set, capabilities(7)). The kernel raises an
+ * ambient capability only if it is permitted and inheritable; runc ignores the others (`runc
+ * spec` lists ambient ones that are not inheritable), and so does nsrun, by leaving them out here.
+ */
+function planCapabilities(spec: Spec, fail: Fail): CapabilitySets & { bounding: number[] } {
   const c = spec.process?.capabilities ?? {};
   const bounding = capList(c.bounding, "process.capabilities.bounding", fail);
   const sets = {
@@ -432,11 +475,9 @@ function planCapabilities(spec: Spec, uid: number, fail: Fail): CapabilitySets &
   for (const [name, list] of Object.entries(sets)) {
     const outside = list.find((cap) => !bounding.includes(cap));
     if (outside !== undefined) fail(`process.capabilities.${name}`, `CAP_${CAPABILITIES[outside]} is not in the bounding set; nsrun cannot grant it`);
-    if (uid !== 0 && name !== "inheritable" && list.length)
-      fail(`process.capabilities.${name}`, `a process with uid ${uid} keeps no capabilities in nsrun (only uid 0 does); empty it or run as uid 0`);
   }
   if (sets.effective.some((cap) => !sets.permitted.includes(cap))) fail("process.capabilities.effective", "must be a subset of permitted");
-  if (sets.ambient.some((cap) => !sets.permitted.includes(cap) || !sets.inheritable.includes(cap))) fail("process.capabilities.ambient", "must be a subset of permitted and inheritable");
+  sets.ambient = sets.ambient.filter((cap) => sets.permitted.includes(cap) && sets.inheritable.includes(cap));
   return { bounding, ...sets };
 }
 

@@ -14,7 +14,7 @@ import { NsrunError } from "../../ffi/error";
 
 export const OCI_VERSION = "1.0.2";
 
-export type Status = "creating" | "created" | "running" | "stopped";
+export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
 export interface SavedState {
   ociVersion: string;

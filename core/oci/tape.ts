@@ -4,10 +4,8 @@
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { REPORT, type Report } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
-import { capabilityMask } from "../capabilities";
 import { close, closeFd, closeRange, dup3, fcntl, openat, prctl, read, setgroups, syncWithHost, unblockSignals, write, writeText } from "../tape/calls";
 import type { Ptr, Tape } from "../tape/tape";
-import type { CapabilitySets } from "./plan";
 
 import { SYNC } from "../launch/sync";
 
@@ -35,22 +33,6 @@ export function emitProcWrites(t: Tape, oomScoreAdj: number | null, sysctl: Arra
 export function emitGroups(t: Tape, groups: number[]): void {
   t.doing(`set the additional groups ${JSON.stringify(groups)}`);
   setgroups(t, groups);
-}
-
-/**
- * The exact capability sets runtime-spec asks for (the compiler gave all of them the bounding set),
- * then the ambient ones raised one by one (each must be permitted and inheritable).
- */
-export function emitOciCapabilitySets(t: Tape, caps: CapabilitySets): void {
-  t.doing("set the effective, permitted and inheritable capability sets");
-  const header = t.bytes(new Uint8Array(new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]).buffer), "{_LINUX_CAPABILITY_VERSION_3, 0}");
-  const [e, p, i] = [caps.effective, caps.permitted, caps.inheritable].map(capabilityMask);
-  const lo = (m: bigint) => Number(m & 0xffffffffn);
-  const hi = (m: bigint) => Number(m >> 32n);
-  const data = t.bytes(new Uint8Array(new Uint32Array([lo(e), lo(p), lo(i), hi(e), hi(p), hi(i)]).buffer), "{...}");
-  const hex = (m: bigint) => `0x${m.toString(16)}`;
-  t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=${hex(e)}, prm=${hex(p)}, inh=${hex(i)}})`);
-  for (const cap of caps.ambient) t.sys("prctl", [F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_RAISE, cap, 0, 0], () => `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, ${cap})`);
 }
 
 /** --preserve-fds: fds 3.. stay open into the command (emitSealFds marked them close-on-exec). */

@@ -126,16 +126,6 @@ export function mkdirat(t: Tape, dir: Fd, name: string, mode: number, opts: Opts
   t.sys("mkdirat", [dir, t.str(name), mode], () => `mkdirat(${fdText(dir)}, ${q(name)}, 0${mode.toString(8)})`, opts);
 }
 
-/** The dev_t mknod(2) takes (the kernel's new_encode_dev): major 12 bits, minor 20. */
-export function encodeDev(major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
-}
-
-/** mknodat(2) of a character device, `major:minor`. */
-export function mknodatChar(t: Tape, dir: Fd, name: string, mode: number, major: number, minor: number, opts: Opts = {}): void {
-  t.sys("mknodat", [dir, t.str(name), F.S_IFCHR | mode, encodeDev(major, minor)], () => `mknodat(${fdText(dir)}, ${q(name)}, S_IFCHR|0${mode.toString(8)}, makedev(${major}, ${minor}))`, opts);
-}
-
 export function symlinkat(t: Tape, linkTo: string, dir: Fd, name: string, opts: Opts = {}): void {
   t.sys("symlinkat", [t.str(linkTo), dir, t.str(name)], () => `symlinkat(${q(linkTo)}, ${fdText(dir)}, ${q(name)})`, opts);
 }
@@ -143,6 +133,14 @@ export function symlinkat(t: Tape, linkTo: string, dir: Fd, name: string, opts: 
 /** fchownat(2); with AT_EMPTY_PATH and "" it changes the file `dir` is open on (an O_PATH fd of a symlink: the symlink). */
 export function fchownat(t: Tape, dir: Fd, path: string, uid: number, gid: number, flags: number, opts: Opts = {}): void {
   t.sys("fchownat", [dir, t.str(path), uid, gid, flags], () => `fchownat(${fdText(dir)}, ${q(path)}, ${uid}, ${gid}, ${names(flags, F.AT_FLAGS)})`, opts);
+}
+
+/** mknodat(2); `dev` as makedev(3) packs major and minor. */
+export function mknodat(t: Tape, dir: Fd, path: string, mode: number, major: number, minor: number, opts: Opts = {}): void {
+  // Arithmetic, not bitwise: the high bits are above 2^32.
+  const dev = (minor % 256) + (major % 4096) * 256 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 44;
+  const type = (mode & 0o170000) === F.S_IFCHR ? "S_IFCHR" : (mode & 0o170000) === F.S_IFBLK ? "S_IFBLK" : "S_IFIFO";
+  t.sys("mknodat", [dir, t.str(path), mode, dev], () => `mknodat(${fdText(dir)}, ${q(path)}, ${type}|0${(mode & 0o7777).toString(8)}, makedev(${major}, ${minor}))`, opts);
 }
 
 /** fchmodat(2) of a path, or of a Ptr from Tape.fdpath ("/proc/self/fd/N": the file an fd is open on, O_PATH too). */
@@ -240,6 +238,17 @@ export function capset(t: Tape, mask: bigint): void {
   const hex = `0x${mask.toString(16).padStart(16, "0")}`;
   const data = t.bytes(new Uint8Array(new Uint32Array([lo, lo, lo, hi, hi, hi]).buffer), `{eff=prm=inh=${hex}}`);
   t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=prm=inh=${hex}})`);
+}
+
+/** capset(2) for this process with three different masks (OCI's process.capabilities). */
+export function capsetSets(t: Tape, effective: bigint, permitted: bigint, inheritable: bigint): void {
+  const header = t.bytes(new Uint8Array(new Uint32Array([F.LINUX_CAPABILITY_VERSION_3, 0]).buffer), "{_LINUX_CAPABILITY_VERSION_3, 0}");
+  const lo = (m: bigint) => Number(m & 0xffffffffn);
+  const hi = (m: bigint) => Number(m >> 32n);
+  const [e, p, i] = [effective, permitted, inheritable];
+  const data = t.bytes(new Uint8Array(new Uint32Array([lo(e), lo(p), lo(i), hi(e), hi(p), hi(i)]).buffer), "{...}");
+  const hex = (m: bigint) => `0x${m.toString(16)}`;
+  t.sys("capset", [header, data], () => `capset({_LINUX_CAPABILITY_VERSION_3, 0}, {eff=${hex(e)}, prm=${hex(p)}, inh=${hex(i)}})`);
 }
 
 /** seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program of [code, jt, jf, k] instructions. */
