@@ -134,7 +134,7 @@ describe("planBox", () => {
     const devices = (caller: typeof user, raw: Record<string, unknown> = {}, initialUserns = true) => {
       const p = planBox(loaded(raw), { ...facts(), initialUserns, subordinate: ranges }, caller);
       const masks = p.mounts.filter((o) => o.op === "mask");
-      return { made: p.mounts.filter((o) => o.op === "device").length, bound: p.mounts.filter((o) => o.op === "bind" && o.source.startsWith("/dev/")).length, ownNull: masks.every((o) => o.op === "mask" && o.ownNull) };
+      return { made: p.mounts.filter((o) => o.op === "node").length, bound: p.mounts.filter((o) => o.op === "bind" && o.source.startsWith("/dev/")).length, ownNull: masks.every((o) => o.op === "mask" && o.ownNull) };
     };
     expect(devices(root)).toEqual({ made: 6, bound: 0, ownNull: true });
     expect(devices(root, { namespaces: { user: true } })).toEqual({ made: 0, bound: 6, ownNull: false });
@@ -292,7 +292,7 @@ describe("planMounts and defaultMounts", () => {
     // A box that may (root, no user namespace) makes its own nodes instead: no bind of a host device.
     const own = planMounts([], [], { ...ctx, ownDevices: true });
     expect(own.filter((o) => o.op === "bind")).toEqual([]);
-    expect(own.filter((o) => o.op === "device").map((o) => (o.op === "device" ? `${o.target} ${o.major}:${o.minor} ${o.mode.toString(8)}` : ""))).toEqual([
+    expect(own.filter((o) => o.op === "node").map((o) => (o.op === "node" ? `${o.target} ${o.major}:${o.minor} ${o.mode.toString(8)}` : ""))).toEqual([
       "/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666", "/dev/urandom 1:9 666", "/dev/tty 5:0 666",
     ]);
     const special = planMounts([], [], ctx).filter((o) => o.op === "mount" && o.special).map((o) => o.target);
