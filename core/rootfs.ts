@@ -10,7 +10,7 @@
 // and move_mount attaches it on top of the rootfs directory itself: a mount point to pivot into.
 import { ERRNO } from "../ffi/errno";
 import * as F from "../ffi/flags";
-import { close, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree, umount2 } from "./tape/calls";
+import { close, detachedTmpfs, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree, umount2 } from "./tape/calls";
 import type { Ptr, Reg, Tape } from "./tape/tape";
 
 export interface RootfsPlan {
@@ -87,11 +87,7 @@ export function emitRootfs(t: Tape, plan: RootfsPlan, root: Reg): void {
     } else {
       t.doing(`mount an overlay on ${JSON.stringify(plan.hostPath)} (ephemeral)`, EPHEMERAL_HINTS);
       const anchor = t.reg("anchor");
-      fsopen(t, "tmpfs", ctx);
-      fsconfigSet(t, ctx, "mode", "0700");
-      fsconfigCreate(t, ctx);
-      fsmount(t, ctx, F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV, { dst: scratch });
-      close(t, ctx);
+      detachedTmpfs(t, ctx, "0700", F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV, scratch);
       // Before Linux 6.15 or so overlayfs takes its upper layer only from a mount attached in the
       // caller's namespace ("failed to clone upperpath"): attach the scratch tmpfs for the moment, on
       // the host's /dev of this private copy of the mount tree, and detach it once the overlay holds it.

@@ -103,6 +103,15 @@ export function fsmount(t: Tape, ctx: Reg, attrs: number, opts: Opts = {}): void
   t.sys("fsmount", [ctx, F.FSMOUNT_CLOEXEC, attrs], () => `fsmount(${ctx.name}, FSMOUNT_CLOEXEC, ${names(attrs, F.MOUNT_ATTR_FLAGS)})`, opts);
 }
 
+/** A tmpfs of `mode`, made and mounted detached (fsopen, fsconfig, fsmount, with `ctx` as scratch): `dst` holds its mount. */
+export function detachedTmpfs(t: Tape, ctx: Reg, mode: string, attrs: number, dst: Reg): void {
+  fsopen(t, "tmpfs", ctx);
+  fsconfigSet(t, ctx, "mode", mode);
+  fsconfigCreate(t, ctx);
+  fsmount(t, ctx, attrs, { dst });
+  close(t, ctx);
+}
+
 /**
  * mount_setattr(2) on the mount (tree, with AT_RECURSIVE) that `fd` is open on. `more`: a
  * propagation type (MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE), and with MOUNT_ATTR_IDMAP the
