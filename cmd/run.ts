@@ -57,7 +57,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     }
     const { runBoxCommand } = await import("../core/host/run");
     const terminal = values.tty === undefined ? undefined : values.tty === true;
-    return await runBoxCommand({ assembled, trace: values.trace === true, terminal, log });
+    return await runBoxCommand({ assembled, trace: values.trace === true, cache: values["no-cache"] !== true, terminal, log });
   } catch (e) {
     if (e instanceof ArgsError) return fail(`${e.message}; see nsrun run --help`);
     if (e instanceof ConfigError || e instanceof StageError) return fail(e.message, (e as StageError).hint, e.exitCode);

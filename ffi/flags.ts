@@ -174,6 +174,7 @@ export const SYS_open_tree = 428;
 export const SYS_openat2 = 437;
 export const SYS_mount_setattr = 442;
 export const SYS_seccomp = ARM64 ? 277 : 317;
+export const SYS_renameat2 = ARM64 ? 276 : 316;
 
 /** Names for the bits of a flags word, so traces and errors read `MS_BIND|MS_REC`, not 20480. */
 export function flagNames(value: number, table: Record<string, number>): string {

@@ -117,6 +117,11 @@ export function openat(dirfd: number, name: string, flags: number, mode: number,
   return check("openat", libc.openat(dirfd, cstr(name), flags | F.O_CLOEXEC, mode), `openat(${q(shown)})`);
 }
 
+/** renameat2(2) within or between two directory fds (flags 0: replaces `newname` atomically). */
+export function renameat(olddirfd: number, oldname: string, newdirfd: number, newname: string, shown = newname): void {
+  check("renameat2", libc.syscall(F.SYS_renameat2, olddirfd, ptrOf(cstr(oldname)), newdirfd, ptrOf(cstr(newname)), 0, 0), `renameat2(${q(shown)})`);
+}
+
 export function mkdirat(dirfd: number, name: string, mode: number, shown = name): void {
   check("mkdirat", libc.mkdirat(dirfd, cstr(name), mode), `mkdirat(${q(shown)})`);
 }

@@ -11,9 +11,10 @@ import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, 
 import type { Assembled } from "../boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine } from "../pipeline";
-import { type BoxPlan, inspectHost, planBox } from "../plan";
+import { type BoxPlan, inspectHost, planBox, planBoxCgroup } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { type Started, startBox, type Tracer } from "./start";
+import { boxCache } from "./tapecache";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
 
@@ -21,6 +22,8 @@ export interface RunOptions {
   /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
   assembled: Assembled;
   trace: boolean;
+  /** Use the tape cache (core/host/tapecache.ts); false with --no-cache. */
+  cache: boolean;
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
   log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
@@ -40,10 +43,10 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
-  const plan = planBox(loaded, facts, caller, {
-    cwdFallback: isDefault,
-    terminal: { size, asked: opts.terminal, term: process.env.TERM },
-  });
+  const options = { cwdFallback: isDefault, terminal: { size, asked: opts.terminal, term: process.env.TERM } };
+  const cache = boxCache({ loaded, facts, caller, options, trace: opts.trace }, opts.cache, trace);
+  const make = () => planBox(loaded, facts, caller, options);
+  const plan = cache ? cache.plan(make, (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, options) })) : make();
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
   const { image, imageOwners } = opts.assembled;
@@ -89,6 +92,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;
   const result = await startBox(plan, {
     cgroup: join,
+    tape: cache?.tape,
     trace: { host: trace, executor: tracerFor("executor", opts.trace) },
     onSpawn: (pid, over) => {
       box = pid;

@@ -23,6 +23,7 @@ import { type Helper, startNetwork } from "./network";
 import { stageLine } from "../pipeline";
 import type { BoxPlan } from "../plan";
 import { searchPath } from "../process";
+import type { RunnableTape } from "../tape/frozen";
 import type { Tape } from "../tape/tape";
 
 export type Tracer = ((line: string) => void) | null;
@@ -36,6 +37,8 @@ export interface StartOptions {
    * command has started, or setup has failed): a signal handler needs both.
    */
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
+  /** Where the tape comes from: the tape cache (core/host/tapecache.ts), which compiles on a miss. */
+  tape?: (fds: ChildFds, compile: () => Tape) => RunnableTape;
 }
 
 export interface Started {
@@ -86,7 +89,8 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   };
 
   trace.host?.(stageLine("compile"));
-  const tape = compileBox(plan, { fds, lastCap: lastCapability() });
+  const compile = () => compileBox(plan, { fds, lastCap: lastCapability() });
+  const tape = opts.tape ? opts.tape(fds, compile) : compile();
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
   const idMap = plan.idMap;
@@ -159,7 +163,7 @@ export interface TapeRun {
  * its reports until end of file, when it has exec'd its command or failed. The tape's memory stays
  * referenced until then: the process reads it, sharing ours.
  */
-export async function runTape(tape: Tape, opts: TapeRunOptions): Promise<TapeRun> {
+export async function runTape(tape: RunnableTape, opts: TapeRunOptions): Promise<TapeRun> {
   const executor = loadExecutor();
   const memory = tape.encode(tapeMemory, opts.trace !== null && opts.trace !== undefined);
   const t0 = performance.now();
@@ -253,7 +257,7 @@ function cloneFailure(errno: number, call: string): ErrorReport {
 }
 
 /** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried. */
-export function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorReport {
+export function describeFailure(r: Report, tape: RunnableTape, plan: BoxPlan): ErrorReport {
   const errno = r.value;
   const name = errnoName(errno);
   const cmd = JSON.stringify(plan.process.args[0]);
@@ -280,7 +284,7 @@ export function describeFailure(r: Report, tape: Tape, plan: BoxPlan): ErrorRepo
 }
 
 /** The executor's part of --trace: every op that ran, with its result and time, under its stage's marker. */
-function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, cloneLine: string): void {
+function printTrace(out: (line: string) => void, tape: RunnableTape, bytes: Uint8Array, cloneLine: string): void {
   const view = new DataView(bytes.buffer, bytes.byteOffset);
   const resultsAt = HEADER.size + tape.ops.length * OP_BYTES;
   // A stage's marker comes before the first op that ran at or after its start, so stages with nothing

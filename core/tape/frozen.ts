@@ -1,0 +1,97 @@
+// A compiled tape in a form that outlives the process that compiled it: its binary encoded at
+// address 0 with the offsets of every absolute address in it (relocations), and what the host needs
+// to report on it (each op's name, text and step; the stage markers). core/host/tapecache.ts keeps
+// these on disk; loading one costs a copy and a few hundred additions instead of planning, compiling
+// and encoding. The op descriptions are parsed only when something asks for them (a failure,
+// --trace).
+import type { StageTitle } from "../pipeline";
+import type { Step, Tape } from "./tape";
+
+/** What the host reads of a tape's ops: enough for errors, --trace and progress. */
+export interface OpInfo {
+  code: number;
+  name: string;
+  text: string;
+  step: Step;
+}
+
+/** What runTape (core/host/start.ts) needs of a tape: a Tape or a FrozenTape. */
+export interface RunnableTape {
+  readonly ops: ArrayLike<OpInfo> & { forEach(f: (op: OpInfo, i: number) => void): void };
+  readonly stages: ReadonlyArray<readonly [index: number, title: StageTitle]>;
+  readonly cgroupFd: number;
+  readonly cloneFlags: number;
+  encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean): { bytes: Uint8Array; address: number };
+}
+
+export interface FrozenParts {
+  /** The binary, encoded at address 0. */
+  image: Uint8Array;
+  /** Byte offsets of the 8-byte absolute addresses in `image`. */
+  relocs: Uint32Array;
+  /** Whether `image` has room for results (the layout differs). */
+  trace: boolean;
+  cloneFlags: number;
+  cgroupFd: number;
+  /** JSON of { ops: [code, name, text, step index][], steps, stages }, parsed on first use. */
+  meta: string;
+}
+
+export class FrozenTape implements RunnableTape {
+  private parsed: { ops: OpInfo[]; stages: Array<[number, StageTitle]> } | null = null;
+  constructor(readonly parts: FrozenParts) {}
+
+  /** Freeze a compiled tape. `trace`: the layout with room for results, as --trace runs it. */
+  static of(tape: Tape, trace: boolean): FrozenTape {
+    const relocs: number[] = [];
+    const { bytes } = tape.encode((size) => ({ bytes: new Uint8Array(size), address: 0 }), trace, relocs);
+    // Ops of one step share its object: stored once, by index.
+    const steps: Step[] = [];
+    const index = new Map<Step, number>();
+    const ops = tape.ops.map((op) => {
+      let i = index.get(op.step);
+      if (i === undefined) index.set(op.step, (i = steps.push(op.step) - 1));
+      return [op.code, op.name, op.text, i];
+    });
+    return new FrozenTape({
+      image: bytes,
+      relocs: Uint32Array.from(relocs),
+      trace,
+      cloneFlags: tape.cloneFlags,
+      cgroupFd: tape.cgroupFd,
+      meta: JSON.stringify({ ops, steps, stages: tape.stages }),
+    });
+  }
+
+  private get info() {
+    if (!this.parsed) {
+      const { ops, steps, stages } = JSON.parse(this.parts.meta) as { ops: Array<[number, string, string, number]>; steps: Step[]; stages: Array<[number, StageTitle]> };
+      this.parsed = { ops: ops.map(([code, name, text, step]) => ({ code, name, text, step: steps[step] })), stages };
+    }
+    return this.parsed;
+  }
+  get ops(): OpInfo[] {
+    return this.info.ops;
+  }
+  get stages(): Array<[number, StageTitle]> {
+    return this.info.stages;
+  }
+  get cgroupFd(): number {
+    return this.parts.cgroupFd;
+  }
+  get cloneFlags(): number {
+    return this.parts.cloneFlags;
+  }
+
+  /** A copy at `alloc`'s address, every absolute address moved there. */
+  encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean): { bytes: Uint8Array; address: number } {
+    if (trace !== this.parts.trace) throw new Error("tape cache: a tape frozen for --trace runs only with it, and one without only without");
+    const { image, relocs } = this.parts;
+    const out = alloc(image.length);
+    out.bytes.set(image);
+    const view = new DataView(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
+    const base = BigInt(out.address);
+    for (const at of relocs) view.setBigUint64(at, view.getBigUint64(at, true) + base, true);
+    return out;
+  }
+}
