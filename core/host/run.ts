@@ -3,7 +3,7 @@
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { loadExecutor } from "../../ffi/executor";
 import { ERRNO } from "../../ffi/errno";
-import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
+import { isTerminal, keepAcrossExec, pipe, windowSize } from "../../ffi/io";
 import { clearNonblock, errno, libc } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
@@ -77,14 +77,14 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   let setupOver = () => false;
   let abortedBy: number | null = null;
   const pending: number[] = [];
-  for (const sig of FORWARDED_SIGNALS) {
-    process.on(sig, () => {
-      const n = SIGNAL_NUMBERS[sig];
-      if (sig === "SIGWINCH" || (box && setupOver())) return void pending.push(n);
-      abortedBy ??= n;
-      if (box) libc.kill(box, F.SIGKILL);
-    });
-  }
+  // The executor catches them (not Bun), so that the hand-over can take the ones not yet handled
+  // without a turn of the event loop (watchSignals in ffi/executor.ts).
+  const forwarded = FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]);
+  watchSignals(forwarded, (n) => {
+    if (n === SIGNAL_NUMBERS.SIGWINCH || (box && setupOver())) return void pending.push(n);
+    abortedBy ??= n;
+    if (box) libc.kill(box, F.SIGKILL);
+  });
   // The box shares our stdio's open files; Bun may have made them non-blocking, which a command
   // reading stdin would take for EOF.
   for (const fd of [0, 1, 2]) clearNonblock(fd);
@@ -125,9 +125,10 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     tracerFor("supervisor", traced)?.(stageLine("supervise"));
     // From here until the stub takes them with sigtimedwait(2), signals wait, pending, instead of
     // reaching a JavaScript handler that the execve(2) is about to discard.
-    loadExecutor().holdSignals(FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]));
-    // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const executor = loadExecutor();
+    executor.holdSignals(forwarded);
+    // One the executor caught before and JavaScript has not handled yet: it came after setup.
+    signals.push(...executor.takeSignals());
     if (s.terminal !== null) keepAcrossExec(s.terminal);
     // The supervisor holds what ends a helper when it closes (slirp4netns's --exit-fd).
     for (const helper of s.helpers) if (helper.hold !== null) keepAcrossExec(helper.hold);
@@ -138,6 +139,24 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     opts.log.debug(failed.message);
     return exit(status);
   }
+}
+
+/**
+ * Catch `signals` in the executor and call `handle` for each as it comes; a byte on a non-blocking
+ * pipe wakes JavaScript, and the executor says which signals came.
+ */
+function watchSignals(signals: number[], handle: (n: number) => void): void {
+  const executor = loadExecutor();
+  const [read, write] = pipe(true, true);
+  executor.watchSignals(signals, write);
+  const reader = Bun.file(read).stream().getReader();
+  void (async () => {
+    for (;;) {
+      const { done } = await reader.read();
+      for (const n of executor.takeSignals()) handle(n);
+      if (done) return;
+    }
+  })();
 }
 
 /** Whether a process with this PID exists (kill(pid, 0): ESRCH means it does not). */
