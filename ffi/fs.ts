@@ -11,7 +11,9 @@ import { hintFor } from "./hints";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
-const fsLibc = dlopen("libc.so.6", {
+// Bound on first use (a Proxy): the box's start-up path imports this file for openat2 alone, and
+// bun:ffi compiles a trampoline for each symbol it binds.
+const FS_CALLS = {
   fchownat: { args: [i32, ptr, u32, u32, i32], returns: i32 },
   fchown: { args: [i32, u32, u32], returns: i32 },
   fchmod: { args: [i32, u32], returns: i32 },
@@ -30,7 +32,12 @@ const fsLibc = dlopen("libc.so.6", {
   closedir: { args: [ptr], returns: i32 },
   dup: { args: [i32], returns: i32 },
   write: { args: [i32, ptr, u64], returns: i64 },
-}).symbols;
+} as const;
+const bindFs = () => dlopen("libc.so.6", FS_CALLS).symbols;
+let fsSymbols: ReturnType<typeof bindFs> | null = null;
+const fsLibc = new Proxy({} as ReturnType<typeof bindFs>, {
+  get: (_, name: string) => (fsSymbols ??= bindFs())[name as keyof typeof FS_CALLS],
+});
 
 // <fcntl.h>, <linux/stat.h>, <sys/file.h>, <sys/stat.h>: constants beyond ffi/flags.ts
 export const AT_SYMLINK_NOFOLLOW = 0x100;

@@ -1,56 +1,81 @@
-// The one place nsrun touches libc. Everything else calls the typed wrappers in ./sys.ts.
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+// The one place nsrun touches libc. Everything else calls the typed wrappers in ffi/.
+//
+// libc is bound through one function, syscall(2) (and __errno_location, for errno): bun:ffi compiles
+// a trampoline for every symbol it binds, so 42 symbols cost about 0.3 ms of every start and two
+// about 0.1. Each call below is that syscall's number on x86-64 and arm64; a typed array or Buffer
+// argument goes in as its address. Like the libc wrappers they replace, they return -1 and set errno
+// on failure (syscall(3) does). None of them is one whose libc wrapper does more than the syscall
+// (setresuid and setgroups, which glibc applies to every thread, are not here for that reason).
+import { dlopen, FFIType, ptr as addressOf, read, type Pointer } from "bun:ffi";
 import { getSystemErrorName } from "node:util";
 import { hintFor } from "./hints";
 
-const { i32, i64, u32, u64, ptr } = FFIType;
+const { i32, i64, ptr } = FFIType;
+const ARM64 = process.arch === "arm64";
 
-export const libc = dlopen("libc.so.6", {
+const bound = dlopen("libc.so.6", {
+  syscall: { args: [i64, i64, i64, i64, i64, i64, i64], returns: i64 },
   __errno_location: { args: [], returns: ptr },
-  strerror: { args: [i32], returns: FFIType.cstring },
-  // Older glibc has no wrappers for pivot_root, openat2, mount_setattr, close_range.
-  syscall: { args: [i64, i64, i64, i64, i64, i64], returns: i64 },
-  unshare: { args: [i32], returns: i32 },
-  mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
-  umount2: { args: [ptr, i32], returns: i32 },
-  chdir: { args: [ptr], returns: i32 },
-  fchdir: { args: [i32], returns: i32 },
-  getcwd: { args: [ptr, u64], returns: ptr },
-  openat: { args: [i32, ptr, i32, u32], returns: i32 },
-  mkdirat: { args: [i32, ptr, u32], returns: i32 },
-  symlinkat: { args: [ptr, i32, ptr], returns: i32 },
-  close: { args: [i32], returns: i32 },
-  read: { args: [i32, ptr, u64], returns: i64 },
-  write: { args: [i32, ptr, u64], returns: i64 },
-  pipe2: { args: [ptr, i32], returns: i32 },
-  poll: { args: [ptr, u64, i32], returns: i32 },
-  fcntl: { args: [i32, i32, i64], returns: i32 },
-  sethostname: { args: [ptr, u64], returns: i32 },
-  setresuid: { args: [u32, u32, u32], returns: i32 },
-  setresgid: { args: [u32, u32, u32], returns: i32 },
-  setgroups: { args: [u64, ptr], returns: i32 },
-  prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
-  execve: { args: [ptr, ptr, ptr], returns: i32 },
-  socket: { args: [i32, i32, i32], returns: i32 },
-  ioctl: { args: [i32, u64, ptr], returns: i32 },
-  kill: { args: [i32, i32], returns: i32 },
-  capset: { args: [ptr, ptr], returns: i32 },
-  setsid: { args: [], returns: i32 },
-  signal: { args: [i32, ptr], returns: ptr },
-  prlimit: { args: [i32, i32, ptr, ptr], returns: i32 },
-  _exit: { args: [i32], returns: FFIType.void },
-  waitid: { args: [i32, u32, ptr, i32], returns: i32 },
-  waitpid: { args: [i32, ptr, i32], returns: i32 },
-  getuid: { args: [], returns: u32 },
-  memfd_create: { args: [ptr, u32], returns: i32 },
-  socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
-  recvmsg: { args: [i32, ptr, i32], returns: i64 },
-  getgid: { args: [], returns: u32 },
 }).symbols;
+
+type Arg = number | bigint | ArrayBufferView | null;
+const word = (a: Arg | undefined): number | bigint => (a === null || a === undefined ? 0 : ArrayBuffer.isView(a) ? (addressOf(a as DataView) as unknown as number) : a);
+
+/** syscall(nr, ...args) as a number: the result, or -1 with errno set. */
+function call(nr: number, a?: Arg, b?: Arg, c?: Arg, d?: Arg, e?: Arg, f?: Arg): number {
+  return Number(bound.syscall(nr, word(a), word(b), word(c), word(d), word(e), word(f)));
+}
+
+const nr = (x64: number, arm64: number) => (ARM64 ? arm64 : x64);
+const SYS = {
+  read: nr(0, 63), write: nr(1, 64), close: nr(3, 57), ioctl: nr(16, 29), socket: nr(41, 198), recvmsg: nr(47, 212),
+  socketpair: nr(53, 199), wait4: nr(61, 260), kill: nr(62, 129), fcntl: nr(72, 25), getuid: nr(102, 174),
+  getgid: nr(104, 176), prctl: nr(157, 167), exit_group: nr(231, 94), waitid: nr(247, 95), openat: nr(257, 56),
+  mkdirat: nr(258, 34), symlinkat: nr(266, 36), ppoll: nr(271, 73), pipe2: nr(293, 59), memfd_create: nr(319, 279),
+};
+
+let strerrorOf: ((code: number) => unknown) | null = null;
+
+export const libc = {
+  /** syscall(2) itself, for the calls without a wrapper here: pointers go in as addresses. */
+  syscall: (n: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number => call(n, a, b, c, d, e, f),
+  __errno_location: () => bound.__errno_location(),
+  /** Bound on first use: only error messages need it. */
+  strerror: (code: number): string => {
+    strerrorOf ??= dlopen("libc.so.6", { strerror: { args: [i32], returns: FFIType.cstring } }).symbols.strerror;
+    return String(strerrorOf(code));
+  },
+  read: (fd: number, buf: Arg, count: number) => call(SYS.read, fd, buf, count),
+  write: (fd: number, buf: Arg, count: number) => call(SYS.write, fd, buf, count),
+  close: (fd: number) => call(SYS.close, fd),
+  openat: (dirfd: number, path: Arg, flags: number, mode: number) => call(SYS.openat, dirfd, path, flags, mode),
+  mkdirat: (dirfd: number, path: Arg, mode: number) => call(SYS.mkdirat, dirfd, path, mode),
+  symlinkat: (target: Arg, dirfd: number, path: Arg) => call(SYS.symlinkat, target, dirfd, path),
+  pipe2: (fds: Arg, flags: number) => call(SYS.pipe2, fds, flags),
+  /** poll(2) as ppoll(2) (arm64 has no poll): `timeout` in ms, negative for none. */
+  poll: (fds: Arg, nfds: number, timeout: number) => {
+    const ts = timeout < 0 ? null : new BigInt64Array([BigInt(Math.floor(timeout / 1000)), BigInt((timeout % 1000) * 1e6)]);
+    return call(SYS.ppoll, fds, nfds, ts, null, 8);
+  },
+  fcntl: (fd: number, cmd: number, arg: number | bigint) => call(SYS.fcntl, fd, cmd, arg),
+  ioctl: (fd: number, request: number, arg: Arg) => call(SYS.ioctl, fd, request, arg),
+  kill: (pid: number, sig: number) => call(SYS.kill, pid, sig),
+  prctl: (option: number, a: number, b: number, c: number, d: number) => call(SYS.prctl, option, a, b, c, d),
+  socket: (domain: number, type: number, protocol: number) => call(SYS.socket, domain, type, protocol),
+  socketpair: (domain: number, type: number, protocol: number, fds: Arg) => call(SYS.socketpair, domain, type, protocol, fds),
+  recvmsg: (fd: number, msg: Arg, flags: number) => call(SYS.recvmsg, fd, msg, flags),
+  memfd_create: (name: Arg, flags: number) => call(SYS.memfd_create, name, flags),
+  waitid: (idtype: number, id: number, info: Arg, options: number) => call(SYS.waitid, idtype, id, info, options, null),
+  waitpid: (pid: number, status: Arg, options: number) => call(SYS.wait4, pid, status, options, null),
+  getuid: () => call(SYS.getuid),
+  getgid: () => call(SYS.getgid),
+  /** exit_group(2): ends the process now, without Bun's exit handlers. */
+  _exit: (status: number): void => void call(SYS.exit_group, status),
+};
 
 /** errno of the last failed call; read it right after the call, before anything else can change it. */
 export function errno(): number {
-  return read.i32(libc.__errno_location() as Pointer, 0);
+  return read.i32(bound.__errno_location() as Pointer, 0);
 }
 
 export function errnoName(code: number): string {

@@ -13,8 +13,8 @@
 // with generated files (a "nat" box's resolv.conf and hosts, at random paths) is not cached.
 //
 // A tape is privileged code: it runs as the caller, as root for root. So the cache lives in a
-// folder only the caller can write ($XDG_CACHE_HOME/nsrun or ~/.cache/nsrun; /run/nsrun-cache for
-// root), opened without following any symlink (openat2 RESOLVE_NO_SYMLINKS), and both the folder and
+// folder only the caller can write ($XDG_CACHE_HOME/nsrun, else ~/.cache/nsrun, or /run/nsrun-cache
+// for root), opened without following any symlink (openat2 RESOLVE_NO_SYMLINKS), and both the folder and
 // the file are checked on the opened fd (owner the caller, no access for group or others, a regular
 // file with one link). Files are written under a temporary name and renamed into place. Any doubt
 // (a check failing, a short or corrupt file, a key that does not match) means planning as if there
@@ -67,9 +67,9 @@ const memory = new Map<string, Entry>();
 
 /** The cache folder of this user: null when there is none to use. */
 export function cacheFolder(env = process.env, uid = process.geteuid?.() ?? 0): string | null {
-  if (uid === 0) return "/run/nsrun-cache";
   const xdg = env.XDG_CACHE_HOME;
   if (xdg?.startsWith("/")) return `${xdg}/nsrun`;
+  if (uid === 0) return "/run/nsrun-cache";
   return env.HOME?.startsWith("/") ? `${env.HOME}/.cache/nsrun` : null;
 }
 
@@ -107,6 +107,7 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
     return null;
   }
   const folder = build() === null ? null : cacheFolder();
+  if (build() !== null && folder === null) trace?.("cache: no folder (neither XDG_CACHE_HOME nor HOME is set): this process's memory only");
   const name = key.slice(0, 64);
   const shown = folder ? `${folder}/${name}` : "(memory)";
   let entry = memory.get(key) ?? (folder ? load(folder, name, key, trace) : null);

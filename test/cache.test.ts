@@ -1,0 +1,178 @@
+// The tape cache (core/host/tapecache.ts): a box planned before starts from its cached plan and tape;
+// every input planning read, changed, plans anew; a cache folder or file anyone else could have
+// written is never used. Observed through --trace's "cache:" lines, and through the box's output
+// (a box from a tape nsrun did not trust still runs, planned anew).
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "bun";
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
+
+const area = setupTestArea();
+afterAll(() => area.cleanup());
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const other = Number(spawnSync(["id", "-u", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
+
+let n = 0;
+/** A fresh cache home for one test (XDG_CACHE_HOME), owned by the actor. */
+function cacheHome(actor: Actor): string {
+  const home = join(actor.area, `cache-${++n}`);
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, actor.uid, actor.gid);
+  return home;
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  cache: string[];
+  hit: boolean;
+  stored: string | null;
+}
+
+function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[] } = {}): Run {
+  const argv = command(opts.bin ?? area.bin, actor, ["run", "--trace", ...args]);
+  const r = spawnSync([...(opts.prefix ?? []), ...argv], { env: { PATH, XDG_CACHE_HOME: home }, cwd: actor.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  const cache = r.stderr
+    .toString()
+    .split("\n")
+    .filter((l) => l.startsWith("nsrun[host] cache: "))
+    .map((l) => l.slice("nsrun[host] cache: ".length));
+  const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored };
+}
+
+for (const actor of area.actors) {
+  describe(`the tape cache, ${actor.name}`, () => {
+    const rootfs = join(actor.area, "rootfs");
+    const echo = ["--", "/bin/sh", "-c", "echo $HOME $GREETING; cat /data/note 2>/dev/null; true"];
+
+    test("a box planned before starts from the cache; each input changed plans anew (and then is cached itself)", () => {
+      const home = cacheHome(actor);
+      const data = join(actor.area, "data-cache");
+      mkdirSync(data, { recursive: true });
+      writeFileSync(join(data, "note"), "note\n");
+      const envFile = join(actor.area, "cache.env");
+      writeFileSync(envFile, "GREETING=hello\n");
+      if (actor.name === "user") spawnSync(["chown", "-R", `${actor.uid}:${actor.gid}`, data, envFile]);
+      const config = writeConfig(actor, "cache.toml", `rootfs = "../rootfs"\n[[mounts]]\ntype = "bind"\nsource = "../data-cache"\ntarget = "/data"\n`);
+      const base = ["--config", config, "--env-file", envFile];
+
+      const first = box(actor, home, [...base, ...echo]);
+      expect(first.stdout).toBe("/root hello\nnote\n");
+      expect(first.hit).toBe(false);
+      expect(first.stored).not.toBeNull();
+      const second = box(actor, home, [...base, ...echo]);
+      expect(second.cache).toContain(`hit ${first.stored}`);
+      expect(second.stdout).toBe(first.stdout);
+
+      /** Change one input: the next box is planned anew (a miss, the new output), the one after is a hit. */
+      const changes: Array<[what: string, change: () => void, args: () => string[], expected: string]> = [
+        ["the config's content", () => writeFileSync(config, `hostname = "other"\n${readFileSync(config, "utf8")}`), () => [...base, ...echo], "/root hello\nnote\n"],
+        ["an env file's content", () => writeFileSync(envFile, "GREETING=bonjour\n"), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        ["a flag", () => {}, () => [...base, "--env", "GREETING=hi", ...echo], "/root hi\nnote\n"],
+        ["the command", () => {}, () => [...base, "--", "/bin/sh", "-c", "echo $GREETING"], "bonjour\n"],
+        ["the rootfs's identity (its mtime)", () => utimesSync(rootfs, new Date(), new Date(Date.now() - 60_000)), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        ["a bind source's identity", () => utimesSync(data, new Date(), new Date(Date.now() - 60_000)), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        [
+          "the rootfs's /etc/passwd (the box's HOME comes from it)",
+          () => writeFileSync(join(rootfs, "etc/passwd"), readFileSync(join(rootfs, "etc/passwd"), "utf8").replace("root:x:0:0:root:/root:", "root:x:0:0:root:/home/root:")),
+          () => [...base, ...echo],
+          "/home/root bonjour\nnote\n",
+        ],
+      ];
+      for (const [what, change, args, expected] of changes) {
+        change();
+        const miss = box(actor, home, args());
+        expect({ what, hit: miss.hit, stdout: miss.stdout }).toEqual({ what, hit: false, stdout: expected });
+        const again = box(actor, home, args());
+        expect({ what, hit: again.hit, stdout: again.stdout }).toEqual({ what, hit: true, stdout: expected });
+      }
+
+      // nsrun's build: another executable (a copy is another file) plans anew.
+      const copy = join(actor.area, "nsrun-copy");
+      copyFileSync(area.bin, copy);
+      chmodSync(copy, 0o755);
+      expect(box(actor, home, [...base, ...echo], { bin: copy }).hit).toBe(false);
+      expect(box(actor, home, [...base, ...echo], { bin: copy }).hit).toBe(true);
+      // --trace lays the tape out with room for results; without it, another entry. Positive control
+      // for all the above: the original inputs are still a hit.
+      expect(box(actor, home, [...base, ...echo]).hit).toBe(true);
+      if (actor.name === "root") {
+        // uid, gid and groups: the same root with another supplementary group plans anew.
+        const prefix = ["setpriv", "--groups=4242"];
+        expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(false);
+        expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(true);
+      }
+    });
+
+    test("--no-cache neither reads nor writes the cache", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "nocache.toml", `rootfs = "../rootfs"\n`);
+      const r = box(actor, home, ["--no-cache", "--config", config, "--", "/bin/true"]);
+      expect(r.code).toBe(0);
+      expect(r.cache).toEqual(["off (--no-cache)"]);
+      expect(existsSync(join(home, "nsrun"))).toBe(false);
+      // Control: without the flag the same box is stored.
+      expect(box(actor, home, ["--config", config, "--", "/bin/true"]).stored).not.toBeNull();
+    });
+
+    test("a cache folder or file anyone else could have written is not used, and the box is planned anew", () => {
+      const config = writeConfig(actor, "attack.toml", `rootfs = "../rootfs"\n`);
+      const args = ["--config", config, "--", "/bin/echo", "planned"];
+      const stranger = actor.uid === 0 ? other : 0;
+      /** A cache home with an honest entry: its folder and file. */
+      const honest = () => {
+        const home = cacheHome(actor);
+        const r = box(actor, home, args);
+        expect(r.stored).not.toBeNull();
+        expect(box(actor, home, args).hit).toBe(true); // positive control: the honest cache is used
+        return { home, folder: join(home, "nsrun"), file: r.stored as string };
+      };
+      const attacks: Array<[what: string, attack: (c: ReturnType<typeof honest>) => void, says: RegExp]> = [
+        ["a folder another user owns", (c) => chownSync(c.folder, stranger, stranger), /folder .* is owned by uid/],
+        ["a group-writable folder", (c) => chmodSync(c.folder, 0o770), /folder .* has mode 0770/],
+        ["a world-writable folder", (c) => chmodSync(c.folder, 0o707), /folder .* has mode 0707/],
+        [
+          "a folder reached through a symlink",
+          (c) => {
+            renameSync(c.folder, `${c.folder}-real`);
+            symlinkSync(`${c.folder}-real`, c.folder);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        // (root may open the file and sees the owner; an ordinary user may not open root's 0600 file)
+        ["a file another user owns", (c) => chownSync(c.file, stranger, stranger), /is owned by uid|EACCES/],
+        ["a group-writable file", (c) => chmodSync(c.file, 0o660), /has mode 0660/],
+        ["a world-writable file", (c) => chmodSync(c.file, 0o606), /has mode 0606/],
+        [
+          "a file that is a symlink",
+          (c) => {
+            renameSync(c.file, `${c.file}.real`);
+            symlinkSync(`${c.file}.real`, c.file);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        ["a file with a second hard link", (c) => linkSync(c.file, `${c.folder}/../linked`), /has 2 links/],
+        [
+          "a corrupt file (one byte changed)",
+          (c) => {
+            const b = readFileSync(c.file);
+            b[b.length - 100] ^= 0xff;
+            writeFileSync(c.file, b);
+          },
+          /is corrupt or truncated/,
+        ],
+        ["a truncated file", (c) => truncateSync(c.file, statSync(c.file).size - 1000), /is corrupt or truncated/],
+        ["an empty file", (c) => truncateSync(c.file, 0), /is corrupt or truncated/],
+      ];
+      for (const [what, attack, says] of attacks) {
+        const c = honest();
+        attack(c);
+        const r = box(actor, c.home, args);
+        expect({ what, hit: r.hit, code: r.code, stdout: r.stdout }).toEqual({ what, hit: false, code: 0, stdout: "planned\n" });
+        expect({ what, said: r.cache.some((l) => says.test(l)) }).toEqual({ what, said: true });
+      }
+    });
+  });
+}
