@@ -4,7 +4,7 @@
 // (a box from a tape nsrun did not trust still runs, planned anew).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
 
@@ -28,6 +28,9 @@ interface Run {
   cache: string[];
   hit: boolean;
   stored: string | null;
+  stderr: string;
+  /** nsrun's PID (setpriv execs it): names the box's cgroup. */
+  pid: number;
 }
 
 function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[] } = {}): Run {
@@ -39,7 +42,7 @@ function box(actor: Actor, home: string, args: string[], opts: { bin?: string; p
     .filter((l) => l.startsWith("nsrun[host] cache: "))
     .map((l) => l.slice("nsrun[host] cache: ".length));
   const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored };
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid };
 }
 
 for (const actor of area.actors) {
@@ -104,6 +107,20 @@ for (const actor of area.actors) {
         expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(false);
         expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(true);
       }
+    });
+
+    test.skipIf(actor.name !== "root")("a box from the cache gets a cgroup of its own, named for its nsrun (root: [limits])", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "limits.toml", `rootfs = "../rootfs"\n[limits]\npids = 64\n`);
+      const args = ["--config", config, "--", "/bin/true"];
+      const first = box(actor, home, args);
+      expect(first.stored).not.toBeNull();
+      expect(first.stderr).toContain(`nsrun-${first.pid}`);
+      const second = box(actor, home, args);
+      expect(second.hit).toBe(true);
+      expect(second.code).toBe(0);
+      expect(second.stderr).toContain(`nsrun-${second.pid}`);
+      expect(second.stderr).not.toContain(`nsrun-${first.pid}`);
     });
 
     test("--no-cache neither reads nor writes the cache", () => {

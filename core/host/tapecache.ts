@@ -19,7 +19,7 @@
 // file with one link). Files are written under a temporary name and renamed into place. Any doubt
 // (a check failing, a short or corrupt file, a key that does not match) means planning as if there
 // were no cache; the reason shows under --trace.
-import { fstatSync, mkdirSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
+import { fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import { close as closeFd, openat, openat2, renameat, unlinkat } from "../../ffi/fs";
 import type { ChildFds } from "../compile";
@@ -265,6 +265,7 @@ function store(folder: string, name: string, entry: Entry, trace: Tracer): void 
     fd = -1;
     renameat(dir, tmp, dir, name, `${folder}/${name}`);
     trace?.(`cache: stored ${folder}/${name}`);
+    prune(dir, folder);
   } catch (e) {
     trace?.(`cache: not stored: ${(e as Error).message}`);
     if (fd >= 0) closeFd(fd);
@@ -275,6 +276,29 @@ function store(folder: string, name: string, entry: Entry, trace: Tracer): void 
     }
   } finally {
     closeFd(dir);
+  }
+}
+
+/** At most this many entries: beyond, the least recently written go (a box's entry is about 100 KB). */
+const KEEP = 200;
+
+function prune(dir: number, folder: string): void {
+  const names = readdirSync(folder).filter((f) => /^[0-9a-f]{64}$/.test(f));
+  if (names.length <= KEEP) return;
+  const age = (f: string) => {
+    try {
+      return lstatSync(`${folder}/${f}`).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const oldest = names.map((f) => [age(f), f] as const).sort((a, b) => a[0] - b[0]);
+  for (const [, f] of oldest.slice(0, names.length - KEEP)) {
+    try {
+      unlinkat(dir, f, false);
+    } catch {
+      // gone already (another nsrun pruned it)
+    }
   }
 }
 
