@@ -123,6 +123,21 @@ for (const actor of area.actors) {
       expect(second.stderr).not.toContain(`nsrun-${first.pid}`);
     });
 
+    test("a setup step of a cached tape that fails says the same as a planned one (the op's stage, key, path and errno)", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "cache-fails.toml", 'rootfs = "../rootfs"\nreadonly = true\n[[mounts]]\ntype = "tmpfs"\ntarget = "/no/such/dir"\n');
+      const args = ["--config", config, "--", "/bin/true"];
+      const planned = box(actor, home, args);
+      const cached = box(actor, home, args);
+      expect(planned.hit).toBe(false);
+      expect(cached.hit).toBe(true);
+      const message = (r: Run) => r.stderr.split("\n").filter((l) => l.startsWith("nsrun: ") || l.startsWith("  hint"));
+      expect(planned.code).toBe(125);
+      expect(cached.code).toBe(125);
+      expect(message(planned).join("\n")).toContain('mounts[0]: mount tmpfs on "/no/such/dir"');
+      expect(message(cached)).toEqual(message(planned));
+    });
+
     test("--no-cache neither reads nor writes the cache", () => {
       const home = cacheHome(actor);
       const config = writeConfig(actor, "nocache.toml", `rootfs = "../rootfs"\n`);

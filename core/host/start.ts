@@ -14,7 +14,7 @@ import { libc, strerror } from "../../ffi/libc";
 import { pipe, readable, receiveFd, socketPair, writeAll } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
-import { type ChildFds, compileBox } from "../compile";
+import type { ChildFds } from "../compile";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport, toReport } from "../errors";
 import { SYNC_ID_MAPS } from "../userns";
 import { SYNC_NETWORK } from "../network";
@@ -38,7 +38,7 @@ export interface StartOptions {
    */
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
   /** Where the tape comes from: the tape cache (core/host/tapecache.ts), which compiles on a miss. */
-  tape?: (fds: ChildFds, compile: () => Tape) => RunnableTape;
+  tape?: (fds: ChildFds, compile: () => Promise<Tape>) => Promise<RunnableTape>;
 }
 
 export interface Started {
@@ -89,8 +89,9 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   };
 
   trace.host?.(stageLine("compile"));
-  const compile = () => compileBox(plan, { fds, lastCap: lastCapability() });
-  const tape = opts.tape ? opts.tape(fds, compile) : compile();
+  // compile.ts and the assembler are loaded only when a tape is compiled (not for a cached one).
+  const compile = async () => (await import("../compile")).compileBox(plan, { fds, lastCap: lastCapability() });
+  const tape = opts.tape ? await opts.tape(fds, compile) : await compile();
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
   const idMap = plan.idMap;

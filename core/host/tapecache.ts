@@ -30,8 +30,8 @@ import type { Tape } from "../tape/tape";
 import { lastCapability, type Tracer } from "./start";
 
 /** Bump when the entry's layout or what a key covers changes. */
-const FORMAT = "nsrun-tape-cache 1";
-const MAGIC = 0x4354534e; // "NSTC"
+const FORMAT = "nsrun-tape-cache 2";
+const MAGIC = 0x3254534e; // "NST2"
 const HEAD = 32;
 
 export interface CacheInputs {
@@ -49,7 +49,7 @@ export interface BoxCache {
   /** The cached plan with `fresh` applied (the cgroup planned anew), or `make()`'s. */
   plan(make: () => BoxPlan, fresh: (cached: BoxPlan) => BoxPlan): BoxPlan;
   /** The cached tape when it was compiled for these fds; otherwise `compile()`'s, frozen and stored. */
-  tape(fds: ChildFds, compile: () => Tape): RunnableTape;
+  tape(fds: ChildFds, compile: () => Promise<Tape>): Promise<RunnableTape>;
 }
 
 type Read = [fn: "rootfsFile" | "installed", arg: string, result: string | boolean | null];
@@ -128,11 +128,11 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
       planned = make();
       return planned;
     },
-    tape(fds, compile) {
+    async tape(fds, compile) {
       const fdsText = JSON.stringify(fds, (k, v) => (v instanceof Map ? [...v] : v));
       if (entry && entry.fds === fdsText) return entry.tape;
       if (entry) trace?.("cache: the box's fds differ from the cached tape's: compiled anew");
-      const tape = FrozenTape.of(compile(), inputs.trace);
+      const tape = FrozenTape.of(await compile(), inputs.trace);
       const plan = entry?.plan ?? planned;
       if (!plan) return tape;
       if (plan.files.length || fds.files?.size) {
@@ -304,22 +304,28 @@ function prune(dir: number, folder: string): void {
 
 /**
  * The file: a 32-byte head (magic u32, head JSON length u32, relocation count u32, image length u32,
- * reserved u64, a 64-bit hash of the rest u64), the head JSON (key, plan, fds, reads, the tape's
- * flags and op descriptions), the relocations (u32 each) and the tape's image.
+ * op descriptions' length u32, reserved u32, a 64-bit hash of the rest u64), the head JSON (key, plan,
+ * fds, reads, the tape's flags), the relocations (u32 each), the tape's image, and the op
+ * descriptions (JSON, decoded only for an error or --trace).
  */
 function encode(e: Entry): Uint8Array {
-  const { image, relocs, trace, cloneFlags, cgroupFd, meta } = e.tape.parts;
-  const head = new TextEncoder().encode(JSON.stringify({ key: e.key, plan: e.plan, fds: e.fds, reads: e.reads, trace, cloneFlags, cgroupFd, meta }));
+  const { image, relocs, trace, cloneFlags, cgroupFd } = e.tape.parts;
+  const meta = e.tape.metaText();
+  const head = new TextEncoder().encode(JSON.stringify({ key: e.key, plan: e.plan, fds: e.fds, reads: e.reads, trace, cloneFlags, cgroupFd }));
+  const metaBytes = new TextEncoder().encode(meta);
   const headLen = (head.length + 3) & ~3;
-  const out = new Uint8Array(HEAD + headLen + relocs.length * 4 + image.length);
+  const out = new Uint8Array(HEAD + headLen + relocs.length * 4 + image.length + metaBytes.length);
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, head.length, true);
   view.setUint32(8, relocs.length, true);
   view.setUint32(12, image.length, true);
+  view.setUint32(16, metaBytes.length, true);
   out.set(head, HEAD);
-  out.set(new Uint8Array(relocs.buffer, relocs.byteOffset, relocs.byteLength), HEAD + headLen);
-  out.set(image, HEAD + headLen + relocs.length * 4);
+  let at = HEAD + headLen;
+  out.set(new Uint8Array(relocs.buffer, relocs.byteOffset, relocs.byteLength), at);
+  out.set(image, (at += relocs.length * 4));
+  out.set(metaBytes, at + image.length);
   view.setBigUint64(24, BigInt(Bun.hash(out.subarray(HEAD))), true);
   return out;
 }
@@ -331,17 +337,20 @@ function decode(bytes: Uint8Array, key: string): Entry | null {
   const headBytes = view.getUint32(4, true);
   const nrelocs = view.getUint32(8, true);
   const imageLen = view.getUint32(12, true);
+  const metaLen = view.getUint32(16, true);
   const headLen = (headBytes + 3) & ~3;
-  if (bytes.length !== HEAD + headLen + nrelocs * 4 + imageLen) return null;
+  if (bytes.length !== HEAD + headLen + nrelocs * 4 + imageLen + metaLen) return null;
   if (view.getBigUint64(24, true) !== BigInt(Bun.hash(bytes.subarray(HEAD)))) return null;
   try {
     const h = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD, HEAD + headBytes)));
     if (h.key !== key) return null;
     const relocs = new Uint32Array(bytes.slice(HEAD + headLen, HEAD + headLen + nrelocs * 4).buffer);
-    const image = bytes.slice(HEAD + headLen + nrelocs * 4);
+    const imageAt = HEAD + headLen + nrelocs * 4;
+    const image = bytes.slice(imageAt, imageAt + imageLen);
     // Every relocation must point at an 8-byte slot inside the image.
     if (relocs.some((at) => at + 8 > image.length)) return null;
-    const tape = new FrozenTape({ image, relocs, trace: h.trace, cloneFlags: h.cloneFlags, cgroupFd: h.cgroupFd, meta: h.meta });
+    const metaAt = imageAt + imageLen;
+    const tape = new FrozenTape({ image, relocs, trace: h.trace, cloneFlags: h.cloneFlags, cgroupFd: h.cgroupFd, meta: () => new TextDecoder().decode(bytes.subarray(metaAt)) });
     return { key, plan: h.plan, fds: h.fds, reads: h.reads, tape };
   } catch {
     return null;

@@ -33,8 +33,8 @@ export interface FrozenParts {
   trace: boolean;
   cloneFlags: number;
   cgroupFd: number;
-  /** JSON of { ops: [code, name, text, step index][], steps, stages }, parsed on first use. */
-  meta: string;
+  /** JSON of { ops: [code, name, text, step index][], steps, stages }, or how to get it: parsed on first use. */
+  meta: string | (() => string);
 }
 
 export class FrozenTape implements RunnableTape {
@@ -65,11 +65,17 @@ export class FrozenTape implements RunnableTape {
 
   private get info() {
     if (!this.parsed) {
-      const { ops, steps, stages } = JSON.parse(this.parts.meta) as { ops: Array<[number, string, string, number]>; steps: Step[]; stages: Array<[number, StageTitle]> };
+      const { ops, steps, stages } = JSON.parse(this.metaText()) as { ops: Array<[number, string, string, number]>; steps: Step[]; stages: Array<[number, StageTitle]> };
       this.parsed = { ops: ops.map(([code, name, text, step]) => ({ code, name, text, step: steps[step] })), stages };
     }
     return this.parsed;
   }
+  /** The op descriptions' JSON. */
+  metaText(): string {
+    const { meta } = this.parts;
+    return typeof meta === "string" ? meta : meta();
+  }
+
   get ops(): OpInfo[] {
     return this.info.ops;
   }
@@ -89,9 +95,16 @@ export class FrozenTape implements RunnableTape {
     const { image, relocs } = this.parts;
     const out = alloc(image.length);
     out.bytes.set(image);
+    // Little-endian 64-bit additions in two 32-bit halves (addresses stay below 2^53): BigInt
+    // arithmetic for each of several hundred slots costs more than the copy.
     const view = new DataView(out.bytes.buffer, out.bytes.byteOffset, out.bytes.byteLength);
-    const base = BigInt(out.address);
-    for (const at of relocs) view.setBigUint64(at, view.getBigUint64(at, true) + base, true);
+    const baseLo = out.address % 0x100000000;
+    const baseHi = Math.floor(out.address / 0x100000000);
+    for (const at of relocs) {
+      const lo = view.getUint32(at, true) + baseLo;
+      view.setUint32(at, lo % 0x100000000, true);
+      view.setUint32(at + 4, view.getUint32(at + 4, true) + baseHi + Math.floor(lo / 0x100000000), true);
+    }
     return out;
   }
 }
