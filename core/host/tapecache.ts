@@ -5,7 +5,8 @@
 // its executable), the validated config (which holds the env files' content and the flags), the
 // caller's ids and groups, the host facts (subordinate ids, cgroup and id-map facts, the seccomp
 // profile's text), the identity of the rootfs and every bind source (device, inode, mtime, ctime),
-// the kernel's release and last capability, and the planning options (command, terminal). What the
+// the kernel (release, boot id, last capability), nsrun's own id maps, and the planning options
+// (command, terminal). What the
 // plan read lazily (the rootfs's /etc/passwd, installed programs) is stored with the entry and read
 // again on a hit: a difference is a miss. The host fds the tape embeds are stored too, and compared
 // once the box's fds exist: a difference compiles anew from the plan. What must be fresh for each box
@@ -173,7 +174,12 @@ function keyOf({ loaded, facts, caller, options, trace }: CacheInputs): string {
     FORMAT,
     build() ?? "source",
     process.arch,
+    // The kernel: its release, and this boot (a reboot may bring another kernel or configuration).
     readFileSync("/proc/sys/kernel/osrelease", "utf8"),
+    readFileSync("/proc/sys/kernel/random/boot_id", "utf8"),
+    // The user namespace nsrun runs in (it decides what nsrun may map).
+    readFileSync("/proc/self/uid_map", "utf8"),
+    readFileSync("/proc/self/gid_map", "utf8"),
     lastCapability(),
     [caller.uid, caller.gid, process.geteuid?.(), process.getegid?.(), process.getgroups?.()],
     loaded,
