@@ -7,6 +7,10 @@ import { spawnSync } from "bun";
 import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
+import { compileBox } from "../core/compile";
+import { parseConfig } from "../core/config";
+import { planBox } from "../core/plan";
+import { FrozenTape } from "../core/tape/frozen";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -44,6 +48,36 @@ function box(actor: Actor, home: string, args: string[], opts: { bin?: string; p
   const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
   return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid };
 }
+
+describe("a frozen tape (core/tape/frozen.ts)", () => {
+  const config = parseConfig({ rootfs: "/srv/box", hostname: "box", mounts: [{ type: "bind", source: "/data", target: "/data" }] }, "(test)");
+  const plan = planBox({ config, file: "(test)", dir: "/" }, { rootfs: "/srv/box", sources: [{ path: "/data", isDir: true }] }, { uid: 0, gid: 0, pid: 7 });
+  const fds = { report: 10, sync: null, stub: 11, cgroupDir: null, cgroupProcs: [] };
+  const tape = compileBox(plan, { fds, lastCap: 40, arch: "x64" });
+  const at = (address: number) => (size: number) => ({ bytes: new Uint8Array(size), address });
+
+  test("loaded at any address, it is byte for byte the tape encoded there, traced or not", () => {
+    for (const trace of [false, true]) {
+      const frozen = FrozenTape.of(tape, trace);
+      for (const address of [0x7f0012345000, 0x1000, 0xffffffff000, 0x10000fff8000]) {
+        expect(Buffer.from(frozen.encode(at(address), trace).bytes).equals(Buffer.from(tape.encode(at(address), trace).bytes))).toBe(true);
+      }
+      // Control: encoded elsewhere, the bytes differ (the relocations matter).
+      expect(Buffer.from(frozen.encode(at(0x2000), trace).bytes).equals(Buffer.from(tape.encode(at(0x3000), trace).bytes))).toBe(false);
+      expect(frozen.ops.map((op) => [op.name, op.text, op.step])).toEqual(tape.ops.map((op) => [op.name, op.text, op.step]));
+      expect(frozen.stages).toEqual(tape.stages);
+    }
+  });
+
+  test("a tape frozen for --trace runs only traced, and one without only without", () => {
+    expect(() => FrozenTape.of(tape, false).encode(at(0x1000), true)).toThrow();
+    expect(() => FrozenTape.of(tape, true).encode(at(0x1000), false)).toThrow();
+  });
+
+  test("a plan survives the cache's JSON unchanged", () => {
+    expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
+  });
+});
 
 for (const actor of area.actors) {
   describe(`the tape cache, ${actor.name}`, () => {
