@@ -25,6 +25,8 @@ interface Row {
   stddev: number;
   min: number;
   max: number;
+  /** user + system CPU time, mean (hyperfine counts the command's children): less sensitive to a busy machine. */
+  cpu: number;
 }
 
 function hyperfine(commands: Array<[name: string, cmd: string]>, runs = RUNS, env: Record<string, string> = {}): Row[] {
@@ -36,8 +38,8 @@ function hyperfine(commands: Array<[name: string, cmd: string]>, runs = RUNS, en
     notes.push(`hyperfine failed for ${commands.map((c) => c[0]).join(", ")}: ${r.stderr.toString().trim().split("\n").pop()}`);
     return [];
   }
-  const json = JSON.parse(readFileSync(out, "utf8")) as { results: Array<{ command: string; median: number; mean: number; stddev: number; min: number; max: number }> };
-  return json.results.map((x) => ({ name: x.command, median: x.median * 1000, mean: x.mean * 1000, stddev: x.stddev * 1000, min: x.min * 1000, max: x.max * 1000 }));
+  const json = JSON.parse(readFileSync(out, "utf8")) as { results: Array<{ command: string; median: number; mean: number; stddev: number; min: number; max: number; user: number; system: number }> };
+  return json.results.map((x) => ({ name: x.command, median: x.median * 1000, mean: x.mean * 1000, stddev: x.stddev * 1000, min: x.min * 1000, max: x.max * 1000, cpu: (x.user + x.system) * 1000 }));
 }
 
 /** Whether a command works at all here, so a broken competitor is a note, not a wrong figure. */
@@ -51,9 +53,9 @@ function works(name: string, cmd: string): boolean {
 function table(title: string, rows: Row[]): void {
   if (!rows.length) return;
   console.log(`\n### ${title}\n`);
-  console.log("| command | median | mean ± σ | min … max |");
-  console.log("| --- | ---: | ---: | ---: |");
-  for (const r of rows) console.log(`| ${r.name} | ${r.median.toFixed(1)} ms | ${r.mean.toFixed(1)} ± ${r.stddev.toFixed(1)} ms | ${r.min.toFixed(1)} … ${r.max.toFixed(1)} ms |`);
+  console.log("| command | median | mean ± σ | min … max | CPU (user + sys) |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const r of rows) console.log(`| ${r.name} | ${r.median.toFixed(1)} ms | ${r.mean.toFixed(1)} ± ${r.stddev.toFixed(1)} ms | ${r.min.toFixed(1)} … ${r.max.toFixed(1)} ms | ${r.cpu.toFixed(1)} ms |`);
 }
 
 function runcBundle(rootless: boolean): string {
@@ -161,7 +163,7 @@ const asUser = isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode ==
 const ver = (cmd: string) => spawnSync(["sh", "-c", `${cmd} 2>&1 | head -1`], { stdout: "pipe" }).stdout.toString().trim();
 
 console.log(`## Start-up, /bin/true in a busybox rootfs (${RUNS} runs each, hyperfine; ${new Date().toISOString().slice(0, 10)})`);
-console.log(`\nnsrun ${ver(`${bin} --version`)}; ${has("bwrap") ? ver("bwrap --version") : "no bwrap"}; ${has("runc") ? ver("runc --version") : "no runc"}; ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}, ${navigator.hardwareConcurrency} CPUs`);
+console.log(`\nnsrun ${ver(`${bin} --version`)}; ${has("bwrap") ? ver("bwrap --version") : "no bwrap"}; ${has("runc") ? ver("runc --version") : "no runc"}; ${readFileSync("/proc/sys/kernel/osrelease", "utf8").trim()}, ${navigator.hardwareConcurrency} CPUs; load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} at the start`);
 
 const bwrap = `bwrap --unshare-all --bind ${rootfs} / --proc /proc --dev /dev /bin/true`;
 const nsrunCmd = `${bin} run --config ${config} -- /bin/true`;
