@@ -213,8 +213,7 @@ function openFolder(folder: string, create: boolean, trace: Tracer): number | nu
 }
 
 /** Why an opened cache folder or file may not be trusted, or null. */
-function ownProblem(fd: number, folder: boolean): string | null {
-  const s = fstatSync(fd);
+function ownProblem(fd: number, folder: boolean, s = fstatSync(fd)): string | null {
   const uid = process.geteuid?.() ?? 0;
   if (folder ? !s.isDirectory() : !s.isFile()) return `is not a ${folder ? "folder" : "regular file"}`;
   if (s.uid !== uid) return `is owned by uid ${s.uid}, not by you (${uid})`;
@@ -234,12 +233,13 @@ function load(folder: string, name: string, key: string, trace: Tracer): Entry |
       trace?.((e as { errno?: number }).errno === 2 ? "cache: miss" : `cache: not used: ${(e as Error).message}`);
       return null;
     }
-    const problem = ownProblem(fd, false);
+    const stat = fstatSync(fd);
+    const problem = ownProblem(fd, false, stat);
     if (problem) {
       trace?.(`cache: not used: ${JSON.stringify(`${folder}/${name}`)} ${problem}`);
       return null;
     }
-    const size = fstatSync(fd).size;
+    const size = stat.size;
     const bytes = new Uint8Array(size);
     let got = 0;
     while (got < size) {
