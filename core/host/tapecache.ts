@@ -350,11 +350,13 @@ function decode(bytes: Uint8Array, key: string): Entry | null {
   try {
     const h = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD, HEAD + headBytes)));
     if (h.key !== key) return null;
-    const relocs = new Uint32Array(bytes.slice(HEAD + headLen, HEAD + headLen + nrelocs * 4).buffer);
+    // Views, not copies: the buffer is this entry's own, and the image is copied into the tape's
+    // memory when it runs. (HEAD and headLen are multiples of 4, so the relocations are aligned.)
+    const relocs = new Uint32Array(bytes.buffer, bytes.byteOffset + HEAD + headLen, nrelocs);
     const imageAt = HEAD + headLen + nrelocs * 4;
-    const image = bytes.slice(imageAt, imageAt + imageLen);
+    const image = bytes.subarray(imageAt, imageAt + imageLen);
     // Every relocation must point at an 8-byte slot inside the image.
-    if (relocs.some((at) => at + 8 > image.length)) return null;
+    for (const at of relocs) if (at + 8 > image.length) return null;
     const metaAt = imageAt + imageLen;
     const tape = new FrozenTape({ image, relocs, trace: h.trace, cloneFlags: h.cloneFlags, cgroupFd: h.cgroupFd, meta: () => new TextDecoder().decode(bytes.subarray(metaAt)) });
     return { key, plan: h.plan, fds: h.fds, reads: h.reads, tape };
