@@ -75,6 +75,19 @@ function runcBundle(rootless: boolean): string {
   return bundle;
 }
 
+/** Whether process `pid` descends from `ancestor` (its PPid chain reaches it). */
+function below(pid: string, ancestor: number): boolean {
+  for (let p = Number(pid), i = 0; p > 1 && i < 64; i++) {
+    if (p === ancestor) return true;
+    try {
+      p = Number(readFileSync(`/proc/${p}/status`, "utf8").match(/^PPid:\t(\d+)$/m)?.[1] ?? 0);
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
 /**
  * Start a box running `sleep`, wait until its command runs, then look at every process left beside
  * it: nsrun's own (the supervisor it became, under the same PID) and any other with nsrun's
@@ -109,7 +122,8 @@ async function residentFootprint(prefix: string[]): Promise<string> {
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      if (Number(pid) !== box.pid && !cmdline.startsWith(bin) && !cmdline.startsWith("nsrun\0")) continue;
+      // nsrun's own copy here, or a process nsrun names "nsrun" below this box (not one another run left).
+      if (Number(pid) !== box.pid && !cmdline.startsWith(bin) && !(cmdline.startsWith("nsrun\0") && below(pid, box.pid))) continue;
       count++;
       rssKb += Number(status(pid).match(/^VmRSS:\s+(\d+)/m)?.[1] ?? 0);
     } catch {
