@@ -15,6 +15,8 @@ import { FrozenTape } from "../core/tape/frozen";
 const area = setupTestArea();
 afterAll(() => area.cleanup());
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const asRoot = process.getuid?.() === 0;
+if (!asRoot) console.warn("skipped: cache files and folders of another user (only root can make them)");
 const other = Number(spawnSync(["id", "-u", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
 
 let n = 0;
@@ -196,6 +198,7 @@ for (const actor of area.actors) {
         return { home, folder: join(home, "nsrun"), file: r.stored as string };
       };
       const attacks: Array<[what: string, attack: (c: ReturnType<typeof honest>) => void, says: RegExp]> = [
+        // Only root can give a file to another user: as an ordinary user the two are not tried (below).
         ["a folder another user owns", (c) => chownSync(c.folder, stranger, stranger), /folder .* is owned by uid/],
         ["a group-writable folder", (c) => chmodSync(c.folder, 0o770), /folder .* has mode 0770/],
         ["a world-writable folder", (c) => chmodSync(c.folder, 0o707), /folder .* has mode 0707/],
@@ -232,7 +235,7 @@ for (const actor of area.actors) {
         ["a truncated file", (c) => truncateSync(c.file, statSync(c.file).size - 1000), /is corrupt or truncated/],
         ["an empty file", (c) => truncateSync(c.file, 0), /is corrupt or truncated/],
       ];
-      for (const [what, attack, says] of attacks) {
+      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
         const c = honest();
         attack(c);
         const r = box(actor, c.home, args);
