@@ -9,8 +9,10 @@ import { join } from "node:path";
 import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
 import { compileBox } from "../core/compile";
 import { parseConfig } from "../core/config";
-import { planBox } from "../core/plan";
+import { inspectHost, planBox, planBoxCgroup } from "../core/plan";
+import { boxCache } from "../core/host/tapecache";
 import { FrozenTape } from "../core/tape/frozen";
+import { HEADER } from "../ffi/executor/protocol";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -74,6 +76,45 @@ describe("a frozen tape (core/tape/frozen.ts)", () => {
   test("a tape frozen for --trace runs only traced, and one without only without", () => {
     expect(() => FrozenTape.of(tape, false).encode(at(0x1000), true)).toThrow();
     expect(() => FrozenTape.of(tape, true).encode(at(0x1000), false)).toThrow();
+  });
+
+  test("a cached tape is used only with the host fds it was compiled for; the cgroup is planned for each box", async () => {
+    // From source there is no executable to identify: the cache is this process's memory alone.
+    const rootfs = join(area.actors[0].area, "rootfs");
+    const loaded = { config: parseConfig({ rootfs, limits: { pids: 64 } }, "(test)"), file: "(test)", dir: "/" };
+    const lines: string[] = [];
+    const open = (pid: number) => {
+      const facts = { ...inspectHost(loaded), cgroups: { v2: { mount: "/sys/fs/cgroup", own: "/", controllers: ["pids"], delegated: ["pids"] }, v1: {} } };
+      const caller = { uid: 0, gid: 0, pid };
+      const cache = boxCache({ loaded, facts, caller, options: {}, trace: false }, true, (l) => lines.push(l));
+      if (!cache) throw new Error("no cache");
+      const plan = cache.plan(() => planBox(loaded, facts, caller, {}), (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, {}) }));
+      return { cache, plan };
+    };
+    let compiled = 0;
+    const tapeFor = async (c: ReturnType<typeof open>, report: number) => {
+      const f = { report, sync: null, stub: 11, cgroupDir: 12, cgroupProcs: [] };
+      return c.cache.tape(f, async () => (compiled++, compileBox(c.plan, { fds: f, lastCap: 40 })));
+    };
+    const first = open(101);
+    const t1 = await tapeFor(first, 10);
+    expect(compiled).toBe(1);
+    const second = open(202);
+    expect(lines).toContain("cache: hit (memory)");
+    // Positive control: the same fds take the cached tape as it is.
+    expect(await tapeFor(second, 10)).toBe(t1);
+    expect(compiled).toBe(1);
+    // The cgroup is the new box's own, not the cached plan's.
+    expect(JSON.stringify(second.plan.cgroup)).toContain("nsrun-202");
+    expect(JSON.stringify(second.plan.cgroup)).not.toContain("nsrun-101");
+    // Another report fd: compiled anew, and the new tape names it.
+    const third = open(303);
+    const t3 = await tapeFor(third, 13);
+    expect(compiled).toBe(2);
+    expect(lines).toContain("cache: the box's fds differ from the cached tape's: compiled anew");
+    const header = (t: typeof t3) => new DataView(t.encode((size) => ({ bytes: new Uint8Array(size), address: 0x1000 }), false).bytes.buffer);
+    expect(Number(header(t3).getBigInt64(HEADER.reportFd, true))).toBe(13);
+    expect(Number(header(t1).getBigInt64(HEADER.reportFd, true))).toBe(10);
   });
 
   test("a plan survives the cache's JSON unchanged", () => {
