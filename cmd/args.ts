@@ -33,6 +33,7 @@ export const runArgs = {
   tty: { type: "boolean", alias: "t", description: "A pseudo-terminal for the box (default: when stdin and stdout are terminals; --no-tty: never)" },
   "print-config": { type: "boolean", description: "Print the resulting box.toml instead of running it" },
   trace: { type: "boolean", description: "Print every setup syscall, with its result and time, to stderr" },
+  "no-cache": { type: "boolean", description: "Plan and compile the box anew: neither read nor write the tape cache" },
   "log-level": { type: "string", description: "error | warn | info | debug", default: "warn", valueHint: "level" },
   verbose: { type: "boolean", description: "Same as --log-level debug (-v is --volume, as in podman)" },
 } satisfies ArgsDef;
@@ -44,7 +45,7 @@ const GROUPS: Array<[title: string, names: Array<keyof typeof runArgs>]> = [
   ["The command", ["env", "env-file", "cwd", "user", "init", "tty"]],
   ["Network", ["net", "publish", "net-host-loopback"]],
   ["Limits", ["memory", "pids", "cpus", "cpu-time", "wall-time", "report"]],
-  ["nsrun itself", ["print-config", "trace", "log-level", "verbose"]],
+  ["nsrun itself", ["print-config", "trace", "no-cache", "log-level", "verbose"]],
 ];
 
 /** `nsrun run --help`: the options in groups, in one aligned column. */

@@ -70,7 +70,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
     }
     const { runBoxCommand } = await import("../core/host/run");
     const terminal = values.tty === undefined ? undefined : values.tty === true;
-    return await runBoxCommand({ assembled, trace: values.trace === true, terminal, log, report });
+    return await runBoxCommand({ assembled, trace: values.trace === true, cache: values["no-cache"] !== true, terminal, log, report });
   } catch (e) {
     if (e instanceof ArgsError) return fail(`${e.message}; see nsrun run --help`);
     const { ReportPathError, reportSetupFailure } = await import("../core/host/report");

@@ -11,7 +11,8 @@
 import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "./cgroup";
 import { type LoadedConfig, loadConfig, parseConfig } from "./config";
 import { StageError } from "./errors";
-import { inspectHost, planBox } from "./plan";
+import { inspectHost, planBox, planBoxCgroup } from "./plan";
+import { boxCache } from "./host/tapecache";
 import { startBox } from "./host/start";
 import { endHelper } from "./host/network";
 import { processExists } from "../ffi/proc";
@@ -27,6 +28,8 @@ export interface BoxOptions {
   trace?: boolean;
   /** Where a config given as an object resolves its relative paths. Default: the current directory. */
   dir?: string;
+  /** false: plan and compile anew, as `nsrun run --no-cache` (default: reuse what this process planned before). */
+  cache?: boolean;
   /** Aborting kills the box. */
   signal?: AbortSignal;
 }
@@ -57,7 +60,13 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   // Several boxes of one process need cgroups of their own: nsrun-PID-N.
   // No terminal here: nothing would relay it (a box's stdio are this process's own).
-  const plan = planBox(loaded, inspectHost(loaded), caller, { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}`, terminal: { size: null, asked: false } });
+  const facts = inspectHost(loaded);
+  const options = { args: opts.args, cgroupName: `nsrun-${process.pid}-${++boxes}`, terminal: { size: null, asked: false } };
+  const trace = opts.trace ? { host: tracerFor("host", true), executor: tracerFor("executor", true) } : undefined;
+  // Boxes planned before in this process start from their plan and tape (core/host/tapecache.ts).
+  const cache = boxCache({ loaded, facts, caller, options, trace: opts.trace === true }, opts.cache !== false, trace?.host ?? null);
+  const make = () => planBox(loaded, facts, caller, options);
+  const plan = cache ? cache.plan(make, (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, options) })) : make();
   if (plan.cgroup) {
     sweepStaleCgroups(plan.cgroup, processExists);
     applyCgroup(plan.cgroup);
@@ -67,9 +76,9 @@ export async function runBox(config: string | Record<string, unknown>, opts: Box
   const abort = () => pid && process.kill(pid, "SIGKILL");
   opts.signal?.addEventListener("abort", abort);
   try {
-    const trace = opts.trace ? { host: tracerFor("host", true), executor: tracerFor("executor", true) } : undefined;
     const started = await startBox(plan, {
       cgroup: join,
+      tape: cache?.tape,
       trace,
       onSpawn: (p) => {
         pid = p;

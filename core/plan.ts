@@ -102,6 +102,34 @@ export interface PlanOptions {
   terminal?: { size: { rows: number; cols: number } | null; asked?: boolean; term?: string };
 }
 
+/**
+ * The box's cgroup ([limits]), named for this box: nsrun-<caller's PID>, or opts.cgroupName. Apart
+ * from planBox so that a plan from the tape cache (core/host/tapecache.ts) gets a fresh one.
+ */
+export function planBoxCgroup(loaded: LoadedConfig, facts: HostFacts, caller: Caller, opts: PlanOptions = {}): CgroupPlan | null {
+  const l = loaded.config.limits;
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError(loaded.file, key, problem);
+  };
+  const limits: Limits = {
+    memory: l.memory === undefined ? undefined : (parseSize(l.memory) ?? undefined),
+    memorySwap: l.memory_swap === undefined ? undefined : (parseSize(l.memory_swap) ?? undefined),
+    pids: l.pids,
+    cpu: l.cpu,
+    cpuWeight: l.cpu_weight,
+    ioWeight: l.io_weight,
+    cpuAccounting: l.cpu_time !== undefined,
+  };
+  if (limits.memorySwap !== undefined && limits.memory === undefined) fail("limits.memory_swap", "needs limits.memory too");
+  try {
+    const memoryText = l.memory === undefined ? null : String(l.memory);
+    return facts.cgroups ? planCgroup(limits, facts.cgroups, opts.cgroupName ?? `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
+  } catch (e) {
+    if (e instanceof CgroupUnavailable) fail("limits", e.message);
+    throw e;
+  }
+}
+
 /** Resolve the rootfs and bind sources against the config's folder; missing ones are config errors. */
 export function inspectHost(loaded: LoadedConfig): HostFacts {
   const { config, file, dir } = loaded;
@@ -228,24 +256,7 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
   }
 
   const l = config.limits;
-  const limits: Limits = {
-    memory: l.memory === undefined ? undefined : (parseSize(l.memory) ?? undefined),
-    memorySwap: l.memory_swap === undefined ? undefined : (parseSize(l.memory_swap) ?? undefined),
-    pids: l.pids,
-    cpu: l.cpu,
-    cpuWeight: l.cpu_weight,
-    ioWeight: l.io_weight,
-    cpuAccounting: l.cpu_time !== undefined,
-  };
-  if (limits.memorySwap !== undefined && limits.memory === undefined) fail("limits.memory_swap", "needs limits.memory too");
-  let cgroup: CgroupPlan | null = null;
-  try {
-    const memoryText = l.memory === undefined ? null : String(l.memory);
-    cgroup = facts.cgroups ? planCgroup(limits, facts.cgroups, opts.cgroupName ?? `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
-  } catch (e) {
-    if (e instanceof CgroupUnavailable) fail("limits", e.message);
-    throw e;
-  }
+  const cgroup = planBoxCgroup(loaded, facts, caller, opts);
 
   for (const k of RLIMIT_KEYS) {
     const value = l[k];

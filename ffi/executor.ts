@@ -18,7 +18,13 @@ interface Executor {
   release(tape: Uint8Array): void;
   /** Make these signals wait, pending, for the program this process execs next (see executor.c). */
   holdSignals(signals: number[]): void;
+  /** Catch these signals in the executor: each is recorded, and a byte written to `fd` wakes the caller (see executor.c). */
+  watchSignals(signals: number[], fd: number): void;
+  /** The signals recorded since the last call (watchSignals), and forget them. */
+  takeSignals(): number[];
 }
+
+const maskOf = (signals: number[]) => signals.reduce((m, s) => m | (1n << BigInt(s - 1)), 0n);
 
 let executor: Executor | null = null;
 
@@ -32,11 +38,21 @@ export function loadExecutor(): Executor {
   } finally {
     libc.close(fd);
   }
-  const { nsrun_spawn, nsrun_release, nsrun_hold_signals } = lib.symbols;
+  const { nsrun_spawn, nsrun_release, nsrun_hold_signals, nsrun_watch_signals, nsrun_take_signals } = lib.symbols;
   executor = {
     spawn: (tape) => Number(nsrun_spawn(ptr(tape))),
     release: (tape) => nsrun_release(ptr(tape)),
-    holdSignals: (signals) => void nsrun_hold_signals(signals.reduce((m, s) => m | (1n << BigInt(s - 1)), 0n)),
+    holdSignals: (signals) => void nsrun_hold_signals(maskOf(signals)),
+    watchSignals: (signals, fd) => {
+      const r = Number(nsrun_watch_signals(maskOf(signals), fd));
+      if (r < 0) throw new SyscallError("rt_sigaction", "rt_sigaction()", -r);
+    },
+    takeSignals: () => {
+      const mask = BigInt(nsrun_take_signals());
+      const out: number[] = [];
+      for (let s = 1; s <= 64; s++) if ((mask >> BigInt(s - 1)) & 1n) out.push(s);
+      return out;
+    },
   };
   return executor;
 }
@@ -46,6 +62,8 @@ function open(path: string) {
     nsrun_spawn: { args: [FFIType.ptr], returns: FFIType.i64 },
     nsrun_release: { args: [FFIType.ptr], returns: FFIType.void },
     nsrun_hold_signals: { args: [FFIType.u64], returns: FFIType.i64 },
+    nsrun_watch_signals: { args: [FFIType.u64, FFIType.i64], returns: FFIType.i64 },
+    nsrun_take_signals: { args: [], returns: FFIType.u64 },
   });
 }
 

@@ -13,7 +13,9 @@ import { SYS } from "./syscalls";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
-const fsLibc = dlopen("libc.so.6", {
+// Bound on first use (a Proxy): the box's start-up path imports this file for openat2 alone, and
+// bun:ffi compiles a trampoline for each symbol it binds.
+const FS_CALLS = {
   fchownat: { args: [i32, ptr, u32, u32, i32], returns: i32 },
   fchown: { args: [i32, u32, u32], returns: i32 },
   fchmod: { args: [i32, u32], returns: i32 },
@@ -31,7 +33,13 @@ const fsLibc = dlopen("libc.so.6", {
   readdir: { args: [ptr], returns: ptr },
   closedir: { args: [ptr], returns: i32 },
   dup: { args: [i32], returns: i32 },
-}).symbols;
+  write: { args: [i32, ptr, u64], returns: i64 },
+} as const;
+const bindFs = () => dlopen("libc.so.6", FS_CALLS).symbols;
+let fsSymbols: ReturnType<typeof bindFs> | null = null;
+const fsLibc = new Proxy({} as ReturnType<typeof bindFs>, {
+  get: (_, name: string) => (fsSymbols ??= bindFs())[name as keyof typeof FS_CALLS],
+});
 
 // <fcntl.h>, <linux/stat.h>, <sys/file.h>, <sys/stat.h>: constants beyond ffi/flags.ts
 export const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -92,6 +100,11 @@ function ptrOf(buf: Buffer): number {
 
 export function openat(dirfd: number, name: string, flags: number, mode: number, shown = name): number {
   return check("openat", libc.openat(dirfd, cstr(name), flags | F.O_CLOEXEC, mode), `openat(${q(shown)})`);
+}
+
+/** renameat2(2) within or between two directory fds (flags 0: replaces `newname` atomically). */
+export function renameat(olddirfd: number, oldname: string, newdirfd: number, newname: string, shown = newname): void {
+  check("renameat2", libc.syscall(SYS.renameat2, olddirfd, ptrOf(cstr(oldname)), newdirfd, ptrOf(cstr(newname)), 0, 0), `renameat2(${q(shown)})`);
 }
 
 export function mkdirat(dirfd: number, name: string, mode: number, shown = name): void {

@@ -8,9 +8,9 @@ import { check, errno, libc, q, SyscallError } from "./libc";
 import { SYS } from "./syscalls";
 
 /** pipe2(2); with `cloexec` false the fds survive execve, which is how a plan reaches the next stage. */
-export function pipe(cloexec: boolean): [read: number, write: number] {
+export function pipe(cloexec: boolean, nonblock = false): [read: number, write: number] {
   const fds = new Int32Array(2);
-  check("pipe2", libc.pipe2(fds, cloexec ? F.O_CLOEXEC : 0), "pipe2()");
+  check("pipe2", libc.pipe2(fds, (cloexec ? F.O_CLOEXEC : 0) | (nonblock ? F.O_NONBLOCK : 0)), "pipe2()");
   return [fds[0], fds[1]];
 }
 

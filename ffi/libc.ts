@@ -1,44 +1,76 @@
-// The one place nsrun binds libc's common symbols (fs.ts and probe.ts bind a few of their own).
-// core/ and cmd/ never call these: they call the typed wrappers in the other ffi/ files.
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+// The one place nsrun touches libc. Everything else calls the typed wrappers in ffi/.
+//
+// libc is bound through one function, syscall(2) (and __errno_location, for errno): bun:ffi compiles
+// a trampoline for every symbol it binds, so 42 symbols cost about 0.3 ms of every start and two
+// about 0.1. Each call below is that syscall, by its number from ffi/syscalls.ts; a typed array or Buffer
+// argument goes in as its address. Like the libc wrappers they replace, they return -1 and set errno
+// on failure (syscall(3) does). None of them is one whose libc wrapper does more than the syscall
+// (setresuid and setgroups, which glibc applies to every thread, are not here for that reason).
+import { dlopen, FFIType, ptr as addressOf, read, type Pointer } from "bun:ffi";
 import { errnoName } from "./errno";
+import { SYS } from "./syscalls";
 import { hintFor } from "./hints";
 import { nameBytes } from "./names";
 import { NsrunError } from "./error";
 
-const { i32, i64, u32, u64, ptr } = FFIType;
+const { i32, i64, ptr } = FFIType;
 
-export const libc = dlopen("libc.so.6", {
+const bound = dlopen("libc.so.6", {
+  syscall: { args: [i64, i64, i64, i64, i64, i64, i64], returns: i64 },
   __errno_location: { args: [], returns: ptr },
-  strerror: { args: [i32], returns: FFIType.cstring },
-  // Older glibc (Ubuntu 22.04's 2.35) has no wrapper for openat2, open_tree, mount_setattr, pidfd_open, ...:
-  // their numbers come from ffi/syscalls.ts.
-  syscall: { args: [i64, i64, i64, i64, i64, i64], returns: i64 },
-  openat: { args: [i32, ptr, i32, u32], returns: i32 },
-  mkdirat: { args: [i32, ptr, u32], returns: i32 },
-  symlinkat: { args: [ptr, i32, ptr], returns: i32 },
-  close: { args: [i32], returns: i32 },
-  read: { args: [i32, ptr, u64], returns: i64 },
-  write: { args: [i32, ptr, u64], returns: i64 },
-  pipe2: { args: [ptr, i32], returns: i32 },
-  poll: { args: [ptr, u64, i32], returns: i32 },
-  fcntl: { args: [i32, i32, i64], returns: i32 },
-  prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
-  socket: { args: [i32, i32, i32], returns: i32 },
-  ioctl: { args: [i32, u64, ptr], returns: i32 },
-  kill: { args: [i32, i32], returns: i32 },
-  _exit: { args: [i32], returns: FFIType.void },
-  waitid: { args: [i32, u32, ptr, i32], returns: i32 },
-  waitpid: { args: [i32, ptr, i32], returns: i32 },
-  getuid: { args: [], returns: u32 },
-  memfd_create: { args: [ptr, u32], returns: i32 },
-  socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
-  recvmsg: { args: [i32, ptr, i32], returns: i64 },
 }).symbols;
+
+type Arg = number | bigint | ArrayBufferView | null;
+const word = (a: Arg | undefined): number | bigint => (a === null || a === undefined ? 0 : ArrayBuffer.isView(a) ? (addressOf(a as DataView) as unknown as number) : a);
+
+/** syscall(nr, ...args) as a number: the result, or -1 with errno set. */
+function call(nr: number, a?: Arg, b?: Arg, c?: Arg, d?: Arg, e?: Arg, f?: Arg): number {
+  return Number(bound.syscall(nr, word(a), word(b), word(c), word(d), word(e), word(f)));
+}
+
+
+let strerrorOf: ((code: number) => unknown) | null = null;
+
+export const libc = {
+  /** syscall(2) itself, for the calls without a wrapper here: pointers go in as addresses. */
+  syscall: (n: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number => call(n, a, b, c, d, e, f),
+  __errno_location: () => bound.__errno_location(),
+  /** Bound on first use: only error messages need it. */
+  strerror: (code: number): string => {
+    strerrorOf ??= dlopen("libc.so.6", { strerror: { args: [i32], returns: FFIType.cstring } }).symbols.strerror;
+    return String(strerrorOf(code));
+  },
+  read: (fd: number, buf: Arg, count: number) => call(SYS.read, fd, buf, count),
+  write: (fd: number, buf: Arg, count: number) => call(SYS.write, fd, buf, count),
+  close: (fd: number) => call(SYS.close, fd),
+  openat: (dirfd: number, path: Arg, flags: number, mode: number) => call(SYS.openat, dirfd, path, flags, mode),
+  mkdirat: (dirfd: number, path: Arg, mode: number) => call(SYS.mkdirat, dirfd, path, mode),
+  symlinkat: (target: Arg, dirfd: number, path: Arg) => call(SYS.symlinkat, target, dirfd, path),
+  pipe2: (fds: Arg, flags: number) => call(SYS.pipe2, fds, flags),
+  /** poll(2) as ppoll(2) (arm64 has no poll): `timeout` in ms, negative for none. */
+  poll: (fds: Arg, nfds: number, timeout: number) => {
+    const ts = timeout < 0 ? null : new BigInt64Array([BigInt(Math.floor(timeout / 1000)), BigInt((timeout % 1000) * 1e6)]);
+    return call(SYS.ppoll, fds, nfds, ts, null, 8);
+  },
+  fcntl: (fd: number, cmd: number, arg: number | bigint) => call(SYS.fcntl, fd, cmd, arg),
+  ioctl: (fd: number, request: number, arg: Arg) => call(SYS.ioctl, fd, request, arg),
+  kill: (pid: number, sig: number) => call(SYS.kill, pid, sig),
+  prctl: (option: number, a: number, b: number, c: number, d: number) => call(SYS.prctl, option, a, b, c, d),
+  socket: (domain: number, type: number, protocol: number) => call(SYS.socket, domain, type, protocol),
+  socketpair: (domain: number, type: number, protocol: number, fds: Arg) => call(SYS.socketpair, domain, type, protocol, fds),
+  recvmsg: (fd: number, msg: Arg, flags: number) => call(SYS.recvmsg, fd, msg, flags),
+  memfd_create: (name: Arg, flags: number) => call(SYS.memfd_create, name, flags),
+  waitid: (idtype: number, id: number, info: Arg, options: number) => call(SYS.waitid, idtype, id, info, options, null),
+  waitpid: (pid: number, status: Arg, options: number) => call(SYS.wait4, pid, status, options, null),
+  getuid: () => call(SYS.getuid),
+  getgid: () => call(SYS.getgid),
+  /** exit_group(2): ends the process now, without Bun's exit handlers. */
+  _exit: (status: number): void => void call(SYS.exit_group, status),
+};
 
 /** errno of the last failed call; read it right after the call, before anything else can change it. */
 export function errno(): number {
-  return read.i32(libc.__errno_location() as Pointer, 0);
+  return read.i32(bound.__errno_location() as Pointer, 0);
 }
 
 export { errnoName };

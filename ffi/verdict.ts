@@ -1,30 +1,19 @@
-// The libc calls the verdict needs (core/verdict.ts, core/host/report.ts): the monotonic clock the
-// stub also reads, renameat(2) for the report's atomic appearance, and waitid(2) with the rusage the
-// kernel keeps for a child (the raw syscall: glibc's waitid has no rusage argument).
-import { dlopen, FFIType, ptr as addressOf } from "bun:ffi";
-import { check, cstr, libc, q } from "./libc";
+// The calls the verdict needs (core/verdict.ts, core/host/report.ts): the monotonic clock the stub
+// also reads, and waitid(2) with the rusage the kernel keeps for a child (the raw syscall: glibc's
+// waitid has no rusage argument). Both through libc's one bound symbol, syscall(2): nothing more is
+// bound on a box's start.
+import { ptr as addressOf } from "bun:ffi";
+import { libc } from "./libc";
 import { CLD_EXITED, P_PIDFD, WEXITED, WNOHANG } from "./flags";
 import { SYS } from "./syscalls";
-
-const { i32, ptr } = FFIType;
-
-const verdictLibc = dlopen("libc.so.6", {
-  clock_gettime: { args: [i32, ptr], returns: i32 },
-  renameat: { args: [i32, ptr, i32, ptr], returns: i32 },
-}).symbols;
 
 export const CLOCK_MONOTONIC = 1;
 
 /** CLOCK_MONOTONIC in nanoseconds: the clock the stub's --start and deadlines use. */
 export function monotonicNs(): bigint {
   const t = new BigInt64Array(2);
-  verdictLibc.clock_gettime(CLOCK_MONOTONIC, t);
+  libc.syscall(SYS.clock_gettime, CLOCK_MONOTONIC, t);
   return t[0] * 1_000_000_000n + t[1];
-}
-
-/** renameat(2): atomically replace `newname` (a symlink there is replaced, never followed). */
-export function renameat(olddirfd: number, oldname: string, newdirfd: number, newname: string): void {
-  check("renameat", verdictLibc.renameat(olddirfd, cstr(oldname), newdirfd, cstr(newname)), `renameat(${q(oldname)}, ${q(newname)})`);
 }
 
 export interface Usage {

@@ -11,9 +11,8 @@
 import { readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import * as F from "../../ffi/flags";
-import { close, openat, openat2, typeAt, writeAll } from "../../ffi/fs";
+import { close, openat, openat2, renameat, typeAt, writeAll } from "../../ffi/fs";
 import { NsrunError } from "../../ffi/error";
-import { renameat } from "../../ffi/verdict";
 import { keepAcrossExec } from "../../ffi/io";
 import type { BoxPlan } from "../plan";
 import { setupFailedVerdict, type Verdict, verdictJson } from "../verdict";

@@ -3,7 +3,7 @@
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { statSync } from "node:fs";
 import { loadExecutor } from "../../ffi/executor";
-import { isTerminal, keepAcrossExec, windowSize } from "../../ffi/io";
+import { isTerminal, keepAcrossExec, pipe, windowSize } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import { kill, processExists } from "../../ffi/proc";
 import * as F from "../../ffi/flags";
@@ -12,9 +12,10 @@ import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, 
 import type { Assembled } from "../boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine, tracerFor } from "../pipeline";
-import { type BoxPlan, inspectHost, planBox } from "../plan";
+import { type BoxPlan, inspectHost, planBox, planBoxCgroup } from "../plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
 import { type Started, startBox } from "./start";
+import { boxCache } from "./tapecache";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
 import { endHelper } from "./network";
 import { unmappedRootfsHint } from "../userns";
@@ -25,6 +26,8 @@ export interface RunOptions {
   /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
   assembled: Assembled;
   trace: boolean;
+  /** Use the tape cache (core/host/tapecache.ts); false with --no-cache. */
+  cache: boolean;
   /** -t / --no-tty: a pseudo-terminal for the box, or none; undefined: as the config says, or when nsrun has one. */
   terminal?: boolean;
   log: { debug(...a: unknown[]): void; info(...a: unknown[]): void; warn(...a: unknown[]): void };
@@ -41,10 +44,10 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
   const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
-  const plan = planBox(loaded, facts, caller, {
-    cwdFallback: isDefault,
-    terminal: { size, asked: opts.terminal, term: process.env.TERM },
-  });
+  const options = { cwdFallback: isDefault, terminal: { size, asked: opts.terminal, term: process.env.TERM } };
+  const cache = boxCache({ loaded, facts, caller, options, trace: opts.trace }, opts.cache, trace);
+  const make = () => planBox(loaded, facts, caller, options);
+  const plan = cache ? cache.plan(make, (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, options) })) : make();
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);
   const { image, imageOwners } = opts.assembled;
@@ -80,14 +83,14 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   let setupOver = () => false;
   let abortedBy: number | null = null;
   const pending: number[] = [];
-  for (const sig of FORWARDED_SIGNALS) {
-    process.on(sig, () => {
-      const n = SIGNAL_NUMBERS[sig];
-      if (sig === "SIGWINCH" || (box && setupOver())) return void pending.push(n);
-      abortedBy ??= n;
-      if (box) kill(box, F.SIGKILL);
-    });
-  }
+  // The executor catches them (not Bun), so that the hand-over can take the ones not yet handled
+  // without a turn of the event loop (watchSignals in ffi/executor.ts).
+  const forwarded = FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]);
+  watchSignals(forwarded, (n) => {
+    if (n === SIGNAL_NUMBERS.SIGWINCH || (box && setupOver())) return void pending.push(n);
+    abortedBy ??= n;
+    if (box) kill(box, F.SIGKILL);
+  });
   // The box shares our stdio's open files; Bun may have made them non-blocking, which a command
   // reading stdin would take for EOF.
   for (const fd of [0, 1, 2]) clearNonblock(fd);
@@ -95,6 +98,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const join = plan.cgroup ? openCgroupJoin(plan.cgroup) : undefined;
   const result = await startBox(plan, {
     cgroup: join,
+    tape: cache?.tape,
     trace: { host: trace, executor: tracerFor("executor", opts.trace) },
     onSpawn: (pid, over) => {
       box = pid;
@@ -130,9 +134,10 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     tracerFor("supervisor", traced)?.(stageLine("supervise"));
     // From here until the stub takes them with sigtimedwait(2), signals wait, pending, instead of
     // reaching a JavaScript handler that the execve(2) is about to discard.
-    loadExecutor().holdSignals(FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]));
-    // One that Bun's own handler took just before is queued for JavaScript: let it reach `pending`.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const executor = loadExecutor();
+    executor.holdSignals(forwarded);
+    // One the executor caught before and JavaScript has not handled yet: it came after setup.
+    signals.push(...executor.takeSignals());
     if (s.terminal !== null) keepAcrossExec(s.terminal);
     // The supervisor holds what ends a helper when it closes (slirp4netns's --exit-fd).
     for (const helper of s.helpers) if (helper.hold !== null) keepAcrossExec(helper.hold);
@@ -158,6 +163,23 @@ function ownerOf(path: string): { uid: number; gid: number } | null {
   }
 }
 
+/**
+ * Catch `signals` in the executor and call `handle` for each as it comes; a byte on a non-blocking
+ * pipe wakes JavaScript, and the executor says which signals came.
+ */
+function watchSignals(signals: number[], handle: (n: number) => void): void {
+  const executor = loadExecutor();
+  const [read, write] = pipe(true, true);
+  executor.watchSignals(signals, write);
+  const reader = Bun.file(read).stream().getReader();
+  void (async () => {
+    for (;;) {
+      const { done } = await reader.read();
+      for (const n of executor.takeSignals()) handle(n);
+      if (done) return;
+    }
+  })();
+}
 
 function cgroupHint(version: 1 | 2): string {
   return version === 2

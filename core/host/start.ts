@@ -9,12 +9,14 @@ import { sealedStub } from "../../ffi/executor";
 import { close as closeFd, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../capabilities";
-import { type ChildFds, compileBox } from "../compile";
+import type { ChildFds } from "../compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { launch, type LaunchFailure } from "../launch/launch";
 import { SYNC } from "../launch/sync";
 import { stageLine, type Tracer } from "../pipeline";
 import type { BoxPlan } from "../plan";
+import type { RunnableTape } from "../tape/frozen";
+import type { Tape } from "../tape/tape";
 import { writeIdMaps } from "./idmaps";
 import { type Helper, startNetwork } from "./network";
 
@@ -29,6 +31,8 @@ export interface StartOptions {
    * command has started, or setup has failed): a signal handler needs both.
    */
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
+  /** Where the tape comes from: the tape cache (core/host/tapecache.ts), which compiles on a miss. */
+  tape?: (fds: ChildFds, compile: () => Promise<Tape>) => Promise<RunnableTape>;
 }
 
 export interface Started {
@@ -79,7 +83,9 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
   };
 
   trace.host?.(stageLine("compile"));
-  const tape = compileBox(plan, { fds, lastCap: lastCapability() });
+  // compile.ts and the assembler are loaded only when a tape is compiled (not for a cached one).
+  const compile = async () => (await import("../compile")).compileBox(plan, { fds, lastCap: lastCapability() });
+  const tape = opts.tape ? await opts.tape(fds, compile) : await compile();
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 
   const idMap = plan.idMap;

@@ -24,6 +24,7 @@ import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { stageLine } from "../pipeline";
 import { execveat, fcntl } from "../tape/calls";
+import type { RunnableTape } from "../tape/frozen";
 import { Tape } from "../tape/tape";
 import { type SyncId, syncName } from "./sync";
 
@@ -77,14 +78,14 @@ export interface LaunchFailure extends ErrorReport {
   cause?: unknown;
 }
 
-export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched> {
+export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<Launched> {
   const executor = loadExecutor();
   const traced = opts.trace !== null && opts.trace !== undefined;
   const [reportRead, reportWrite] = opts.report;
   if (tape.reportFd !== reportWrite) throw new Error("launch: the tape reports to another fd than the report pipe's write end");
   // Sealed: the tape's bytes, computed for the address the stub maps them at, in a memfd; what
   // clone3 runs is a two-op tape that execs the stub with it.
-  let first = tape;
+  let first: RunnableTape = tape;
   let sealedFile = -1;
   let bytes: Uint8Array;
   if (opts.sealedStub !== undefined) {
@@ -174,7 +175,7 @@ export async function launch(tape: Tape, opts: LaunchOptions): Promise<Launched>
 }
 
 /** A sealed launch's first tape: keep the fds the real tape needs across the execve, then exec the stub with it. */
-function bootstrap(tape: Tape, stub: number, file: number): Tape {
+function bootstrap(tape: RunnableTape, stub: number, file: number): Tape {
   const t = new Tape();
   t.reportFd = tape.reportFd;
   t.cgroupFd = tape.cgroupFd;
@@ -184,14 +185,15 @@ function bootstrap(tape: Tape, stub: number, file: number): Tape {
   return t;
 }
 
-function cloneCall(t: Tape): string {
+function cloneCall(t: RunnableTape): string {
   const cgroup = t.cgroupFd >= 0 ? `|CLONE_INTO_CGROUP, cgroup=${t.cgroupFd}` : "";
   return `clone3({flags=${F.flagNames(t.cloneFlags, F.CLONE_FLAGS)}|CLONE_VM|CLONE_PIDFD${cgroup}, exit_signal=SIGCHLD})`;
 }
 
 /** A test of each record against what this tape can send: null when it may, else what is wrong with it. */
-function expectedRecords(tape: Tape, sealed: boolean): (r: Report) => string | null {
-  const { syncs, pid, hooks, execFailed } = tape.expects;
+function expectedRecords(tape: RunnableTape, sealed: boolean): (r: Report) => string | null {
+  const { pid, hooks, execFailed } = tape.expects;
+  const syncs = new Set(tape.expects.syncs);
   let pids = 0;
   const show = (r: Report) => `{kind ${r.kind}, index ${r.index}, value ${r.value}}`;
   const opIndex = (i: number) => i >= (sealed ? -1 : 0) && i <= tape.ops.length;
@@ -240,7 +242,7 @@ async function readReports(fd: number, each: (r: Report) => Promise<void>, stop:
 }
 
 /** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried; a HOOK one, a hook. */
-export function describeRecord(r: Report, tape: Tape, describeHook?: (r: Report) => string | null): LaunchFailure {
+export function describeRecord(r: Report, tape: RunnableTape, describeHook?: (r: Report) => string | null): LaunchFailure {
   const errno = r.value;
   const name = errnoName(errno);
   if (r.kind === REPORT.HOOK) {
@@ -277,7 +279,7 @@ export function describeRecord(r: Report, tape: Tape, describeHook?: (r: Report)
 }
 
 /** The executor's part of --trace: every op that ran, with its result and time, under its stage's marker. */
-function printTrace(out: (line: string) => void, tape: Tape, bytes: Uint8Array, cloneLine: string): void {
+function printTrace(out: (line: string) => void, tape: RunnableTape, bytes: Uint8Array, cloneLine: string): void {
   const view = new DataView(bytes.buffer, bytes.byteOffset);
   const resultsAt = HEADER.size + tape.ops.length * OP_BYTES;
   if (Number(view.getBigUint64(HEADER.results, true)) === 0) return;

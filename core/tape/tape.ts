@@ -310,8 +310,10 @@ export class Tape {
   /**
    * The binary tape. `alloc` provides writable memory and its address (ffi/executor.ts), since the
    * executor follows absolute pointers. With `trace`, room for one result per op follows the ops.
+   * `relocs`, when given, collects the offset of every absolute address written (core/tape/frozen.ts
+   * encodes at address 0 and adds the real one when it loads the tape from the cache).
    */
-  encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean): { bytes: Uint8Array; address: number } {
+  encode(alloc: (size: number) => { bytes: Uint8Array; address: number }, trace: boolean, relocs?: number[]): { bytes: Uint8Array; address: number } {
     this.checkJumps();
     const regOf = this.allocate();
     const align = (n: number) => (n + 7) & ~7;
@@ -328,6 +330,7 @@ export class Tape {
     const addr = (p: Ptr) => BigInt(address + itemAt[p.item] + p.offset);
     const u64 = (off: number, v: bigint | number) => view.setBigUint64(off, BigInt.asUintN(64, BigInt(v)), true);
     const i64 = (off: number, v: bigint | number) => view.setBigInt64(off, BigInt.asIntN(64, BigInt(v)), true);
+    const reloc = (off: number) => relocs?.push(off);
 
     view.setUint32(HEADER.magic, TAPE_MAGIC, true);
     view.setUint32(HEADER.version, TAPE_VERSION, true);
@@ -336,7 +339,9 @@ export class Tape {
     i64(HEADER.reportFd, this.reportFd);
     u64(HEADER.nops, this.ops.length);
     u64(HEADER.ops, address + opsAt);
+    reloc(HEADER.ops);
     u64(HEADER.results, trace ? address + resultsAt : 0);
+    if (trace) reloc(HEADER.results);
     u64(HEADER.stackSize, STACK_SIZE);
     i64(HEADER.pidfd, -1);
     i64(HEADER.progress, -1);
@@ -353,8 +358,10 @@ export class Tape {
         if (isReg(a)) {
           regmask |= 1 << k;
           v = BigInt(regOf.get(a) as number);
-        } else if (isPtr(a)) v = addr(a);
-        else if (isLabel(a)) v = BigInt(a.index as number);
+        } else if (isPtr(a)) {
+          v = addr(a);
+          reloc(o + OP_FIELD.a + 8 * k);
+        } else if (isLabel(a)) v = BigInt(a.index as number);
         else v = BigInt(a);
         i64(o + OP_FIELD.a + 8 * k, v);
       });
@@ -364,7 +371,10 @@ export class Tape {
 
     this.items.forEach((item, i) => {
       bytes.set(item.bytes, itemAt[i]);
-      for (const p of item.pointers) u64(itemAt[i] + p.offset, addr(p.to));
+      for (const p of item.pointers) {
+        u64(itemAt[i] + p.offset, addr(p.to));
+        reloc(itemAt[i] + p.offset);
+      }
     });
     return { bytes, address };
   }

@@ -133,6 +133,41 @@ long nsrun_hold_signals(unsigned long long mask) {
   return sys4(SYS_rt_sigprocmask, SIG_BLOCK, &mask, 0, 8);
 }
 
+// ---------------------------------------------------------------------------------------------
+// nsrun_watch_signals: while a box is set up (core/host/run.ts), the signals in `mask` are caught
+// here instead of by Bun: the handler records each in `seen` and writes a byte to `fd` (a
+// non-blocking pipe JavaScript reads, to wake up). nsrun_take_signals hands over and clears what
+// was recorded. So at the hand-over, once nsrun_hold_signals has replaced this handler, one call
+// says which signals came and were not yet handled: no turn of the event loop is needed for them.
+static unsigned long long seen;
+static long watch_fd = -1;
+
+static void watch(int sig) {
+  char c = (char)sig;
+  __atomic_or_fetch(&seen, 1ULL << (sig - 1), __ATOMIC_SEQ_CST);
+  sys3(SYS_write, watch_fd, (long)&c, 1);
+}
+
+long nsrun_watch_signals(unsigned long long mask, long fd) {
+  struct kernel_sigaction sa;
+  int sig;
+  watch_fd = fd;
+  sa.handler = (unsigned long)watch;
+  sa.flags = SA_RESTORER | SA_RESTART;
+  sa.restorer = (unsigned long)nsrun_restore_rt;
+  sa.mask = ~0ULL;
+  for (sig = 1; sig <= NSIG; sig++)
+    if ((mask >> (sig - 1)) & 1) {
+      long r = sys4(SYS_rt_sigaction, sig, (long)&sa, 0, 8);
+      if (IS_ERR(r)) return r;
+    }
+  return 0;
+}
+
+unsigned long long nsrun_take_signals(void) {
+  return __atomic_exchange_n(&seen, 0, __ATOMIC_SEQ_CST);
+}
+
 // The child has exec'd or exited (the report pipe said so): its stack is no longer in use.
 void nsrun_release(struct nsrun_tape *t) {
   if (t->stack) sys2(SYS_munmap, (long)t->stack, (long)(t->stack_size + GUARD));

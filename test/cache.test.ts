@@ -1,0 +1,288 @@
+// The tape cache (core/host/tapecache.ts): a box planned before starts from its cached plan and tape;
+// every input planning read, changed, plans anew; a cache folder or file anyone else could have
+// written is never used. Observed through --trace's "cache:" lines, and through the box's output
+// (a box from a tape nsrun did not trust still runs, planned anew).
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "bun";
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
+import { compileBox } from "../core/compile";
+import { parseConfig } from "../core/config";
+import { inspectHost, planBox, planBoxCgroup } from "../core/plan";
+import { boxCache } from "../core/host/tapecache";
+import { FrozenTape } from "../core/tape/frozen";
+import { HEADER } from "../ffi/executor/protocol";
+
+const area = setupTestArea();
+afterAll(() => area.cleanup());
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const asRoot = process.getuid?.() === 0;
+if (!asRoot) console.warn("skipped: cache files and folders of another user (only root can make them)");
+const other = Number(spawnSync(["id", "-u", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
+
+let n = 0;
+/** A fresh cache home for one test (XDG_CACHE_HOME), owned by the actor. */
+function cacheHome(actor: Actor): string {
+  const home = join(actor.area, `cache-${++n}`);
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, actor.uid, actor.gid);
+  return home;
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  cache: string[];
+  hit: boolean;
+  stored: string | null;
+  stderr: string;
+  /** nsrun's PID (setpriv execs it): names the box's cgroup. */
+  pid: number;
+}
+
+function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[] } = {}): Run {
+  const argv = command(opts.bin ?? area.bin, actor, ["run", "--trace", ...args]);
+  const r = spawnSync([...(opts.prefix ?? []), ...argv], { env: { PATH, XDG_CACHE_HOME: home }, cwd: actor.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  const cache = r.stderr
+    .toString()
+    .split("\n")
+    .filter((l) => l.startsWith("nsrun[host] cache: "))
+    .map((l) => l.slice("nsrun[host] cache: ".length));
+  const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid };
+}
+
+describe("a frozen tape (core/tape/frozen.ts)", () => {
+  const config = parseConfig({ rootfs: "/srv/box", hostname: "box", mounts: [{ type: "bind", source: "/data", target: "/data" }] }, "(test)");
+  const plan = planBox({ config, file: "(test)", dir: "/" }, { rootfs: "/srv/box", sources: [{ path: "/data", isDir: true }] }, { uid: 0, gid: 0, pid: 7 });
+  const fds = { report: 10, sync: null, stub: 11, cgroupDir: null, cgroupProcs: [] };
+  const tape = compileBox(plan, { fds, lastCap: 40, arch: "x64" });
+  const at = (address: number) => (size: number) => ({ bytes: new Uint8Array(size), address });
+
+  test("loaded at any address, it is byte for byte the tape encoded there, traced or not", () => {
+    for (const trace of [false, true]) {
+      const frozen = FrozenTape.of(tape, trace);
+      for (const address of [0x7f0012345000, 0x1000, 0xffffffff000, 0x10000fff8000]) {
+        expect(Buffer.from(frozen.encode(at(address), trace).bytes).equals(Buffer.from(tape.encode(at(address), trace).bytes))).toBe(true);
+      }
+      // Control: encoded elsewhere, the bytes differ (the relocations matter).
+      expect(Buffer.from(frozen.encode(at(0x2000), trace).bytes).equals(Buffer.from(tape.encode(at(0x3000), trace).bytes))).toBe(false);
+      expect(frozen.ops.map((op) => [op.name, op.text, op.step])).toEqual(tape.ops.map((op) => [op.name, op.text, op.step]));
+      expect(frozen.stages).toEqual(tape.stages);
+    }
+  });
+
+  test("a tape frozen for --trace runs only traced, and one without only without", () => {
+    expect(() => FrozenTape.of(tape, false).encode(at(0x1000), true)).toThrow();
+    expect(() => FrozenTape.of(tape, true).encode(at(0x1000), false)).toThrow();
+  });
+
+  test("a cached tape is used only with the host fds it was compiled for; the cgroup is planned for each box", async () => {
+    // From source there is no executable to identify: the cache is this process's memory alone.
+    const rootfs = join(area.actors[0].area, "rootfs");
+    const loaded = { config: parseConfig({ rootfs, limits: { pids: 64 } }, "(test)"), file: "(test)", dir: "/" };
+    const lines: string[] = [];
+    const open = (pid: number) => {
+      const facts = { ...inspectHost(loaded), cgroups: { v2: { mount: "/sys/fs/cgroup", own: "/", controllers: ["pids"], delegated: ["pids"] }, v1: {} } };
+      const caller = { uid: 0, gid: 0, pid };
+      const cache = boxCache({ loaded, facts, caller, options: {}, trace: false }, true, (l) => lines.push(l));
+      if (!cache) throw new Error("no cache");
+      const plan = cache.plan(() => planBox(loaded, facts, caller, {}), (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, {}) }));
+      return { cache, plan };
+    };
+    let compiled = 0;
+    const tapeFor = async (c: ReturnType<typeof open>, report: number) => {
+      const f = { report, sync: null, stub: 11, cgroupDir: 12, cgroupProcs: [] };
+      return c.cache.tape(f, async () => (compiled++, compileBox(c.plan, { fds: f, lastCap: 40 })));
+    };
+    const first = open(101);
+    const t1 = await tapeFor(first, 10);
+    expect(compiled).toBe(1);
+    const second = open(202);
+    expect(lines).toContain("cache: hit (memory)");
+    // Positive control: the same fds take the cached tape as it is.
+    expect(await tapeFor(second, 10)).toBe(t1);
+    expect(compiled).toBe(1);
+    // The cgroup is the new box's own, not the cached plan's.
+    expect(JSON.stringify(second.plan.cgroup)).toContain("nsrun-202");
+    expect(JSON.stringify(second.plan.cgroup)).not.toContain("nsrun-101");
+    // Another report fd: compiled anew, and the new tape names it.
+    const third = open(303);
+    const t3 = await tapeFor(third, 13);
+    expect(compiled).toBe(2);
+    expect(lines).toContain("cache: the box's fds differ from the cached tape's: compiled anew");
+    const header = (t: typeof t3) => new DataView(t.encode((size) => ({ bytes: new Uint8Array(size), address: 0x1000 }), false).bytes.buffer);
+    expect(Number(header(t3).getBigInt64(HEADER.reportFd, true))).toBe(13);
+    expect(Number(header(t1).getBigInt64(HEADER.reportFd, true))).toBe(10);
+  });
+
+  test("a plan survives the cache's JSON unchanged", () => {
+    expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
+  });
+});
+
+for (const actor of area.actors) {
+  describe(`the tape cache, ${actor.name}`, () => {
+    const rootfs = join(actor.area, "rootfs");
+    const echo = ["--", "/bin/sh", "-c", "echo $HOME $GREETING; cat /data/note 2>/dev/null; true"];
+
+    test("a box planned before starts from the cache; each input changed plans anew (and then is cached itself)", () => {
+      const home = cacheHome(actor);
+      const data = join(actor.area, "data-cache");
+      mkdirSync(data, { recursive: true });
+      writeFileSync(join(data, "note"), "note\n");
+      const envFile = join(actor.area, "cache.env");
+      writeFileSync(envFile, "GREETING=hello\n");
+      if (actor.name === "user") spawnSync(["chown", "-R", `${actor.uid}:${actor.gid}`, data, envFile]);
+      const config = writeConfig(actor, "cache.toml", `rootfs = "../rootfs"\n[[mounts]]\ntype = "bind"\nsource = "../data-cache"\ntarget = "/data"\n`);
+      const base = ["--config", config, "--env-file", envFile];
+
+      const first = box(actor, home, [...base, ...echo]);
+      expect(first.stdout).toBe("/root hello\nnote\n");
+      expect(first.hit).toBe(false);
+      expect(first.stored).not.toBeNull();
+      const second = box(actor, home, [...base, ...echo]);
+      expect(second.cache).toContain(`hit ${first.stored}`);
+      expect(second.stdout).toBe(first.stdout);
+
+      /** Change one input: the next box is planned anew (a miss, the new output), the one after is a hit. */
+      const changes: Array<[what: string, change: () => void, args: () => string[], expected: string]> = [
+        ["the config's content", () => writeFileSync(config, `hostname = "other"\n${readFileSync(config, "utf8")}`), () => [...base, ...echo], "/root hello\nnote\n"],
+        ["an env file's content", () => writeFileSync(envFile, "GREETING=bonjour\n"), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        ["a flag", () => {}, () => [...base, "--env", "GREETING=hi", ...echo], "/root hi\nnote\n"],
+        ["the command", () => {}, () => [...base, "--", "/bin/sh", "-c", "echo $GREETING"], "bonjour\n"],
+        ["the rootfs's identity (its mtime)", () => utimesSync(rootfs, new Date(), new Date(Date.now() - 60_000)), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        ["a bind source's identity", () => utimesSync(data, new Date(), new Date(Date.now() - 60_000)), () => [...base, ...echo], "/root bonjour\nnote\n"],
+        [
+          "the rootfs's /etc/passwd (the box's HOME comes from it)",
+          () => writeFileSync(join(rootfs, "etc/passwd"), readFileSync(join(rootfs, "etc/passwd"), "utf8").replace("root:x:0:0:root:/root:", "root:x:0:0:root:/home/root:")),
+          () => [...base, ...echo],
+          "/home/root bonjour\nnote\n",
+        ],
+      ];
+      for (const [what, change, args, expected] of changes) {
+        change();
+        const miss = box(actor, home, args());
+        expect({ what, hit: miss.hit, stdout: miss.stdout }).toEqual({ what, hit: false, stdout: expected });
+        const again = box(actor, home, args());
+        expect({ what, hit: again.hit, stdout: again.stdout }).toEqual({ what, hit: true, stdout: expected });
+      }
+
+      // nsrun's build: another executable (a copy is another file) plans anew.
+      const copy = join(actor.area, "nsrun-copy");
+      copyFileSync(area.bin, copy);
+      chmodSync(copy, 0o755);
+      expect(box(actor, home, [...base, ...echo], { bin: copy }).hit).toBe(false);
+      expect(box(actor, home, [...base, ...echo], { bin: copy }).hit).toBe(true);
+      // --trace lays the tape out with room for results; without it, another entry. Positive control
+      // for all the above: the original inputs are still a hit.
+      expect(box(actor, home, [...base, ...echo]).hit).toBe(true);
+      if (actor.name === "root") {
+        // uid, gid and groups: the same root with another supplementary group plans anew.
+        const prefix = ["setpriv", "--groups=4242"];
+        expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(false);
+        expect(box(actor, home, [...base, ...echo], { prefix }).hit).toBe(true);
+      }
+    });
+
+    test.skipIf(actor.name !== "root")("a box from the cache gets a cgroup of its own, named for its nsrun (root: [limits])", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "limits.toml", `rootfs = "../rootfs"\n[limits]\npids = 64\n`);
+      const args = ["--config", config, "--", "/bin/true"];
+      const first = box(actor, home, args);
+      expect(first.stored).not.toBeNull();
+      expect(first.stderr).toContain(`nsrun-${first.pid}`);
+      const second = box(actor, home, args);
+      expect(second.hit).toBe(true);
+      expect(second.code).toBe(0);
+      expect(second.stderr).toContain(`nsrun-${second.pid}`);
+      expect(second.stderr).not.toContain(`nsrun-${first.pid}`);
+    });
+
+    test("a setup step of a cached tape that fails says the same as a planned one (the op's stage, key, path and errno)", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "cache-fails.toml", 'rootfs = "../rootfs"\nreadonly = true\n[[mounts]]\ntype = "tmpfs"\ntarget = "/no/such/dir"\n');
+      const args = ["--config", config, "--", "/bin/true"];
+      const planned = box(actor, home, args);
+      const cached = box(actor, home, args);
+      expect(planned.hit).toBe(false);
+      expect(cached.hit).toBe(true);
+      const message = (r: Run) => r.stderr.split("\n").filter((l) => l.startsWith("nsrun: ") || l.startsWith("  hint"));
+      expect(planned.code).toBe(125);
+      expect(cached.code).toBe(125);
+      expect(message(planned).join("\n")).toContain('mounts[0]: mount tmpfs on "/no/such/dir"');
+      expect(message(cached)).toEqual(message(planned));
+    });
+
+    test("--no-cache neither reads nor writes the cache", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "nocache.toml", `rootfs = "../rootfs"\n`);
+      const r = box(actor, home, ["--no-cache", "--config", config, "--", "/bin/true"]);
+      expect(r.code).toBe(0);
+      expect(r.cache).toEqual(["off (--no-cache)"]);
+      expect(existsSync(join(home, "nsrun"))).toBe(false);
+      // Control: without the flag the same box is stored.
+      expect(box(actor, home, ["--config", config, "--", "/bin/true"]).stored).not.toBeNull();
+    });
+
+    test("a cache folder or file anyone else could have written is not used, and the box is planned anew", () => {
+      const config = writeConfig(actor, "attack.toml", `rootfs = "../rootfs"\n`);
+      const args = ["--config", config, "--", "/bin/echo", "planned"];
+      const stranger = actor.uid === 0 ? other : 0;
+      /** A cache home with an honest entry: its folder and file. */
+      const honest = () => {
+        const home = cacheHome(actor);
+        const r = box(actor, home, args);
+        expect(r.stored).not.toBeNull();
+        expect(box(actor, home, args).hit).toBe(true); // positive control: the honest cache is used
+        return { home, folder: join(home, "nsrun"), file: r.stored as string };
+      };
+      const attacks: Array<[what: string, attack: (c: ReturnType<typeof honest>) => void, says: RegExp]> = [
+        // Only root can give a file to another user: as an ordinary user the two are not tried (below).
+        ["a folder another user owns", (c) => chownSync(c.folder, stranger, stranger), /folder .* is owned by uid/],
+        ["a group-writable folder", (c) => chmodSync(c.folder, 0o770), /folder .* has mode 0770/],
+        ["a world-writable folder", (c) => chmodSync(c.folder, 0o707), /folder .* has mode 0707/],
+        [
+          "a folder reached through a symlink",
+          (c) => {
+            renameSync(c.folder, `${c.folder}-real`);
+            symlinkSync(`${c.folder}-real`, c.folder);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        // (root may open the file and sees the owner; an ordinary user may not open root's 0600 file)
+        ["a file another user owns", (c) => chownSync(c.file, stranger, stranger), /is owned by uid|EACCES/],
+        ["a group-writable file", (c) => chmodSync(c.file, 0o660), /has mode 0660/],
+        ["a world-writable file", (c) => chmodSync(c.file, 0o606), /has mode 0606/],
+        [
+          "a file that is a symlink",
+          (c) => {
+            renameSync(c.file, `${c.file}.real`);
+            symlinkSync(`${c.file}.real`, c.file);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        ["a file with a second hard link", (c) => linkSync(c.file, `${c.folder}/../linked`), /has 2 links/],
+        [
+          "a corrupt file (one byte changed)",
+          (c) => {
+            const b = readFileSync(c.file);
+            b[b.length - 100] ^= 0xff;
+            writeFileSync(c.file, b);
+          },
+          /is corrupt or truncated/,
+        ],
+        ["a truncated file", (c) => truncateSync(c.file, statSync(c.file).size - 1000), /is corrupt or truncated/],
+        ["an empty file", (c) => truncateSync(c.file, 0), /is corrupt or truncated/],
+      ];
+      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
+        const c = honest();
+        attack(c);
+        const r = box(actor, c.home, args);
+        expect({ what, hit: r.hit, code: r.code, stdout: r.stdout }).toEqual({ what, hit: false, code: 0, stdout: "planned\n" });
+        expect({ what, said: r.cache.some((l) => says.test(l)) }).toEqual({ what, said: true });
+      }
+    });
+  });
+}
