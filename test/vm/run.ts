@@ -49,6 +49,8 @@ const SUITES: Array<{ id: string; path: string; filter?: string }> = [
     path: "test/box.test.ts",
     filter: "own hostname|cannot see host processes|only a loopback|read-only bind refuses|ephemeral box leaves|exit codes|SIGTERM to nsrun|SIGKILLed nsrun|the default box",
   },
+  // The verdict where the box's CPU and memory are measured in a cgroup v2 (cpu.stat, memory.peak).
+  { id: "verdict", path: "test/verdict.test.ts", filter: "cpu-time 1s ends|touches 60 MiB|under -m 32M|60 MiB touched|--cpu-time with a cgroup|pids limit is a reason" },
 ];
 
 /** bun test's per-test timeout in the guest: code there runs 5-40 times slower than here. */
