@@ -5,7 +5,7 @@
 import { writeSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand, runMain } from "citty";
-import { type Check, doctorExitCode, runDoctor, type Status } from "../core/doctor";
+import { type Check, doctorExitCode, runDoctor, type Status } from "../core/tools/doctor";
 
 const COLOUR: Record<Status, string> = { ok: "\x1b[32m", warn: "\x1b[33m", fail: "\x1b[31m" };
 const INDENT = "      ";

@@ -1,4 +1,4 @@
-// `nsrun ns PID [--json]`: the namespaces of a process, drawn as a tree (core/nsinfo.ts does the work).
+// `nsrun ns PID [--json]`: the namespaces of a process, drawn as a tree (core/tools/nsinfo.ts does the work).
 import { defineCommand } from "citty";
 import { StageError } from "../core/errors";
 
@@ -9,7 +9,7 @@ export default defineCommand({
     json: { type: "boolean", description: "Print the data as JSON instead of a tree" },
   },
   async run({ args }) {
-    const { inspectNamespaces, renderTree } = await import("../core/nsinfo");
+    const { inspectNamespaces, renderTree } = await import("../core/tools/nsinfo");
     const text = String(args.pid);
     try {
       if (!/^[1-9][0-9]*$/.test(text)) throw new StageError("ns", `not a PID: ${JSON.stringify(text)}`);

@@ -20,7 +20,7 @@ import { containerPids, deleteContainer, killContainer, listStates, OciError, st
 import type { SpecResources } from "../core/oci/spec";
 import { checkId, defaultRoot, isHostRoot, publicState, StateError } from "../core/oci/state";
 import { exitNow, pidfdSignal } from "../ffi/proc";
-import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/signals";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../core/stages/signals";
 import { waitExit, shellStatus } from "../ffi/wait";
 import { NsrunError } from "../ffi/error";
 

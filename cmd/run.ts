@@ -2,7 +2,7 @@
 import type { CommandDef } from "citty";
 import { ConfigError, fail, StageError } from "../core/errors";
 import { ArgsError, parseArgs, runArgs } from "./args";
-import type { BoxFlags, MountFlag } from "../core/boxconfig";
+import type { BoxFlags, MountFlag } from "../core/stages/boxconfig";
 import { createLogger } from "./log";
 
 const MOUNT_FLAGS: MountFlag[] = ["bind", "ro-bind", "volume", "tmpfs"];
@@ -54,7 +54,7 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       init: bool("init"),
       terminal: bool("tty"),
     };
-    const { assembleConfig, toToml } = await import("../core/boxconfig");
+    const { assembleConfig, toToml } = await import("../core/stages/boxconfig");
     const assembled = await assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
     if (values["print-config"]) {
       // The image by its name, not its folder in the store: the printed box runs on the same image.

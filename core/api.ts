@@ -8,13 +8,13 @@
 // Signals are the caller's business here: nothing is forwarded. `signal` (an AbortSignal) kills a
 // running box. Call it from the main thread: the box's parent-death signal follows the thread that
 // started it.
-import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "./cgroup";
-import { type LoadedConfig, loadConfig, parseConfig } from "./config";
+import { applyCgroup, closeCgroupJoin, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "./stages/cgroup";
+import { type LoadedConfig, loadConfig, parseConfig } from "./stages/config";
 import { StageError } from "./errors";
-import { inspectHost, planBox, planBoxCgroup } from "./plan";
+import { inspectHost, planBox, planBoxCgroup } from "./stages/plan";
 import { boxCache } from "./host/tapecache";
 import { startBox } from "./host/start";
-import { endHelper } from "./host/network";
+import { endHelper } from "./host/nat";
 import { processExists } from "../ffi/proc";
 import { tracerFor } from "./pipeline";
 import { watchBox } from "./host/watch";

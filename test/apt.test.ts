@@ -15,7 +15,7 @@ import { spawnSync } from "bun";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { join } from "node:path";
-import { ROOT_DEFAULT_RANGE, subordinateRanges } from "../core/userns";
+import { ROOT_DEFAULT_RANGE, subordinateRanges } from "../core/stages/userns";
 import { buildAptRootfs, hostAptUser } from "../fixtures/debian-rootfs";
 import { type Actor, run, setupTestArea, writeConfig } from "./helpers";
 

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { capabilityMask, capabilityNumber, DEFAULT_CAPABILITIES } from "../core/capabilities";
+import { capabilityMask, capabilityNumber, DEFAULT_CAPABILITIES } from "../core/stages/capabilities";
 import { type Actor, command, run, setupTestArea, waitFor, writeConfig } from "./helpers";
 
 const area = setupTestArea();

@@ -3,8 +3,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { applyCgroup, type CgroupHost, CgroupUnavailable, inspectCgroups, planCgroup, removeCgroup, weightToBlkio, weightToShares } from "../core/cgroup";
-import { parseSize } from "../core/config";
+import { applyCgroup, type CgroupHost, CgroupUnavailable, inspectCgroups, planCgroup, removeCgroup, weightToBlkio, weightToShares } from "../core/stages/cgroup";
+import { parseSize } from "../core/stages/config";
 import { type Actor, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
 
 const tmp = mkdtempSync("/tmp/nsrun-cgroup-test-");

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { chmodSync, chownSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DEFAULT_MASKED } from "../core/plan";
+import { DEFAULT_MASKED } from "../core/stages/plan";
 import { makeBundle, type Spec } from "../fixtures/oci/bundle";
 import { type Actor, command, run, setupTestArea, writeConfig } from "./helpers";
 

@@ -2,7 +2,7 @@
 //   (a) docs/algorithm.md has one "### N. title" section per stage of core/pipeline.ts, in order;
 //   (b) a real `--trace` run of the compiled binary prints the same stages' markers, in the same
 //       order, each from the process that core/pipeline.ts (and so docs/algorithm.md) says runs it;
-//   (c) docs/config.md's config reference names exactly the keys core/config.ts accepts, and its
+//   (c) docs/config.md's config reference names exactly the keys core/stages/config.ts accepts, and its
 //       full example config passes parseConfig (which rejects unknown keys);
 //   (d) README.md stays the page a user reads first: at most 200 lines, and its keys at a glance
 //       name every key of the schema.
@@ -10,7 +10,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "bun";
-import { ConfigSchema, parseConfig } from "../core/config";
+import { ConfigSchema, parseConfig } from "../core/stages/config";
 import { STAGE_TITLES, STAGES, stageLine } from "../core/pipeline";
 
 const REPO = join(import.meta.dir, "..");
@@ -98,7 +98,7 @@ describe("nsrun --trace", () => {
 });
 
 const E = ConfigSchema.entries;
-/** Each table of box.toml and its keys, as core/config.ts's schema has them. */
+/** Each table of box.toml and its keys, as core/stages/config.ts's schema has them. */
 const TABLES = {
   process: Object.keys(E.process.wrapped.entries),
   namespaces: Object.keys(E.namespaces.wrapped.entries),

@@ -5,7 +5,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { dirname, join } from "node:path";
 import { spawnSync } from "bun";
 import { formatChecks } from "../cmd/doctor";
-import * as D from "../core/doctor";
+import * as D from "../core/tools/doctor";
 import { type HostView, hostView } from "../ffi/probe";
 import { DIST, hostMounts, REPO, TEST_USER } from "./helpers";
 

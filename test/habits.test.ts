@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { busyboxLayer, haveStaticBusybox, imageConfig, writeOciLayout } from "../fixtures/images/build";
 import { type Actor, command, processesWith, run, setupTestArea, waitFor } from "./helpers";
 import { openPty } from "./pty";
-import { MAX_MAP_LINES, planIdMaps } from "../core/userns";
+import { MAX_MAP_LINES, planIdMaps } from "../core/stages/userns";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());

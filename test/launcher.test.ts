@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { keepOnlyFds } from "../core/compile";
+import { keepOnlyFds } from "../core/stages/compile";
 import { launch } from "../core/launch/launch";
 import { SYNC } from "../core/launch/sync";
 import { exitGroup, syncWithHost } from "../core/tape/calls";

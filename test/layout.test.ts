@@ -302,12 +302,12 @@ export function duplicateNames(exports: Map<string, string[]>): string[] {
 describe("one name for one thing", () => {
   test("positive control: a function exported by two files is found; a tape emitter named as a syscall is not", () => {
     const fake = new Map([
-      ["core/capabilities.ts", ["emitCapabilitySets"]],
-      ["core/oci/tape.ts", ["emitCapabilitySets"]],
+      ["core/stages/capabilities.ts", ["emitCapabilitySets"]],
+      ["core/oci/emit.ts", ["emitCapabilitySets"]],
       ["core/tape/calls.ts", ["openat2"]],
       ["ffi/fs.ts", ["openat2"]],
     ]);
-    expect(duplicateNames(fake)).toEqual(["emitCapabilitySets: core/capabilities.ts, core/oci/tape.ts"]);
+    expect(duplicateNames(fake)).toEqual(["emitCapabilitySets: core/stages/capabilities.ts, core/oci/emit.ts"]);
   });
 
   test("no two files of core/, cmd/ and ffi/ export a function of the same name", () => {

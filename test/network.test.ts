@@ -10,10 +10,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { basename } from "node:path";
 import { goneWithin } from "../ffi/wait";
-import { parseConfig } from "../core/config";
+import { parseConfig } from "../core/stages/config";
 import { ConfigError } from "../core/errors";
-import { HELPERS, type NetworkHelper, pastaArgs, slirp4netnsArgs } from "../core/network";
-import { planBox } from "../core/plan";
+import { HELPERS, type NetworkHelper, pastaArgs, slirp4netnsArgs } from "../core/stages/network";
+import { planBox } from "../core/stages/plan";
 import { type Actor, command, run, setupTestArea, start, writeConfig } from "./helpers";
 
 const area = setupTestArea();

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { runCommand } from "citty";
 import nsCommand from "../cmd/ns";
 import { StageError } from "../core/errors";
-import { INITIAL_PID_NS, INITIAL_USER_NS, inspectNamespaces, type NamespaceInfo, type NsIO, parseIdMap, renderTree } from "../core/nsinfo";
+import { INITIAL_PID_NS, INITIAL_USER_NS, inspectNamespaces, type NamespaceInfo, type NsIO, parseIdMap, renderTree } from "../core/tools/nsinfo";
 import { DIST, REPO, TEST_SUBORDINATE, TEST_USER, waitFor } from "./helpers";
 
 const ROOT = process.getuid?.() === 0;

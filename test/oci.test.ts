@@ -7,7 +7,7 @@ import { spawn, spawnSync } from "bun";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isOciCommandLine as isOciLine } from "../core/oci/argv";
-import { planOciCgroup } from "../core/oci/cgroup";
+import { planOciCgroup } from "../core/oci/resources";
 import { ownArgs } from "../cmd/args";
 
 /** As cmd/main.ts asks. */

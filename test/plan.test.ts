@@ -7,13 +7,13 @@ import { join } from "node:path";
 import { ArgsError, parseArgs, runArgs, startsABox } from "../cmd/args";
 import * as F from "../ffi/flags";
 import { ConfigError } from "../core/errors";
-import { DEFAULT_PATH, type LoadedConfig, loadConfig, parseConfig } from "../core/config";
-import { defaultMounts, type MountOp, MountPlanError, planMount, planMounts } from "../core/mounts";
-import { NAMESPACE_ORDER, planNamespaces, unshareFlags } from "../core/namespaces";
-import { type HostFacts, planBox } from "../core/plan";
-import { type ProcessPlan, searchPath } from "../core/process";
-import { deliveryFor, maskHas } from "../core/signals";
-import { idMapped, idMapWrites, parseIdMap, planIdMaps, subordinateRanges } from "../core/userns";
+import { DEFAULT_PATH, type LoadedConfig, loadConfig, parseConfig } from "../core/stages/config";
+import { defaultMounts, type MountOp, MountPlanError, planMount, planMounts } from "../core/stages/mounts";
+import { NAMESPACE_ORDER, planNamespaces, unshareFlags } from "../core/stages/namespaces";
+import { type HostFacts, planBox } from "../core/stages/plan";
+import { type ProcessPlan, searchPath } from "../core/stages/process";
+import { deliveryFor, maskHas } from "../core/stages/signals";
+import { idMapped, idMapWrites, parseIdMap, planIdMaps, subordinateRanges } from "../core/stages/userns";
 
 /** The ConfigError thrown by fn (fails the test when fn does not throw one). */
 function configError(fn: () => unknown): ConfigError {

@@ -2,13 +2,13 @@
 // parsing, capabilities, rlimits, and how planBox turns [security]/[limits] into a plan. The BPF is
 // run with evaluate(); its structure is checked against the kernel's own rules for classic BPF.
 import { describe, expect, test } from "bun:test";
-import { capabilityMask, capabilityNumber, CAPABILITIES, DEFAULT_CAPABILITIES, emitBoundingSet, emitCapabilitySets } from "../core/capabilities";
-import { parseConfig } from "../core/config";
+import { capabilityMask, capabilityNumber, CAPABILITIES, DEFAULT_CAPABILITIES, emitBoundingSet, emitCapabilitySets } from "../core/stages/capabilities";
+import { parseConfig } from "../core/stages/config";
 import { ConfigError } from "../core/errors";
-import { DEFAULT_MASKED, DEFAULT_READONLY, type HostFacts, planBox } from "../core/plan";
-import { emitRlimits, planRlimits, rlimitProblem } from "../core/rlimits";
-import { type Action, AUDIT_ARCH_X86_64, actionValue, type CmpOp, compileProfile, DEFAULT_DENIED, defaultProfile, evaluate, type Insn, type Profile, RET } from "../core/seccomp";
-import { ParseProfileError, parseProfile } from "../core/seccomp-profile";
+import { DEFAULT_MASKED, DEFAULT_READONLY, type HostFacts, planBox } from "../core/stages/plan";
+import { emitRlimits, planRlimits, rlimitProblem } from "../core/stages/rlimits";
+import { type Action, AUDIT_ARCH_X86_64, actionValue, type CmpOp, compileProfile, DEFAULT_DENIED, defaultProfile, evaluate, type Insn, type Profile, RET } from "../core/stages/seccomp";
+import { ParseProfileError, parseProfile } from "../core/stages/seccomp-profile";
 import * as F from "../ffi/flags";
 import { SYSCALLS_X86_64 as NR } from "../ffi/syscalls-x86_64";
 import { Tape } from "../core/tape/tape";

@@ -11,18 +11,18 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
-import { type LoadedConfig, parseConfig } from "../core/config";
-import { compileBox, compileHelper, keepOnlyFds } from "../core/compile";
+import { type LoadedConfig, parseConfig } from "../core/stages/config";
+import { compileBox, compileHelper, keepOnlyFds } from "../core/stages/compile";
 import { launch } from "../core/launch/launch";
 import { SYNC } from "../core/launch/sync";
-import type { CgroupHost } from "../core/cgroup";
-import { type HostFacts, planBox } from "../core/plan";
+import type { CgroupHost } from "../core/stages/cgroup";
+import { type HostFacts, planBox } from "../core/stages/plan";
 import { close, exitGroup, openat, sendFd, setns, syncWithHost } from "../core/tape/calls";
 import { Tape } from "../core/tape/tape";
 import { ERRNO, errnoName } from "../ffi/errno";
 import { BAD, CMP, HEADER, OP, OP_BYTES, OP_FIELD, protocolAsserts, REGISTERS, REPORT, TAPE_MAGIC, TAPE_VERSION } from "../ffi/executor/protocol";
 import * as F from "../ffi/flags";
-import { sealedStub, tapeMemory } from "../ffi/executor";
+import { sealedStub, tapeMemory } from "../ffi/executor/load";
 import { pipe, receiveFd, socketPair } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
@@ -116,7 +116,7 @@ const GOLDEN: Array<{ name: string; tape: () => Tape }> = [
       return compileBox(plan, { fds: { ...FDS, cgroupProcs: [32] }, lastCap: 40, arch: "x64" });
     },
   },
-  // The other profiles of the outline (core/compile.ts): OCI create and exec, run sealed by the stub.
+  // The other profiles of the outline (core/stages/compile.ts): OCI create and exec, run sealed by the stub.
   {
     name: "oci-create-rootless",
     tape: () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CgroupHost, planCgroup } from "../core/cgroup";
+import { type CgroupHost, planCgroup } from "../core/stages/cgroup";
 import { parseDuration, REASONS, signalName, VERDICT_FIELDS, verdictJson, type Verdict } from "../core/verdict";
 import { type Actor, command, processesWith, REPO, run, setupTestArea, start, waitFor, writeConfig } from "./helpers";
 import { CASES } from "./verdict-boxes";

@@ -1,8 +1,8 @@
 // The host's part of the user namespace stage: writing the box's id maps from outside, while its
-// first process waits at the sync point (core/userns.ts decides the ranges and who writes them).
+// first process waits at the sync point (core/stages/userns.ts decides the ranges and who writes them).
 import { readFileSync, writeFileSync } from "node:fs";
 import { StageError } from "../errors";
-import type { IdMapPlan, IdRange } from "../userns";
+import type { IdMapPlan, IdRange } from "../stages/userns";
 
 /** --trace's host lines (nsrun[host]); null when not tracing. */
 export type IdMapTrace = ((line: string) => void) | null;

@@ -14,7 +14,7 @@ import * as F from "../../ffi/flags";
 import { close, openat, openat2, renameat, typeAt, writeAll } from "../../ffi/fs";
 import { NsrunError } from "../../ffi/error";
 import { keepAcrossExec } from "../../ffi/io";
-import type { BoxPlan } from "../plan";
+import type { BoxPlan } from "../stages/plan";
 import { setupFailedVerdict, type Verdict, verdictJson } from "../verdict";
 
 export class ReportPathError extends NsrunError {}

@@ -2,28 +2,28 @@
 // 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
 // box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
 import { statSync } from "node:fs";
-import { loadExecutor } from "../../ffi/executor";
+import { loadExecutor } from "../../ffi/executor/load";
 import { isTerminal, keepAcrossExec, pipe, windowSize } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import { kill, processExists } from "../../ffi/proc";
 import * as F from "../../ffi/flags";
 import { waitExit, shellStatus } from "../../ffi/wait";
-import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../cgroup";
-import type { Assembled } from "../boxconfig";
+import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, sweepStaleCgroups } from "../stages/cgroup";
+import type { Assembled } from "../stages/boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine, tracerFor } from "../pipeline";
-import { type BoxPlan, inspectHost, planBox, planBoxCgroup } from "../plan";
-import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import { type BoxPlan, inspectHost, planBox, planBoxCgroup } from "../stages/plan";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../stages/signals";
 import { type Started, startBox } from "./start";
 import { boxCache } from "./tapecache";
 import { handOver, outOfMemoryMessage, supervisorArgs } from "./supervise";
-import { endHelper } from "./network";
-import { unmappedRootfsHint } from "../userns";
+import { endHelper } from "./nat";
+import { unmappedRootfsHint } from "../stages/userns";
 import { type ReportTarget, reportSetupFailure, verdictArgs } from "./report";
 import { monotonicNs } from "../../ffi/verdict";
 
 export interface RunOptions {
-  /** The config: box.toml or the default box, with the command line's flags (core/boxconfig.ts). */
+  /** The config: box.toml or the default box, with the command line's flags (core/stages/boxconfig.ts). */
   assembled: Assembled;
   trace: boolean;
   /** Use the tape cache (core/host/tapecache.ts); false with --no-cache. */
@@ -84,7 +84,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   let abortedBy: number | null = null;
   const pending: number[] = [];
   // The executor catches them (not Bun), so that the hand-over can take the ones not yet handled
-  // without a turn of the event loop (watchSignals in ffi/executor.ts).
+  // without a turn of the event loop (watchSignals in ffi/executor/load.ts).
   const forwarded = FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]);
   watchSignals(forwarded, (n) => {
     if (n === SIGNAL_NUMBERS.SIGWINCH || (box && setupOver())) return void pending.push(n);

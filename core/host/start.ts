@@ -5,20 +5,20 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sealedStub } from "../../ffi/executor";
+import { sealedStub } from "../../ffi/executor/load";
 import { close as closeFd, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
-import { CAPABILITIES } from "../capabilities";
-import type { ChildFds } from "../compile";
+import { CAPABILITIES } from "../stages/capabilities";
+import type { ChildFds } from "../stages/compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { launch, type LaunchFailure } from "../launch/launch";
 import { SYNC } from "../launch/sync";
 import { stageLine, type Tracer } from "../pipeline";
-import type { BoxPlan } from "../plan";
+import type { BoxPlan } from "../stages/plan";
 import type { RunnableTape } from "../tape/frozen";
 import type { Tape } from "../tape/tape";
 import { writeIdMaps } from "./idmaps";
-import { type Helper, startNetwork } from "./network";
+import { type Helper, startNetwork } from "./nat";
 
 export type { Tracer } from "../pipeline";
 
@@ -84,7 +84,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
 
   trace.host?.(stageLine("compile"));
   // compile.ts and the assembler are loaded only when a tape is compiled (not for a cached one).
-  const compile = async () => (await import("../compile")).compileBox(plan, { fds, lastCap: lastCapability() });
+  const compile = async () => (await import("../stages/compile")).compileBox(plan, { fds, lastCap: lastCapability() });
   const tape = opts.tape ? await opts.tape(fds, compile) : await compile();
   trace.host?.(`compile: ${tape.ops.length} ops  +${performance.now().toFixed(1)}ms`);
 

@@ -4,14 +4,14 @@
 // few hundred kilobytes instead of a JavaScript runtime's tens of megabytes. Everything the stub does
 // is decided here, as its command line.
 import { errnoName } from "../../ffi/errno";
-import { execveFd } from "../../ffi/executor";
+import { execveFd } from "../../ffi/executor/load";
 import { strerror } from "../../ffi/libc";
-import { cleanupSteps } from "../cgroup";
+import { cleanupSteps } from "../stages/cgroup";
 import type { ErrorReport } from "../errors";
 import { EXIT_NSRUN_FAILED } from "../errors";
-import type { BoxPlan } from "../plan";
-import type { Helper } from "./network";
-import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import type { BoxPlan } from "../stages/plan";
+import type { Helper } from "./nat";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../stages/signals";
 
 /** The stub's command line for this box (see the option list at the top of stub.c). */
 export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], trace: boolean, terminal: number | null = null, helpers: Helper[] = []): string[] {

@@ -23,9 +23,9 @@
 import { fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import * as F from "../../ffi/flags";
 import { close as closeFd, openat, openat2, renameat, unlinkat } from "../../ffi/fs";
-import type { ChildFds } from "../compile";
-import type { LoadedConfig } from "../config";
-import type { BoxPlan, Caller, HostFacts, PlanOptions } from "../plan";
+import type { ChildFds } from "../stages/compile";
+import type { LoadedConfig } from "../stages/config";
+import type { BoxPlan, Caller, HostFacts, PlanOptions } from "../stages/plan";
 import { FrozenTape, type RunnableTape } from "../tape/frozen";
 import type { Tape } from "../tape/tape";
 import { lastCapability, type Tracer } from "./start";

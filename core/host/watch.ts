@@ -5,8 +5,8 @@
 import { availableParallelism } from "node:os";
 import { readdirSync, readFileSync } from "node:fs";
 import { type ExitWithUsage, monotonicNs, waitExitWithUsage } from "../../ffi/verdict";
-import type { CgroupStats } from "../cgroup";
-import type { BoxPlan } from "../plan";
+import type { CgroupStats } from "../stages/cgroup";
+import type { BoxPlan } from "../stages/plan";
 import { decideVerdict, type Ending, type Verdict } from "../verdict";
 import { ownPeakBytes } from "./report";
 

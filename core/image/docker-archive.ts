@@ -4,7 +4,7 @@ import { q } from "../../ffi/libc";
 import { StageError } from "../errors";
 import type { FileSet } from "./files";
 import { verified } from "./files";
-import { type ImageSpec, parseImageConfig } from "./oci";
+import { type ImageSpec, parseImageConfig } from "./oci-layout";
 
 interface ArchiveEntry {
   Config?: string;

@@ -10,7 +10,7 @@ import { sniffCompression } from "./compression";
 import { readDockerArchive } from "./docker-archive";
 import { dirFiles, type FileSet, tarFiles } from "./files";
 import { CAPABILITY_XATTR, type ExtractOptions, extractLayers, type ExtractStats, type LayerSource, tap } from "./layers";
-import { hostPlatform, type ImageSpec, readOciLayout } from "./oci";
+import { hostPlatform, type ImageSpec, readOciLayout } from "./oci-layout";
 import { giveOwners, type OwnerPlan, ownerPlan, ownersRecord } from "./owners";
 import { formatBytes, Progress } from "./progress";
 import { type ImageRecord, ImageStore, normalizeName, removeTree } from "./store";

@@ -8,21 +8,21 @@
 import { existsSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { errnoName } from "../../ffi/errno";
-import { sealedStub } from "../../ffi/executor";
+import { sealedStub } from "../../ffi/executor/load";
 import * as F from "../../ffi/flags";
 import * as fs from "../../ffi/fs";
 import { pipe } from "../../ffi/io";
 import { q, strerror } from "../../ffi/libc";
 import { type Exit, waitExit } from "../../ffi/wait";
-import { compileHelper } from "../compile";
+import { compileHelper } from "../stages/compile";
 import { StageError } from "../errors";
 import { writeIdMaps } from "../host/idmaps";
 import { launch, type Launched } from "../launch/launch";
 import { SYNC } from "../launch/sync";
-import { emitExec, emitSealFds } from "../process";
+import { emitExec, emitSealFds } from "../stages/process";
 import { close, dup3, exitGroup, fchdir, fchmodat, fchownat, openat2, setxattr } from "../tape/calls";
 import { Tape } from "../tape/tape";
-import { type IdMapPlan, type IdRange, idMapped, planIdMaps, readSubordinateIds } from "../userns";
+import { type IdMapPlan, type IdRange, idMapped, planIdMaps, readSubordinateIds } from "../stages/userns";
 import { CAPABILITY_XATTR, type OwnerRecord, type Owners } from "./layers";
 
 /** Who owns an import's files: the layers' owners (root), the user alone, or the layers' owners through the user's subordinate ids. */

@@ -11,7 +11,7 @@ import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
 import { StageError } from "../errors";
 import { type ImportOptions, unpackImage } from "./import";
-import { blobPath, isIndex, type ImageSpec, type Manifest, parseImageConfig, parseManifest, platformText, hostPlatform, selectPlatform, type Descriptor } from "./oci";
+import { blobPath, isIndex, type ImageSpec, type Manifest, parseImageConfig, parseManifest, platformText, hostPlatform, selectPlatform, type Descriptor } from "./oci-layout";
 import { formatBytes, Progress, type Task } from "./progress";
 import { MAX_JSON } from "./files";
 import { parseReference, referenceText, RegistryClient, RegistryTimeout } from "./registry";

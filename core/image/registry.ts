@@ -4,7 +4,7 @@
 import { q } from "../../ffi/libc";
 import { StageError } from "../errors";
 import { basicHeader, type Credentials, findCredentials, parseChallenge } from "./auth";
-import { MEDIA } from "./oci";
+import { MEDIA } from "./oci-layout";
 
 export interface Reference {
   /** Host[:port] as written ("docker.io" for Docker Hub names). */

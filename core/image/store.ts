@@ -17,7 +17,7 @@ import { join } from "node:path";
 import * as fs from "../../ffi/fs";
 import { q } from "../../ffi/libc";
 import { ConfigError, StageError } from "../errors";
-import type { IdMapPlan, IdRange } from "../userns";
+import type { IdMapPlan, IdRange } from "../stages/userns";
 import type { OwnersRecord } from "./owners";
 
 export interface ImageConfig {

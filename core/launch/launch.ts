@@ -14,7 +14,7 @@
 //              process shares namespaces with processes of the container.
 import { readSync } from "node:fs";
 import { ERRNO, errnoName } from "../../ffi/errno";
-import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor";
+import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor/load";
 import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
@@ -48,7 +48,7 @@ export interface LaunchOptions {
   trace?: Tracer;
   /** Called once the first process exists, with a test of whether setup is over (a signal handler needs both). */
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
-  /** OCI: a HOOK record as the error it stands for (core/oci/tape.ts). */
+  /** OCI: a HOOK record as the error it stands for (core/oci/emit.ts). */
   describeHook?: (r: Report) => string | null;
 }
 

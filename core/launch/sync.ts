@@ -4,9 +4,9 @@
 // gave for that id and answers. One object, so no two sync points can share an id by accident
 // (test/launcher.test.ts checks the values are distinct).
 export const SYNC = {
-  /** nsrun writes the box's uid_map and gid_map (newuidmap/newgidmap, or as root): core/userns.ts. */
+  /** nsrun writes the box's uid_map and gid_map (newuidmap/newgidmap, or as root): core/stages/userns.ts. */
   ID_MAPS: 1,
-  /** nsrun starts pasta or slirp4netns on the box's network namespace: core/network.ts. */
+  /** nsrun starts pasta or slirp4netns on the box's network namespace: core/stages/network.ts. */
   NETWORK: 2,
   /** OCI: the prestart and createRuntime hooks run on the host (core/oci/hooks.ts). */
   CREATE_HOOKS: 0x4f01,

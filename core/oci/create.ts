@@ -9,14 +9,14 @@
 // whether the command could be started (the stub writes an EXEC_FAILED record there if not).
 import { constants, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { sealedStub } from "../../ffi/executor";
+import { sealedStub } from "../../ffi/executor/load";
 import { REPORT } from "../../ffi/executor/protocol";
 import { close, connectUnix, pipe } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import * as F from "../../ffi/flags";
-import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../cgroup";
-import { emitKeepCapabilities } from "../capabilities";
-import { compileBox, joinShape } from "../compile";
+import { applyCgroup, closeCgroupJoin, inspectCgroups, openCgroupJoin, removeCgroup } from "../stages/cgroup";
+import { emitKeepCapabilities } from "../stages/capabilities";
+import { compileBox, joinShape } from "../stages/compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { lastCapability } from "../host/start";
 import { writeIdMaps } from "../host/idmaps";
@@ -25,13 +25,13 @@ import { SYNC } from "../launch/sync";
 import { syncWithHost } from "../tape/calls";
 import { fillHookStdin, HookError, pidInContainer, runHooks } from "./hooks";
 import { idmapBinds } from "./idmap";
-import { type OciCaller, planOci } from "./plan";
+import { type OciCaller, planOci } from "./spec-plan";
 import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
 import { mkfifo } from "../../ffi/fs";
 import { kill, pidfdOpen } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
-import { describeHookReport, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./tape";
+import { describeHookReport, emitGroups, emitHook, emitPreserveFds, emitProcWrites, emitWaitForStart, TAPE_HOOKS, type TapeHook } from "./emit";
 import { NsrunError } from "../../ffi/error";
 
 export interface CreateOptions {

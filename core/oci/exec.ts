@@ -6,29 +6,29 @@
 // launched sealed (core/launch/): from before it joins anything until its command runs, the process
 // is the non-dumpable stub, never a copy of nsrun that the container could open.
 import { closeSync, constants, openSync, readFileSync } from "node:fs";
-import { loadExecutor, sealedStub } from "../../ffi/executor";
+import { loadExecutor, sealedStub } from "../../ffi/executor/load";
 import * as F from "../../ffi/flags";
 import { close, connectUnix, keepAcrossExec, pipe, receiveFd, socketPair } from "../../ffi/io";
 import { clearNonblock } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { emitKeepCapabilities } from "../capabilities";
-import { closeCgroupJoin, openCgroupJoin } from "../cgroup";
-import { compileBox } from "../compile";
+import { emitKeepCapabilities } from "../stages/capabilities";
+import { closeCgroupJoin, openCgroupJoin } from "../stages/cgroup";
+import { compileBox } from "../stages/compile";
 import { ConfigError, EXIT_NSRUN_FAILED } from "../errors";
-import { userTextProblem } from "../ids";
+import { userTextProblem } from "../stages/ids";
 import { lastCapability } from "../host/start";
 import { handOver } from "../host/supervise";
 import { launch } from "../launch/launch";
-import { NAMESPACE_ORDER, nsFileName } from "../namespaces";
-import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../signals";
+import { NAMESPACE_ORDER, nsFileName } from "../stages/namespaces";
+import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../stages/signals";
 import { isFrozen } from "./freeze";
 import { OciError } from "./lifecycle";
-import { NS_KIND, planOci } from "./plan";
+import { NS_KIND, planOci } from "./spec-plan";
 import { parseSpec, type Spec } from "./spec";
 import { Container, lockContainer } from "./state";
 import { ociCaller, writePidFile } from "./create";
 import { becomeSubreaper } from "../../ffi/proc";
-import { emitGroups, emitPreserveFds } from "./tape";
+import { emitGroups, emitPreserveFds } from "./emit";
 
 export interface ExecOptions {
   root: string;

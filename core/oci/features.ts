@@ -1,6 +1,6 @@
 // `nsrun features` (runtime-spec features.md) and `nsrun spec` (a starter config.json, as runc's).
 import pkg from "../../package.json" with { type: "json" };
-import { CAPABILITIES, DEFAULT_CAPABILITIES } from "../capabilities";
+import { CAPABILITIES, DEFAULT_CAPABILITIES } from "../stages/capabilities";
 
 export function features(): object {
   return {

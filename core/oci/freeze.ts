@@ -3,10 +3,10 @@
 // thaws them, and update writes new limits (runc's flags, or --resources with a runtime-spec
 // linux.resources object) into the container's own cgroups, planned by the same code as `create`.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import type { CgroupPlan } from "../cgroup";
+import type { CgroupPlan } from "../stages/cgroup";
 import { closeSync } from "node:fs";
 import { OciError } from "./error";
-import { resourceWrites } from "./cgroup";
+import { resourceWrites } from "./resources";
 import { type SpecResources } from "./spec";
 import { Container, lockContainer, type SavedState } from "./state";
 

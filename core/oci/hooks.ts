@@ -1,6 +1,6 @@
 // runtime-spec hooks: prestart, createRuntime, poststart and poststop are host programs, run here in
 // nsrun's own namespaces with the container's state JSON on their standard input; createContainer
-// and startContainer run inside the container, forked by its tape (core/oci/tape.ts), and only their
+// and startContainer run inside the container, forked by its tape (core/oci/emit.ts), and only their
 // stdin is filled here. A failing prestart/createRuntime/createContainer hook fails `create`, a
 // failing startContainer hook `start`; a failing poststart/poststop hook is a warning (the spec:
 // the runtime logs it and carries on).
@@ -44,7 +44,7 @@ export async function runHooksWarning(kind: string, hooks: SpecHook[], state: ob
 }
 
 /**
- * A createContainer or startContainer hook runs in the container (core/oci/tape.ts); its stdin is a
+ * A createContainer or startContainer hook runs in the container (core/oci/emit.ts); its stdin is a
  * pipe whose write end nsrun fills with the state and closes. The pipe is made big enough first,
  * since nobody reads it until the hook runs.
  */

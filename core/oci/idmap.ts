@@ -8,7 +8,7 @@
 //   container with a user namespace of its own never has. So nsrun (root) makes the detached copy
 //   itself, before the container's process exists: open_tree(OPEN_TREE_CLONE), then mount_setattr
 //   for the bind's attributes, the id map and its propagation (private, unless it is to be shared).
-//   The container's process inherits the fd and only attaches it (emitBind in core/mounts.ts).
+//   The container's process inherits the fd and only attaches it (emitBind in core/stages/mounts.ts).
 //
 // An on-disk id is read as an id inside the helper's user namespace: the map line "containerID
 // hostID size" shows a file owned by containerID on disk as owned by hostID (as runc and crun do).
@@ -18,12 +18,12 @@ import { mountSetattr, openat2, openTree } from "../../ffi/fs";
 import { close, pipe } from "../../ffi/io";
 import { SyscallError } from "../../ffi/libc";
 import { waitExit } from "../../ffi/wait";
-import { compileHelper } from "../compile";
+import { compileHelper } from "../stages/compile";
 import { writeIdMaps } from "../host/idmaps";
 import { launch } from "../launch/launch";
 import { SYNC } from "../launch/sync";
-import type { IdmapPlan, MountOp } from "../mounts";
-import type { IdRange } from "../userns";
+import type { IdmapPlan, MountOp } from "../stages/mounts";
+import type { IdRange } from "../stages/userns";
 
 type Bind = Extract<MountOp, { op: "bind" }>;
 

@@ -6,15 +6,15 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as v from "valibot";
 import { ConfigError } from "../errors";
-import { keyPath } from "../config";
-import { MAX_ID, rangeProblem } from "../ids";
+import { keyPath } from "../stages/config";
+import { MAX_ID, rangeProblem } from "../stages/ids";
 
 const str = v.string();
 const u32 = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(0, "expected 0 or more"), v.maxValue(0xffffffff, "expected a 32-bit id"));
 // Sizes and limits are int64/uint64 in Go; JSON numbers past 2^53 are imprecise, but still mean "very large".
 const int = v.pipe(v.number(), v.integer("expected a whole number"));
 const strings = v.array(str);
-/** A process's or a mapping's id: 4294967295 is (uid_t)-1, no id at all (core/ids.ts). */
+/** A process's or a mapping's id: 4294967295 is (uid_t)-1, no id at all (core/stages/ids.ts). */
 const id = v.pipe(v.number(), v.integer("expected a whole number"), v.minValue(0, "expected 0 or more"), v.maxValue(MAX_ID, `expected an id 0 to ${MAX_ID} (4294967295 is (uid_t)-1, which setresuid(2) reads as "unchanged")`));
 const idMapping = v.pipe(
   v.strictObject({ containerID: id, hostID: id, size: u32 }),

@@ -6,7 +6,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, fstatSync, writeFileSync, constants } from "node:fs";
 import { join } from "node:path";
 import { flock, LOCK_EX } from "../../ffi/fs";
-import type { CgroupPlan } from "../cgroup";
+import type { CgroupPlan } from "../stages/cgroup";
 import { EXIT_NSRUN_FAILED } from "../errors";
 import { privateFiles, privateFolder } from "./private";
 import type { SpecHook } from "./spec";

@@ -2,7 +2,7 @@
 // executor.c) runs in the box's first process, where no JavaScript can run. This file is the
 // assembler: it collects ops with symbolic operands (registers, strings, labels), prints them as a
 // listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
-// ffi/executor/protocol.h. It decides nothing about boxes; core/compile.ts does.
+// ffi/executor/protocol.h. It decides nothing about boxes; core/stages/compile.ts does.
 import { CMP, type Cmp, HEADER, OP, OP_BYTES, OP_FIELD, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
 import { nameBytes } from "../../ffi/names";
 import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
@@ -308,7 +308,7 @@ export class Tape {
   }
 
   /**
-   * The binary tape. `alloc` provides writable memory and its address (ffi/executor.ts), since the
+   * The binary tape. `alloc` provides writable memory and its address (ffi/executor/load.ts), since the
    * executor follows absolute pointers. With `trace`, room for one result per op follows the ops.
    * `relocs`, when given, collects the offset of every absolute address written (core/tape/frozen.ts
    * encodes at address 0 and adds the real one when it loads the tape from the cache).

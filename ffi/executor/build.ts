@@ -1,6 +1,6 @@
 // Builds nsrun's two small C programs with gcc, for `bun run build` (before `bun build --compile`
 // embeds them):
-//   out/executor.so   the tape executor, loaded into nsrun with dlopen (ffi/executor.ts)
+//   out/executor.so   the tape executor, loaded into nsrun with dlopen (ffi/executor/load.ts)
 //   out/stub.bin      the static stub that starts the box's command and supervises it
 // Both are freestanding: no libc, no dynamic loader, no undefined symbol (checked here).
 //

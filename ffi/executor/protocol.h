@@ -89,7 +89,7 @@ struct nsrun_report {
 #define NSRUN_REPORT_EXEC_FAILED 3 // from the stub: index: the candidate path, value: errno
 #define NSRUN_REPORT_ACK 4         // host -> box, on the sync pipe: carry on
 #define NSRUN_REPORT_PID 5         // value: the PID of a process the tape forked (OCI exec: the process that joined the PID namespace)
-#define NSRUN_REPORT_HOOK 6        // an OCI hook the tape ran failed: index and value as core/oci/tape.ts encodes them (which hook, why)
+#define NSRUN_REPORT_HOOK 6        // an OCI hook the tape ran failed: index and value as core/oci/emit.ts encodes them (which hook, why)
 
 // A FAILED record's value when the tape itself is wrong (a bug in nsrun's compiler, which checks the
 // same when it encodes): the executor checks every op before it runs the first, and runs none.

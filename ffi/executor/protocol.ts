@@ -61,7 +61,7 @@ export const REPORT = {
   ACK: 4,
   /** value: the PID of the process a tape forked (OCI exec, after joining a PID namespace). */
   PID: 5,
-  /** An OCI hook the tape ran failed: index says which and why, value the status, signal or errno (core/oci/tape.ts). */
+  /** An OCI hook the tape ran failed: index says which and why, value the status, signal or errno (core/oci/emit.ts). */
   HOOK: 6,
 } as const;
 

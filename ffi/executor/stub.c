@@ -1,4 +1,4 @@
-// stub.c: nsrun's small static program. It always runs from a sealed memfd (ffi/executor.ts), never
+// stub.c: nsrun's small static program. It always runs from a sealed memfd (ffi/executor/load.ts), never
 // from a file on disk, so that no process of a box ever has the nsrun executable as /proc/self/exe:
 // a box that opens /proc/<pid>/exe finds this anonymous, write-sealed copy (runc's CVE-2019-5736).
 // Static and libc-free, because it starts inside the box, where the rootfs's loader must not run.

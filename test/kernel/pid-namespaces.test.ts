@@ -72,7 +72,7 @@ test("pid_namespaces(7), 'Compatibility of CLONE_NEWPID with other CLONE_* flags
 });
 
 test("clone(2), ERRORS (see pid_namespaces(7)): after unshare(CLONE_NEWPID) a process can no longer create threads: clone(CLONE_THREAD) is EINVAL", async () => {
-  // Why a PID namespace is made by clone3(2) with CLONE_NEWPID (core/namespaces.ts), never by an unshare before more threads.
+  // Why a PID namespace is made by clone3(2) with CLONE_NEWPID (core/stages/namespaces.ts), never by an unshare before more threads.
   const userOnly = await runProbe("thread-after-unshare", { as: "user", args: ["user"] });
   expect(userOnly.unshare, "unshare(CLONE_NEWUSER) should succeed for an ordinary user").toBe("0");
   expect(userOnly.clone, "control: after unshare(CLONE_NEWUSER) alone, a thread's clone(2) should pass the flag checks and stop at the process limit (EAGAIN)").toBe(

@@ -209,7 +209,7 @@ describe.each(places)("$label", ({ a }) => {
     expectClean();
   });
 
-  // The OCI runtime's cgroup (core/oci/cgroup.ts): linux.resources become the container's own
+  // The OCI runtime's cgroup (core/oci/resources.ts): linux.resources become the container's own
   // cgroup, which outlives nsrun until `delete`. Its default cgroupsPath, nsrun/ID, is relative: as
   // with runc, below the parent of nsrun's cgroup (that one holds processes). So nsrun runs in a
   // scope below the actor's place, as a terminal's shell runs in a scope below user@UID.service.

@@ -4,14 +4,14 @@
 // User and PID namespaces form trees, which the nsfs ioctls walk upwards (ioctl_ns(2)). All reads go
 // through an NsIO, so the walk and the drawing can be tested with a made-up process.
 import { readFileSync } from "node:fs";
-import { closeNs, nsInode, nsOwnerUid, nsOwnerUserns, nsParent, openNs } from "../ffi/nsfs";
-import { StageError } from "./errors";
-import { printable } from "./printable";
-import { type IdRange, parseIdMap } from "./userns";
+import { closeNs, nsInode, nsOwnerUid, nsOwnerUserns, nsParent, openNs } from "../../ffi/nsfs";
+import { StageError } from "../errors";
+import { printable } from "../printable";
+import { type IdRange, parseIdMap } from "../stages/userns";
 
 export { parseIdMap };
 
-/** The eight kinds, in the order nsrun creates them (core/namespaces.ts), as /proc/PID/ns names them. */
+/** The eight kinds, in the order nsrun creates them (core/stages/namespaces.ts), as /proc/PID/ns names them. */
 export const NS_KINDS = ["user", "pid", "mnt", "uts", "ipc", "net", "cgroup", "time"] as const;
 export type NsKind = (typeof NS_KINDS)[number];
 

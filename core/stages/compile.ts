@@ -2,8 +2,8 @@
 // between clone3(2) and execve(2) (ffi/executor/executor.c runs it; no JavaScript can run there).
 // This function is the algorithm's outline: each stage below emits its ops, in this order, and the
 // comments say why the order matters.
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
 import { emitBoundingSet, emitCapabilitySets, emitUser } from "./capabilities";
 import { emitHostname } from "./hostname";
 import { emitEarlyBinds, emitMounts, emitPropagation, emitSlaveRoot, type MountOp } from "./mounts";
@@ -16,9 +16,9 @@ import { emitRlimits } from "./rlimits";
 import { emitPrivateRoot, emitRootfs } from "./rootfs";
 import { emitSeccomp } from "./seccomp";
 import { emitTerminal } from "./terminal";
-import { close, closeFd, closeRange, dup3, execvePath, exitGroup, pollNow, prctl, setns, syncWithHost, unblockSignals, unshare, writeText } from "./tape/calls";
-import { SYNC } from "./launch/sync";
-import { Tape } from "./tape/tape";
+import { close, closeFd, closeRange, dup3, execvePath, exitGroup, pollNow, prctl, setns, syncWithHost, unblockSignals, unshare, writeText } from "../tape/calls";
+import { SYNC } from "../launch/sync";
+import { Tape } from "../tape/tape";
 import { emitIdMaps, type IdMapPlan } from "./userns";
 
 const NAMESPACE_KINDS: NamespaceKind[] = NAMESPACE_ORDER.map(([kind]) => kind);

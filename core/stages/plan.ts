@@ -9,11 +9,11 @@ import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, P
 import { capabilityNumber, DEFAULT_CAPABILITIES, type CapabilitySets } from "./capabilities";
 import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
-import { ConfigError } from "./errors";
+import { ConfigError } from "../errors";
 import { MountPlanError, type MountOp, planMounts, type PropagationPlan, type SourceFact } from "./mounts";
 import { type NamespaceKind, planNamespaces, planTimeOffsets, type TimeOffsets } from "./namespaces";
 import type { ProcessPlan } from "./process";
-import { parseDuration } from "./verdict";
+import { parseDuration } from "../verdict";
 import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./rlimits";
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
 import { compileProfile, defaultProfile, type Insn } from "./seccomp";
@@ -50,7 +50,7 @@ export interface TimeLimits {
 export interface SecurityPlan {
   /** Capability numbers the box keeps. */
   capabilities: number[];
-  /** OCI's process.capabilities, set as given (core/capabilities.ts); a box's are all `capabilities`. */
+  /** OCI's process.capabilities, set as given (core/stages/capabilities.ts); a box's are all `capabilities`. */
   sets?: CapabilitySets;
   noNewPrivileges: boolean;
   /** The compiled filter, or null for "unconfined". */
@@ -77,7 +77,7 @@ export interface HostFacts {
   subordinate?: SubordinateIds;
   /** Whether a program is installed (pasta, slirp4netns); absent: every one is. */
   installed?: (program: string) => boolean;
-  /** Reads a small file as the box would see it in its rootfs, or null (see core/hostpath.ts). */
+  /** Reads a small file as the box would see it in its rootfs, or null (see core/stages/hostpath.ts). */
   rootfsFile?: (path: string) => string | null;
 }
 

@@ -8,11 +8,11 @@
 // In a user namespace of the caller's own (rootless podman runs nsrun as uid 0 there) see
 // trustedOwner: the ids mapped there are the caller's, and root's files show as the overflow uid.
 import { lstatSync, readFileSync, readlinkSync, readSync } from "node:fs";
-import { closeNs, nsOwnerUid, openNs } from "../ffi/nsfs";
-import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../ffi/flags";
-import { close as closeFd, openat2 } from "../ffi/fs";
+import { closeNs, nsOwnerUid, openNs } from "../../ffi/nsfs";
+import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../../ffi/flags";
+import { close as closeFd, openat2 } from "../../ffi/fs";
 import { posix } from "node:path";
-import { NsrunError } from "../ffi/error";
+import { NsrunError } from "../../ffi/error";
 
 export class HostPathError extends NsrunError {}
 

@@ -7,11 +7,11 @@
 //                         installed, else slirp4netns (package slirp4netns), or the one [network]
 //                         helper names; it runs as the calling user and ends with the box
 import { accessSync, constants } from "node:fs";
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
-import { close, ioctl, openat, socket, syncWithHost, writeText } from "./tape/calls";
-import type { Tape } from "./tape/tape";
-import { SYNC } from "./launch/sync";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
+import { close, ioctl, openat, socket, syncWithHost, writeText } from "../tape/calls";
+import type { Tape } from "../tape/tape";
+import { SYNC } from "../launch/sync";
 
 export type NetworkMode = "none" | "host" | "nat";
 
@@ -96,7 +96,7 @@ export function pastaArgs(plan: NetworkPlan, opts: { userns: boolean; root: bool
   const udp = plan.ports.filter((p) => p.proto === "udp").map(pastaPortSpec);
   return [
     "pasta",
-    // In the foreground, as nsrun's child: its parent-death signal ends it with nsrun (core/host/network.ts).
+    // In the foreground, as nsrun's child: its parent-death signal ends it with nsrun (core/host/nat.ts).
     "--foreground",
     "--config-net",
     "--quiet",
@@ -149,7 +149,7 @@ export const SLIRP_BOX_ADDRESS = "10.0.2.100";
  * slirp4netns's command line for a box whose network namespace is fd 3 (and user namespace fd 4).
  * It writes "1" to `readyFd` once tap0 is configured and its API socket listens, and exits when
  * `exitFd` (the read end of a pipe only nsrun holds) reports end of file. Ports are forwarded
- * afterwards, one request each on the API socket (core/host/network.ts).
+ * afterwards, one request each on the API socket (core/host/nat.ts).
  */
 export function slirp4netnsArgs(opts: { userns: boolean; readyFd: number; exitFd: number; apiSocket: string | null; hostLoopback?: boolean }): string[] {
   return [

@@ -6,9 +6,9 @@
 // command: the pts side becomes its controlling terminal and fds 0-2, and the master side goes to
 // nsrun over a Unix socket (SCM_RIGHTS). nsrun's supervisor then relays between its own terminal,
 // in raw mode, and the master (see the -T option in ffi/executor/stub.c).
-import * as F from "../ffi/flags";
-import { closeFd, dup3, ioctlInt, ioctlPtr, openat, sendFd } from "./tape/calls";
-import type { Tape } from "./tape/tape";
+import * as F from "../../ffi/flags";
+import { closeFd, dup3, ioctlInt, ioctlPtr, openat, sendFd } from "../tape/calls";
+import type { Tape } from "../tape/tape";
 
 export interface TerminalPlan {
   rows: number;

@@ -2,7 +2,7 @@
 // platform, and reading an OCI image layout: oci-layout, index.json, blobs/sha256/HEX.
 import * as v from "valibot";
 import { q } from "../../ffi/libc";
-import { keyPath } from "../config";
+import { keyPath } from "../stages/config";
 import { StageError } from "../errors";
 import type { FileSet } from "./files";
 import { MAX_JSON, verified } from "./files";

@@ -8,10 +8,10 @@
 //     ranges; as an ordinary user through the setuid helpers newuidmap(1)/newgidmap(1) from the
 //     Debian/Ubuntu package uidmap ("newuidmap"), the ranges /etc/subuid and /etc/subgid grant.
 import { accessSync, constants, readFileSync } from "node:fs";
-import * as F from "../ffi/flags";
-import { close, openat, setgroups, setresgid, setresuid, syncWithHost, writeText } from "./tape/calls";
-import type { Tape } from "./tape/tape";
-import { SYNC } from "./launch/sync";
+import * as F from "../../ffi/flags";
+import { close, openat, setgroups, setresgid, setresuid, syncWithHost, writeText } from "../tape/calls";
+import type { Tape } from "../tape/tape";
+import { SYNC } from "../launch/sync";
 
 /** One line of a uid_map or gid_map: ids inside..inside+count map to outside..outside+count. */
 export interface IdRange {

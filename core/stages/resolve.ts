@@ -5,10 +5,10 @@
 // host. The result is an O_PATH fd, and mounts go onto that fd (move_mount(2)), so a rootfs that
 // changes after the lookup cannot redirect the mount. Where a symlink has no business (the targets
 // of proc, sysfs, devpts and the /dev tmpfs), RESOLVE_NO_SYMLINKS refuses any.
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
-import { close, mkdirat, openat, openat2 } from "./tape/calls";
-import type { Reg, Tape } from "./tape/tape";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
+import { close, mkdirat, openat, openat2 } from "../tape/calls";
+import type { Reg, Tape } from "../tape/tape";
 
 export type CreateAs = "dir" | "file" | null;
 

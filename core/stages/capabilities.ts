@@ -2,9 +2,9 @@
 // set it was given, podman's by default, in its bounding, permitted, effective and inheritable
 // sets; the ambient set is empty. The bounding set is cut first, while we still hold CAP_SETPCAP;
 // it is what limits everything a later execve can give, even to uid 0.
-import * as F from "../ffi/flags";
-import { capset, capsetSets, prctl, setgroups, setresgid, setresuid } from "./tape/calls";
-import type { Tape } from "./tape/tape";
+import * as F from "../../ffi/flags";
+import { capset, capsetSets, prctl, setgroups, setresgid, setresuid } from "../tape/calls";
+import type { Tape } from "../tape/tape";
 
 /** <linux/capability.h>, in number order. */
 export const CAPABILITIES = [

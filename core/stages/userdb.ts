@@ -6,9 +6,9 @@
 // regular files of a bounded size (a FIFO would hang, /dev/zero would never end). Fail closed: a
 // name the rootfs does not list, or an id out of range, is an error; never a fallback to uid 0.
 import { fstatSync, readSync } from "node:fs";
-import { NsrunError } from "../ffi/error";
-import * as F from "../ffi/flags";
-import { close, isErrno, openat2 } from "../ffi/fs";
+import { NsrunError } from "../../ffi/error";
+import * as F from "../../ffi/flags";
+import { close, isErrno, openat2 } from "../../ffi/fs";
 import { MAX_ID } from "./ids";
 
 export { MAX_ID };

@@ -5,10 +5,10 @@
 // of the others, which is what later permits an ordinary user to mount, pivot_root and set the
 // hostname in them (user_namespaces(7)). The new process is PID 1 of the new PID namespace, which is
 // why it, not nsrun, mounts the box's /proc (pid_namespaces(7)).
-import { REPORT } from "../ffi/executor/protocol";
-import * as F from "../ffi/flags";
-import { close, openat, writeText } from "./tape/calls";
-import type { Tape } from "./tape/tape";
+import { REPORT } from "../../ffi/executor/protocol";
+import * as F from "../../ffi/flags";
+import { close, openat, writeText } from "../tape/calls";
+import type { Tape } from "../tape/tape";
 
 export const NAMESPACE_ORDER = [
   ["user", F.CLONE_NEWUSER],

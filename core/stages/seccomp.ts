@@ -4,11 +4,11 @@
 //
 // The filter first checks the architecture: a syscall made through another ABI (int 0x80 for i386,
 // or the x32 numbers) would have other numbers, so it never reaches the rules.
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
-import { seccompFilter } from "./tape/calls";
-import type { Tape } from "./tape/tape";
-import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
+import { seccompFilter } from "../tape/calls";
+import type { Tape } from "../tape/tape";
+import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
 
 export type Action =
   | { kind: "allow" }

@@ -1,16 +1,16 @@
 // Where a box's config comes from: box.toml, the default box, and the command line's flags
 // (`nsrun run --rootfs DIR --bind A:B -e K=V ... CMD`), which override the keys they name. All three
-// meet as raw TOML-shaped data, then go through the one schema (core/config.ts); an image named as
+// meet as raw TOML-shaped data, then go through the one schema (core/stages/config.ts); an image named as
 // the rootfs ("image:NAME", --image) adds its defaults where the config has none.
 import { readFileSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseConfig, readRawConfig } from "./config";
-import { ConfigError } from "./errors";
+import { ConfigError } from "../errors";
 import { canonicalHostPath, HostPathError } from "./hostpath";
 import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
 import { userTextProblem } from "./ids";
-import type { OwnersRecord } from "./image/owners";
-import { DURATION_EXPECTED, parseDuration } from "./verdict";
+import type { OwnersRecord } from "../image/owners";
+import { DURATION_EXPECTED, parseDuration } from "../verdict";
 
 export interface BoxFlags {
   rootfs?: string;
@@ -238,7 +238,7 @@ function numberFlag(flag: string, text: string, fail: (flag: string, problem: st
 /** An image as the rootfs: its tree, and its Env, Entrypoint/Cmd, WorkingDir and User where the config has none. Returns its owners. */
 async function applyImage(raw: Raw, name: string, file: string, flagsOnlyEnv: boolean): Promise<OwnersRecord> {
   // Loaded only for a box that names an image: the image store is no part of a plain box's start.
-  const { resolveImage } = await import("./image/store");
+  const { resolveImage } = await import("../image/store");
   let image: ReturnType<typeof resolveImage>;
   try {
     image = resolveImage(name);

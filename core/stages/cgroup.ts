@@ -7,9 +7,9 @@
 //
 // cgroup v2 is the main target. cgroup v1 (a hierarchy per controller) is the fallback for root.
 // Either way the box's cgroup is made beneath the one nsrun runs in, never at the top.
-import { O_CLOEXEC } from "../ffi/flags";
+import { O_CLOEXEC } from "../../ffi/flags";
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { NsrunError } from "../ffi/error";
+import { NsrunError } from "../../ffi/error";
 
 export interface Limits {
   memory?: number;

@@ -6,12 +6,12 @@
 // memfd for each box, write-sealed, so no box can change what another box's command starts from.
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { readFileSync } from "node:fs";
-import executorPath from "./executor/out/executor.so" with { type: "file" };
-import stubPath from "./executor/out/stub.bin" with { type: "file" };
-import { ERRNO } from "./errno";
-import * as F from "./flags";
-import { check, cstr, errno, libc, SyscallError } from "./libc";
-import { SYS } from "./syscalls";
+import executorPath from "./out/executor.so" with { type: "file" };
+import stubPath from "./out/stub.bin" with { type: "file" };
+import { ERRNO } from "../errno";
+import * as F from "../flags";
+import { check, cstr, errno, libc, SyscallError } from "../libc";
+import { SYS } from "../syscalls";
 
 interface Executor {
   spawn(tape: Uint8Array): number;

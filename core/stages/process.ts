@@ -1,10 +1,10 @@
 // Stages: become the box's process. Enter the working directory, start a new session, and, last,
 // hand over to the stub, which execve(2)s the command with exactly the configured environment.
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
 import { DEFAULT_PATH } from "./config";
-import { chdir, closeRange, execveat, fcntl, getcwd, setsid } from "./tape/calls";
-import type { Tape } from "./tape/tape";
+import { chdir, closeRange, execveat, fcntl, getcwd, setsid } from "../tape/calls";
+import type { Tape } from "../tape/tape";
 
 export interface ProcessPlan {
   args: string[];
@@ -60,7 +60,7 @@ export function emitProcess(t: Tape, plan: ProcessPlan): void {
 }
 
 export interface StubHandOver {
-  /** The sealed memfd holding the stub (ffi/executor.ts). */
+  /** The sealed memfd holding the stub (ffi/executor/load.ts). */
   stubFd: number;
   /** The report pipe, through which the stub says why a command could not start. */
   reportFd: number;

@@ -17,8 +17,8 @@ import { close, dupAtLeast, pipe } from "../../ffi/io";
 import { kill } from "../../ffi/proc";
 import { waitExit } from "../../ffi/wait";
 import { StageError } from "../errors";
-import { addHostfwd, type NetworkHelper, type NetworkPlan, pastaArgs, pastaPortSpec, type PortForward, portText, programPath, slirp4netnsArgs, usableTun } from "../network";
-import { compileHelper } from "../compile";
+import { addHostfwd, type NetworkHelper, type NetworkPlan, pastaArgs, pastaPortSpec, type PortForward, portText, programPath, slirp4netnsArgs, usableTun } from "../stages/network";
+import { compileHelper } from "../stages/compile";
 import { launch, type Tracer } from "../launch/launch";
 
 /** A process started for a box that ends with it. */

@@ -59,7 +59,7 @@ export function emitWaitForStart(t: Tape, reportFd: number, syncFd: number, exec
   closeFd(t, execFifo);
 }
 
-export { emitForkIntoPidNamespace } from "../namespaces";
+export { emitForkIntoPidNamespace } from "../stages/namespaces";
 
 export { write };
 

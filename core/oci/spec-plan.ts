@@ -1,27 +1,27 @@
 // The OCI front end, part 2: a validated config.json becomes the same BoxPlan box.toml produces,
 // plus the few things only OCI asks for (namespaces joined by path, sysctls, exact capability sets,
-// hooks), which core/oci/tape.ts turns into extra tape ops. What nsrun cannot do is refused here,
+// hooks), which core/oci/emit.ts turns into extra tape ops. What nsrun cannot do is refused here,
 // one line naming the JSON path; nothing is silently skipped.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { posix, resolve } from "node:path";
-import { type CapabilitySets, capabilityNumber, CAPABILITIES } from "../capabilities";
+import { type CapabilitySets, capabilityNumber, CAPABILITIES } from "../stages/capabilities";
 import { ConfigError } from "../errors";
-import { canonicalHostPath, HostPathError } from "../hostpath";
-import { idProblem } from "../ids";
-import { HOST_DEVICE_ATTRS, MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../mounts";
-import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../namespaces";
-import type { BoxPlan } from "../plan";
-import type { RlimitPlan } from "../rlimits";
-import { compileProfile, type Insn } from "../seccomp";
-import { ParseProfileError, parseProfile } from "../seccomp-profile";
+import { canonicalHostPath, HostPathError } from "../stages/hostpath";
+import { idProblem } from "../stages/ids";
+import { HOST_DEVICE_ATTRS, MountPlanError, type MountOp, planMount, PROPAGATION_OPTIONS, type Propagation, type PropagationPlan, type SourceFact } from "../stages/mounts";
+import { type NamespaceKind, planNamespaces, type TimeOffsets } from "../stages/namespaces";
+import type { BoxPlan } from "../stages/plan";
+import type { RlimitPlan } from "../stages/rlimits";
+import { compileProfile, type Insn } from "../stages/seccomp";
+import { ParseProfileError, parseProfile } from "../stages/seccomp-profile";
 import * as F from "../../ffi/flags";
 import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
-import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../userns";
+import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../stages/userns";
 import type { OciCaller } from "./caller";
-import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./cgroup";
+import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./resources";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
-export type { CapabilitySets } from "../capabilities";
+export type { CapabilitySets } from "../stages/capabilities";
 
 export interface OciPlan {
   box: BoxPlan;
@@ -156,7 +156,7 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
       env: proc.env ?? [],
       uid,
       gid,
-      // Groups are set by core/oci/tape.ts (with additionalGids), not by the compiler's setgroups([]).
+      // Groups are set by core/oci/emit.ts (with additionalGids), not by the compiler's setgroups([]).
       setgroups: false,
       init: false,
       terminal,
@@ -312,7 +312,7 @@ function planOciMounts(spec: Spec, bundle: string, ctx: MountContext, fail: Fail
     ops.push(planDevice(d, `linux.devices[${i}]`, ctx.mknod, fail));
   });
   for (const n of DEV_NODES)
-    // Read-only (core/mounts.ts): a root container keeps CHOWN and FOWNER, and must not chmod the host's node.
+    // Read-only (core/stages/mounts.ts): a root container keeps CHOWN and FOWNER, and must not chmod the host's node.
     if (!targets.has(`/dev/${n}`)) ops.push({ op: "bind", source: `/dev/${n}`, target: `/dev/${n}`, recursive: false, attrs: HOST_DEVICE_ATTRS, file: true, origin: "default devices" });
   for (const [target, linkTo] of DEV_LINKS) if (!targets.has(target)) ops.push({ op: "symlink", target, linkTo, origin: "default devices" });
   const boxPath = (p: string, key: string) => (p.startsWith("/") && !p.split("/").includes("..") ? p : fail(key, `expected an absolute path without "..", got ${JSON.stringify(p)}`));

@@ -3,9 +3,9 @@
 import { readFileSync } from "node:fs";
 import { dirname, posix, resolve } from "node:path";
 import * as v from "valibot";
-import { ConfigError } from "./errors";
+import { ConfigError } from "../errors";
 import { rangeProblem, userTextProblem } from "./ids";
-import { DURATION_EXPECTED, parseDuration } from "./verdict";
+import { DURATION_EXPECTED, parseDuration } from "../verdict";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -16,7 +16,7 @@ const absolutePath = v.pipe(
 );
 
 const ID_MAP_LINE = /^\s*\d+\s+\d+\s+\d+\s*$/;
-/** An id map line whose ids and count fit the kernel's ids (core/ids.ts). */
+/** An id map line whose ids and count fit the kernel's ids (core/stages/ids.ts). */
 const idMapLine = v.pipe(
   v.string(),
   v.regex(ID_MAP_LINE, 'expected "inside outside count", e.g. "0 100000 65536"'),

@@ -1,10 +1,10 @@
 // Reads a seccomp profile in the OCI runtime spec / docker format (linux.seccomp, or docker's
 // default.json) into a Profile. Rules for other architectures, or that docker would include only
 // for capabilities the box does not have, are skipped as docker skips them.
-import { ERRNO } from "../ffi/errno";
-import { SYSCALLS_X86_64 } from "../ffi/syscalls-x86_64";
+import { ERRNO } from "../../ffi/errno";
+import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
 import type { Action, ArgCondition, CmpOp, Profile, Rule } from "./seccomp";
-import { NsrunError } from "../ffi/error";
+import { NsrunError } from "../../ffi/error";
 
 const ACTIONS: Record<string, (errno: number) => Action> = {
   SCMP_ACT_ALLOW: () => ({ kind: "allow" }),

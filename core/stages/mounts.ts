@@ -3,14 +3,14 @@
 // a filesystem is created detached (fsopen, fsconfig, fsmount) or a tree is copied detached
 // (open_tree OPEN_TREE_CLONE), its attributes are set while nobody can see it yet, and only then is
 // it attached onto an fd of the target that the kernel resolved inside the root (move_mount).
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, detachedTmpfs, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "./tape/calls";
-import type { Reg, Tape } from "./tape/tape";
+import { close, detachedTmpfs, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "../tape/calls";
+import type { Reg, Tape } from "../tape/tape";
 import type { IdRange } from "./userns";
-import { NsrunError } from "../ffi/error";
+import { NsrunError } from "../../ffi/error";
 
 export type MountOp =
   /**

@@ -1,10 +1,10 @@
 // linux.cgroupsPath and linux.resources -> the same CgroupPlan box.toml's [limits] produce (plain
 // data: folders to make, files to write, cgroup.procs to join), so applyCgroup/openCgroupJoin from
-// core/cgroup.ts carry it out. Unlike a box, an OCI container's cgroup outlives nsrun: `delete`
+// core/stages/cgroup.ts carry it out. Unlike a box, an OCI container's cgroup outlives nsrun: `delete`
 // removes it. A root container always gets one (ps, kill --all and stats read it); an ordinary
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
-import { type CgroupHost, type CgroupPlan, inspectCgroups } from "../cgroup";
+import { type CgroupHost, type CgroupPlan, inspectCgroups } from "../stages/cgroup";
 import type { OciCaller } from "./caller";
 import type { SpecResources } from "./spec";
 import { NsrunError } from "../../ffi/error";

@@ -1,9 +1,9 @@
 // Stage: rlimits (setrlimit(2)). Set before the switch of user: raising a hard limit needs
 // CAP_SYS_RESOURCE. An unset limit is inherited, except core, which is 0 unless configured, so a
 // crashing program in a box leaves no core file (which could hold its secrets) behind.
-import { RLIMIT } from "../ffi/flags";
-import { setrlimit } from "./tape/calls";
-import type { Tape } from "./tape/tape";
+import { RLIMIT } from "../../ffi/flags";
+import { setrlimit } from "../tape/calls";
+import type { Tape } from "../tape/tape";
 
 export type RlimitName = keyof typeof RLIMIT;
 type Value = number | "unlimited";

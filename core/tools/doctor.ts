@@ -6,9 +6,9 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe } from "../ffi/probe";
-import { inspectCgroups } from "./cgroup";
-import { passwdName } from "./userns";
+import { type HostView, hostView, type Mount, parseMountinfo, realpathOr, runProbe } from "../../ffi/probe";
+import { inspectCgroups } from "../stages/cgroup";
+import { passwdName } from "../stages/userns";
 
 export type Status = "ok" | "warn" | "fail";
 /** One line of the report; `fix` says what to do when the status is not ok. */

@@ -8,10 +8,10 @@
 //   layer:      an overlay whose upper and work dirs are DIR/upper and DIR/work, kept after the box;
 // then mount attributes are set while the tree is still detached (nodev always, read-only when asked),
 // and move_mount attaches it on top of the rootfs directory itself: a mount point to pivot into.
-import { ERRNO } from "../ffi/errno";
-import * as F from "../ffi/flags";
-import { close, detachedTmpfs, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree, umount2 } from "./tape/calls";
-import type { Ptr, Reg, Tape } from "./tape/tape";
+import { ERRNO } from "../../ffi/errno";
+import * as F from "../../ffi/flags";
+import { close, detachedTmpfs, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mount, moveMount, mountSetattr, openat2, openTree, umount2 } from "../tape/calls";
+import type { Ptr, Reg, Tape } from "../tape/tape";
 
 export interface RootfsPlan {
   /** Absolute, symlink-free host path of the rootfs directory. */
