@@ -224,7 +224,7 @@ describe("inspectNamespaces on real processes", () => {
   });
 
   test.skipIf(!ROOT)("nsrun-test may not look into root's processes: EACCES with a hint", () => {
-    const script = `import { inspectNamespaces } from "${REPO}/core/nsinfo.ts";
+    const script = `import { inspectNamespaces } from "${REPO}/core/tools/nsinfo.ts";
       try { inspectNamespaces(1) } catch (e) { console.log(JSON.stringify([e.message, e.hint])) }`;
     const argv = ["setpriv", `--reuid=${TEST_USER}`, `--regid=${TEST_USER}`, "--clear-groups", process.execPath, "-e", script];
     const r = Bun.spawnSync(argv, { cwd: "/tmp", env: { PATH: "/usr/bin:/bin", HOME: "/tmp" } });
