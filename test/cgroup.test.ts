@@ -229,8 +229,12 @@ describe.if(Boolean(root) && (v1Ready || v2Ready))(`real limits, root, cgroup ${
     const box = start(area.bin, a, ["run", "--config", cfg, "--", "/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo finished"]);
     const dir = v2Ready ? `${host.v2?.mount}${host.v2?.own === "/" ? "" : host.v2?.own}/nsrun-${box.pid}` : `${host.v1.cpu.mount}${host.v1.cpu.own === "/" ? "" : host.v1.cpu.own}/nsrun-${box.pid}`;
     expect(await waitFor(() => existsSync(dir))).toBe(true);
-    const quota = v2Ready ? readFileSync(`${dir}/cpu.max`, "utf8").trim() : readFileSync(`${dir}/cpu.cfs_quota_us`, "utf8").trim();
-    expect(quota).toBe(v2Ready ? "25000 100000" : "25000");
+    // nsrun makes the folder, then writes the limits (all before the box's first process exists):
+    // the folder may show before its quota does.
+    const quota = () => (v2Ready ? readFileSync(`${dir}/cpu.max`, "utf8").trim() : readFileSync(`${dir}/cpu.cfs_quota_us`, "utf8").trim());
+    const expected = v2Ready ? "25000 100000" : "25000";
+    await waitFor(() => quota() === expected);
+    expect(quota()).toBe(expected);
     const throttled = () => Number(readFileSync(`${dir}/cpu.stat`, "utf8").match(/nr_throttled (\d+)/)?.[1]);
     expect(await waitFor(() => throttled() > 0, 20_000)).toBe(true);
     expect(await box.exited).toBe(0);
