@@ -174,6 +174,10 @@ const limited = join(work, "limits.toml");
 writeFileSync(limited, `rootfs = "${rootfs}"\n[limits]\nmemory = "256M"\npids = 128\ncpu = 1\n`);
 const isRoot = process.getuid?.() === 0;
 const asUser = isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode === 0 ? `setpriv --reuid=${USER} --regid=${USER} --clear-groups ` : "";
+// The rootfs is the rootless user's own, as a user's rootfs is: a root-owned one would make every
+// rootless box print nsrun's warning that its files show as nobody (and load the logger to say so).
+// Root's boxes have no user namespace: the owner changes nothing for them.
+if (asUser) spawnSync(["chown", "-R", USER, rootfs]);
 const ver = (cmd: string) => spawnSync(["sh", "-c", `${cmd} 2>&1 | head -1`], { stdout: "pipe" }).stdout.toString().trim();
 
 console.log(`## Start-up, /bin/true in a busybox rootfs (${RUNS} runs each, hyperfine; ${new Date().toISOString().slice(0, 10)})`);
