@@ -155,7 +155,8 @@ describe.skipIf(why !== null).each(area.actors)("archives never lead out of them
   }
 
   test("a compressed docker-archive's config that is a symlink to the host's /etc/shadow, /dev/zero, or a FIFO is refused at once (control: a real file)", () => {
-    const shadowWord = readFileSync("/etc/shadow", "utf8").split(":")[0];
+    // Root's tests read /etc/shadow to show none of it leaks; an ordinary user (and its nsrun) cannot read it at all.
+    const shadowWord = process.getuid?.() === 0 ? readFileSync("/etc/shadow", "utf8").split(":")[0] : null;
     for (const [make, says] of [
       [(p: string) => symlinkSync("/etc/shadow", p), '"cfg.json" is a symbolic link that leads out of the archive; refused'],
       [(p: string) => symlinkSync("../../../../../../../../etc/shadow", p), '"cfg.json" is a symbolic link that leads out of the archive; refused'],
@@ -168,7 +169,7 @@ describe.skipIf(why !== null).each(area.actors)("archives never lead out of them
       const lines = oneLine(r);
       expect(lines.length).toBe(1);
       expect(lines[0]).toContain(says);
-      expect(r.stderr).not.toContain(`${shadowWord}:`);
+      if (shadowWord !== null) expect(r.stderr).not.toContain(`${shadowWord}:`);
       expect(readdirSync(join(store, "tmp"))).toEqual([]);
       expect(readdirSync(join(store, "images"))).toEqual([]);
     }
@@ -214,8 +215,9 @@ describe.skipIf(why !== null).each(area.actors)("image configs are validated, ne
   });
 });
 
+const rootOnly = process.getuid?.() === 0 ? null : "the test archive gives a file owner 1000, which needs root";
 describe.skipIf(why !== null).each(area.actors)("tar names and owners ($name)", (a) => {
-  test("names that differ in a byte that is not UTF-8 stay distinct files, as GNU tar keeps them (control: GNU tar extracts the same)", () => {
+  test.skipIf(rootOnly !== null)(`names that differ in a byte that is not UTF-8 stay distinct files, as GNU tar keeps them (control: GNU tar extracts the same)${rootOnly ? ` (skipped: ${rootOnly})` : ""}`, () => {
     const src = dirOf(a, "bytes");
     const py = `import os
 os.chdir(${JSON.stringify(src)})

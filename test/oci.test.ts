@@ -413,11 +413,13 @@ describe("createContainer and startContainer hooks", () => {
     let r = oci(a, ["create", "--bundle", b, id]);
     expect([r.code, r.stderr]).toEqual([0, ""]);
     const pid = state(a, id).pid;
-    const containerMnt = readlinkSync(`/proc/${pid}/ns/mnt`);
     const hostMnt = readlinkSync("/proc/self/ns/mnt");
-    expect(containerMnt).not.toBe(hostMnt);
     r = oci(a, ["start", id]);
     expect([r.code, r.stderr]).toEqual([0, ""]);
+    // Read once the command runs: until start the container's process is the non-dumpable stub,
+    // whose namespaces an ordinary user may not read (core/launch/launch.ts).
+    const containerMnt = readlinkSync(`/proc/${pid}/ns/mnt`);
+    expect(containerMnt).not.toBe(hostMnt);
     expect(await waitFor(() => existsSync(log) && readFileSync(log, "utf8").includes("poststart"), 10_000)).toBe(true);
     const blocks = readFileSync(log, "utf8").trim().split("\n");
     // createRuntime (4 lines + state), createContainer, startContainer, poststart.
