@@ -15,6 +15,7 @@ import { SYNC } from "../core/launch/sync";
 import { exitGroup, syncWithHost } from "../core/tape/calls";
 import { Tape } from "../core/tape/tape";
 import { REPORT } from "../ffi/executor/protocol";
+import * as F from "../ffi/flags";
 import { pipe } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
@@ -254,6 +255,35 @@ describe("the report pipe takes only what the tape sends", () => {
       { [SYNC.ID_MAPS]: () => void answered++ },
     );
     expect([control.run.failure, answered, control.exit.code]).toEqual([null, 1, 7]);
+  });
+
+  test("a tape that forks has its sync points answered for the forked process, also when its parent reports the PID late (control: the PID record's value)", async () => {
+    let seen = -1;
+    const { run } = await launched(
+      (t, report, syncFd) => {
+        // The parent reports its child only after a pause (as a parent the scheduler left waiting
+        // would); the child stops at a sync point at once.
+        t.expects.pid = true;
+        const child = t.reg("child");
+        const inChild = t.label("in_child");
+        t.sys("clone", [F.CLONE_PARENT | F.SIGCHLD, 0, 0, 0, 0], () => "clone(CLONE_PARENT|SIGCHLD)", { dst: child });
+        t.jumpIf(child, "EQ", 0, inChild);
+        const pause = t.bytes(new Uint8Array(new BigInt64Array([0n, 200_000_000n]).buffer), "{0, 200ms}");
+        t.sys("ppoll", [0, 0, pause, 0, 8], () => "ppoll(NULL, 0, {0, 200ms}, NULL, 8)");
+        const record = t.struct(16, "{PID, child}", [[0, 4, REPORT.PID]]);
+        t.store(child, t.field(record, 8, "record.value"), 8);
+        t.sys("write", [report, record, 16], () => `write(${report}, {PID, child}, 16)`);
+        exitGroup(t, 0);
+        t.place(inChild);
+        syncWithHost(t, report, syncFd, SYNC.ID_MAPS, "a sync point in the forked process");
+        exitGroup(t, 0);
+      },
+      { [SYNC.ID_MAPS]: (pid: number) => void (seen = pid) },
+    );
+    expect(run.failure).toBeNull();
+    expect(run.forked).not.toBeNull();
+    expect(seen).toBe(run.forked as number);
+    expect(seen).not.toBe(run.pid);
   });
 
   test("sync point ids are distinct", () => {

@@ -129,16 +129,11 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
   let stopped = false;
   opts.onSpawn?.(pid, () => reportsRead || readable(reportRead));
   const expected = expectedRecords(tape, opts.sealedStub !== undefined);
-  const reports = await readReports(reportRead, async (r) => {
-    if (failure) return;
-    const unexpected = expected(r);
-    if (unexpected) {
-      failure = fail({ kind: "protocol", index: r.index, errno: 0, message: `report pipe: ${unexpected}: refused, and the process killed`, hint: "only the process nsrun started writes there; anything else is a bug in nsrun or an attack on it" });
-      killAll();
-      return;
-    }
-    if (r.kind === REPORT.PID) forked = r.value;
-    if (r.kind !== REPORT.SYNC) return;
+  // A tape that forks stops at its sync points in the forked process, whose PID its parent reports.
+  // The two write the pipe independently, so a sync point may come before that PID record (the
+  // parent not yet scheduled): it waits, unanswered, until the PID is known.
+  const waiting: Report[] = [];
+  const answer = async (r: Report) => {
     try {
       await opts.sync?.[r.value as SyncId]?.(forked ?? pid);
     } catch (e) {
@@ -150,6 +145,22 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     }
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
     if (opts.until !== undefined && r.value === opts.until) stopped = true;
+  };
+  const reports = await readReports(reportRead, async (r) => {
+    if (failure) return;
+    const unexpected = expected(r);
+    if (unexpected) {
+      failure = fail({ kind: "protocol", index: r.index, errno: 0, message: `report pipe: ${unexpected}: refused, and the process killed`, hint: "only the process nsrun started writes there; anything else is a bug in nsrun or an attack on it" });
+      killAll();
+      return;
+    }
+    if (r.kind === REPORT.PID) {
+      forked = r.value;
+      for (const w of waiting.splice(0)) if (!failure && !stopped) await answer(w);
+    }
+    if (r.kind !== REPORT.SYNC) return;
+    if (tape.expects.pid && forked === null) return void waiting.push(r);
+    await answer(r);
   }, () => stopped, (trailing) => {
     failure ??= fail({ kind: "protocol", index: -1, errno: 0, message: `report pipe: ${trailing} bytes that are not a whole record: refused, and the process killed` });
     killAll();
