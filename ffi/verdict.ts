@@ -6,6 +6,7 @@ import { ptr as addressOf } from "bun:ffi";
 import { libc } from "./libc";
 import { CLD_EXITED, P_PIDFD, WEXITED, WNOHANG } from "./flags";
 import { SYS } from "./syscalls";
+import { whenExited } from "./wait";
 
 export const CLOCK_MONOTONIC = 1;
 
@@ -41,14 +42,5 @@ export function exitedWithUsage(pidfd: number): ExitWithUsage | null {
 
 /** Resolves once the child has exited (reaped), with its rusage; looks at each SIGCHLD, as ffi/wait.ts does. */
 export function waitExitWithUsage(pidfd: number): Promise<ExitWithUsage> {
-  return new Promise((resolve) => {
-    const look = () => {
-      const e = exitedWithUsage(pidfd);
-      if (!e) return;
-      process.off("SIGCHLD", look);
-      resolve(e);
-    };
-    process.on("SIGCHLD", look);
-    look();
-  });
+  return whenExited(() => exitedWithUsage(pidfd));
 }

@@ -23,9 +23,14 @@ export function exited(pidfd: number, peek = false): Exit | null {
 
 /** Resolves once the process has exited (and is reaped). */
 export function waitExit(pidfd: number): Promise<Exit> {
+  return whenExited(() => exited(pidfd));
+}
+
+/** Resolves with what `check` returns once it is not null, looking again at each SIGCHLD. */
+export function whenExited<T>(check: () => T | null): Promise<T> {
   return new Promise((resolve) => {
     const look = () => {
-      const e = exited(pidfd);
+      const e = check();
       if (!e) return;
       process.off("SIGCHLD", look);
       resolve(e);
