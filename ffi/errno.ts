@@ -1,6 +1,5 @@
 // errno values (<asm-generic/errno-base.h>, <asm-generic/errno.h>): the same on x86-64 and arm64.
 // The one place nsrun names them; errnoName() turns a number back into its name.
-import { getSystemErrorName } from "node:util";
 
 export const ERRNO = {
   EPERM: 1,
@@ -54,7 +53,8 @@ export function errnoName(code: number): string {
   const known = NAMES.get(code);
   if (known) return known;
   try {
-    return getSystemErrorName(-code);
+    // node:util costs about a millisecond to load: only for an errno the table above does not name.
+    return (require("node:util") as typeof import("node:util")).getSystemErrorName(-code);
   } catch {
     return `errno ${code}`;
   }

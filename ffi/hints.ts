@@ -1,7 +1,6 @@
 // One sentence of advice for the errnos people meet at each step, like bubblewrap's per-errno messages.
 // Keyed by syscall, then errno name; "*" matches any syscall.
-import { release } from "node:os";
-import { getSystemErrorName } from "node:util";
+import { errnoName } from "./errno";
 
 const HINTS: Record<string, Record<string, string>> = {
   unshare: {
@@ -84,18 +83,16 @@ const HINTS: Record<string, Record<string, string>> = {
   },
 };
 
-export function hintFor(syscall: string, errno: number, kernel = release()): string | undefined {
-  let name: string;
-  try {
-    name = getSystemErrorName(-errno);
-  } catch {
-    return undefined;
-  }
+/** The kernel's release (uname -r); node:os is loaded only when a hint needs it. */
+const release = (): string => (require("node:os") as typeof import("node:os")).release();
+
+export function hintFor(syscall: string, errno: number, kernel?: string): string | undefined {
+  const name = errnoName(errno);
   const hint = HINTS[syscall]?.[name] ?? HINTS["*"]?.[name];
   // "needs Linux X.Y" is advice only on an older kernel; on a newer one ENOSYS comes from a seccomp
   // filter (a profile that predates the call, which podman's makes ENOSYS), not from the kernel.
   const needs = hint?.match(/needs Linux (\d+)\.(\d+)/);
-  if (name === "ENOSYS" && needs && kernelAtLeast(kernel, Number(needs[1]), Number(needs[2])))
+  if (name === "ENOSYS" && needs && kernelAtLeast((kernel ??= release()), Number(needs[1]), Number(needs[2])))
     return `this kernel (${kernel.split("-")[0]}) has ${syscall}(2): a seccomp filter refuses it (a profile older than the call, loaded on nsrun or on the box: [security] seccomp, or OCI linux.seccomp)`;
   return hint;
 }

@@ -3,7 +3,6 @@
 // setup has failed. The event loop stays free the whole time (the pipe is read asynchronously), so a
 // signal to nsrun is handled at every moment, also while setup hangs.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sealedStub } from "../../ffi/executor/load";
 import { close as closeFd, pipe, receiveFd, socketPair } from "../../ffi/io";
@@ -126,7 +125,8 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
 /** plan.files into a private folder of nsrun's (a box binds them read-only), or null when there are none. */
 function writeFiles(list: BoxPlan["files"]): { paths: Map<string, string>; remove(): void } | null {
   if (!list.length) return null;
-  const dir = mkdtempSync(join(tmpdir(), "nsrun-files-"));
+  // node:os (for tmpdir) loads only for a box with generated files.
+  const dir = mkdtempSync(join((require("node:os") as typeof import("node:os")).tmpdir(), "nsrun-files-"));
   // A root box with a user namespace binds these as its own root, a host uid with no rights on
   // root's files: it may search the folder (whose random name it is told) and read the files.
   chmodSync(dir, 0o711);

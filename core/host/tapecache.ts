@@ -20,15 +20,16 @@
 // file with one link). Files are written under a temporary name and renamed into place. Any doubt
 // (a check failing, a short or corrupt file, a key that does not match) means planning as if there
 // were no cache; the reason shows under --trace.
-import { fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
-import * as F from "../../ffi/flags";
-import { close as closeFd, openat, openat2, renameat, unlinkat } from "../../ffi/fs";
+import { readFileSync, statSync } from "node:fs";
+import { build, cacheFolder, readCacheFile, sha256, writeCacheFile } from "./cachefiles";
 import type { ChildFds } from "../stages/compile";
 import type { LoadedConfig } from "../stages/config";
 import type { BoxPlan, Caller, HostFacts, PlanOptions } from "../stages/plan";
 import { FrozenTape, type RunnableTape } from "../tape/frozen";
 import type { Tape } from "../tape/tape";
 import { lastCapability, type Tracer } from "./start";
+
+export { cacheFolder };
 
 /** Bump when the entry's layout or what a key covers changes. */
 const FORMAT = "nsrun-tape-cache 2";
@@ -65,14 +66,6 @@ interface Entry {
 
 /** Entries already read or written by this process (a long-lived one runs many boxes: core/api.ts). */
 const memory = new Map<string, Entry>();
-
-/** The cache folder of this user: null when there is none to use. */
-export function cacheFolder(env = process.env, uid = process.geteuid?.() ?? 0): string | null {
-  const xdg = env.XDG_CACHE_HOME;
-  if (xdg?.startsWith("/")) return `${xdg}/nsrun`;
-  if (uid === 0) return "/run/nsrun-cache";
-  return env.HOME?.startsWith("/") ? `${env.HOME}/.cache/nsrun` : null;
-}
 
 /**
  * The cache for one box. With `enabled` false (--no-cache) nothing is read or written. Without a
@@ -148,20 +141,6 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
   };
 }
 
-let buildId: string | null | undefined;
-
-/**
- * nsrun's build: the identity of its executable (device, inode, size, mtime, ctime). Any new build
- * is a new file, or the same file with a new ctime. null when running from source (no executable
- * of nsrun's own to identify).
- */
-function build(): string | null {
-  if (buildId !== undefined) return buildId;
-  if (!Bun.main.startsWith("/$bunfs/")) return (buildId = null);
-  const s = statSync("/proc/self/exe", { bigint: true });
-  return (buildId = [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(":"));
-}
-
 /** The identity of a host path: a folder replaced by another, or changed, is another key. */
 function identity(path: string): string {
   const s = statSync(path, { bigint: true });
@@ -189,123 +168,23 @@ function keyOf({ loaded, facts, caller, options, trace }: CacheInputs): string {
     opts,
     trace,
   ]);
-  return new Bun.CryptoHasher("sha256").update(material).digest("hex");
+  return sha256(material);
 }
 
-/** The cache folder, opened without following a symlink and checked on the fd: null when it may not be used. */
-function openFolder(folder: string, create: boolean, trace: Tracer): number | null {
-  let fd: number;
-  try {
-    if (create) mkdirSync(folder, { recursive: true, mode: 0o700 });
-    fd = openat2(F.AT_FDCWD, folder, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS);
-  } catch (e) {
-    if (!create && (e as { errno?: number }).errno === 2) trace?.(`cache: miss: no cache folder ${JSON.stringify(folder)}`);
-    else trace?.(`cache: not used: ${(e as Error).message}`);
-    return null;
-  }
-  const problem = ownProblem(fd, true);
-  if (problem) {
-    closeFd(fd);
-    trace?.(`cache: not used: the folder ${JSON.stringify(folder)} ${problem}`);
-    return null;
-  }
-  return fd;
-}
-
-/** Why an opened cache folder or file may not be trusted, or null. */
-function ownProblem(fd: number, folder: boolean, s = fstatSync(fd)): string | null {
-  const uid = process.geteuid?.() ?? 0;
-  if (folder ? !s.isDirectory() : !s.isFile()) return `is not a ${folder ? "folder" : "regular file"}`;
-  if (s.uid !== uid) return `is owned by uid ${s.uid}, not by you (${uid})`;
-  if (s.mode & 0o077) return `has mode ${(s.mode & 0o7777).toString(8).padStart(4, "0")}: group or others have access (want ${folder ? "0700" : "0600"})`;
-  if (!folder && s.nlink !== 1) return `has ${s.nlink} links`;
-  return null;
-}
+/** Entries kept: beyond, the least recently written go (a box's entry is about 100 KB). */
+const KEEP = 200;
 
 function load(folder: string, name: string, key: string, trace: Tracer): Entry | null {
-  const dir = openFolder(folder, false, trace);
-  if (dir === null) return null;
-  let fd = -1;
-  try {
-    try {
-      fd = openat2(dir, name, F.O_RDONLY | F.O_NOFOLLOW, F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS);
-    } catch (e) {
-      trace?.((e as { errno?: number }).errno === 2 ? "cache: miss" : `cache: not used: ${(e as Error).message}`);
-      return null;
-    }
-    const stat = fstatSync(fd);
-    const problem = ownProblem(fd, false, stat);
-    if (problem) {
-      trace?.(`cache: not used: ${JSON.stringify(`${folder}/${name}`)} ${problem}`);
-      return null;
-    }
-    const size = stat.size;
-    const bytes = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, bytes, got, size - got, got);
-      if (n <= 0) break;
-      got += n;
-    }
-    const entry = got === size ? decode(bytes, key) : null;
-    if (!entry) trace?.(`cache: not used: ${JSON.stringify(`${folder}/${name}`)} is corrupt or truncated`);
-    else memory.set(key, entry);
-    return entry;
-  } finally {
-    if (fd >= 0) closeFd(fd);
-    closeFd(dir);
-  }
+  const bytes = readCacheFile(folder, name, trace);
+  if (bytes === null) return null;
+  const entry = decode(bytes, key);
+  if (!entry) trace?.(`cache: not used: ${JSON.stringify(`${folder}/${name}`)} is corrupt or truncated`);
+  else memory.set(key, entry);
+  return entry;
 }
 
 function store(folder: string, name: string, entry: Entry, trace: Tracer): void {
-  const dir = openFolder(folder, true, trace);
-  if (dir === null) return;
-  const tmp = `.${name}.${process.pid}.tmp`;
-  let fd = -1;
-  try {
-    fd = openat(dir, tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600, `${folder}/${tmp}`);
-    const bytes = encode(entry);
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    closeFd(fd);
-    fd = -1;
-    renameat(dir, tmp, dir, name, `${folder}/${name}`);
-    trace?.(`cache: stored ${folder}/${name}`);
-    prune(dir, folder);
-  } catch (e) {
-    trace?.(`cache: not stored: ${(e as Error).message}`);
-    if (fd >= 0) closeFd(fd);
-    try {
-      unlinkat(dir, tmp, false);
-    } catch {
-      // not made, or renamed already
-    }
-  } finally {
-    closeFd(dir);
-  }
-}
-
-/** At most this many entries: beyond, the least recently written go (a box's entry is about 100 KB). */
-const KEEP = 200;
-
-function prune(dir: number, folder: string): void {
-  const names = readdirSync(folder).filter((f) => /^[0-9a-f]{64}$/.test(f));
-  if (names.length <= KEEP) return;
-  const age = (f: string) => {
-    try {
-      return lstatSync(`${folder}/${f}`).mtimeMs;
-    } catch {
-      return 0;
-    }
-  };
-  const oldest = names.map((f) => [age(f), f] as const).sort((a, b) => a[0] - b[0]);
-  for (const [, f] of oldest.slice(0, names.length - KEEP)) {
-    try {
-      unlinkat(dir, f, false);
-    } catch {
-      // gone already (another nsrun pruned it)
-    }
-  }
+  writeCacheFile(folder, name, encode(entry), trace, /^[0-9a-f]{64}$/, KEEP);
 }
 
 /**
