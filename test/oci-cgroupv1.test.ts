@@ -2,7 +2,9 @@
 // folder per host hierarchy, each the container's own cgroup (a fresh mount in its cgroup namespace,
 // else a bind), links for co-mounted controllers, read-only unless "rw". Bundles from `runc spec`,
 // run by nsrun and, where installed, by runc, as root and as the ordinary user nsrun-test. The
-// layout's planning is checked first against fake hosts (a co-mounted hierarchy this host lacks).
+// layout's planning is checked against fake hosts (a co-mounted hierarchy this host lacks), and its
+// tape for the order of its steps and the fallback a real box here never takes (the kernel refuses
+// no fresh cgroup mount on this host, root or rootless).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -10,6 +12,9 @@ import { join } from "node:path";
 import { editBundle, type Spec } from "../fixtures/oci/bundle";
 import { planCgroupV1Mount } from "../core/oci/resources";
 import type { CgroupHost, CgroupPlan } from "../core/stages/cgroup";
+import { emitMounts } from "../core/stages/mounts";
+import { Tape } from "../core/tape/tape";
+import * as F from "../ffi/flags";
 import { type Actor, command, setupTestArea } from "./helpers";
 
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -222,5 +227,28 @@ describe("planning the layout against fake hosts", () => {
       expect((e as { key: string }).key).toBe("mounts[3]");
     }
     expect(planCgroupV1Mount({ v2: null, v1: { memory: { mount: "/cg/memory", own: "/" } } }, null, true, "mounts[3]")?.hierarchies).toHaveLength(1);
+  });
+});
+
+describe("the layout's tape", () => {
+  test("folders and links made through the tmpfs's fd before it is attached; a fresh mount refused (EPERM, EBUSY) at any step becomes a bind of the container's cgroup; read-only last (control: with rw, no read-only step)", () => {
+    const listing = (attrs: number) => {
+      const t = new Tape();
+      const hierarchies = [{ name: "cpu,cpuacct", options: ["cpu", "cpuacct"], source: "/sys/fs/cgroup/cpu,cpuacct/nsrun/c1" }];
+      emitMounts(t, t.reg("root"), [{ op: "cgroup1", target: "/sys/fs/cgroup", attrs, hierarchies, links: [{ name: "cpu", linkTo: "cpu,cpuacct" }], origin: "mounts[5]" }]);
+      return t.listing().split("\n").map((l) => l.replace(/^\s*\d+\s+/, ""));
+    };
+    const ro = listing(F.MOUNT_ATTR_RDONLY | F.MOUNT_ATTR_NOSUID);
+    const at = (re: RegExp) => ro.findIndex((l) => re.test(l));
+    const attach = at(/^move_mount\(cgroupfs, "", target/);
+    expect(at(/^mkdirat\(cgroupfs, "cpu,cpuacct", 0755\)$/)).toBeLessThan(attach);
+    expect(at(/^symlinkat\("cpu,cpuacct", cgroupfs, "cpu"\)$/)).toBeLessThan(attach);
+    expect(ro[at(/^fsmount\(ctx, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID\) -> cgroupfs$/)]).toBeDefined();
+    expect(ro.filter((l) => /^(fsopen\("cgroup"|fsconfig\(ctx, FSCONFIG_CMD_CREATE, NULL, NULL, 0\) -> created|fsmount\(ctx, .* -> mnt)/.test(l)).every((l) => l.endsWith(`[ok ${[1, 16].join(",")}]`))).toBe(true);
+    expect(ro.filter((l) => /^(fsopen\("cgroup"|fsconfig\(ctx, FSCONFIG_CMD_CREATE, NULL, NULL, 0\) -> created|fsmount\(ctx, .* -> mnt)/.test(l))).toHaveLength(3);
+    expect(ro).toContain('openat2(AT_FDCWD, "/sys/fs/cgroup/cpu,cpuacct/nsrun/c1", {O_DIRECTORY|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_NO_SYMLINKS}) -> src');
+    expect(ro).toContain('openat2(cgroupfs, "cpu,cpuacct", {O_DIRECTORY|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH}) -> dir');
+    expect(ro.filter((l) => l.length).at(-2)).toBe('mount_setattr(cgroupfs, "", AT_EMPTY_PATH, {attr_set=MOUNT_ATTR_RDONLY})');
+    expect(listing(F.MOUNT_ATTR_NOSUID).some((l) => l.startsWith("mount_setattr(cgroupfs"))).toBe(false);
   });
 });

@@ -500,7 +500,8 @@ function emitCgroupV1(t: Tape, bases: Bases, op: Extract<MountOp, { op: "cgroup1
     if (h.options) {
       const refused = { ok: [ERRNO.EPERM, ERRNO.EBUSY] };
       const refusedWithCtx = t.label(`cgroup${i}_${k}_refused`);
-      fsopen(t, "cgroup", ctx);
+      fsopen(t, "cgroup", ctx, refused);
+      t.jumpIf(ctx, "LT", 0, bind);
       fsconfigSet(t, ctx, "source", "cgroup");
       for (const opt of h.options) {
         const eq = opt.indexOf("=");
