@@ -75,7 +75,9 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
   try {
     const { spec, file } = loadSpec(bundle);
     const caller = ociCaller();
-    const plan = planOci(spec, file, bundle, opts.id, caller, caller.hostRoot || spec.linux?.resources ? inspectCgroups() : null);
+    // The host's cgroups: for the container's own, and for what a `cgroup` mount shows on cgroup v1.
+    const cgroupMount = (spec.mounts ?? []).some((m) => m.type === "cgroup" || m.type === "cgroup2");
+    const plan = planOci(spec, file, bundle, opts.id, caller, caller.hostRoot || spec.linux?.resources || cgroupMount ? inspectCgroups() : null);
     const terminal = plan.box.process.terminal !== null;
     if (terminal && !opts.consoleSocket) throw new CreateFailed({ message: `${file}: process.terminal: true needs --console-socket SOCK (nsrun create does not relay a terminal itself); or set it to false`, exitCode: EXIT_NSRUN_FAILED });
     if (!terminal && opts.consoleSocket) throw new CreateFailed({ message: "--console-socket is for process.terminal: true; this config has no terminal", exitCode: EXIT_NSRUN_FAILED });

@@ -5,6 +5,7 @@
 // user's only when it asks for limits and the host can delegate them (cgroup v2).
 import { existsSync, readFileSync, rmdirSync } from "node:fs";
 import { type CgroupHost, type CgroupPlan, inspectCgroups } from "../stages/cgroup";
+import type { CgroupV1Dir } from "../stages/mounts";
 import type { OciCaller } from "./caller";
 import type { SpecResources } from "./spec";
 import { NsrunError } from "../../ffi/error";
@@ -247,4 +248,43 @@ function refuseOthers(r: SpecResources): void {
   if (r.hugepageLimits?.length) raise("linux.resources.hugepageLimits", "not supported by nsrun");
   if (r.network !== undefined) raise("linux.resources.network", "not supported by nsrun");
   if (r.rdma !== undefined) raise("linux.resources.rdma", "not supported by nsrun");
+}
+
+/** How planCgroupV1Mount lays out /sys/fs/cgroup (MountOp "cgroup1" without its target and attributes). */
+export interface CgroupV1Layout {
+  hierarchies: CgroupV1Dir[];
+  links: Array<{ name: string; linkTo: string }>;
+}
+
+/**
+ * An OCI `cgroup` mount on a cgroup v1 (or hybrid) host, as runc 1.1 lays it out: a folder per v1
+ * hierarchy of the host (in the host's mount table's order), named after its mount point's last
+ * component; with a cgroup namespace, a fresh mount of that hierarchy (its controllers, or its
+ * name=, as options: the kernel gives the namespace's root, the container's cgroup); without one,
+ * a bind of the container's own cgroup folder (from `box`, else nsrun's own cgroup, which the
+ * container stays in). Each controller of a co-mounted hierarchy ("cpu,cpuacct") gets a link to
+ * it. The cgroup2 mount of a hybrid host is left out, as runc leaves it out. Null: no v1 hierarchy.
+ */
+export function planCgroupV1Mount(host: CgroupHost, box: CgroupPlan | null, cgroupns: boolean, key: string): CgroupV1Layout | null {
+  const byMount = new Map<string, { own: string; options: string[] }>();
+  for (const [option, h] of Object.entries(host.v1)) {
+    const entry = byMount.get(h.mount) ?? { own: h.own, options: [] };
+    entry.options.push(option);
+    byMount.set(h.mount, entry);
+  }
+  if (byMount.size === 0) return null;
+  const hierarchies: CgroupV1Dir[] = [];
+  for (const [mount, { own, options }] of byMount) {
+    const name = mount.slice(mount.lastIndexOf("/") + 1);
+    // A name that is not one path component would put the mount elsewhere: refused, not adjusted.
+    if (name === "" || name === "." || name === "..") raise(key, `the host's cgroup v1 hierarchy mounted on ${JSON.stringify(mount)} has no folder name to show it under`);
+    if (hierarchies.some((h) => h.name === name)) continue;
+    const leaf = box?.version === 1 ? box.boxDirs.find((d) => d.startsWith(`${mount}/`)) : undefined;
+    hierarchies.push({ name, options: cgroupns ? options : null, source: leaf ?? `${mount}${own === "/" ? "" : own}` });
+  }
+  const links: CgroupV1Layout["links"] = [];
+  for (const h of hierarchies)
+    if (h.name.includes(","))
+      for (const c of h.name.split(",")) if (c && c !== "." && c !== ".." && !hierarchies.some((o) => o.name === c) && !links.some((l) => l.name === c)) links.push({ name: c, linkTo: h.name });
+  return { hierarchies, links };
 }

@@ -18,7 +18,7 @@ import * as F from "../../ffi/flags";
 import { SYSCALLS_X86_64 } from "../../ffi/syscalls-x86_64";
 import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../stages/userns";
 import type { OciCaller } from "./caller";
-import { type OciCgroupHost, OciPlanError, planOciCgroup } from "./resources";
+import { type CgroupV1Layout, type OciCgroupHost, OciPlanError, planCgroupV1Mount, planOciCgroup } from "./resources";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
 export type { CapabilitySets } from "../stages/capabilities";
@@ -119,8 +119,26 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   if (spec.domainname && (!(wanted.uts || utsJoined) || ownUts)) fail("domainname", `setting a domainname needs a uts namespace of the container's own ({"type": "uts"}, or one joined by path)${utsKey}`);
   const netns = wanted.net || join.some((j) => j.kind === "net");
   const ttyGroup = idMap ? idMapped(idMap.gidMap, 5) : joinedUser ? idMapped(joinedUser.gidMap ?? [], 5) : idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5);
+  let cgroup = null;
+  try {
+    cgroup = planOciCgroup(linux.resources, linux.cgroupsPath, id, caller, cgroupHost);
+  } catch (e) {
+    if (e instanceof OciPlanError) fail(e.key, e.message);
+    throw e;
+  }
+  const cgroupns = wanted.cgroup || Boolean(joined("cgroup"));
+  const cgroupV2Only = existsSync("/sys/fs/cgroup/cgroup.controllers");
+  const cgroup1 = (key: string) => {
+    if (cgroupV2Only || !cgroupHost) return null;
+    try {
+      return planCgroupV1Mount(cgroupHost, cgroup, cgroupns, key);
+    } catch (e) {
+      if (e instanceof OciPlanError) fail(e.key, e.message);
+      throw e;
+    }
+  };
   // A joined mount namespace is used as it is: no mounts of the container's own (refused above).
-  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: (wanted.cgroup || Boolean(joined("cgroup"))) && existsSync("/sys/fs/cgroup/cgroup.controllers"), mknod: caller.hostRoot && !wanted.user && !joined("user") }, fail));
+  const { mounts, propagation } = mountJoined ? { mounts: [], propagation: undefined } : planPropagation(spec, planOciMounts(spec, bundle, { ttyGroup, pidns: wanted.pid || Boolean(joined("pid")), netns, cgroup2: cgroupns && cgroupV2Only, cgroup1, mknod: caller.hostRoot && !wanted.user && !joined("user") }, fail));
   const idmapped = mounts.find((op) => op.op === "bind" && op.idmap);
   if (idmapped && !caller.hostRoot)
     fail(`${idmapped.origin}.uidMappings`, "an id-mapped mount of a host folder needs root (CAP_SYS_ADMIN in the initial user namespace, mount_setattr(2)); nsrun runs as an ordinary user here");
@@ -129,13 +147,6 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
   const seccomp = planSeccomp(spec, caps.bounding, fail);
   const sysctl = planSysctl(spec, { ...wanted, net: netns, ipc: wanted.ipc || join.some((j) => j.kind === "ipc"), uts: wanted.uts || join.some((j) => j.kind === "uts") }, fail);
 
-  let cgroup = null;
-  try {
-    cgroup = planOciCgroup(linux.resources, linux.cgroupsPath, id, caller, cgroupHost);
-  } catch (e) {
-    if (e instanceof OciPlanError) fail(e.key, e.message);
-    throw e;
-  }
 
   const terminal = proc.terminal ? { rows: proc.consoleSize?.height || 24, cols: proc.consoleSize?.width || 80 } : null;
   const hooks = Object.fromEntries(HOOK_NAMES.map((h) => [h, spec.hooks?.[h] ?? []])) as OciPlan["hooks"];
@@ -295,6 +306,8 @@ interface MountContext {
   netns: boolean;
   /** The host is cgroup v2 only and the container has a cgroup namespace: a `cgroup` mount is cgroup2, showing the container's own cgroup as its root. */
   cgroup2: boolean;
+  /** The host has cgroup v1 hierarchies: how a `cgroup` mount (the key given) shows them, as runc does (null: an empty tmpfs). */
+  cgroup1: (key: string) => CgroupV1Layout | null;
   /** Device nodes can be made: nsrun is the host's root and the container has no user namespace. */
   mknod: boolean;
 }
@@ -355,14 +368,14 @@ function planDevice(d: NonNullable<NonNullable<Spec["linux"]>["devices"]>[number
 function planPropagation(spec: Spec, ops: MountOp[]): { mounts: MountOp[]; propagation?: PropagationPlan } {
   const asked = spec.linux?.rootfsPropagation;
   const root = asked ? PROPAGATION_OPTIONS[asked] : null;
-  const own = (op: MountOp) => (op.op === "mount" || op.op === "bind" ? op.propagation : undefined);
+  const own = (op: MountOp) => (op.op === "mount" || op.op === "bind" || op.op === "cgroup1" ? op.propagation : undefined);
   const fromHost = root?.type === F.MS_SLAVE || ops.some((op) => own(op)?.type === F.MS_SLAVE || own(op)?.type === F.MS_SHARED);
   const explicit = fromHost || root?.type === F.MS_SHARED;
   const isPrivate = (p: Propagation | null | undefined) => !p || p.type === F.MS_PRIVATE;
   if (!explicit && isPrivate(root) && ops.every((op) => isPrivate(own(op)))) return { mounts: ops.map(withoutPropagation) };
   const PRIVATE: Propagation = { type: F.MS_PRIVATE, recursive: true };
   const mounts = ops.map((op): MountOp => {
-    if (op.op !== "mount" && op.op !== "bind") return op;
+    if (op.op !== "mount" && op.op !== "bind" && op.op !== "cgroup1") return op;
     const p = op.propagation ?? (explicit ? PRIVATE : undefined);
     if (!p || (!explicit && p.type === F.MS_PRIVATE)) return withoutPropagation(op);
     return op.op === "bind" ? { ...op, propagation: p, early: p.type === F.MS_SHARED } : { ...op, propagation: p };
@@ -372,7 +385,7 @@ function planPropagation(spec: Spec, ops: MountOp[]): { mounts: MountOp[]; propa
 }
 
 function withoutPropagation(op: MountOp): MountOp {
-  if (op.op !== "mount" && op.op !== "bind") return op;
+  if (op.op !== "mount" && op.op !== "bind" && op.op !== "cgroup1") return op;
   const { propagation: _, ...rest } = op;
   return rest as MountOp;
 }
@@ -397,7 +410,7 @@ function planOneMount(m: SpecMount, i: number, bundle: string, ctx: MountContext
     options.push(o);
   });
   const op = planMountOp(m, i, target, options, bundle, ctx, fail);
-  if (propagation && op.op !== "mount" && op.op !== "bind") fail(`${key}.options`, "propagation applies to mounts and binds");
+  if (propagation && op.op !== "mount" && op.op !== "bind" && op.op !== "cgroup1") fail(`${key}.options`, "propagation applies to mounts and binds");
   const withPropagation = propagation ? ({ ...op, propagation } as MountOp) : op;
   if (!m.uidMappings?.length && !m.gidMappings?.length && !idmapOption) return withPropagation;
   // An id-mapped bind: both maps, as a user namespace's ("containerID hostID size").
@@ -436,12 +449,15 @@ function planMountOp(m: SpecMount, i: number, target: string, options: string[],
     const type = m.type ?? fail(`${key}.type`, "missing (and the options say no bind)");
     if (type === "cgroup" || type === "cgroup2") {
       // cgroup v2 with a cgroup namespace: cgroup2 itself, whose root is the container's cgroup (it
-      // was in it when its cgroup namespace was made). Otherwise (cgroup v1, with a hierarchy per
-      // controller, or no cgroup namespace, where cgroup2 would show the host's whole tree) the
-      // container sees an empty tmpfs there. Read-only unless the options say rw.
+      // was in it when its cgroup namespace was made). cgroup v1 (or hybrid): runc's layout, a tmpfs
+      // with a folder per hierarchy (planCgroupV1Mount). Otherwise (cgroup v2 without a cgroup
+      // namespace, where cgroup2 would show the host's whole tree, or no host facts) the container
+      // sees an empty tmpfs there. Read-only unless the options say rw.
       const ro = !options.includes("rw");
       const attrs = F.MOUNT_ATTR_NOSUID | F.MOUNT_ATTR_NODEV | F.MOUNT_ATTR_NOEXEC | (ro ? F.MOUNT_ATTR_RDONLY : 0);
       if (ctx.cgroup2) return { op: "mount", fstype: "cgroup2", target, attrs, options: [], special: false, origin: key };
+      const v1 = ctx.cgroup1(key);
+      if (v1) return { op: "cgroup1", target, attrs, ...v1, origin: key };
       return { op: "mount", fstype: "tmpfs", target, attrs, options: ["mode=755"], special: false, origin: key };
     }
     if (!["tmpfs", "proc", "sysfs", "devpts", "mqueue"].includes(type))

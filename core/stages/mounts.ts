@@ -7,7 +7,7 @@ import { ERRNO } from "../../ffi/errno";
 import * as F from "../../ffi/flags";
 import type { MountConfig } from "./config";
 import { components, type Lookup, openInRoot, resolveFlags } from "./resolve";
-import { close, detachedTmpfs, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "../tape/calls";
+import { close, detachedTmpfs, fchmodat, fchownat, fsconfigCreate, fsconfigSet, fsmount, fsopen, mkdirat, mknodat, mount, moveMount, mountSetattr, openat2, openTree, symlinkat } from "../tape/calls";
 import type { Reg, Tape } from "../tape/tape";
 import type { IdRange } from "./userns";
 import { NsrunError } from "../../ffi/error";
@@ -55,7 +55,31 @@ export type MountOp =
    * OCI linux.devices that the host lacks: a node made with mknodat(2) (root only) in a detached
    * tmpfs of its own, without nodev, and that file bound onto the target (see emitDevice).
    */
-  | { op: "device"; target: string; type: "c" | "b" | "p"; major: number; minor: number; mode: number; uid: number; gid: number; origin: string };
+  | { op: "device"; target: string; type: "c" | "b" | "p"; major: number; minor: number; mode: number; uid: number; gid: number; origin: string }
+  /**
+   * OCI's `cgroup` mount on a cgroup v1 (or hybrid) host, laid out as runc lays it: a tmpfs at the
+   * target, in it a folder per host hierarchy with that hierarchy mounted (or bound) on it, and links
+   * for co-mounted controllers (cpu -> cpu,cpuacct). `attrs` (MOUNT_ATTR_*) are every mount's; with
+   * MOUNT_ATTR_RDONLY the tmpfs is made read-only last, once its folders and links exist.
+   */
+  | { op: "cgroup1"; target: string; attrs: number; hierarchies: CgroupV1Dir[]; links: Array<{ name: string; linkTo: string }>; origin: string; propagation?: Propagation };
+
+/** One v1 hierarchy below an OCI `cgroup` mount. */
+export interface CgroupV1Dir {
+  /** The folder's name in the tmpfs: the host's mount point's last component ("memory", "cpu,cpuacct"). */
+  name: string;
+  /**
+   * With a cgroup namespace: the options of a fresh `cgroup` mount of this hierarchy ("memory",
+   * "name=systemd"), whose root is the namespace's (the container's cgroup). Null: bind `source`.
+   */
+  options: string[] | null;
+  /**
+   * The container's own cgroup folder of this hierarchy on the host: bound (recursively) when there
+   * is no cgroup namespace, or when the kernel refuses the fresh mount (EPERM, EBUSY: a user
+   * namespace may only mount a hierarchy it could see), as runc falls back on cgroup v2.
+   */
+  source: string;
+}
 
 /**
  * Mount propagation (mount_namespaces(7)): MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, for the
@@ -262,6 +286,8 @@ export function describeMount(op: MountOp): string {
       return `${op.origin}: make ${q(op.target)} read-only`;
     case "device":
       return `${op.origin}: make the device ${q(op.target)} (${op.type} ${op.major}:${op.minor})`;
+    case "cgroup1":
+      return `${op.origin}: mount cgroup v1 (${op.hierarchies.map((h) => h.name).join(" ")}) on ${q(op.target)}`;
   }
 }
 
@@ -362,6 +388,9 @@ export function emitMounts(t: Tape, root: Reg, ops: MountOp[], early: Map<MountO
       case "readonly":
         emitReadonly(t, bases, op, i);
         break;
+      case "cgroup1":
+        emitCgroupV1(t, bases, op, i);
+        break;
     }
     // A special mount's fd, once the last op that resolves below it is done.
     for (const reg of bases.release((kept) => last.get(kept) === i)) close(t, reg);
@@ -379,7 +408,7 @@ function emitReadonlyRoot(t: Tape, root: Reg, ops: MountOp[]): void {
   const mounted: string[] = [];
   const inRootfs = (target: string) => !mounted.some((m) => target === m || target.startsWith(`${m}/`));
   for (const op of ops) {
-    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink" && op.op !== "device") continue;
+    if (op.op !== "mount" && op.op !== "bind" && op.op !== "symlink" && op.op !== "device" && op.op !== "cgroup1") continue;
     if (inRootfs(op.target)) {
       t.doing(`${describeMount(op)}: make its target before the root is read-only`, op.op === "mount" && op.special ? HINTS.special : undefined);
       if (op.op === "symlink") emitSymlink(t, bases, op);
@@ -437,6 +466,75 @@ function emitFilesystem(t: Tape, bases: Bases, op: Extract<MountOp, { op: "mount
   if (op.propagation) emitPropagation(t, mnt, op.propagation);
   if (op.special) bases.keep(op.target, mnt, i);
   else close(t, mnt);
+}
+
+/**
+ * The cgroup v1 layout (see MountOp "cgroup1"). The tmpfs is made detached, and its folders and links
+ * are made in it through its fd before it is attached: nothing of the rootfs is named on the way.
+ * Each hierarchy is then attached onto its folder, reached from the tmpfs's fd (RESOLVE_BENEATH, no
+ * symlinks). A fresh `cgroup` mount the kernel refuses (EPERM, EBUSY) becomes a bind of the
+ * container's own cgroup folder; any other failure stops the container.
+ */
+function emitCgroupV1(t: Tape, bases: Bases, op: Extract<MountOp, { op: "cgroup1" }>, i: number): void {
+  const ctx = t.reg("ctx");
+  const fsm = t.reg("cgroupfs");
+  const target = t.reg("target");
+  fsopen(t, "tmpfs", ctx);
+  fsconfigSet(t, ctx, "source", "tmpfs");
+  fsconfigSet(t, ctx, "mode", "755");
+  fsconfigCreate(t, ctx);
+  fsmount(t, ctx, op.attrs & ~A.RO, { dst: fsm });
+  close(t, ctx);
+  for (const h of op.hierarchies) mkdirat(t, fsm, h.name, 0o755);
+  for (const l of op.links) symlinkat(t, l.linkTo, fsm, l.name);
+  const { lookup, rel } = bases.lookup(op.target, false);
+  openInRoot(t, lookup, rel, "dir", target);
+  moveMount(t, fsm, target);
+  close(t, target);
+  op.hierarchies.forEach((h, k) => {
+    const dir = t.reg("dir");
+    const mnt = t.reg("mnt");
+    openat2(t, fsm, h.name, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: dir });
+    const bind = t.label(`cgroup${i}_${k}_bind`);
+    const attach = t.label(`cgroup${i}_${k}_attach`);
+    if (h.options) {
+      const refused = { ok: [ERRNO.EPERM, ERRNO.EBUSY] };
+      const refusedWithCtx = t.label(`cgroup${i}_${k}_refused`);
+      fsopen(t, "cgroup", ctx, refused);
+      t.jumpIf(ctx, "LT", 0, bind);
+      fsconfigSet(t, ctx, "source", "cgroup");
+      for (const opt of h.options) {
+        const eq = opt.indexOf("=");
+        fsconfigSet(t, ctx, eq === -1 ? opt : opt.slice(0, eq), eq === -1 ? null : opt.slice(eq + 1));
+      }
+      const created = t.reg("created");
+      fsconfigCreate(t, ctx, { dst: created, ...refused });
+      t.jumpIf(created, "LT", 0, refusedWithCtx);
+      fsmount(t, ctx, op.attrs, { dst: mnt, ...refused });
+      close(t, ctx);
+      t.jumpIf(mnt, "GE", 0, attach);
+      t.jump(bind);
+      t.place(refusedWithCtx);
+      close(t, ctx);
+    }
+    t.place(bind);
+    const src = t.reg("src");
+    // Opened once, by the path planning read from the host's mount table, no symlinks on the way.
+    openat2(t, F.AT_FDCWD, h.source, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS, { dst: src });
+    openTree(t, src, "", F.OPEN_TREE_CLONE | F.OPEN_TREE_CLOEXEC | F.AT_EMPTY_PATH | F.AT_RECURSIVE, { dst: mnt });
+    close(t, src);
+    mountSetattr(t, mnt, true, op.attrs);
+    t.place(attach);
+    moveMount(t, mnt, dir);
+    close(t, mnt);
+    close(t, dir);
+  });
+  if (op.attrs & A.RO) {
+    t.doing(`${op.origin}: make the tmpfs on ${q(op.target)} read-only`);
+    mountSetattr(t, fsm, false, A.RO);
+  }
+  if (op.propagation) emitPropagation(t, fsm, op.propagation);
+  close(t, fsm);
 }
 
 function emitBind(t: Tape, bases: Bases, op: Extract<MountOp, { op: "bind" }>, early?: Reg): void {
