@@ -43,6 +43,37 @@ export function readAll(fd: number): Buffer {
   return Buffer.concat(chunks);
 }
 
+/**
+ * Block until at least one of `fds` is readable (or at its end), retrying on EINTR; returns which.
+ * The caller's thread waits in ppoll(2): no event loop turns meanwhile.
+ */
+export function waitReadable(fds: number[]): boolean[] {
+  const pfds = new Int32Array(fds.length * 2);
+  fds.forEach((fd, i) => {
+    pfds[i * 2] = fd;
+    pfds[i * 2 + 1] = F.POLLIN;
+  });
+  for (;;) {
+    const n = libc.poll(pfds, fds.length, -1);
+    if (n < 0 && errno() === ERRNO.EINTR) continue;
+    check("ppoll", n, `ppoll(${fds.join(", ")})`);
+    const revents = new Uint16Array(pfds.buffer);
+    return fds.map((_, i) => (revents[i * 4 + 3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0);
+  }
+}
+
+/** One read(2) into `buf`, retrying on EINTR: the byte count, 0 at end of file, -errno for a non-blocking fd with nothing (EAGAIN). */
+export function readSome(fd: number, buf: Uint8Array): number {
+  for (;;) {
+    const n = Number(libc.read(fd, buf, buf.length));
+    if (n >= 0) return n;
+    const code = errno();
+    if (code === ERRNO.EINTR) continue;
+    if (code === ERRNO.EAGAIN) return -code;
+    check("read", n, `read(fd ${fd})`);
+  }
+}
+
 /** close(2), ignoring errors: every caller closes an fd it owns, once. */
 export function close(fd: number): void {
   libc.close(fd);

@@ -86,7 +86,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   // The executor catches them (not Bun), so that the hand-over can take the ones not yet handled
   // without a turn of the event loop (watchSignals in ffi/executor/load.ts).
   const forwarded = FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]);
-  watchSignals(forwarded, (n) => {
+  const signals = watchSignals(forwarded, (n) => {
     if (n === SIGNAL_NUMBERS.SIGWINCH || (box && setupOver())) return void pending.push(n);
     abortedBy ??= n;
     if (box) kill(box, F.SIGKILL);
@@ -99,6 +99,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const result = await startBox(plan, {
     cgroup: join,
     tape: cache?.tape,
+    block: signals,
     trace: { host: trace, executor: tracerFor("executor", opts.trace) },
     onSpawn: (pid, over) => {
       box = pid;
@@ -107,6 +108,7 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     },
   }).catch((e) => exit(EXIT_NSRUN_FAILED, toReport(e, "setup")));
   const start = monotonicNs();
+  signals.handle(); // any that came as the setup ended
   if (join) closeCgroupJoin(join);
 
   if (!result.ok || abortedBy !== null) {
@@ -164,21 +166,14 @@ function ownerOf(path: string): { uid: number; gid: number } | null {
 }
 
 /**
- * Catch `signals` in the executor and call `handle` for each as it comes; a byte on a non-blocking
- * pipe wakes JavaScript, and the executor says which signals came.
+ * Catch `signals` in the executor; the launcher, waiting for the box's setup, watches `wake` and
+ * calls `handle`, which passes on each signal caught since (core/launch/launch.ts, `block`).
  */
-function watchSignals(signals: number[], handle: (n: number) => void): void {
+function watchSignals(signals: number[], handle: (n: number) => void): { wake: number; handle: () => void } {
   const executor = loadExecutor();
   const [read, write] = pipe(true, true);
   executor.watchSignals(signals, write);
-  const reader = Bun.file(read).stream().getReader();
-  void (async () => {
-    for (;;) {
-      const { done } = await reader.read();
-      for (const n of executor.takeSignals()) handle(n);
-      if (done) return;
-    }
-  })();
+  return { wake: read, handle: () => executor.takeSignals().forEach(handle) };
 }
 
 function cgroupHint(version: 1 | 2): string {

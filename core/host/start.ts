@@ -10,7 +10,7 @@ import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../stages/capabilities";
 import type { ChildFds } from "../stages/compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
-import { launch, type LaunchFailure } from "../launch/launch";
+import { launch, type LaunchFailure, type LaunchOptions } from "../launch/launch";
 import { SYNC } from "../launch/sync";
 import { stageLine, type Tracer } from "../pipeline";
 import type { BoxPlan } from "../stages/plan";
@@ -30,6 +30,8 @@ export interface StartOptions {
    * command has started, or setup has failed): a signal handler needs both.
    */
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
+  /** Wait for the box's setup with the thread blocked (see LaunchOptions.block): nsrun run's. */
+  block?: LaunchOptions["block"];
   /** Where the tape comes from: the tape cache (core/host/tapecache.ts), which compiles on a miss. */
   tape?: (fds: ChildFds, compile: () => Promise<Tape>) => Promise<RunnableTape>;
 }
@@ -94,6 +96,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
     syncWrite: sync?.[1],
     trace: trace.executor,
     onSpawn: opts.onSpawn,
+    block: opts.block,
     sync: {
       [SYNC.ID_MAPS]: async (pid: number) => {
         if (idMap) await writeIdMaps(idMap, pid, trace.host);

@@ -18,7 +18,7 @@ import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor/load";
 import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
-import { close, readable, writeAll } from "../../ffi/io";
+import { close, readable, readSome, waitReadable, writeAll } from "../../ffi/io";
 import { strerror } from "../../ffi/libc";
 import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
@@ -50,6 +50,14 @@ export interface LaunchOptions {
   onSpawn?: (pid: number, setupOver: () => boolean) => void;
   /** OCI: a HOOK record as the error it stands for (core/oci/emit.ts). */
   describeHook?: (r: Report) => string | null;
+  /**
+   * Wait for the reports with this thread blocked in ppoll(2), not through the event loop: for a
+   * process that starts one box and has nothing else to do meanwhile (nsrun run), where Bun's
+   * stream machinery costs about half a millisecond. `wake`, a non-blocking pipe, is watched too:
+   * when it is readable it is drained and `handle` called (nsrun's signal watch, core/host/run.ts).
+   * A long-lived process (core/api.ts, many boxes at once) leaves it unset and keeps its event loop.
+   */
+  block?: { wake: number; handle: () => void } | true;
 }
 
 export interface Launched {
@@ -146,7 +154,7 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
     if (opts.until !== undefined && r.value === opts.until) stopped = true;
   };
-  const reports = await readReports(reportRead, async (r) => {
+  const reports = await (opts.block ? readReportsBlocking(opts.block === true ? null : opts.block) : readReports)(reportRead, async (r) => {
     if (failure) return;
     const unexpected = expected(r);
     if (unexpected) {
@@ -250,6 +258,40 @@ async function readReports(fd: number, each: (r: Report) => Promise<void>, stop:
   }
   if (pending.length) torn(pending.length);
   return reports;
+}
+
+/** readReports with the thread blocked in ppoll(2) on the report pipe (and `wake`'s pipe). */
+function readReportsBlocking(wake: { wake: number; handle: () => void } | null): typeof readReports {
+  return async (fd, each, stop, torn) => {
+    const reports: Report[] = [];
+    const buf = new Uint8Array(REPORT_BYTES * 64);
+    const drain = new Uint8Array(64);
+    let pending = new Uint8Array(0);
+    for (;;) {
+      const [data, woken] = waitReadable(wake ? [fd, wake.wake] : [fd]);
+      if (woken) {
+        while (readSome(wake!.wake, drain) > 0);
+        wake!.handle();
+      }
+      if (!data) continue;
+      const n = readSome(fd, buf);
+      if (n === 0) break;
+      if (n < 0) continue;
+      const all = new Uint8Array(pending.length + n);
+      all.set(pending);
+      all.set(buf.subarray(0, n), pending.length);
+      let off = 0;
+      for (; off + REPORT_BYTES <= all.length; off += REPORT_BYTES) {
+        const r = decodeReport(all, off);
+        reports.push(r);
+        await each(r);
+        if (stop()) return reports;
+      }
+      pending = all.slice(off);
+    }
+    if (pending.length) torn(pending.length);
+    return reports;
+  };
 }
 
 /** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried; a HOOK one, a hook. */
