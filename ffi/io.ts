@@ -4,7 +4,7 @@ import { ptr } from "bun:ffi";
 import * as F from "./flags";
 import { ERRNO } from "./errno";
 import { hintFor } from "./hints";
-import { check, errno, libc, q, SyscallError } from "./libc";
+import { check, cstr, errno, libc, q, SyscallError } from "./libc";
 import { SYS } from "./syscalls";
 
 /** pipe2(2); with `cloexec` false the fds survive execve, which is how a plan reaches the next stage. */
@@ -72,6 +72,24 @@ export function readSome(fd: number, buf: Uint8Array): number {
     if (code === ERRNO.EAGAIN) return -code;
     check("read", n, `read(fd ${fd})`);
   }
+}
+
+/** A memory file (memfd, close-on-exec) for a helper's output: give it as the helper's stdout or stderr, read it with readOutput. */
+export function outputFile(name: string): number {
+  return check("memfd_create", libc.memfd_create(cstr(name), F.MFD_CLOEXEC), `memfd_create(${JSON.stringify(name)})`);
+}
+
+/** What was written to an output file, from its start (the writer moved the shared offset), at most `limit` bytes. */
+export function readOutput(fd: number, limit = 65536): string {
+  const buf = Buffer.alloc(limit);
+  let got = 0;
+  while (got < limit) {
+    const n = Number(libc.pread64(fd, ptr(buf, got), limit - got, got));
+    if (n < 0 && errno() === ERRNO.EINTR) continue;
+    if (n <= 0) break;
+    got += n;
+  }
+  return buf.subarray(0, got).toString("utf8");
 }
 
 /** close(2), ignoring errors: every caller closes an fd it owns, once. */

@@ -41,6 +41,7 @@ export const libc = {
     return String(strerrorOf(code));
   },
   read: (fd: number, buf: Arg, count: number) => call(SYS.read, fd, buf, count),
+  pread64: (fd: number, buf: Arg, count: number, offset: number) => call(SYS.pread64, fd, buf, count, offset),
   write: (fd: number, buf: Arg, count: number) => call(SYS.write, fd, buf, count),
   close: (fd: number) => call(SYS.close, fd),
   openat: (dirfd: number, path: Arg, flags: number, mode: number) => call(SYS.openat, dirfd, path, flags, mode),

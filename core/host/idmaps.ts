@@ -2,6 +2,7 @@
 // first process waits at the sync point (core/stages/userns.ts decides the ranges and who writes them).
 import { readFileSync, writeFileSync } from "node:fs";
 import { StageError } from "../errors";
+import { close, outputFile, readOutput } from "../../ffi/io";
 import type { IdMapPlan, IdRange } from "../stages/userns";
 
 /** --trace's host lines (nsrun[host]); null when not tracing. */
@@ -38,8 +39,17 @@ export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrac
     const helpers = ([["newuidmap", plan.uidMap, "/etc/subuid"], ["newgidmap", plan.gidMap, "/etc/subgid"]] as const).map(async ([helper, ranges, file]) => {
       const args = [helper, String(pid), ...ranges.flatMap((r: IdRange) => [String(r.inside), String(r.outside), String(r.count)])];
       const t0 = performance.now();
-      const run = Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-      const [code, err] = await Promise.all([run.exited, new Response(run.stderr).text()]);
+      // stderr into a memory file, read only when the helper fails: a pipe read as a stream would
+      // cost Bun's stream machinery on every rootless start.
+      const errFile = outputFile(helper);
+      let code: number;
+      let err = "";
+      try {
+        code = await Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: errFile }).exited;
+        if (code !== 0) err = readOutput(errFile);
+      } finally {
+        close(errFile);
+      }
       trace?.(`${at}: ${args.join(" ")} = exit ${code}  ${(performance.now() - t0).toFixed(3)}ms`);
       if (code !== 0)
         throw new StageError(
