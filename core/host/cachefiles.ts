@@ -1,6 +1,5 @@
-// The cache's files: private to the caller, read and written only through checked fds. Both caches
-// (the tape cache, core/host/tapecache.ts, and the config cache, core/host/configcache.ts) keep what
-// decides the code a box runs, as the caller (as root for root), so they share one rule: a folder
+// The tape cache's files (core/host/tapecache.ts): private to the caller, read and written only
+// through checked fds. An entry decides the code a box runs, as the caller (as root for root): a folder
 // only the caller can write, opened without following any symlink, and the folder and every file
 // checked on the opened fd (owner the caller, no access for group or others, a regular file with one
 // link). Files are written under a temporary name and renamed into place. Any doubt means "no entry";

@@ -15,11 +15,9 @@
 //
 // A tape is privileged code: it runs as the caller, as root for root. So the cache lives in a
 // folder only the caller can write ($XDG_CACHE_HOME/nsrun, else ~/.cache/nsrun, or /run/nsrun-cache
-// for root), opened without following any symlink (openat2 RESOLVE_NO_SYMLINKS), and both the folder and
-// the file are checked on the opened fd (owner the caller, no access for group or others, a regular
-// file with one link). Files are written under a temporary name and renamed into place. Any doubt
-// (a check failing, a short or corrupt file, a key that does not match) means planning as if there
-// were no cache; the reason shows under --trace.
+// for root), read and written under core/host/cachefiles.ts's checks. Any doubt (a check failing, a
+// short or corrupt file, a key that does not match) means planning as if there were no cache; the
+// reason shows under --trace.
 import { readFileSync, statSync } from "node:fs";
 import { build, cacheFolder, readCacheFile, sha256, writeCacheFile } from "./cachefiles";
 import type { ChildFds } from "../stages/compile";
