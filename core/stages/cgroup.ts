@@ -413,7 +413,8 @@ function killQuietly(pid: number): void {
 
 /**
  * rmdir(2) of a cgroup, with a few more tries while it is EBUSY: on cgroup v1 a child just removed
- * goes offline asynchronously, and until it has, its parent still counts it and refuses rmdir.
+ * goes offline asynchronously, and until it has, its parent still counts it and refuses rmdir. A
+ * child that is still there (another container's, below a parent they share) is no such wait.
  */
 function tryRmdir(dir: string): void {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -421,8 +422,16 @@ function tryRmdir(dir: string): void {
       rmdirSync(dir);
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EBUSY") return; // reported by the caller's check, if it matters
+      if ((e as NodeJS.ErrnoException).code !== "EBUSY" || hasChildCgroup(dir)) return; // reported by the caller's check, if it matters
       Bun.sleepSync(2);
     }
+  }
+}
+
+function hasChildCgroup(dir: string): boolean {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).some((e) => e.isDirectory());
+  } catch {
+    return false;
   }
 }
