@@ -7,10 +7,11 @@
 // no fresh cgroup mount on this host, root or rootless).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { editBundle, type Spec } from "../fixtures/oci/bundle";
-import { planCgroupV1Mount } from "../core/oci/resources";
+import { planCgroupV1Mount, planOciCgroup } from "../core/oci/resources";
 import type { CgroupHost, CgroupPlan } from "../core/stages/cgroup";
 import { emitMounts } from "../core/stages/mounts";
 import { Tape } from "../core/tape/tape";
@@ -157,6 +158,137 @@ describe("what the container sees in /sys/fs/cgroup", () => {
       expect(control.stdout).toMatch(/^\/sys\/fs\/cgroup\/pids rw,\S+ cgroup /m);
       expect(control.stdout).not.toMatch(/^\S+ ro,/m);
     });
+});
+
+/** The host's cgroup hierarchies: each v1 one's mount point with its options, and a hybrid host's cgroup2 (options ""). */
+function hostHierarchies(): Array<{ mount: string; options: string }> {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => / - cgroup2? /.test(l))
+    .map((l) => ({ mount: l.split(" ")[4], options: l.split(" - ")[1].split(" ")[0] === "cgroup2" ? "" : l.split(" - ")[1].split(" ")[2] }));
+}
+/** /proc/self/cgroup's lines as [hierarchy, path], in order. */
+const membership = (text: string) => text.trim().split("\n").map((l) => [l.split(":")[1], l.split(":").slice(2).join(":")]);
+
+describe("a root container's own cgroup in every hierarchy, cpuset and name=systemd too (no cgroup namespace)", () => {
+  // Without a PID namespace cgroup.procs shows the host's PIDs: the container's own cgroup lists its
+  // few processes, the hierarchy's root (what the container saw of cpuset and name=systemd before)
+  // the whole host's.
+  const SCRIPT = [
+    "cat /proc/self/cgroup",
+    "echo --",
+    "for h in cpuset systemd; do echo \"$h $(wc -l < /sys/fs/cgroup/$h/cgroup.procs) $(grep -cx $$ /sys/fs/cgroup/$h/cgroup.procs) $(find /sys/fs/cgroup/$h/ -mindepth 1 -type d | wc -l)\"; done",
+    "echo --",
+    "cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpuset/cpuset.mems",
+  ].join("; ");
+  const noPidns = (s: Spec) => (s.linux.namespaces = s.linux.namespaces.filter((n: Spec) => n.type !== "pid"));
+
+  forEachActor(`/proc/self/cgroup names the container's cgroup in every hierarchy, as runc's does; cpuset and systemd hold only its processes; cpuset.cpus/mems are the parent's${noRunc ? ` (runc part skipped: ${noRunc})` : ""}; control: the host's hierarchy roots hold many`, (a) => {
+    const b = bundle(a, SCRIPT, noPidns);
+    const { n, r } = both(a, b);
+    const id = `cg${names}`;
+    expect([n.code, n.stderr]).toEqual([0, ""]);
+    const [cgroups, views, cpuset] = n.stdout.split("--\n");
+    const lines = membership(cgroups);
+    // Every hierarchy of the host (v1, and a hybrid host's cgroup2, "0::"), each with the container's own path.
+    expect(lines.map(([h]) => h).sort()).toEqual(hostHierarchies().map((h) => h.options.split(",").filter((o) => o !== "rw" && o !== "xattr").join(",")).sort());
+    for (const [h, path] of lines) expect([h, path.endsWith(`/nsrun/n-${id}`)]).toEqual([h, true]);
+    for (const line of views.trim().split("\n")) {
+      const [h, count, self, children] = line.split(" ");
+      // Its own processes only (the shell, a subshell, wc), the shell among them; no cgroup below it.
+      expect([h, Number(count) >= 1 && Number(count) <= 5, self, children]).toEqual([h, true, "1", "0"]);
+    }
+    const host = (f: string) => readFileSync(`/sys/fs/cgroup/cpuset/${f}`, "utf8").trim();
+    expect(cpuset.trim().split("\n")).toEqual([host("cpuset.cpus"), host("cpuset.mems")]);
+    // Control: the hierarchies' roots, as nsrun saw them before, hold every process of the host and cgroups below.
+    for (const h of ["cpuset", "systemd"]) {
+      expect(readFileSync(`/sys/fs/cgroup/${h}/cgroup.procs`, "utf8").trim().split("\n").length).toBeGreaterThan(5);
+      expect(spawnSync(["find", `/sys/fs/cgroup/${h}/`, "-mindepth", "1", "-type", "d"], { stdout: "pipe" }).stdout.toString().trim()).not.toBe("");
+    }
+    if (r) {
+      expect([r.code, r.stderr]).toEqual([0, ""]);
+      // runc's default path is the ID below its own cgroup; nsrun's nsrun/ID: the same hierarchies, the same parents.
+      const theirs = membership(r.stdout.split("--\n")[0]).map(([h, p]) => [h, p.replace(new RegExp(`/r-${id}$`), "/ID")]);
+      expect(lines.map(([h, p]) => [h, p.replace(new RegExp(`/nsrun/n-${id}$`), "/ID")])).toEqual(theirs);
+      const shape = (v: string) => v.replace(/^(\S+) \d+ /gm, "$1 N "); // how many processes: the shell's forks may differ
+      const [, rViews, rCpuset] = r.stdout.split("--\n");
+      expect([shape(rViews), rCpuset]).toEqual([shape(views), cpuset]);
+    }
+  }, "root");
+
+  forEachActor("create makes the container's cgroup in every hierarchy, exec joins them all, delete removes every one it made (control: they exist while it does)", (a) => {
+    const top = `nsrun-joinall-test-${process.pid}-${++names}`;
+    const id = `life${names}`;
+    const b = bundle(a, "sleep 60", (s) => (s.linux.cgroupsPath = `/${top}/c`));
+    const made = hostHierarchies().flatMap((h) => [`${h.mount}/${top}`, `${h.mount}/${top}/c`]);
+    try {
+      expect(nsrun(a, ["create", "--bundle", b, id])).toMatchObject({ code: 0, stderr: "" });
+      const pid = JSON.parse(nsrun(a, ["state", id]).stdout).pid as number;
+      for (const dir of made) expect([dir, existsSync(dir)]).toEqual([dir, true]);
+      for (const h of hostHierarchies()) expect([h.mount, readFileSync(`${h.mount}/${top}/c/cgroup.procs`, "utf8").split("\n")]).toEqual([h.mount, expect.arrayContaining([String(pid)])]);
+      expect(nsrun(a, ["start", id]).code).toBe(0);
+      const exec = nsrun(a, ["exec", id, "cat", "/proc/self/cgroup", "/sys/fs/cgroup/cpuset/cpuset.cpus"]);
+      expect([exec.code, exec.stderr]).toEqual([0, ""]);
+      const lines = exec.stdout.trim().split("\n");
+      const cpus = lines.pop();
+      expect(membership(lines.join("\n")).map(([h, p]) => [h, p])).toEqual(membership(readFileSync(`/proc/${pid}/cgroup`, "utf8")));
+      for (const [h, p] of membership(lines.join("\n"))) expect([h, p]).toEqual([h, `/${top}/c`]);
+      expect(cpus).toBe(readFileSync("/sys/fs/cgroup/cpuset/cpuset.cpus", "utf8").trim());
+      expect(nsrun(a, ["delete", "--force", id])).toMatchObject({ code: 0, stderr: "" });
+      for (const dir of made) expect([dir, existsSync(dir)]).toEqual([dir, false]);
+    } finally {
+      for (const dir of made.reverse()) if (existsSync(dir)) spawnSync(["rmdir", dir]);
+    }
+  }, "root");
+
+  forEachActor("a cgroup that cannot be made is an error naming linux.cgroupsPath, and no hierarchy keeps a folder of it (control: the same bundle with a path that can be made runs)", (a) => {
+    const top = `nsrun-joinall-test-${process.pid}-${++names}`;
+    // cgroup.procs is a file of the folder nsrun makes first: the next mkdir fails (EEXIST).
+    const b = bundle(a, "true", (s) => (s.linux.cgroupsPath = `/${top}/cgroup.procs/c`));
+    const made = hostHierarchies().map((h) => `${h.mount}/${top}`);
+    try {
+      const n = nsrun(a, ["run", "--bundle", b, `fail${names}`]);
+      expect(n.code).not.toBe(0);
+      expect(n.stderr).toContain("linux.cgroupsPath: the container's cgroup: mkdir");
+      expect(n.stderr).toContain("EEXIST");
+      for (const dir of made) expect([dir, existsSync(dir)]).toEqual([dir, false]);
+      editBundle(b, (s) => (s.linux.cgroupsPath = `/${top}/c`));
+      expect(nsrun(a, ["run", "--bundle", b, `fail${names}`])).toMatchObject({ code: 0, stderr: "" });
+      for (const dir of made) expect([dir, existsSync(dir)]).toEqual([dir, false]);
+    } finally {
+      for (const dir of made) if (existsSync(`${dir}/c`)) spawnSync(["rmdir", `${dir}/c`]);
+      for (const dir of made) if (existsSync(dir)) spawnSync(["rmdir", dir]);
+    }
+  }, "root");
+
+  test("planning against a fake host: root joins every hierarchy (cpuset, name=systemd, a hybrid host's cgroup2); cpuset folders get their parent's cpus and mems first, an existing empty one too, the config's after; an ordinary user none", () => {
+    const fake = mkdtempSync(join(tmpdir(), "nsrun-cpuset-"));
+    try {
+      for (const h of ["cpuset", "memory", "systemd", "unified"]) mkdirSync(join(fake, h));
+      writeFileSync(join(fake, "cpuset/cpuset.cpus"), "0-7\n");
+      writeFileSync(join(fake, "cpuset/cpuset.mems"), "0\n");
+      mkdirSync(join(fake, "cpuset/pods")); // made before, by someone else, and left without cpus
+      writeFileSync(join(fake, "cpuset/pods/cpuset.cpus"), "\n");
+      writeFileSync(join(fake, "cpuset/pods/cpuset.mems"), "0\n");
+      const host: CgroupHost = {
+        v2: { mount: `${fake}/unified`, own: "/", controllers: [], delegated: [] },
+        v1: { cpuset: { mount: `${fake}/cpuset`, own: "/" }, memory: { mount: `${fake}/memory`, own: "/" }, "name=systemd": { mount: `${fake}/systemd`, own: "/" } },
+      };
+      const root = { uid: 0, gid: 0, hostRoot: true };
+      const plan = planOciCgroup({ cpu: { cpus: "2-3" } }, "/pods/c1", "c1", root, host);
+      expect(plan?.procs).toEqual([`${fake}/cpuset/pods/c1/cgroup.procs`, `${fake}/memory/pods/c1/cgroup.procs`, `${fake}/systemd/pods/c1/cgroup.procs`, `${fake}/unified/pods/c1/cgroup.procs`]);
+      expect(plan?.dirs).toEqual([`${fake}/cpuset/pods/c1`, `${fake}/memory/pods`, `${fake}/memory/pods/c1`, `${fake}/systemd/pods`, `${fake}/systemd/pods/c1`, `${fake}/unified/pods`, `${fake}/unified/pods/c1`]);
+      expect(plan?.writes).toEqual([
+        [`${fake}/cpuset/pods/cpuset.cpus`, "0-7"],
+        [`${fake}/cpuset/pods/c1/cpuset.cpus`, "0-7"],
+        [`${fake}/cpuset/pods/c1/cpuset.mems`, "0"],
+        [`${fake}/cpuset/pods/c1/cpuset.cpus`, "2-3"],
+      ]);
+      expect(planOciCgroup(undefined, "/pods/c1", "c1", { uid: 1000, gid: 1000, hostRoot: false }, host)).toBeNull();
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("the layout, side by side with runc", () => {

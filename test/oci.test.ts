@@ -156,7 +156,8 @@ describe("lifecycle", () => {
       .split("\n")
       .map((l) => l.split(":"))
       .filter(([, , path]) => path?.endsWith("/nsrun/life"))
-      .map(([, controllers, path]) => `/sys/fs/cgroup${controllers ? `/${controllers.replace(/^name=/, "")}` : ""}${path}`);
+      // cgroup2 ("0::") is /sys/fs/cgroup itself on a v2 host, /sys/fs/cgroup/unified on a hybrid one.
+      .map(([, controllers, path]) => `/sys/fs/cgroup${controllers ? `/${controllers.replace(/^name=/, "")}` : existsSync("/sys/fs/cgroup/unified/cgroup.procs") ? "/unified" : ""}${path}`);
     expect(cgroups.length > 0 && cgroups.every((d) => existsSync(d))).toBe(a.name === "root");
 
     r = oci(a, ["start", "life"]);

@@ -136,11 +136,23 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     if (console !== undefined) opened.push(console);
     const join = plan.join.map((j) => ({ kind: j.kind, fd: open(j.path, constants.O_RDONLY) }));
     const preserved = Array.from({ length: opts.preserveFds }, (_, i) => 3 + i);
+    // The container's cgroups, one per hierarchy (core/oci/resources.ts): one that cannot be made
+    // or opened to join is an error naming it; nothing is left of the others.
+    const cgroupError = (e: unknown) => new Error(`linux.cgroupsPath: the container's cgroup: ${(e as Error).message}`);
     if (plan.box.cgroup) {
-      applyCgroup(plan.box.cgroup);
+      try {
+        applyCgroup(plan.box.cgroup);
+      } catch (e) {
+        throw cgroupError(e);
+      }
       cgroupMade = true;
     }
-    const cgroupJoin = plan.box.cgroup ? openCgroupJoin(plan.box.cgroup) : null;
+    let cgroupJoin = null;
+    try {
+      cgroupJoin = plan.box.cgroup ? openCgroupJoin(plan.box.cgroup) : null;
+    } catch (e) {
+      throw cgroupError(e);
+    }
     const stub = sealedStub();
     opened.push(stub);
     // Id-mapped binds are copied and mapped here, by root in nsrun's own namespaces (core/oci/idmap.ts).

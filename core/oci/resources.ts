@@ -22,9 +22,6 @@ export class OciPlanError extends NsrunError {
   }
 }
 
-/** v1 hierarchies a root container joins even without limits (cpuset needs its cpus/mems copied first; it is left out). */
-const V1_JOINED = ["memory", "pids", "cpu", "cpuacct", "blkio", "devices", "freezer", "net_cls", "net_prio", "perf_event", "hugetlb"];
-
 const DEFAULT_ALLOWED_DEVICES = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"];
 
 type Writes = Array<[controller: string, file: string, value: string]>;
@@ -68,22 +65,21 @@ export function planOciCgroup(res: SpecResources | undefined, cgroupsPath: strin
       memoryText,
     };
   }
-  const controllers = new Set([...V1_JOINED.filter((c) => host.v1[c] && caller.hostRoot), ...writes.map(([c]) => c)]);
+  // A root container gets a cgroup of its own in every v1 hierarchy of the host, named ones
+  // (name=systemd) and cpuset included, and on a hybrid host in its cgroup2 hierarchy too, as runc
+  // 1.1's cgroupfs driver makes them: without a cgroup namespace, /proc/self/cgroup and the
+  // `cgroup` mount then show the container's own cgroups, never nsrun's (a hierarchy's root: the
+  // host's whole tree). Unlike runc, which ignores a named or cgroup2 hierarchy it cannot join,
+  // every one is made and joined or the container is not created. An ordinary user's container gets
+  // none on cgroup v1 (it cannot make cgroups there; its limits are refused above).
+  const controllers = new Set([...(caller.hostRoot ? Object.keys(host.v1) : []), ...writes.map(([c]) => c)]);
   const hierarchy = (c: string) => host.v1[c] ?? raise("linux.resources", `this host has no cgroup v1 hierarchy for ${c}`);
   const leafOf = (c: string) => under(hierarchy(c).mount, hierarchy(c).own, path);
-  const leaves = [...new Set([...controllers].map(leafOf))];
+  const unified = caller.hostRoot && host.v2 ? { mount: host.v2.mount, leaf: under(host.v2.mount, host.v2.own, path) } : null;
+  const leaves = [...new Set([...controllers].map(leafOf)), ...(unified ? [unified.leaf] : [])];
   for (const leaf of leaves) if (existsSync(leaf) && !removeIfEmpty(leaf)) throw new OciPlanError("linux.cgroupsPath", `the cgroup ${JSON.stringify(leaf)} exists already, with processes in it`);
-  const dirs = [...controllers].flatMap((c) => missingAncestors(hierarchy(c).mount, leafOf(c)));
-  // A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and takes no process until it
-  // has some: each folder nsrun makes gets its parent's, parents first (as runc does), and the
-  // leaf's own values follow among the writes.
-  const cpusetInit: Array<[string, string]> = controllers.has("cpuset")
-    ? missingAncestors(hierarchy("cpuset").mount, leafOf("cpuset")).flatMap((dir) => {
-        const parent = dir.slice(0, dir.lastIndexOf("/"));
-        const inherited = (f: string) => nearestValue(parent, f, hierarchy("cpuset").mount) ?? raise("linux.resources.cpu", `cannot read ${f} of the cgroup ${JSON.stringify(parent)} (or any above it)`);
-        return [[`${dir}/cpuset.cpus`, inherited("cpuset.cpus")], [`${dir}/cpuset.mems`, inherited("cpuset.mems")]] as Array<[string, string]>;
-      })
-    : [];
+  const dirs = [...[...controllers].flatMap((c) => missingAncestors(hierarchy(c).mount, leafOf(c))), ...(unified ? missingAncestors(unified.mount, unified.leaf) : [])];
+  const cpusetInit = controllers.has("cpuset") ? cpusetInherit(hierarchy("cpuset").mount, leafOf("cpuset")) : [];
   return {
     version: 1,
     dirs: [...new Set(dirs)],
@@ -125,6 +121,33 @@ function removeIfEmpty(dir: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and takes no process until it has
+ * some. As runc does, each folder from the hierarchy's root down to the leaf that is not made yet,
+ * or has none, gets its parent's cpuset.cpus and cpuset.mems, parents first; the config's own
+ * values (linux.resources.cpu.cpus/mems) follow among the writes.
+ */
+function cpusetInherit(mount: string, leaf: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const dir of [...dirsBetween(mount, leaf), leaf]) {
+    const parent = dir.slice(0, dir.lastIndexOf("/"));
+    for (const file of ["cpuset.cpus", "cpuset.mems"]) {
+      if (existsSync(dir) && readValue(`${dir}/${file}`)) continue;
+      const value = nearestValue(parent, file, mount) ?? raise("linux.cgroupsPath", `cannot read ${file} of the cgroup ${JSON.stringify(parent)} (or any above it)`);
+      out.push([`${dir}/${file}`, value]);
+    }
+  }
+  return out;
+}
+
+function readValue(file: string): string {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return "";
   }
 }
 

@@ -310,7 +310,11 @@ export function applyCgroup(plan: CgroupPlan, trace: ((line: string) => void) | 
   try {
     for (const dir of plan.dirs) {
       trace?.(`mkdir(${JSON.stringify(dir)})`);
-      mkdirSync(dir);
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        throw new Error(`mkdir ${JSON.stringify(dir)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
       made.push(dir);
     }
     for (const [file, value] of plan.writes) {
@@ -345,7 +349,14 @@ function undoWrites(plan: CgroupPlan): void {
  */
 export function openCgroupJoin(plan: CgroupPlan): { dir: number | null; procs: number[] } {
   if (plan.version === 2) return { dir: openSync(plan.boxDirs[0], constants.O_RDONLY | constants.O_DIRECTORY | O_CLOEXEC), procs: [] };
-  return { dir: null, procs: plan.procs.map((file) => openSync(file, constants.O_WRONLY | O_CLOEXEC)) };
+  const procs: number[] = [];
+  try {
+    for (const file of plan.procs) procs.push(openSync(file, constants.O_WRONLY | O_CLOEXEC));
+  } catch (e) {
+    for (const fd of procs) closeSync(fd);
+    throw e;
+  }
+  return { dir: null, procs };
 }
 
 export function closeCgroupJoin(join: { dir: number | null; procs: number[] }): void {
@@ -402,7 +413,8 @@ function killQuietly(pid: number): void {
 
 /**
  * rmdir(2) of a cgroup, with a few more tries while it is EBUSY: on cgroup v1 a child just removed
- * goes offline asynchronously, and until it has, its parent still counts it and refuses rmdir.
+ * goes offline asynchronously, and until it has, its parent still counts it and refuses rmdir. A
+ * child that is still there (another container's, below a parent they share) is no such wait.
  */
 function tryRmdir(dir: string): void {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -410,8 +422,16 @@ function tryRmdir(dir: string): void {
       rmdirSync(dir);
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EBUSY") return; // reported by the caller's check, if it matters
+      if ((e as NodeJS.ErrnoException).code !== "EBUSY" || hasChildCgroup(dir)) return; // reported by the caller's check, if it matters
       Bun.sleepSync(2);
     }
+  }
+}
+
+function hasChildCgroup(dir: string): boolean {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).some((e) => e.isDirectory());
+  } catch {
+    return false;
   }
 }
