@@ -11,7 +11,7 @@ import { buildRootfs } from "../fixtures/build-rootfs";
 export const REPO = resolve(import.meta.dir, "..");
 export const DIST = join(REPO, "dist/nsrun");
 export const TEST_USER = "nsrun-test";
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+export const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export interface Actor {
   name: "root" | "user";

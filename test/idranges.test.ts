@@ -3,9 +3,9 @@
 // 0 to the user and 1..65536 to the range, so chown, su and users other than root work inside.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { statSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { run, setupTestArea, TEST_SUBORDINATE, writeConfig } from "./helpers";
+import { PATH, run, setupTestArea, TEST_SUBORDINATE, writeConfig } from "./helpers";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -43,5 +43,22 @@ describe.skipIf(why !== null)(`a rootless box with subordinate ids${why ? ` (ski
     expect(sh(auto, "su nobody -s /bin/sh -c 'id -u'").stdout).toBe("65534\n");
     const as1000 = writeConfig(a, "ids-user.toml", 'rootfs = "../rootfs"\n[process]\nuser = "1000:1000"\n');
     expect(sh(as1000, "id -u; id -g").stdout).toBe("1000\n1000\n");
+  });
+
+  test("a helper that refuses the ranges stops the box with what it said, exit 125 (control: the real helpers run it)", () => {
+    // A newuidmap of the test's own, first on PATH: it says why on stderr and fails, as the real
+    // one does for ranges /etc/subuid does not give. nsrun reads that from a memory file.
+    const fake = join(a.area, "fake-helpers");
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(join(fake, "newuidmap"), '#!/bin/sh\necho "newuidmap: the fake refuses $1" >&2\nexit 1\n');
+    chmodSync(fake, 0o755);
+    chmodSync(join(fake, "newuidmap"), 0o755);
+    const cfg = writeConfig(a, "ids-refused.toml", 'rootfs = "../rootfs"\n');
+    const refused = run(area.bin, a, ["run", "--no-cache", "--config", cfg, "--", "/bin/echo", "ran"], { env: { PATH: `${fake}:${PATH}` } });
+    expect(refused.code).toBe(125);
+    expect(refused.stdout).toBe("");
+    expect(refused.stderr).toMatch(/write the id maps: newuidmap \d+ 0 \d+ 1 1 \d+ \d+: newuidmap: the fake refuses \d+/);
+    expect(refused.stderr).toContain("refused the ranges");
+    expect(run(area.bin, a, ["run", "--no-cache", "--config", cfg, "--", "/bin/echo", "ran"]).stdout).toBe("ran\n");
   });
 });
