@@ -3,9 +3,9 @@
 // 0 to the user and 1..65536 to the range, so chown, su and users other than root work inside.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PATH, run, setupTestArea, TEST_SUBORDINATE, writeConfig } from "./helpers";
+import { command, PATH, run, setupTestArea, TEST_SUBORDINATE, writeConfig } from "./helpers";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -60,5 +60,35 @@ describe.skipIf(why !== null)(`a rootless box with subordinate ids${why ? ` (ski
     expect(refused.stderr).toMatch(/write the id maps: newuidmap \d+ 0 \d+ 1 1 \d+ \d+: newuidmap: the fake refuses \d+/);
     expect(refused.stderr).toContain("refused the ranges");
     expect(run(area.bin, a, ["run", "--no-cache", "--config", cfg, "--", "/bin/echo", "ran"]).stdout).toBe("ran\n");
+  });
+
+  test("a signal while the box waits at its id-map sync point ends it before its command runs (control: released, it runs)", async () => {
+    // A newuidmap of the test's own, first on PATH, that says it has started through one FIFO and
+    // waits to be released through another before running the real one: the box is then certainly
+    // stopped at its sync point when nsrun gets SIGTERM.
+    const dir = join(a.area, "held-helpers");
+    mkdirSync(dir, { recursive: true });
+    const started = join(dir, "started");
+    const release = join(dir, "release");
+    for (const fifo of [started, release]) spawnSync(["mkfifo", "-m", "0600", fifo]);
+    chownSync(started, a.uid, a.gid);
+    chownSync(release, a.uid, a.gid);
+    writeFileSync(join(dir, "newuidmap"), `#!/bin/sh\necho started > ${started}\nread go < ${release}\nexec /usr/bin/newuidmap "$@"\n`);
+    chmodSync(dir, 0o755);
+    chmodSync(join(dir, "newuidmap"), 0o755);
+    const cfg = writeConfig(a, "ids-held.toml", 'rootfs = "../rootfs"\n');
+    const box = (signal: boolean) => {
+      const p = Bun.spawn(command(area.bin, a, ["run", "--no-cache", "--config", cfg, "--", "/bin/echo", "ran"]), { env: { PATH: `${dir}:${PATH}` }, cwd: a.area, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      expect(readFileSync(started, "utf8")).toBe("started\n"); // blocks until the helper runs
+      if (signal) p.kill("SIGTERM");
+      writeFileSync(release, "go\n"); // blocks until the helper reads
+      return p;
+    };
+    const ended = box(true);
+    expect(await ended.exited).toBe(143);
+    expect(await new Response(ended.stdout).text()).toBe("");
+    const control = box(false);
+    expect(await control.exited).toBe(0);
+    expect(await new Response(control.stdout).text()).toBe("ran\n");
   });
 });
