@@ -16,55 +16,30 @@ import type { CgroupHost, CgroupPlan } from "../core/stages/cgroup";
 import { emitMounts } from "../core/stages/mounts";
 import { Tape } from "../core/tape/tape";
 import * as F from "../ffi/flags";
-import { type Actor, command, setupTestArea } from "./helpers";
+import { type Actor, setupTestArea } from "./helpers";
+import { runcPath, runtimes } from "./runtimes";
 
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const runcPath = spawnSync(["sh", "-c", "command -v runc"], { stdout: "pipe" }).stdout.toString().trim();
 const noRunc = runcPath ? null : "runc is not installed (apt-get install runc): nsrun's layout is not compared with runc's";
 if (noRunc) console.warn(`skipped: ${noRunc}`);
 const v1 = existsSync("/sys/fs/cgroup/memory/memory.limit_in_bytes") && existsSync("/sys/fs/cgroup/pids") && !existsSync("/sys/fs/cgroup/cgroup.controllers");
 const notV1 = v1 ? null : "this host has no cgroup v1 memory and pids hierarchies at /sys/fs/cgroup (cgroup v2: test:vm covers the cgroup2 mount)";
 if (notV1) console.warn(`skipped: ${notV1}`);
 const area = setupTestArea();
+const { nsrun, runc, deleteAll, bundle: specBundle } = runtimes(area.bin);
 
 afterAll(() => {
-  for (const a of area.actors)
-    for (const [bin, root] of [[area.bin, "nsrun-state"], [runcPath, "runc-state"]]) {
-      if (!bin) continue;
-      const r = run(a, bin, ["--root", join(a.area, root), "list", "-q"]);
-      for (const id of r.stdout.split("\n").filter(Boolean)) run(a, bin, ["--root", join(a.area, root), "delete", "--force", id]);
-    }
+  for (const a of area.actors) deleteAll(a);
   area.cleanup();
 });
 
-let calls = 0;
-function run(a: Actor, bin: string, args: string[]) {
-  const out = join(a.area, `out${++calls}`);
-  const err = join(a.area, `err${calls}`);
-  const r = spawnSync(command(bin, a, args), { env: { PATH, XDG_RUNTIME_DIR: a.area }, cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err), timeout: 60_000 });
-  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
-  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
-}
-const nsrun = (a: Actor, args: string[]) => run(a, area.bin, ["--root", join(a.area, "nsrun-state"), ...args]);
-const runc = (a: Actor, args: string[]) => run(a, runcPath, ["--root", join(a.area, "runc-state"), ...args]);
-
-let bundles = 0;
-/** A bundle `runc spec` wrote (`--rootless` for the ordinary user; `nsrun spec` without runc): it has the cgroup mount. */
+/** A bundle `runc spec` wrote, running `script`, root read-only: it has the cgroup mount. */
 function bundle(a: Actor, script: string, edit: (s: Spec) => void = () => {}): string {
-  const dir = join(a.area, `bundle${++bundles}`);
-  mkdirSync(dir);
-  spawnSync(["chown", `${a.uid}:${a.gid}`, dir]);
-  const rootless = a.name === "user" ? ["--rootless"] : [];
-  const r = runcPath ? run(a, runcPath, ["spec", ...rootless, "--bundle", dir]) : nsrun(a, ["spec", ...rootless, "--bundle", dir]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  editBundle(dir, (s) => {
-    s.root = { path: join(a.area, "rootfs"), readonly: true };
-    s.process.terminal = false;
+  return specBundle(a, (s) => {
+    s.root.readonly = true;
     s.process.args = ["sh", "-c", script];
     expect(s.mounts.filter((m: Spec) => m.type === "cgroup")).toEqual([expect.objectContaining({ destination: "/sys/fs/cgroup", options: expect.arrayContaining(["ro"]) })]);
     edit(s);
   });
-  return dir;
 }
 
 const withCgroupns = (s: Spec) => s.linux.namespaces.push({ type: "cgroup" });

@@ -8,15 +8,15 @@ import { spawn, spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hintFor } from "../ffi/hints";
-import { editBundle, type Spec } from "../fixtures/oci/bundle";
+import { editBundle } from "../fixtures/oci/bundle";
 import { type Actor, command, setupTestArea, waitFor } from "./helpers";
+import { runcPath, runtimes } from "./runtimes";
 
-const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const have = (p: string) => spawnSync(["sh", "-c", `command -v ${p}`]).exitCode === 0;
-const runcPath = spawnSync(["sh", "-c", "command -v runc"], { stdout: "pipe" }).stdout.toString().trim();
 const noRunc = runcPath ? null : "runc is not installed (apt-get install runc): nsrun's results are not compared with runc's";
 if (noRunc) console.warn(`skipped: ${noRunc}`);
 const area = setupTestArea();
+const { run, nsrun, runc, deleteAll, bundle } = runtimes(area.bin);
 const cgroupV1 = existsSync("/sys/fs/cgroup/freezer");
 
 /** Actors whose own podman ran: its storage and pause process are removed at the end. */
@@ -30,54 +30,9 @@ afterAll(() => {
     const pause = join(env.XDG_RUNTIME_DIR, "libpod/tmp/pause.pid");
     if (existsSync(pause)) spawnSync(["kill", "-9", readFileSync(pause, "utf8").trim()]);
   }
-  for (const a of area.actors) {
-    for (const [bin, root] of [[area.bin, "nsrun-state"], [runcPath, "runc-state"]]) {
-      if (!bin) continue;
-      const r = run(a, bin, ["--root", join(a.area, root), "list", "-q"]);
-      for (const id of r.stdout.split("\n").filter(Boolean)) run(a, bin, ["--root", join(a.area, root), "delete", "--force", id]);
-    }
-  }
+  for (const a of area.actors) deleteAll(a);
   area.cleanup();
 });
-
-let calls = 0;
-/** A runtime as the actor; output to files (a detached container keeps its stdio open). */
-function run(a: Actor, bin: string, args: string[], opts: { cwd?: string; stdin?: string; env?: Record<string, string> } = {}) {
-  const out = join(a.area, `out${++calls}`);
-  const err = join(a.area, `err${calls}`);
-  const r = spawnSync(command(bin, a, args), {
-    env: opts.env ?? { PATH, XDG_RUNTIME_DIR: a.area },
-    cwd: opts.cwd ?? a.area,
-    stdin: opts.stdin !== undefined ? Buffer.from(opts.stdin) : "ignore",
-    stdout: Bun.file(out),
-    stderr: Bun.file(err),
-    timeout: 60_000,
-  });
-  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
-  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
-}
-const nsrun = (a: Actor, args: string[], opts = {}) => run(a, area.bin, ["--root", join(a.area, "nsrun-state"), ...args], opts);
-const runc = (a: Actor, args: string[], opts = {}) => run(a, runcPath, ["--root", join(a.area, "runc-state"), ...args], opts);
-
-let bundles = 0;
-/**
- * A bundle whose config.json `runc spec` wrote (`--rootless` for the ordinary user; `nsrun spec`
- * when runc is missing), its root the actor's busybox rootfs, no terminal, then edited.
- */
-function bundle(a: Actor, edit: (s: Spec) => void): string {
-  const dir = join(a.area, `bundle${++bundles}`);
-  mkdirSync(dir);
-  spawnSync(["chown", `${a.uid}:${a.gid}`, dir]);
-  const rootless = a.name === "user" ? ["--rootless"] : [];
-  const r = runcPath ? run(a, runcPath, ["spec", ...rootless, "--bundle", dir]) : nsrun(a, ["spec", ...rootless, "--bundle", dir]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  editBundle(dir, (s) => {
-    s.root = { path: join(a.area, "rootfs"), readonly: s.root.readonly };
-    s.process.terminal = false;
-    edit(s);
-  });
-  return dir;
-}
 
 /** `run` of the bundle by nsrun and (when installed) runc: [nsrun's result, runc's or null]. */
 function both(a: Actor, b: string, name: string) {
@@ -150,11 +105,11 @@ describe("capabilities as runc applies them", () => {
 
 describe("mounts as runc makes them", () => {
   forEachActor("root.readonly with a bind target the rootfs lacks: the target is made first, the root is read-only (control: /tmp writable)", (a) => {
-    const src = join(a.area, `ro-src${bundles}`);
+    const src = join(a.area, `ro-src-${a.name}`);
     mkdirSync(src);
     writeFileSync(join(src, "f"), "from-host\n");
     spawnSync(["chown", "-R", `${a.uid}:${a.gid}`, src]);
-    const target = `/new-${bundles}/sub`;
+    const target = `/new-${a.name}/sub`;
     const b = bundle(a, (s) => {
       s.root.readonly = true;
       s.mounts.push({ destination: target, type: "bind", source: src, options: ["rbind", "ro"] }, { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["mode=1777"] });
