@@ -2,7 +2,8 @@
 import type { CommandDef } from "citty";
 import { ConfigError, fail, StageError } from "../core/errors";
 import { ArgsError, parseArgs, runArgs } from "./args";
-import type { BoxFlags, MountFlag } from "../core/stages/boxconfig";
+import type { AssemblyRead, BoxFlags, MountFlag } from "../core/stages/boxconfig";
+import { tracerFor } from "../core/pipeline";
 import { createLogger } from "./log";
 
 const MOUNT_FLAGS: MountFlag[] = ["bind", "ro-bind", "volume", "tmpfs"];
@@ -54,9 +55,21 @@ export async function runFromArgs(raw: string[]): Promise<never> {
       init: bool("init"),
       terminal: bool("tty"),
     };
-    const { assembleConfig, toToml } = await import("../core/stages/boxconfig");
-    const assembled = await assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env: process.env });
+    // A command line run before skips assembly and the schema: core/host/configcache.ts.
+    const useCache = values["no-cache"] !== true && values["print-config"] !== true;
+    const configcache = useCache ? await import("../core/host/configcache") : null;
+    const cache = configcache?.configCache(raw, process.cwd(), tracerFor("host", values.trace === true)) ?? null;
+    let assembled = cache?.get() ?? null;
+    if (assembled === null) {
+      const { assembleConfig } = await import("../core/stages/boxconfig");
+      const reads: AssemblyRead[] = [];
+      const record = (r: AssemblyRead) => void reads.push(r);
+      const env = configcache ? configcache.recordingEnv(record) : process.env;
+      assembled = await assembleConfig({ configFile: str("config"), flags, command, cwd: process.cwd(), env, record });
+      cache?.put(reads, assembled);
+    }
     if (values["print-config"]) {
+      const { toToml } = await import("../core/stages/boxconfig");
       // The image by its name, not its folder in the store: the printed box runs on the same image.
       const config = assembled.loaded.config;
       process.stdout.write(toToml(assembled.image !== null ? { ...config, rootfs: `image:${assembled.image}` } : config));

@@ -4,11 +4,11 @@
 // (a box from a tape nsrun did not trust still runs, planned anew).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
 import { compileBox } from "../core/stages/compile";
-import { parseConfig } from "../core/stages/config";
+import { loadConfig, parseConfig } from "../core/stages/config";
 import { inspectHost, planBox, planBoxCgroup } from "../core/stages/plan";
 import { boxCache } from "../core/host/tapecache";
 import { FrozenTape } from "../core/tape/frozen";
@@ -39,18 +39,24 @@ interface Run {
   stderr: string;
   /** nsrun's PID (setpriv execs it): names the box's cgroup. */
   pid: number;
+  /** The config cache's lines ("cache: config: ..."), whether it had the config, and where it stored it. */
+  config: string[];
+  configHit: boolean;
+  configStored: string | null;
 }
 
-function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[] } = {}): Run {
+function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[]; env?: Record<string, string> } = {}): Run {
   const argv = command(opts.bin ?? area.bin, actor, ["run", "--trace", ...args]);
-  const r = spawnSync([...(opts.prefix ?? []), ...argv], { env: { PATH, XDG_CACHE_HOME: home }, cwd: actor.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  const r = spawnSync([...(opts.prefix ?? []), ...argv], { env: { PATH, XDG_CACHE_HOME: home, ...opts.env }, cwd: actor.area, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
   const cache = r.stderr
     .toString()
     .split("\n")
     .filter((l) => l.startsWith("nsrun[host] cache: "))
     .map((l) => l.slice("nsrun[host] cache: ".length));
   const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid };
+  const config = cache.filter((l) => l.startsWith("config: ")).map((l) => l.slice("config: ".length));
+  const configStored = config.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid, config, configHit: config.some((l) => l.startsWith("hit ")), configStored };
 }
 
 describe("a frozen tape (core/tape/frozen.ts)", () => {
@@ -119,6 +125,18 @@ describe("a frozen tape (core/tape/frozen.ts)", () => {
 
   test("a plan survives the cache's JSON unchanged", () => {
     expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
+  });
+
+  test("a config from the config cache's JSON plans the same box as the one validated (every fixture config)", () => {
+    const dir = join(import.meta.dir, "../fixtures/configs");
+    const files = readdirSync(dir).filter((f) => f.endsWith(".toml"));
+    expect(files.length).toBeGreaterThan(3);
+    for (const f of files) {
+      const loaded = loadConfig(join(dir, f));
+      const copy = JSON.parse(JSON.stringify(loaded));
+      const facts = { rootfs: "/srv/box", sources: loaded.config.mounts.map((m) => (m.type === "bind" ? { path: "/data", isDir: true } : null)) };
+      expect({ f, plan: planBox(copy, facts, { uid: 0, gid: 0, pid: 7 }) }).toEqual({ f, plan: planBox(loaded, facts, { uid: 0, gid: 0, pid: 7 }) });
+    }
   });
 });
 
@@ -224,6 +242,122 @@ for (const actor of area.actors) {
       expect(existsSync(join(home, "nsrun"))).toBe(false);
       // Control: without the flag the same box is stored.
       expect(box(actor, home, ["--config", config, "--", "/bin/true"]).stored).not.toBeNull();
+    });
+
+    test("the config cache: a command line run before is not assembled again; each thing assembly read, changed, assembles anew", () => {
+      const home = cacheHome(actor);
+      const envFile = join(actor.area, "config-cache.env");
+      writeFileSync(envFile, "GREETING=hello\n");
+      if (actor.name === "user") spawnSync(["chown", `${actor.uid}:${actor.gid}`, envFile]);
+      const config = writeConfig(actor, "config-cache.toml", `rootfs = "../rootfs"\n`);
+      const args = ["--config", config, "--env-file", envFile, "--", "/bin/sh", "-c", "echo $GREETING; hostname"];
+      const first = box(actor, home, args);
+      expect(first.stdout).toBe("hello\nnsrun\n");
+      expect(first.configHit).toBe(false);
+      expect(first.configStored).not.toBeNull();
+      const second = box(actor, home, args);
+      expect(second.config).toContain(`hit ${first.configStored}`);
+      expect(second.hit).toBe(true); // and the tape cache has its plan: nothing is planned
+      expect(second.stdout).toBe(first.stdout);
+      const changes: Array<[what: string, change: () => void, args: string[], expected: string]> = [
+        ["the config's text", () => writeFileSync(config, `rootfs = "../rootfs"\nhostname = "other"\n`), args, "hello\nother\n"],
+        ["the env file's text", () => writeFileSync(envFile, "GREETING=bonjour\n"), args, "bonjour\nother\n"],
+        ["a flag", () => {}, ["--hostname", "third", ...args], "bonjour\nthird\n"],
+      ];
+      for (const [what, change, a, expected] of changes) {
+        change();
+        const miss = box(actor, home, a);
+        expect({ what, hit: miss.configHit, stdout: miss.stdout }).toEqual({ what, hit: false, stdout: expected });
+        const again = box(actor, home, a);
+        expect({ what, hit: again.configHit, stdout: again.stdout }).toEqual({ what, hit: true, stdout: expected });
+      }
+    });
+
+    test("the config cache: the default box's XDG_RUNTIME_DIR is an input; a user looked up by name is never stored", () => {
+      const home = cacheHome(actor);
+      const runtime = (n: number) => {
+        const dir = join(actor.area, `xdg-runtime-${n}`);
+        mkdirSync(dir, { recursive: true });
+        if (actor.name === "user") spawnSync(["chown", `${actor.uid}:${actor.gid}`, dir]);
+        return dir;
+      };
+      const [one, two] = [runtime(1), runtime(2)];
+      const show = (dir: string) => box(actor, home, ["--", "/bin/sh", "-c", `test -d ${dir} && ls -A ${dir} | wc -l`], { env: { XDG_RUNTIME_DIR: dir } });
+      writeFileSync(join(one, "socket-like"), "");
+      writeFileSync(join(two, "socket-like"), "");
+      // The default box hides $XDG_RUNTIME_DIR under an empty tmpfs: the box sees it empty.
+      expect(show(one).stdout).toBe("0\n");
+      expect(show(one).configHit).toBe(true);
+      const other = show(two);
+      expect({ hit: other.configHit, stdout: other.stdout }).toEqual({ hit: false, stdout: "0\n" });
+      // Control: the file is there on the host.
+      expect(readFileSync(join(two, "socket-like"), "utf8")).toBe("");
+      const named = writeConfig(actor, "config-cache-user.toml", `rootfs = "../rootfs"\n[process]\nuser = "nobody"\n`);
+      const byName = box(actor, home, ["--config", named, "--", "/bin/true"]);
+      expect(byName.code).toBe(0);
+      expect(byName.config.some((l) => /^not stored: assembly read user "nobody"/.test(l))).toBe(true);
+      expect(box(actor, home, ["--config", named, "--", "/bin/true"]).configHit).toBe(false);
+    });
+
+    test("a config cache file anyone else could have written, or a corrupt one, is not used: the config is assembled anew", () => {
+      const config = writeConfig(actor, "config-attack.toml", `rootfs = "../rootfs"\nhostname = "honest"\n`);
+      const args = ["--config", config, "--", "/bin/hostname"];
+      const stranger = actor.uid === 0 ? other : 0;
+      const honest = () => {
+        const home = cacheHome(actor);
+        const r = box(actor, home, args);
+        expect(r.configStored).not.toBeNull();
+        expect(box(actor, home, args).configHit).toBe(true); // positive control: the honest entry is used
+        return { home, file: r.configStored as string };
+      };
+      /** An entry that would give another box: the same file with another hostname, its sum made right. */
+      const forged = (file: string) => {
+        const text = readFileSync(file, "utf8");
+        const body = text.slice(text.indexOf("\n") + 1).replace('"hostname":"honest"', '"hostname":"forged"');
+        expect(body).toContain('"hostname":"forged"');
+        return `${new Bun.CryptoHasher("sha256").update(body).digest("hex")}\n${body}`;
+      };
+      const attacks: Array<[what: string, attack: (file: string) => void, says: RegExp]> = [
+        ["a file another user owns", (f) => chownSync(f, stranger, stranger), /is owned by uid|EACCES/],
+        ["a group-writable file", (f) => chmodSync(f, 0o660), /has mode 0660/],
+        ["a world-writable file", (f) => chmodSync(f, 0o606), /has mode 0606/],
+        [
+          "a file that is a symlink",
+          (f) => {
+            renameSync(f, `${f}.real`);
+            symlinkSync(`${f}.real`, f);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        [
+          "a corrupt file (one byte changed, its sum not)",
+          (f) => {
+            const b = readFileSync(f);
+            b[b.length - 20] ^= 0x01;
+            writeFileSync(f, b);
+          },
+          /is corrupt or truncated/,
+        ],
+        ["a truncated file", (f) => truncateSync(f, statSync(f).size - 10), /is corrupt or truncated/],
+      ];
+      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
+        const c = honest();
+        attack(c.file);
+        const r = box(actor, c.home, args);
+        expect({ what, hit: r.configHit, code: r.code, stdout: r.stdout }).toEqual({ what, hit: false, code: 0, stdout: "honest\n" });
+        expect({ what, said: r.config.some((l) => says.test(l)) }).toEqual({ what, said: true });
+      }
+      // What the checks are for: a forged entry the caller's own, mode 0600, is used (the cache trusts
+      // only what the caller could have written); another user's copy of it is not.
+      const c = honest();
+      writeFileSync(c.file, forged(c.file));
+      expect(box(actor, c.home, args).stdout).toBe("forged\n");
+      if (asRoot) {
+        const d = honest();
+        writeFileSync(d.file, forged(d.file));
+        chownSync(d.file, stranger, stranger);
+        expect(box(actor, d.home, args).stdout).toBe("honest\n");
+      }
     });
 
     test("a cache folder or file anyone else could have written is not used, and the box is planned anew", () => {

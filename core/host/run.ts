@@ -12,7 +12,8 @@ import { applyCgroup, closeCgroupJoin, oomKilled, openCgroupJoin, removeCgroup, 
 import type { Assembled } from "../stages/boxconfig";
 import { EXIT_NSRUN_FAILED, type ErrorReport, formatReport, toReport, writeStderr } from "../errors";
 import { stageLine, tracerFor } from "../pipeline";
-import { type BoxPlan, inspectHost, planBox, planBoxCgroup } from "../stages/plan";
+import { inspectHost, planBoxCgroup } from "../stages/hostfacts";
+import type { BoxPlan } from "../stages/plan";
 import { FORWARDED_SIGNALS, SIGNAL_NUMBERS } from "../stages/signals";
 import { type Started, startBox } from "./start";
 import { boxCache } from "./tapecache";
@@ -46,7 +47,9 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
   const options = { cwdFallback: isDefault, terminal: { size, asked: opts.terminal, term: process.env.TERM } };
   const cache = boxCache({ loaded, facts, caller, options, trace: opts.trace }, opts.cache, trace);
-  const make = () => planBox(loaded, facts, caller, options);
+  // plan.ts and the planning stages load only when the cache has no plan for this box.
+  const planner = cache?.hit ? null : await import("../stages/plan");
+  const make = () => (planner as typeof import("../stages/plan")).planBox(loaded, facts, caller, options);
   const plan = cache ? cache.plan(make, (p) => ({ ...p, cgroup: planBoxCgroup(loaded, facts, caller, options) })) : make();
   trace?.(`plan: ${plan.namespaces.join(",")} namespaces, ${plan.mounts.length} mount steps, seccomp ${plan.security.seccomp ? `${plan.security.seccomp.length} instructions` : "off"}  +${performance.now().toFixed(1)}ms`);
   opts.log.debug("plan", plan);

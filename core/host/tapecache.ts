@@ -46,6 +46,8 @@ export interface CacheInputs {
 }
 
 export interface BoxCache {
+  /** Whether the cache has this box's plan (then plan() does not call `make`). */
+  readonly hit: boolean;
   /** The cached plan with `fresh` applied (the cgroup planned anew), or `make()`'s. */
   plan(make: () => BoxPlan, fresh: (cached: BoxPlan) => BoxPlan): BoxPlan;
   /** The cached tape when it was compiled for these fds; otherwise `compile()`'s, frozen and stored. */
@@ -112,6 +114,7 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
   }
   let planned: BoxPlan | null = null;
   return {
+    hit: entry !== null,
     plan(make, fresh) {
       if (entry) {
         trace?.(`cache: hit ${shown}`);

@@ -2,11 +2,11 @@
 // (`nsrun run --rootfs DIR --bind A:B -e K=V ... CMD`), which override the keys they name. All three
 // meet as raw TOML-shaped data, then go through the one schema (core/stages/config.ts); an image named as
 // the rootfs ("image:NAME", --image) adds its defaults where the config has none.
-import { readFileSync, realpathSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Config, DEFAULT_PATH, type LoadedConfig, parseConfig, readRawConfig } from "./config";
 import { ConfigError } from "../errors";
-import { canonicalHostPath, HostPathError } from "./hostpath";
+import { canonicalHostPath, HostPathError, realpathOrNull } from "./hostpath";
 import { lookupUserIn, MAX_ID, UserDbError } from "./userdb";
 import { userTextProblem } from "./ids";
 import type { OwnersRecord } from "../image/owners";
@@ -55,19 +55,28 @@ const table = (raw: Raw, key: string): Raw => {
  * /dev, private /tmp, loopback only, hostname "nsrun", the caller's cwd; the host's sockets hidden
  * (/run, /var/run and $XDG_RUNTIME_DIR are empty tmpfs: a read-only bind does not stop connect(2)).
  */
-export function defaultBoxRaw(cwd: string, env: Record<string, string | undefined>): Raw {
+export function defaultBoxRaw(cwd: string, env: Record<string, string | undefined>, record?: (read: AssemblyRead) => void): Raw {
   const hide = new Set(["/run"]);
   for (const dir of ["/var/run", env.XDG_RUNTIME_DIR]) {
     if (!dir?.startsWith("/")) continue;
-    try {
-      const real = realpathSync(dir);
-      if (real !== "/run" && !real.startsWith("/run/")) hide.add(real);
-    } catch {
-      // nothing there to hide
-    }
+    const real = realpathOrNull(dir); // null: nothing there to hide
+    record?.({ kind: "realpath", path: dir, result: real });
+    if (real !== null && real !== "/run" && !real.startsWith("/run/")) hide.add(real);
   }
   return { rootfs: "/", readonly: true, process: { cwd }, mounts: [...hide].map((target) => ({ type: "tmpfs", target, options: ["mode=755"] })) };
 }
+
+/**
+ * What assembling a config read beyond the command line and cwd, in order: a file's text, what a
+ * path resolved to (null: it did not exist), an environment variable (null: unset). "other" is
+ * anything else (an image, a user looked up by name in the rootfs): the config cache
+ * (core/host/configcache.ts) keeps no config that read one.
+ */
+export type AssemblyRead =
+  | { kind: "file"; path: string; text: string }
+  | { kind: "realpath"; path: string; result: string | null }
+  | { kind: "env"; name: string; value: string | null }
+  | { kind: "other"; what: string };
 
 export interface Assembled {
   loaded: LoadedConfig;
@@ -80,20 +89,30 @@ export interface Assembled {
 }
 
 /** box.toml (or the default box), then the flags, then the image's defaults: one validated config. */
-export async function assembleConfig(o: { configFile?: string; flags: BoxFlags; command: string[]; cwd: string; env: Record<string, string | undefined> }): Promise<Assembled> {
+export async function assembleConfig(o: {
+  configFile?: string;
+  flags: BoxFlags;
+  command: string[];
+  cwd: string;
+  env: Record<string, string | undefined>;
+  /** Told each thing read beyond the arguments (the config cache keys on them). */
+  record?: (read: AssemblyRead) => void;
+}): Promise<Assembled> {
   const f = o.flags;
   const fromFlags = f.rootfs !== undefined || f.image !== undefined;
   let raw: Raw;
   let dir = o.cwd;
   let file: string;
   if (o.configFile) {
-    ({ raw, dir } = readRawConfig(o.configFile));
+    const read = readRawConfig(o.configFile);
+    ({ raw, dir } = read);
+    o.record?.({ kind: "file", path: read.path, text: read.text });
     file = o.configFile;
   } else if (fromFlags) {
     raw = {};
     file = "(command line)";
   } else {
-    raw = defaultBoxRaw(o.cwd, o.env);
+    raw = defaultBoxRaw(o.cwd, o.env, o.record);
     file = "(default box)";
   }
   const abs = (p: string) => resolve(o.cwd, p);
@@ -115,7 +134,7 @@ export async function assembleConfig(o: { configFile?: string; flags: BoxFlags; 
     // An image without an Env gets the standard PATH there, as it would without these flags.
     flagsOnlyEnv = proc.env === undefined && image !== null;
     const env = flagsOnlyEnv ? {} : envTable(proc.env);
-    if (f.envFile !== undefined) Object.assign(env, readEnvFile(abs(f.envFile), f.envFile, fail));
+    if (f.envFile !== undefined) Object.assign(env, readEnvFile(abs(f.envFile), f.envFile, fail, o.record));
     for (const kv of f.env ?? []) set(env, kv, "--env", fail);
     proc.env = env;
   }
@@ -153,9 +172,13 @@ export async function assembleConfig(o: { configFile?: string; flags: BoxFlags; 
     table(raw, "limits")[key] = text;
   }
   if (Object.keys(proc).length === 0) delete raw.process;
+  if (image !== null) o.record?.({ kind: "other", what: `image ${JSON.stringify(image)}` });
   const imageOwners = image !== null ? await applyImage(raw, image, file, flagsOnlyEnv) : null;
   // A user by name (-u alice, user = "alice") is the rootfs's: looked up in its passwd and group.
-  if (typeof proc.user === "string" && !/^\d+:\d+$/.test(proc.user) && typeof raw.rootfs === "string" && raw.rootfs !== "") proc.user = boxUser(resolve(dir, raw.rootfs), proc.user, file, f.user !== undefined ? "--user" : "process.user");
+  if (typeof proc.user === "string" && !/^\d+:\d+$/.test(proc.user) && typeof raw.rootfs === "string" && raw.rootfs !== "") {
+    o.record?.({ kind: "other", what: `user ${JSON.stringify(proc.user)} looked up in the rootfs` });
+    proc.user = boxUser(resolve(dir, raw.rootfs), proc.user, file, f.user !== undefined ? "--user" : "process.user");
+  }
   return { loaded: { config: parseConfig(raw, file), file, dir }, isDefault: file === "(default box)", image, imageOwners };
 }
 
@@ -178,13 +201,14 @@ const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * starting with # are skipped. A line that is not NAME=value with a valid name is refused with its
  * line number: `export X=1` or `BAD NAME=2` would otherwise become a variable with a space in its name.
  */
-export function readEnvFile(path: string, shown: string, fail: (flag: string, problem: string) => never): Record<string, string> {
+export function readEnvFile(path: string, shown: string, fail: (flag: string, problem: string) => never, record?: (read: AssemblyRead) => void): Record<string, string> {
   let text = "";
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
     fail("--env-file", `cannot read ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
   }
+  record?.({ kind: "file", path, text });
   const env: Record<string, string> = {};
   text.split("\n").forEach((raw, i) => {
     const line = raw.replace(/\r$/, "").trimStart();

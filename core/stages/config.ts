@@ -6,6 +6,9 @@ import * as v from "valibot";
 import { ConfigError } from "../errors";
 import { rangeProblem, userTextProblem } from "./ids";
 import { DURATION_EXPECTED, parseDuration } from "../verdict";
+import { parseSize } from "./sizes";
+
+export { parseSize };
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -40,16 +43,6 @@ const MountSchema = v.strictObject({
   /** Flags (nosuid, nodev, noexec, ro, ...) and filesystem options (size=64m, mode=755). Default []. */
   options: v.optional(v.array(v.string()), []),
 });
-
-/** "256M", "1G", "512K", "1048576" or a TOML integer -> bytes (K/M/G are powers of 1024); null if not a size. */
-export function parseSize(input: string | number): number | null {
-  if (typeof input === "number") return Number.isSafeInteger(input) && input >= 0 ? input : null;
-  const m = input.trim().match(/^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i);
-  if (!m) return null;
-  const scale = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2].toUpperCase() as "" | "K"];
-  const bytes = Math.round(Number(m[1]) * scale);
-  return Number.isSafeInteger(bytes) ? bytes : null;
-}
 
 /** Below this a box's memory limit leaves no room for the box's own setup (podman's minimum too). */
 const MIN_MEMORY = 6 * 1024 * 1024;
@@ -239,7 +232,7 @@ export function loadConfig(file: string): LoadedConfig {
 }
 
 /** box.toml as TOML gives it, before validation: flags (cmd/run.ts) are applied to this form. */
-export function readRawConfig(file: string): { raw: Record<string, unknown>; dir: string } {
+export function readRawConfig(file: string): { raw: Record<string, unknown>; dir: string; path: string; text: string } {
   const path = resolve(file);
   let text: string;
   try {
@@ -256,7 +249,7 @@ export function readRawConfig(file: string): { raw: Record<string, unknown>; dir
     if (e instanceof RangeError) throw new ConfigError(file, null, "not valid TOML: values nested too deeply");
     throw new ConfigError(file, null, `not valid TOML: ${(e as Error).message}`);
   }
-  return { raw: raw as Record<string, unknown>, dir: dirname(path) };
+  return { raw: raw as Record<string, unknown>, dir: dirname(path), path, text };
 }
 
 export function parseConfig(raw: unknown, file: string): Config {

@@ -7,7 +7,7 @@
 // write, to make nsrun mount the host's /etc or / instead: it is refused, with the path to give instead.
 // In a user namespace of the caller's own (rootless podman runs nsrun as uid 0 there) see
 // trustedOwner: the ids mapped there are the caller's, and root's files show as the overflow uid.
-import { lstatSync, readFileSync, readlinkSync, readSync } from "node:fs";
+import { lstatSync, readFileSync, readlinkSync, readSync, realpathSync } from "node:fs";
 import { closeNs, nsOwnerUid, openNs } from "../../ffi/nsfs";
 import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../../ffi/flags";
 import { close as closeFd, openat2 } from "../../ffi/fs";
@@ -15,6 +15,15 @@ import { posix } from "node:path";
 import { NsrunError } from "../../ffi/error";
 
 export class HostPathError extends NsrunError {}
+
+/** Where a path leads (every symlink followed), or null when it leads nowhere. */
+export function realpathOrNull(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
+  }
+}
 
 const MAX_LINKS = 40; // as the kernel's own limit (ELOOP)
 

@@ -1,16 +1,13 @@
 // Stage 2: plan. A validated config and a few facts about the host become a BoxPlan: plain data
 // that says everything the later stages do. The runtime stages read only the BoxPlan, so any front
 // end (box.toml today, an OCI bundle later) can drive them.
-import { statSync } from "node:fs";
-import { resolve } from "node:path";
-import { readFileSync } from "node:fs";
-import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
-import { chooseHelper, HELPERS, installed, type NetworkMode, type NetworkPlan, PING_GROUP_RANGE, parsePort } from "./network";
+import { chooseHelper, HELPERS, type NetworkMode, type NetworkPlan, PING_GROUP_RANGE, parsePort } from "./network";
 import { capabilityNumber, DEFAULT_CAPABILITIES, type CapabilitySets } from "./capabilities";
-import { type CgroupHost, type CgroupPlan, CgroupUnavailable, inspectCgroups, type Limits, planCgroup } from "./cgroup";
-import { type Config, DEFAULT_PATH, type LoadedConfig, parseSize } from "./config";
+import type { CgroupPlan } from "./cgroup";
+import { type Config, DEFAULT_PATH, type LoadedConfig } from "./config";
+import { type Caller, type HostFacts, type PlanOptions, planBoxCgroup } from "./hostfacts";
 import { ConfigError } from "../errors";
-import { MountPlanError, type MountOp, planMounts, type PropagationPlan, type SourceFact } from "./mounts";
+import { MountPlanError, type MountOp, planMounts, type PropagationPlan } from "./mounts";
 import { type NamespaceKind, planNamespaces, planTimeOffsets, type TimeOffsets } from "./namespaces";
 import type { ProcessPlan } from "./process";
 import { parseDuration } from "../verdict";
@@ -18,7 +15,7 @@ import { type RlimitName, type RlimitPlan, planRlimits, rlimitProblem } from "./
 import { overlayUnsafe, type RootfsPlan } from "./rootfs";
 import { compileProfile, defaultProfile, type Insn } from "./seccomp";
 import { ParseProfileError, parseProfile } from "./seccomp-profile";
-import { type IdMapPlan, idMapped, parseIdMap, planIdMaps, readSubordinateIds, type SubordinateIds } from "./userns";
+import { type IdMapPlan, idMapped, parseIdMap, planIdMaps, type SubordinateIds } from "./userns";
 
 export interface BoxPlan {
   namespaces: NamespaceKind[];
@@ -57,125 +54,8 @@ export interface SecurityPlan {
   seccomp: Insn[] | null;
 }
 
-/** What planning needs to know about the host; gathered by inspectHost, the one impure step. */
-export interface HostFacts {
-  rootfs: string;
-  /** The symlink-free path of the config's `layer` folder, if it names one. */
-  layer?: string;
-  sources: (SourceFact | null)[];
-  /** Read only when [limits] asks for something. */
-  cgroups?: CgroupHost | null;
-  /** The text of a seccomp profile file, when [security] seccomp names one. */
-  seccompProfile?: string;
-  /** gid 5 (tty) is mapped in nsrun's own user namespace (not so when nsrun itself runs in one). */
-  ttyGroupMapped?: boolean;
-  /** nsrun runs in the initial user namespace (uid_map "0 0 4294967295"): root here may mknod a device. Default true. */
-  initialUserns?: boolean;
-  /** /proc/self/setgroups says "allow" (a user namespace nsrun runs in may have said "deny"). */
-  setgroupsAllowed?: boolean;
-  /** The caller's ranges in /etc/subuid and /etc/subgid, and whether newuidmap/newgidmap exist. */
-  subordinate?: SubordinateIds;
-  /** Whether a program is installed (pasta, slirp4netns); absent: every one is. */
-  installed?: (program: string) => boolean;
-  /** Reads a small file as the box would see it in its rootfs, or null (see core/stages/hostpath.ts). */
-  rootfsFile?: (path: string) => string | null;
-}
 
-export interface Caller {
-  uid: number;
-  gid: number;
-  /** Names the box's cgroup (nsrun-PID); default this process's PID. */
-  pid?: number;
-}
-
-export interface PlanOptions {
-  /** Replaces [process].args (from `nsrun run -- CMD ARG...`). */
-  args?: string[];
-  cwdFallback?: boolean;
-  /** The name of the box's cgroup, when it has one. Default nsrun-<caller's PID>. */
-  cgroupName?: string;
-  /**
-   * The caller's terminal (its window size) when nsrun's stdin and stdout are both terminals, and
-   * what the command line asked (-t, --no-tty): together with [process] terminal, whether the box
-   * gets a pseudo-terminal of its own.
-   */
-  terminal?: { size: { rows: number; cols: number } | null; asked?: boolean; term?: string };
-}
-
-/**
- * The box's cgroup ([limits]), named for this box: nsrun-<caller's PID>, or opts.cgroupName. Apart
- * from planBox so that a plan from the tape cache (core/host/tapecache.ts) gets a fresh one.
- */
-export function planBoxCgroup(loaded: LoadedConfig, facts: HostFacts, caller: Caller, opts: PlanOptions = {}): CgroupPlan | null {
-  const l = loaded.config.limits;
-  const fail = (key: string, problem: string): never => {
-    throw new ConfigError(loaded.file, key, problem);
-  };
-  const limits: Limits = {
-    memory: l.memory === undefined ? undefined : (parseSize(l.memory) ?? undefined),
-    memorySwap: l.memory_swap === undefined ? undefined : (parseSize(l.memory_swap) ?? undefined),
-    pids: l.pids,
-    cpu: l.cpu,
-    cpuWeight: l.cpu_weight,
-    ioWeight: l.io_weight,
-    cpuAccounting: l.cpu_time !== undefined,
-  };
-  if (limits.memorySwap !== undefined && limits.memory === undefined) fail("limits.memory_swap", "needs limits.memory too");
-  try {
-    const memoryText = l.memory === undefined ? null : String(l.memory);
-    return facts.cgroups ? planCgroup(limits, facts.cgroups, opts.cgroupName ?? `nsrun-${caller.pid ?? process.pid}`, memoryText, caller.uid !== 0) : null;
-  } catch (e) {
-    if (e instanceof CgroupUnavailable) fail("limits", e.message);
-    throw e;
-  }
-}
-
-/** Resolve the rootfs and bind sources against the config's folder; missing ones are config errors. */
-export function inspectHost(loaded: LoadedConfig): HostFacts {
-  const { config, file, dir } = loaded;
-  const real = (p: string, key: string, wantDir: boolean): SourceFact => {
-    const abs = resolve(dir, p);
-    let path: string;
-    let isDir: boolean;
-    try {
-      path = canonicalHostPath(abs);
-      isDir = statSync(path).isDirectory();
-    } catch (e) {
-      if (e instanceof HostPathError) throw new ConfigError(file, key, e.message);
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new ConfigError(file, key, `${JSON.stringify(abs)} ${code === "ENOENT" ? "does not exist" : `cannot be used (${code})`}`);
-    }
-    if (wantDir && !isDir) throw new ConfigError(file, key, `${JSON.stringify(abs)} is not a directory`);
-    return { path, isDir };
-  };
-  const rootfs = real(config.rootfs, "rootfs", true).path;
-  return {
-    rootfs,
-    ...(config.layer !== undefined ? { layer: real(config.layer, "layer", true).path } : {}),
-    rootfsFile: (path) => readInRootfs(rootfs, path),
-    sources: config.mounts.map((m, i) => (m.type === "bind" && m.source ? real(m.source, `mounts[${i}].source`, false) : null)),
-    cgroups: CGROUP_KEYS.some((k) => config.limits[k] !== undefined) ? inspectCgroups() : null,
-    seccompProfile: readProfile(config.security.seccomp, dir, file),
-    ttyGroupMapped: idMapped(parseIdMap(readFileSync("/proc/self/gid_map", "utf8")), 5),
-    setgroupsAllowed: readFileSync("/proc/self/setgroups", "utf8").trim() === "allow",
-    initialUserns: readFileSync("/proc/self/uid_map", "utf8").trim().split(/\s+/).join(" ") === "0 0 4294967295",
-    subordinate: readSubordinateIds(process.getuid?.() ?? 0),
-    installed,
-  };
-}
-
-const CGROUP_KEYS = ["memory", "memory_swap", "pids", "cpu", "cpu_weight", "io_weight", "cpu_time"] as const;
 const RLIMIT_KEYS: RlimitName[] = ["nofile", "nproc", "core", "fsize", "stack", "as"];
-
-function readProfile(seccomp: string, dir: string, file: string): string | undefined {
-  if (seccomp === "default" || seccomp === "unconfined") return undefined;
-  const path = resolve(dir, seccomp);
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    throw new ConfigError(file, "security.seccomp", `cannot read the profile ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code})`);
-  }
-}
 
 const NO_SUBORDINATE_IDS = { uids: [], gids: [], helpers: false };
 
@@ -326,6 +206,9 @@ export function planBox(loaded: LoadedConfig, facts: HostFacts, caller: Caller, 
 }
 
 /** podman's masked and read-only paths. */
+export { inspectHost, planBoxCgroup } from "./hostfacts";
+export type { Caller, HostFacts, PlanOptions };
+
 export const DEFAULT_MASKED = [
   "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
   "/proc/scsi", "/proc/acpi", "/sys/firmware", "/sys/devices/virtual/powercap",
