@@ -5,7 +5,7 @@
 //
 //   bun test/bench/verdict.ts        (part of `bun run bench`; needs hyperfine, dist/nsrun)
 import { spawnSync } from "bun";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { buildRootfs } from "../../fixtures/build-rootfs";
 
@@ -24,12 +24,19 @@ const bin = join(work, "nsrun");
 copyFileSync(join(REPO, "dist/nsrun"), bin);
 chmodSync(bin, 0o755);
 const rootfs = buildRootfs(join(work, "rootfs"));
+// As in startup.ts: the rootless user's own rootfs (a root-owned one makes every rootless box print
+// nsrun's warning that its files show as nobody) and a tape cache of its own (setpriv keeps root's
+// HOME, where the user could keep none), so the rootless rows measure what a user's boxes cost.
+const cache = join(work, "cache");
+mkdirSync(cache, { mode: 0o700 });
+if (isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode === 0) spawnSync(["chown", "-R", USER, rootfs, cache]);
+const env = { ...process.env, XDG_CACHE_HOME: cache };
 
 function hyperfine(title: string, commands: Array<[string, string]>): void {
   const out = join(work, `hf-${Date.now()}.json`);
   const args = ["hyperfine", "-N", "--warmup", "3", "--runs", String(RUNS), "--export-json", out, "--style", "none"];
   for (const [name, cmd] of commands) args.push("-n", name, cmd);
-  const r = spawnSync(args, { stdout: "pipe", stderr: "pipe", cwd: work });
+  const r = spawnSync(args, { stdout: "pipe", stderr: "pipe", cwd: work, env });
   if (r.exitCode !== 0) return void console.log(`${title}: hyperfine failed: ${r.stderr.toString().trim().split("\n").pop()}`);
   const rows = (JSON.parse(readFileSync(out, "utf8")) as { results: Array<{ command: string; median: number; mean: number; stddev: number }> }).results;
   console.log(`\n### ${title}\n\n| command | median | mean ± σ |\n| --- | ---: | ---: |`);
@@ -54,7 +61,7 @@ function startup(rootless: boolean): void {
 function supervisorCost(rootless: boolean): void {
   const base = [...(rootless && isRoot ? ["setpriv", `--reuid=${USER}`, `--regid=${USER}`, "--clear-groups"] : []), bin, "run", "--rootfs", rootfs];
   const measure = (flags: string[]) => {
-    const r = spawnSync([...base, ...flags, "--", "/bin/sleep", "3"], { cwd: work, stdout: "ignore", stderr: "ignore" });
+    const r = spawnSync([...base, ...flags, "--", "/bin/sleep", "3"], { cwd: work, stdout: "ignore", stderr: "ignore", env });
     const u = r.resourceUsage;
     // nsrun's own CPU: its Bun start-up and the supervisor; the box's sleep uses none.
     return u ? Number(u.cpuTime.user + u.cpuTime.system) / 1000 : Number.NaN;
