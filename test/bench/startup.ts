@@ -7,14 +7,13 @@
 // when it is not installed or cannot run here. As root it also measures rootless boxes, as the
 // ordinary user the tests use (nsrun-test), and what a cgroup with limits adds to nsrun's start.
 import { spawnSync } from "bun";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { buildRootfs } from "../../fixtures/build-rootfs";
+import { benchArea, isRoot, USER } from "./area";
 
 const REPO = resolve(import.meta.dir, "../..");
 const RUNS = Number(process.env.BENCH_RUNS ?? 50);
 const PARALLEL = 50;
-const USER = "nsrun-test";
 const has = (cmd: string) => spawnSync(["sh", "-c", `command -v ${cmd}`], { stdout: "pipe" }).exitCode === 0;
 const notes: string[] = [];
 
@@ -162,22 +161,11 @@ if (!has("hyperfine")) {
   process.exit(0);
 }
 spawnSync(["bun", "run", "build"], { cwd: REPO, stdout: "inherit", stderr: "inherit" });
-const work = mkdtempSync("/tmp/nsrun-bench-");
-chmodSync(work, 0o755);
-const bin = join(work, "nsrun");
-copyFileSync(join(REPO, "dist/nsrun"), bin);
-chmodSync(bin, 0o755);
-const rootfs = buildRootfs(join(work, "rootfs"));
+const { work, bin, rootfs, userCache, asUser } = benchArea("/tmp/nsrun-bench-", 0o755);
 const config = join(work, "box.toml");
 writeFileSync(config, `rootfs = "${rootfs}"\n`);
 const limited = join(work, "limits.toml");
 writeFileSync(limited, `rootfs = "${rootfs}"\n[limits]\nmemory = "256M"\npids = 128\ncpu = 1\n`);
-const isRoot = process.getuid?.() === 0;
-const asUser = isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode === 0 ? `setpriv --reuid=${USER} --regid=${USER} --clear-groups ` : "";
-// The rootfs is the rootless user's own, as a user's rootfs is: a root-owned one would make every
-// rootless box print nsrun's warning that its files show as nobody (and load the logger to say so).
-// Root's boxes have no user namespace: the owner changes nothing for them.
-if (asUser) spawnSync(["chown", "-R", USER, rootfs]);
 const ver = (cmd: string) => spawnSync(["sh", "-c", `${cmd} 2>&1 | head -1`], { stdout: "pipe" }).stdout.toString().trim();
 
 console.log(`## Start-up, /bin/true in a busybox rootfs (${RUNS} runs each, hyperfine; ${new Date().toISOString().slice(0, 10)})`);
@@ -188,9 +176,6 @@ const nsrunCmd = `${bin} run --config ${config} -- /bin/true`;
 const uncached = `${bin} run --no-cache --config ${config} -- /bin/true`;
 // The tape cache: root's is /run/nsrun-cache; the ordinary user's a folder of its own here (setpriv
 // keeps the environment). Each nsrun row is warmed up first, so the cached rows start from the cache.
-const userCache = join(work, "cache-user");
-mkdirSync(userCache, { mode: 0o700 });
-if (asUser) spawnSync(["chown", USER, userCache]);
 const userEnv = { XDG_CACHE_HOME: userCache };
 if (isRoot) {
   const rows: Array<[string, string]> = [

@@ -5,32 +5,18 @@
 //
 //   bun test/bench/verdict.ts        (part of `bun run bench`; needs hyperfine, dist/nsrun)
 import { spawnSync } from "bun";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { buildRootfs } from "../../fixtures/build-rootfs";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { benchArea, isRoot, USER } from "./area";
 
-const REPO = resolve(import.meta.dir, "../..");
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
-const USER = "nsrun-test";
-const isRoot = process.getuid?.() === 0;
 
 if (spawnSync(["sh", "-c", "command -v hyperfine"], { stdout: "pipe" }).exitCode !== 0) {
   console.log("verdict benchmark skipped: hyperfine is not installed (apt-get install hyperfine)");
   process.exit(0);
 }
-const work = mkdtempSync("/tmp/nsrun-bench-verdict-");
-chmodSync(work, 0o777);
-const bin = join(work, "nsrun");
-copyFileSync(join(REPO, "dist/nsrun"), bin);
-chmodSync(bin, 0o755);
-const rootfs = buildRootfs(join(work, "rootfs"));
-// As in startup.ts: the rootless user's own rootfs (a root-owned one makes every rootless box print
-// nsrun's warning that its files show as nobody) and a tape cache of its own (setpriv keeps root's
-// HOME, where the user could keep none), so the rootless rows measure what a user's boxes cost.
-const cache = join(work, "cache");
-mkdirSync(cache, { mode: 0o700 });
-if (isRoot && spawnSync(["id", USER], { stdout: "pipe" }).exitCode === 0) spawnSync(["chown", "-R", USER, rootfs, cache]);
-const env = { ...process.env, XDG_CACHE_HOME: cache };
+const { work, bin, rootfs, userCache } = benchArea("/tmp/nsrun-bench-verdict-", 0o777);
+const env = { ...process.env, XDG_CACHE_HOME: userCache };
 
 function hyperfine(title: string, commands: Array<[string, string]>): void {
   const out = join(work, `hf-${Date.now()}.json`);
