@@ -154,7 +154,8 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
     if (opts.until !== undefined && r.value === opts.until) stopped = true;
   };
-  const reports = await (opts.block ? readReportsBlocking(opts.block === true ? null : opts.block) : readReports)(reportRead, async (r) => {
+  const source = opts.block ? blockingChunks(reportRead, opts.block === true ? null : opts.block) : streamChunks(reportRead);
+  const reports = await readReports(source, async (r) => {
     if (failure) return;
     const unexpected = expected(r);
     if (unexpected) {
@@ -233,14 +234,53 @@ function expectedRecords(tape: RunnableTape, sealed: boolean): (r: Report) => st
   };
 }
 
+/** Where the report pipe's bytes come from: the next chunk, or null at end of file; `release` when reading stops early. */
+interface ChunkSource {
+  next(): Promise<Uint8Array | null> | Uint8Array | null;
+  release(): void;
+}
+
+/** Through Bun's stream of the pipe: the event loop turns while the process works. */
+function streamChunks(fd: number): ChunkSource {
+  const reader = Bun.file(fd).stream().getReader();
+  return {
+    next: async () => {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    release: () => reader.releaseLock(),
+  };
+}
+
+/** With the thread blocked in ppoll(2) on the pipe and `wake`'s (drained, then `handle` called). */
+function blockingChunks(fd: number, wake: { wake: number; handle: () => void } | null): ChunkSource {
+  const buf = new Uint8Array(REPORT_BYTES * 64);
+  const drain = new Uint8Array(64);
+  return {
+    next: () => {
+      for (;;) {
+        const [data, woken] = waitReadable(wake ? [fd, wake.wake] : [fd]);
+        if (wake && woken) {
+          while (readSome(wake.wake, drain) > 0);
+          wake.handle();
+        }
+        if (!data) continue;
+        const n = readSome(fd, buf);
+        if (n === 0) return null;
+        if (n > 0) return buf.subarray(0, n);
+      }
+    },
+    release: () => {},
+  };
+}
+
 /** Every record until end of file, each passed to `each` as it comes (a sync point waits for it). */
-async function readReports(fd: number, each: (r: Report) => Promise<void>, stop: () => boolean, torn: (bytes: number) => void): Promise<Report[]> {
+async function readReports(source: ChunkSource, each: (r: Report) => Promise<void>, stop: () => boolean, torn: (bytes: number) => void): Promise<Report[]> {
   const reports: Report[] = [];
   let pending = new Uint8Array(0);
-  const reader = Bun.file(fd).stream().getReader();
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
+    const value = await source.next();
+    if (value === null) break;
     const all = new Uint8Array(pending.length + value.length);
     all.set(pending);
     all.set(value, pending.length);
@@ -250,7 +290,7 @@ async function readReports(fd: number, each: (r: Report) => Promise<void>, stop:
       reports.push(r);
       await each(r);
       if (stop()) {
-        reader.releaseLock();
+        source.release();
         return reports;
       }
     }
@@ -258,40 +298,6 @@ async function readReports(fd: number, each: (r: Report) => Promise<void>, stop:
   }
   if (pending.length) torn(pending.length);
   return reports;
-}
-
-/** readReports with the thread blocked in ppoll(2) on the report pipe (and `wake`'s pipe). */
-function readReportsBlocking(wake: { wake: number; handle: () => void } | null): typeof readReports {
-  return async (fd, each, stop, torn) => {
-    const reports: Report[] = [];
-    const buf = new Uint8Array(REPORT_BYTES * 64);
-    const drain = new Uint8Array(64);
-    let pending = new Uint8Array(0);
-    for (;;) {
-      const [data, woken] = waitReadable(wake ? [fd, wake.wake] : [fd]);
-      if (woken) {
-        while (readSome(wake!.wake, drain) > 0);
-        wake!.handle();
-      }
-      if (!data) continue;
-      const n = readSome(fd, buf);
-      if (n === 0) break;
-      if (n < 0) continue;
-      const all = new Uint8Array(pending.length + n);
-      all.set(pending);
-      all.set(buf.subarray(0, n), pending.length);
-      let off = 0;
-      for (; off + REPORT_BYTES <= all.length; off += REPORT_BYTES) {
-        const r = decodeReport(all, off);
-        reports.push(r);
-        await each(r);
-        if (stop()) return reports;
-      }
-      pending = all.slice(off);
-    }
-    if (pending.length) torn(pending.length);
-    return reports;
-  };
 }
 
 /** A FAILED record names an op of the tape; an EXEC_FAILED one, a path the stub tried; a HOOK one, a hook. */
