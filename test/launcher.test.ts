@@ -7,7 +7,7 @@
 // Root and the ordinary user (nsrun-test); then the report pipe's records checked against the tape.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { keepOnlyFds } from "../core/stages/compile";
 import { launch } from "../core/launch/launch";
@@ -20,7 +20,8 @@ import { pipe } from "../ffi/io";
 import { libc } from "../ffi/libc";
 import { waitExit } from "../ffi/wait";
 import { installNsrun, makeBundle, type Spec } from "../fixtures/oci/bundle";
-import { command, REPO, TEST_USER, waitFor } from "./helpers";
+import { type Actor, REPO, TEST_USER, waitFor } from "./helpers";
+import { runAs } from "./runtimes";
 
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SECRET = "NSRUN_PROBE_SECRET";
@@ -28,12 +29,6 @@ const isRoot = (process.getuid?.() ?? 0) === 0;
 const hasUser = isRoot && spawnSync(["id", "-u", TEST_USER]).exitCode === 0;
 const hasGcc = spawnSync(["sh", "-c", "command -v gcc"]).exitCode === 0;
 
-interface Actor {
-  name: "root" | "user";
-  uid: number;
-  gid: number;
-  area: string;
-}
 let top = "";
 let bin = "";
 let probe = "";
@@ -69,21 +64,9 @@ afterAll(() => {
   rmSync(top, { recursive: true, force: true });
 });
 
-let calls = 0;
 /** nsrun as the actor, with the secret in nsrun's own environment; output through files (a created container keeps nsrun's stdio). */
 function oci(a: Actor, args: string[]) {
-  const out = join(top, `out${++calls}`);
-  const err = join(top, `err${calls}`);
-  const r = spawnSync(command(bin, a as never, ["--root", join(a.area, "state"), ...args]), {
-    env: { PATH, [SECRET]: "the caller's secret" },
-    cwd: a.area,
-    stdin: "ignore",
-    stdout: Bun.file(out),
-    stderr: Bun.file(err),
-    timeout: 30_000,
-  });
-  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
-  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
+  return runAs(a, bin, ["--root", join(a.area, "state"), ...args], { env: { PATH, [SECRET]: "the caller's secret" }, timeoutMs: 30_000 });
 }
 
 let bundles = 0;

@@ -13,19 +13,14 @@ import { ownArgs } from "../cmd/args";
 /** As cmd/main.ts asks. */
 const isOciCommandLine = (argv: string[], cwd: string) => isOciLine(argv, cwd, ownArgs);
 import { installNsrun, editBundle, makeBundle, type Spec } from "../fixtures/oci/bundle";
-import { command, TEST_USER, waitFor } from "./helpers";
+import { type Actor, command, TEST_USER, waitFor } from "./helpers";
+import { runAs } from "./runtimes";
 
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 let top = "";
 let bin = "";
 const isRoot = (process.getuid?.() ?? 0) === 0;
 
-interface Actor {
-  name: "root" | "user";
-  uid: number;
-  gid: number;
-  area: string;
-}
 const actors: Actor[] = [];
 
 function idOf(flag: string): number {
@@ -68,18 +63,7 @@ let calls = 0;
  * stdio and keeps it open, and a pipe would not reach end of file until the container ends.
  */
 function oci(a: Actor, args: string[], opts: { cwd?: string } = {}) {
-  const out = join(top, `out${++calls}`);
-  const err = join(top, `err${calls}`);
-  const r = spawnSync(command(bin, a as never, ["--root", join(a.area, "state"), ...args]), {
-    env: { PATH },
-    cwd: opts.cwd ?? a.area,
-    stdin: "ignore",
-    stdout: Bun.file(out),
-    stderr: Bun.file(err),
-    timeout: 30_000,
-  });
-  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
-  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
+  return runAs(a, bin, ["--root", join(a.area, "state"), ...args], { env: { PATH }, cwd: opts.cwd, timeoutMs: 30_000 });
 }
 
 function listIds(a: Actor): string[] {
@@ -363,7 +347,7 @@ describe("time namespace offsets", () => {
       const file = join(a.area, `time${++calls}.toml`);
       writeFileSync(file, `rootfs = "${rootfs}"\n[namespaces]\ntime = ${time}\n[process]\nargs = ["/bin/sh", "-c", "cut -d' ' -f1 /proc/uptime; cat /proc/self/timens_offsets"]\n`);
       const before = uptime();
-      const r = spawnSync(command(bin, a as never, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+      const r = spawnSync(command(bin, a, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
       const after = uptime();
       expect([r.exitCode, r.stderr.toString()]).toEqual([0, ""]);
       const [inside, ...rest] = r.stdout.toString().trim().split("\n");
@@ -379,7 +363,7 @@ describe("time namespace offsets", () => {
     // An offset the kernel refuses (the clock would go below zero) is a one-line error naming the step.
     const file = join(a.area, `time${++calls}.toml`);
     writeFileSync(file, `rootfs = "${rootfs}"\n[namespaces]\ntime = { boottime = -4000000000 }\n`);
-    const r = spawnSync(command(bin, a as never, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
+    const r = spawnSync(command(bin, a, ["--config", file]), { env: { PATH }, stdout: "pipe", stderr: "pipe" });
     expect(r.exitCode).toBe(125);
     expect(r.stderr.toString()).toContain("namespaces: set the time namespace's clock offsets: write(timens, ");
     expect(r.stderr.toString()).toContain("ERANGE");
@@ -502,7 +486,7 @@ describe("joining another container's namespaces by path", () => {
       // Files, not pipes: the container keeps run's stdout and stderr.
       const out = join(a.area, `${id}.out`);
       const err = join(a.area, `${id}.err`);
-      const r = spawnSync(command(bin, a as never, ["--root", join(a.area, "state"), "run", "-d", "--bundle", b, id]), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err) });
+      const r = spawnSync(command(bin, a, ["--root", join(a.area, "state"), "run", "-d", "--bundle", b, id]), { env: { PATH }, cwd: a.area, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err) });
       expect([r.exitCode, readFileSync(err, "utf8")]).toEqual([0, ""]);
       expect(await waitFor(() => readFileSync(out, "utf8").split("\n").length > 7, 10_000)).toBe(true);
       return readFileSync(out, "utf8").split("\n").slice(0, 7);
@@ -666,7 +650,7 @@ describe("hooks, locking, disambiguation", () => {
 
   forEachActor("two creates of one ID at once: exactly one wins", async (a) => {
     const b = bundle(a);
-    const run = () => spawn(command(bin, a as never, ["--root", join(a.area, "state"), "create", "--bundle", b, "race"]), { env: { PATH }, stdout: "ignore", stderr: "pipe" });
+    const run = () => spawn(command(bin, a, ["--root", join(a.area, "state"), "create", "--bundle", b, "race"]), { env: { PATH }, stdout: "ignore", stderr: "pipe" });
     const [p1, p2] = [run(), run()];
     const codes = (await Promise.all([p1.exited, p2.exited])).sort();
     expect(codes).toEqual([0, 1]);
@@ -700,7 +684,7 @@ describe("hooks, locking, disambiguation", () => {
   forEachActor("`nsrun run ID` in a bundle runs the bundle; `nsrun run -- CMD` there is still a box", (a) => {
     const b = bundle(a, (s) => (s.process.args = ["echo", "from-bundle"]));
     expect(oci(a, ["run", "inplace"], { cwd: b }).stdout).toBe("from-bundle\n");
-    const box = spawnSync(command(bin, a as never, ["run", "--", "/bin/echo", "from-box"]), { cwd: b, env: { PATH }, stdout: "pipe", stderr: "pipe" });
+    const box = spawnSync(command(bin, a, ["run", "--", "/bin/echo", "from-box"]), { cwd: b, env: { PATH }, stdout: "pipe", stderr: "pipe" });
     expect([box.exitCode, box.stdout.toString()]).toEqual([0, "from-box\n"]);
   });
 

@@ -1,7 +1,7 @@
 // OCI runtimes side by side in tests: nsrun and (when installed) runc, each with a state folder of
 // the actor's own, run as the actor with their output in files (a detached container keeps its
 // stdio open, so pipes would never reach end of file), and bundles whose config.json `runc spec`
-// wrote. Used by test/oci-runc.test.ts and test/oci-cgroupv1.test.ts.
+// wrote. Used by the OCI tests (oci, oci-runc, oci-cgroupv1, launcher).
 import { spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,26 +21,31 @@ export interface RuntimeOptions {
   cwd?: string;
   stdin?: string;
   env?: Record<string, string>;
+  /** Default 60 s. */
+  timeoutMs?: number;
+}
+
+let calls = 0;
+
+/** A program as the actor, its output to files in the actor's area (a detached container keeps its stdio open). */
+export function runAs(a: Actor, program: string, args: string[], opts: RuntimeOptions = {}): RuntimeResult {
+  const out = join(a.area, `out${++calls}`);
+  const err = join(a.area, `err${calls}`);
+  const r = spawnSync(command(program, a, args), {
+    env: opts.env ?? { PATH, XDG_RUNTIME_DIR: a.area },
+    cwd: opts.cwd ?? a.area,
+    stdin: opts.stdin !== undefined ? Buffer.from(opts.stdin) : "ignore",
+    stdout: Bun.file(out),
+    stderr: Bun.file(err),
+    timeout: opts.timeoutMs ?? 60_000,
+  });
+  const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
+  return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
 }
 
 /** The two runtimes for one test file; `bin` is nsrun's executable. */
 export function runtimes(bin: string) {
-  let calls = 0;
-  /** A program as the actor; output to files. */
-  const run = (a: Actor, program: string, args: string[], opts: RuntimeOptions = {}): RuntimeResult => {
-    const out = join(a.area, `out${++calls}`);
-    const err = join(a.area, `err${calls}`);
-    const r = spawnSync(command(program, a, args), {
-      env: opts.env ?? { PATH, XDG_RUNTIME_DIR: a.area },
-      cwd: opts.cwd ?? a.area,
-      stdin: opts.stdin !== undefined ? Buffer.from(opts.stdin) : "ignore",
-      stdout: Bun.file(out),
-      stderr: Bun.file(err),
-      timeout: 60_000,
-    });
-    const read = (f: string) => (existsSync(f) ? readFileSync(f, "utf8") : "");
-    return { code: r.exitCode ?? 128, stdout: read(out), stderr: read(err) };
-  };
+  const run = runAs;
   const states: Array<[string, string]> = [[bin, "nsrun-state"], [runcPath, "runc-state"]];
   const nsrun = (a: Actor, args: string[], opts: RuntimeOptions = {}) => run(a, bin, ["--root", join(a.area, "nsrun-state"), ...args], opts);
   const runc = (a: Actor, args: string[], opts: RuntimeOptions = {}) => run(a, runcPath, ["--root", join(a.area, "runc-state"), ...args], opts);
