@@ -43,22 +43,28 @@ export function readAll(fd: number): Buffer {
   return Buffer.concat(chunks);
 }
 
-/**
- * Block until at least one of `fds` is readable (or at its end), retrying on EINTR; returns which.
- * The caller's thread waits in ppoll(2): no event loop turns meanwhile.
- */
-export function waitReadable(fds: number[]): boolean[] {
+/** poll(2) for input on `fds` (timeout in ms, negative for none): which are readable, or null with errno set. */
+function pollIn(fds: number[], timeout: number): boolean[] | null {
   const pfds = new Int32Array(fds.length * 2);
   fds.forEach((fd, i) => {
     pfds[i * 2] = fd;
     pfds[i * 2 + 1] = F.POLLIN;
   });
+  if (libc.poll(pfds, fds.length, timeout) < 0) return null;
+  // struct pollfd is { int fd; short events; short revents; }: revents is the 4th 16-bit half.
+  const revents = new Uint16Array(pfds.buffer);
+  return fds.map((_, i) => (revents[i * 4 + 3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0);
+}
+
+/**
+ * Block until at least one of `fds` is readable (or at its end), retrying on EINTR; returns which.
+ * The caller's thread waits in ppoll(2): no event loop turns meanwhile.
+ */
+export function waitReadable(fds: number[]): boolean[] {
   for (;;) {
-    const n = libc.poll(pfds, fds.length, -1);
-    if (n < 0 && errno() === ERRNO.EINTR) continue;
-    check("ppoll", n, `ppoll(${fds.join(", ")})`);
-    const revents = new Uint16Array(pfds.buffer);
-    return fds.map((_, i) => (revents[i * 4 + 3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0);
+    const ready = pollIn(fds, -1);
+    if (ready) return ready;
+    if (errno() !== ERRNO.EINTR) check("ppoll", -1, `ppoll(${fds.join(", ")})`);
   }
 }
 
@@ -109,9 +115,7 @@ export function dupAtLeast(fd: number, min: number): number {
 
 /** True when a read on the fd would not block: data, end of file, or an error waits there. */
 export function readable(fd: number): boolean {
-  const pfd = new Int32Array([fd, F.POLLIN]);
-  if (libc.poll(pfd, 1, 0) <= 0) return false;
-  return (new Uint16Array(pfd.buffer)[3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0;
+  return pollIn([fd], 0)?.[0] ?? false;
 }
 
 /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC): two connected Unix sockets. */

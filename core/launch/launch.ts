@@ -57,7 +57,7 @@ export interface LaunchOptions {
    * when it is readable it is drained and `handle` called (nsrun's signal watch, core/host/run.ts).
    * A long-lived process (core/api.ts, many boxes at once) leaves it unset and keeps its event loop.
    */
-  block?: { wake: number; handle: () => void } | true;
+  block?: { wake: number; handle: () => void };
 }
 
 export interface Launched {
@@ -154,7 +154,7 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     if (opts.syncWrite !== undefined) writeAll(opts.syncWrite, encodeReport({ kind: REPORT.ACK, index: r.index, value: r.value }));
     if (opts.until !== undefined && r.value === opts.until) stopped = true;
   };
-  const source = opts.block ? blockingChunks(reportRead, opts.block === true ? null : opts.block) : streamChunks(reportRead);
+  const source = opts.block ? blockingChunks(reportRead, opts.block) : streamChunks(reportRead);
   const reports = await readReports(source, async (r) => {
     if (failure) return;
     const unexpected = expected(r);
@@ -253,14 +253,14 @@ function streamChunks(fd: number): ChunkSource {
 }
 
 /** With the thread blocked in ppoll(2) on the pipe and `wake`'s (drained, then `handle` called). */
-function blockingChunks(fd: number, wake: { wake: number; handle: () => void } | null): ChunkSource {
+function blockingChunks(fd: number, wake: { wake: number; handle: () => void }): ChunkSource {
   const buf = new Uint8Array(REPORT_BYTES * 64);
   const drain = new Uint8Array(64);
   return {
     next: () => {
       for (;;) {
-        const [data, woken] = waitReadable(wake ? [fd, wake.wake] : [fd]);
-        if (wake && woken) {
+        const [data, woken] = waitReadable([fd, wake.wake]);
+        if (woken) {
           while (readSome(wake.wake, drain) > 0);
           wake.handle();
         }
