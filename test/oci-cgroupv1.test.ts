@@ -7,7 +7,7 @@
 // no fresh cgroup mount on this host, root or rootless).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { editBundle, type Spec } from "../fixtures/oci/bundle";
@@ -99,6 +99,31 @@ describe("what the container sees in /sys/fs/cgroup", () => {
       expect(BigInt(memory)).toBeGreaterThan(BigInt(2 ** 40));
       expect(pids).toBe("max");
     }, "root");
+
+  forEachActor("a hostile rootfs whose cgroup mount target is a symlink to a host folder: the layout lands inside the rootfs, the host folder stays empty (control: the container sees its hierarchies there)", (a) => {
+    // A copy of the rootfs where the cgroup mount's target (moved out from under /sys, which sysfs
+    // would cover) is a link, absolute, to a folder of the host's. The target is resolved once inside
+    // the rootfs (RESOLVE_IN_ROOT): the link leads to the rootfs's own copy of that path.
+    const host = join(a.area, `cgroup-escape-${++names}`);
+    const rootfs = join(a.area, `rootfs-cgroup-link-${names}`);
+    mkdirSync(host);
+    spawnSync(["cp", "-a", join(a.area, "rootfs"), rootfs]);
+    symlinkSync(host, join(rootfs, "cgroup-link"));
+    mkdirSync(join(rootfs, host), { recursive: true });
+    spawnSync(["chown", "-R", `${a.uid}:${a.gid}`, host, rootfs]);
+    const b = bundle(a, `ls ${host}`, (s) => {
+      s.root.path = rootfs;
+      const m = s.mounts.find((x: Spec) => x.type === "cgroup");
+      m.destination = "/cgroup-link";
+    });
+    const n = nsrun(a, ["run", "--bundle", b, `n-link${names}`]);
+    expect([n.code, n.stderr]).toEqual([0, ""]);
+    // Control: the hierarchies are there, at the path the link names inside the rootfs.
+    expect(n.stdout.split("\n")).toContain("memory");
+    expect(readdirSync(host)).toEqual([]);
+    expect(readFileSync("/proc/self/mountinfo", "utf8").includes(` ${host} `)).toBe(false);
+    rmSync(rootfs, { recursive: true, force: true });
+  }, "root");
 
   forEachActor("the container's own cgroup: the bind's root in the memory hierarchy is the cgroup /proc/self/cgroup names, nsrun/ID", (a) => {
     const b = bundle(a, "sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup; awk '$5 == \"/sys/fs/cgroup/memory\" { print $4 }' /proc/self/mountinfo", limits);
