@@ -1,5 +1,6 @@
 // Entry point of the nsrun executable. Starting a box is the hot path: it loads only what that
-// needs (cmd/run.ts parses its arguments without citty); everything else goes through cmd/cli.ts.
+// needs (a start record's box, only core/host/startrecord.ts and what runs a plan; otherwise
+// cmd/run.ts, which parses its arguments without citty); everything else goes through cmd/cli.ts.
 // Whatever goes wrong unexpectedly ends as one line and exit status 125, never as a stack trace
 // (unless NSRUN_DEBUG is set).
 const argv = process.argv.slice(2);
@@ -20,8 +21,14 @@ try {
     const { runOci } = await import("./oci");
     await runOci(argv);
   } else if (startsABox(argv)) {
+    const raw = argv[0] === "run" ? argv.slice(1) : argv;
+    // A box started before from this very command line starts from its start record, when none of
+    // its inputs changed (core/host/startrecord.ts): before cmd/run.ts and what it loads. A line
+    // with --no-cache or --print-config never has one. Returns when there is none.
+    const own = ownArgs(argv);
+    if (!own.includes("--no-cache") && !own.includes("--print-config")) await (await import("../core/host/startrecord")).startFromRecord(raw, process.cwd(), own.includes("--trace"));
     const { runFromArgs } = await import("./run");
-    await runFromArgs(argv[0] === "run" ? argv.slice(1) : argv);
+    await runFromArgs(raw);
   } else {
     const { main } = await import("./cli");
     await main(argv);

@@ -1,5 +1,5 @@
-import { writeSync } from "node:fs";
 import { NsrunError } from "../ffi/error";
+import { writeAll } from "../ffi/io";
 
 // Errors meant for users. Each one already says everything the user needs: what, where, and what to do.
 // They are printed once, by the process the user started, in at most two lines. All extend
@@ -57,7 +57,7 @@ export function formatReport(r: ErrorReport): string {
 /** Write to stderr. A closed stderr (EPIPE) is not nsrun's failure: the text is dropped, never a stack trace. */
 export function writeStderr(text: string): void {
   try {
-    writeSync(2, text);
+    writeAll(2, new TextEncoder().encode(text));
   } catch {
     // nobody is reading
   }

@@ -1,4 +1,6 @@
-// The libc calls image extraction and the image store need, beyond ffi/libc.ts's table.
+// The libc calls image extraction and the image store need, beyond ffi/libc.ts's table; and the
+// stat(2), access(2) and realpath(3) a box's start needs without node:fs (which costs about a
+// millisecond to load: core/host/cachefiles.ts, core/host/startrecord.ts).
 //
 // Extraction never joins strings into a host path. Every parent directory is resolved with
 // openat2(2) RESOLVE_IN_ROOT from an fd of the image root, and the last component is made with an
@@ -67,10 +69,8 @@ function fail(syscall: string, call: string): never {
 
 /** openat2(2): `path` resolved under `dirfd` with `resolve` flags. `shown` is how errors name the path. */
 export function openat2(dirfd: number, path: string, flags: number, resolve: number, shown = path, mode = 0): number {
-  const how = Buffer.alloc(24);
-  how.writeBigUInt64LE(BigInt(flags | F.O_CLOEXEC), 0);
-  how.writeBigUInt64LE(BigInt(mode), 8);
-  how.writeBigUInt64LE(BigInt(resolve), 16);
+  // struct open_how: flags, mode, resolve (u64 each).
+  const how = new BigUint64Array([BigInt(flags | F.O_CLOEXEC), BigInt(mode), BigInt(resolve)]);
   const p = cstr(path);
   const ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
   return check("openat2", ret, `openat2(${q(shown)})`);
@@ -94,7 +94,7 @@ export function mountSetattr(fd: number, recursive: boolean, attrSet: number, pr
 }
 
 // libc.syscall takes i64 arguments, so buffers go in as their addresses.
-function ptrOf(buf: Buffer): number {
+function ptrOf(buf: Uint8Array | BigUint64Array): number {
   return addressOf(buf) as unknown as number;
 }
 
@@ -209,6 +209,80 @@ export function inodeOf(fd: number, shown: string): bigint {
   return buf.readBigUInt64LE(32);
 }
 
+/** What statx(2) says of a file: the fields nsrun's caches check. */
+export interface FileStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  ino: bigint;
+  /** major:minor of the device the file is on. */
+  dev: string;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+const STATX_BASIC_STATS = 0x7ff;
+
+/** statx(2) of `path` under `dirfd` ("" with AT_EMPTY_PATH: the fd itself); `flags` AT_SYMLINK_NOFOLLOW or AT_EMPTY_PATH. */
+export function statAt(dirfd: number, path: string, flags: number, shown = path): FileStat {
+  const buf = new Uint8Array(256);
+  check("statx", libc.syscall(SYS.statx, dirfd, cstr(path), flags, STATX_BASIC_STATS, buf), `statx(${q(shown)})`);
+  const v = new DataView(buf.buffer);
+  const ns = (at: number) => v.getBigInt64(at, true) * 1_000_000_000n + BigInt(v.getUint32(at + 8, true));
+  return {
+    nlink: v.getUint32(16, true),
+    uid: v.getUint32(20, true),
+    gid: v.getUint32(24, true),
+    mode: v.getUint16(28, true),
+    ino: v.getBigUint64(32, true),
+    size: Number(v.getBigUint64(40, true)),
+    ctimeNs: ns(96),
+    mtimeNs: ns(112),
+    dev: `${v.getUint32(136, true)}:${v.getUint32(140, true)}`,
+  };
+}
+
+/** access(2) with X_OK: whether this process may execute `path`. */
+export function executable(path: string): boolean {
+  return libc.syscall(SYS.faccessat, F.AT_FDCWD, cstr(path), 1 /* X_OK */) === 0;
+}
+
+/** Where `path` leads, every symlink followed (realpath(3): an O_PATH open, then its /proc/self/fd link), or null when it leads nowhere. */
+export function realpathOrNull(path: string): string | null {
+  const fd = libc.openat(F.AT_FDCWD, cstr(path), F.O_PATH | F.O_CLOEXEC, 0);
+  if (fd < 0) return null;
+  try {
+    const buf = new Uint8Array(4097);
+    const n = libc.syscall(SYS.readlinkat, F.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), buf, buf.length);
+    return n > 0 && n < buf.length ? nameFromBytes(buf.subarray(0, n)) : null;
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/**
+ * A small file as a process chrooted at `root` (a symlink-free host path) would read it: opened
+ * with RESOLVE_IN_ROOT, so its symlinks and `..` stay inside. At most `limit` bytes; null when it is
+ * missing or unreadable.
+ */
+export function readInRoot(root: string, path: string, limit = 65536): string | null {
+  let rootFd = -1;
+  let fd = -1;
+  try {
+    rootFd = openat2(F.AT_FDCWD, root, F.O_PATH | F.O_DIRECTORY | F.O_CLOEXEC, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS);
+    fd = openat2(rootFd, path, F.O_RDONLY | F.O_CLOEXEC, F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS);
+    const buf = new Uint8Array(limit);
+    return new TextDecoder().decode(buf.subarray(0, readAt(fd, buf, 0)));
+  } catch {
+    return null;
+  } finally {
+    if (fd >= 0) libc.close(fd);
+    if (rootFd >= 0) libc.close(rootFd);
+  }
+}
+
 /** flock(2). With LOCK_NB, returns false when another holder has it instead of throwing. */
 export function flock(fd: number, op: number, shown: string): boolean {
   if (fsLibc.flock(fd, op) === 0) return true;
@@ -251,4 +325,5 @@ function readCString(p: Pointer, offset: number): string {
   return nameFromBytes(Buffer.from(bytes));
 }
 
+import { readAt } from "./io";
 export { close, writeAll } from "./io";

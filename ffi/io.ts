@@ -88,14 +88,57 @@ export function outputFile(name: string): number {
 /** What was written to an output file, from its start (the writer moved the shared offset), at most `limit` bytes. */
 export function readOutput(fd: number, limit = 65536): string {
   const buf = Buffer.alloc(limit);
+  return buf.subarray(0, readAt(fd, buf, 0)).toString("utf8");
+}
+
+/** pread(2) into all of `buf` from `offset`, retrying on EINTR: the byte count (short at end of file or on an error). */
+export function readAt(fd: number, buf: Uint8Array, offset: number): number {
   let got = 0;
-  while (got < limit) {
-    const n = Number(libc.pread64(fd, ptr(buf, got), limit - got, got));
+  while (got < buf.length) {
+    const n = Number(libc.pread64(fd, ptr(buf, got), buf.length - got, offset + got));
     if (n < 0 && errno() === ERRNO.EINTR) continue;
     if (n <= 0) break;
     got += n;
   }
-  return buf.subarray(0, got).toString("utf8");
+  return got;
+}
+
+/**
+ * A small file's bytes (at most `limit`: a longer one is an error), read with open(2) and pread(2),
+ * not node:fs, which costs about a millisecond to load: what a box's start reads.
+ */
+export function readBytes(path: string, limit = 1 << 20): Uint8Array {
+  const fd = check("openat", libc.openat(F.AT_FDCWD, cstr(path), F.O_RDONLY | F.O_CLOEXEC, 0), `open(${q(path)})`);
+  try {
+    // A /proc file says size 0: read into a buffer that doubles until the file ends.
+    let buf = new Uint8Array(Math.min(4096, limit + 1));
+    let n = readAt(fd, buf, 0);
+    while (n === buf.length && n <= limit) {
+      const more = new Uint8Array(Math.min(buf.length * 2, limit + 1));
+      more.set(buf);
+      buf = more;
+      n += readAt(fd, buf.subarray(n), n);
+    }
+    if (n > limit) throw new SyscallError("read", `read(${q(path)})`, ERRNO.EFBIG);
+    return buf.subarray(0, n);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/** A small file's text (UTF-8), as readBytes reads it. */
+export function readText(path: string, limit = 1 << 20): string {
+  return new TextDecoder().decode(readBytes(path, limit));
+}
+
+/** Write `text` to an existing file (open(2) O_WRONLY, one write): a /proc file such as uid_map. */
+export function writeText(path: string, text: string): void {
+  const fd = check("openat", libc.openat(F.AT_FDCWD, cstr(path), F.O_WRONLY | F.O_CLOEXEC, 0), `open(${q(path)})`);
+  try {
+    writeAll(fd, new TextEncoder().encode(text), path);
+  } finally {
+    libc.close(fd);
+  }
 }
 
 /** close(2), ignoring errors: every caller closes an fd it owns, once. */

@@ -112,7 +112,7 @@ export function check(syscall: string, ret: number | bigint, call: string): numb
 /** A NUL-terminated copy of a string for a `const char *` argument. */
 export { nameBytes, nameFromBytes } from "./names";
 
-export function cstr(s: string): Buffer {
+export function cstr(s: string): Uint8Array {
   return nameBytes(`${s}\0`);
 }
 

@@ -21,7 +21,7 @@ export interface HostView {
   writable(path: string): boolean;
 }
 
-let xattr: { getxattr: (path: Buffer, name: Buffer, value: null, size: number) => number | bigint } | null = null;
+let xattr: { getxattr: (path: Uint8Array, name: Uint8Array, value: null, size: number) => number | bigint } | null = null;
 
 function getxattrSize(path: string, name: string): number {
   xattr ??= dlopen("libc.so.6", { getxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } }).symbols as never;

@@ -21,6 +21,12 @@ const asRoot = process.getuid?.() === 0;
 if (!asRoot) console.warn("skipped: cache files and folders of another user (only root can make them)");
 const other = Number(spawnSync(["id", "-u", TEST_USER], { stdout: "pipe" }).stdout.toString().trim());
 
+/**
+ * A debug log keeps no start record (core/host/startrecord.ts): a line run again then meets the
+ * config cache, which the config cache's own tests need.
+ */
+const NO_RECORD = ["--log-level", "debug"];
+
 let n = 0;
 /** A fresh cache home for one test (XDG_CACHE_HOME), owned by the actor. */
 function cacheHome(actor: Actor): string {
@@ -43,6 +49,10 @@ interface Run {
   config: string[];
   configHit: boolean;
   configStored: string | null;
+  /** The start record's lines ("cache: start: ..."), whether the box started from one, and where one was kept. */
+  start: string[];
+  startHit: boolean;
+  startStored: string | null;
 }
 
 function box(actor: Actor, home: string, args: string[], opts: { bin?: string; prefix?: string[]; env?: Record<string, string> } = {}): Run {
@@ -56,7 +66,23 @@ function box(actor: Actor, home: string, args: string[], opts: { bin?: string; p
   const stored = cache.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
   const config = cache.filter((l) => l.startsWith("config: ")).map((l) => l.slice("config: ".length));
   const configStored = config.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), cache, hit: cache.some((l) => l.startsWith("hit ")), stored, stderr: r.stderr.toString(), pid: r.pid, config, configHit: config.some((l) => l.startsWith("hit ")), configStored };
+  const start = cache.filter((l) => l.startsWith("start: ")).map((l) => l.slice("start: ".length));
+  const startStored = start.find((l) => l.startsWith("stored "))?.slice("stored ".length) ?? null;
+  return {
+    code: r.exitCode ?? -1,
+    stdout: r.stdout.toString(),
+    cache,
+    hit: cache.some((l) => l.startsWith("hit ")),
+    stored,
+    stderr: r.stderr.toString(),
+    pid: r.pid,
+    config,
+    configHit: config.some((l) => l.startsWith("hit ")),
+    configStored,
+    start,
+    startHit: start.some((l) => l.startsWith("hit ")),
+    startStored,
+  };
 }
 
 describe("a frozen tape (core/tape/frozen.ts)", () => {
@@ -160,11 +186,19 @@ for (const actor of area.actors) {
       expect(first.stdout).toBe("/root hello\nnote\n");
       expect(first.hit).toBe(false);
       expect(first.stored).not.toBeNull();
+      expect(first.startStored).not.toBeNull();
       const second = box(actor, home, [...base, ...echo]);
       expect(second.cache).toContain(`hit ${first.stored}`);
+      // From its start record: neither the config cache nor planning was asked.
+      expect(second.start).toEqual([`hit ${first.startStored}`]);
+      expect(second.config).toEqual([]);
       expect(second.stdout).toBe(first.stdout);
 
-      /** Change one input: the next box is planned anew (a miss, the new output), the one after is a hit. */
+      /**
+       * Change one input: the next box is planned anew (its start record and the tape cache both miss:
+       * the new output), the one after starts from its new start record.
+       */
+      let env: Record<string, string> = {};
       const changes: Array<[what: string, change: () => void, args: () => string[], expected: string]> = [
         ["the config's content", () => writeFileSync(config, `hostname = "other"\n${readFileSync(config, "utf8")}`), () => [...base, ...echo], "/root hello\nnote\n"],
         ["an env file's content", () => writeFileSync(envFile, "GREETING=bonjour\n"), () => [...base, ...echo], "/root bonjour\nnote\n"],
@@ -178,14 +212,17 @@ for (const actor of area.actors) {
           () => [...base, ...echo],
           "/home/root bonjour\nnote\n",
         ],
+        // TERM: the box's own when it gets a terminal (a planning option, so an input of both).
+        ["$TERM", () => void (env = { TERM: "dumb" }), () => [...base, ...echo], "/home/root bonjour\nnote\n"],
       ];
       for (const [what, change, args, expected] of changes) {
         change();
-        const miss = box(actor, home, args());
-        expect({ what, hit: miss.hit, stdout: miss.stdout }).toEqual({ what, hit: false, stdout: expected });
-        const again = box(actor, home, args());
-        expect({ what, hit: again.hit, stdout: again.stdout }).toEqual({ what, hit: true, stdout: expected });
+        const miss = box(actor, home, args(), { env });
+        expect({ what, start: miss.startHit, hit: miss.hit, stdout: miss.stdout }).toEqual({ what, start: false, hit: false, stdout: expected });
+        const again = box(actor, home, args(), { env });
+        expect({ what, start: again.startHit, hit: again.hit, stdout: again.stdout }).toEqual({ what, start: true, hit: true, stdout: expected });
       }
+      env = {};
 
       // nsrun's build: another executable (a copy is another file) plans anew.
       const copy = join(actor.area, "nsrun-copy");
@@ -250,7 +287,7 @@ for (const actor of area.actors) {
       writeFileSync(envFile, "GREETING=hello\n");
       if (actor.name === "user") spawnSync(["chown", `${actor.uid}:${actor.gid}`, envFile]);
       const config = writeConfig(actor, "config-cache.toml", `rootfs = "../rootfs"\n`);
-      const args = ["--config", config, "--env-file", envFile, "--", "/bin/sh", "-c", "echo $GREETING; hostname"];
+      const args = [...NO_RECORD, "--config", config, "--env-file", envFile, "--", "/bin/sh", "-c", "echo $GREETING; hostname"];
       const first = box(actor, home, args);
       expect(first.stdout).toBe("hello\nnsrun\n");
       expect(first.configHit).toBe(false);
@@ -282,7 +319,7 @@ for (const actor of area.actors) {
         return dir;
       };
       const [one, two] = [runtime(1), runtime(2)];
-      const show = (dir: string) => box(actor, home, ["--", "/bin/sh", "-c", `test -d ${dir} && ls -A ${dir} | wc -l`], { env: { XDG_RUNTIME_DIR: dir } });
+      const show = (dir: string) => box(actor, home, [...NO_RECORD, "--", "/bin/sh", "-c", `test -d ${dir} && ls -A ${dir} | wc -l`], { env: { XDG_RUNTIME_DIR: dir } });
       writeFileSync(join(one, "socket-like"), "");
       writeFileSync(join(two, "socket-like"), "");
       // The default box hides $XDG_RUNTIME_DIR under an empty tmpfs: the box sees it empty.
@@ -301,7 +338,7 @@ for (const actor of area.actors) {
 
     test("a config cache file anyone else could have written, or a corrupt one, is not used: the config is assembled anew", () => {
       const config = writeConfig(actor, "config-attack.toml", `rootfs = "../rootfs"\nhostname = "honest"\n`);
-      const args = ["--config", config, "--", "/bin/hostname"];
+      const args = [...NO_RECORD, "--config", config, "--", "/bin/hostname"];
       const stranger = actor.uid === 0 ? other : 0;
       const honest = () => {
         const home = cacheHome(actor);
@@ -358,6 +395,98 @@ for (const actor of area.actors) {
         chownSync(d.file, stranger, stranger);
         expect(box(actor, d.home, args).stdout).toBe("honest\n");
       }
+    });
+
+    test("a start record anyone else could have written, or a corrupt one, is not used: the box starts the slow way", () => {
+      const config = writeConfig(actor, "record-attack.toml", `rootfs = "../rootfs"\n`);
+      const args = ["--config", config, "--", "/bin/echo", "honest"];
+      const stranger = actor.uid === 0 ? other : 0;
+      const honest = () => {
+        const home = cacheHome(actor);
+        const r = box(actor, home, args);
+        expect(r.startStored).not.toBeNull();
+        expect(box(actor, home, args).startHit).toBe(true); // positive control: the honest record is used
+        // Another line's record: its tape cache entry is what a forged record would name.
+        const elsewhere = box(actor, home, ["--config", config, "--", "/bin/echo", "forged"]);
+        return { home, file: r.startStored as string, other: elsewhere.startStored as string };
+      };
+      /** The honest record naming the other line's tape cache entry, its sum made right: it would start that box. */
+      const forged = (file: string, otherFile: string) => {
+        const body = (f: string) => JSON.parse(readFileSync(f, "utf8").split("\n")[1]);
+        const record = { ...body(file), tape: body(otherFile).tape };
+        const text = JSON.stringify(record);
+        return `${new Bun.CryptoHasher("sha256").update(text).digest("hex")}\n${text}`;
+      };
+      const attacks: Array<[what: string, attack: (file: string) => void, says: RegExp]> = [
+        ["a file another user owns", (f) => chownSync(f, stranger, stranger), /is owned by uid|EACCES/],
+        ["a group-writable file", (f) => chmodSync(f, 0o660), /has mode 0660/],
+        ["a world-writable file", (f) => chmodSync(f, 0o606), /has mode 0606/],
+        [
+          "a file that is a symlink",
+          (f) => {
+            renameSync(f, `${f}.real`);
+            symlinkSync(`${f}.real`, f);
+          },
+          /not used: openat2\(.*ELOOP/,
+        ],
+        ["a file with a second hard link", (f) => linkSync(f, `${f}-linked`), /has 2 links/],
+        [
+          "a corrupt file (one byte changed, its sum not)",
+          (f) => {
+            const b = readFileSync(f);
+            b[b.length - 20] ^= 0x01;
+            writeFileSync(f, b);
+          },
+          /is corrupt or truncated/,
+        ],
+        ["a truncated file", (f) => truncateSync(f, statSync(f).size - 10), /is corrupt or truncated/],
+      ];
+      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
+        const c = honest();
+        attack(c.file);
+        const r = box(actor, c.home, args);
+        expect({ what, start: r.startHit, code: r.code, stdout: r.stdout }).toEqual({ what, start: false, code: 0, stdout: "honest\n" });
+        expect({ what, said: r.start.some((l) => says.test(l)) }).toEqual({ what, said: true });
+      }
+      // What the checks are for: a forged record the caller's own, mode 0600, is used (a record is
+      // trusted as what the caller could have written); another user's copy of it is not.
+      const c = honest();
+      writeFileSync(c.file, forged(c.file, c.other));
+      expect(box(actor, c.home, args).stdout).toBe("forged\n");
+      if (asRoot) {
+        const d = honest();
+        writeFileSync(d.file, forged(d.file, d.other));
+        chownSync(d.file, stranger, stranger);
+        expect(box(actor, d.home, args).stdout).toBe("honest\n");
+      }
+    });
+
+    test("a box whose start is not the same each time keeps no start record: a cgroup, a debug log, --report, a rootfs reached through a symlink", () => {
+      const link = join(actor.area, "rootfs-link");
+      if (!existsSync(link)) symlinkSync("rootfs", link); // root's: nsrun follows it
+      const plain = writeConfig(actor, "record-plain.toml", `rootfs = "../rootfs"\n`);
+      const linked = writeConfig(actor, "record-linked.toml", `rootfs = "../rootfs-link"\n`);
+      const limited = writeConfig(actor, "record-limits.toml", `rootfs = "../rootfs"\n[limits]\npids = 64\n`);
+      const report = join(actor.area, "record-report.json");
+      const cases: Array<[what: string, args: string[], says: RegExp | null]> = [
+        ["a debug log", ["--log-level", "debug", "--config", plain, "--", "/bin/true"], null],
+        ["--report", ["--report", report, "--config", plain, "--", "/bin/true"], null],
+        ["a rootfs reached through a symlink", ["--config", linked, "--", "/bin/true"], /^not stored: rootfs is reached through a symlink$/],
+      ];
+      if (asRoot && actor.name === "root") cases.push(["a cgroup ([limits])", ["--config", limited, "--", "/bin/true"], /^not stored: it has a cgroup$/]);
+      for (const [what, args, says] of cases) {
+        const home = cacheHome(actor);
+        const first = box(actor, home, args);
+        expect({ what, code: first.code, stored: first.startStored }).toEqual({ what, code: 0, stored: null });
+        if (says) expect({ what, said: first.start.some((l) => says.test(l)) }).toEqual({ what, said: true });
+        const second = box(actor, home, args);
+        // The tape cache still has its plan: only the start record is left out.
+        expect({ what, code: second.code, start: second.startHit, hit: second.hit }).toEqual({ what, code: 0, start: false, hit: true });
+      }
+      // Control: the same box without any of these keeps one, and starts from it.
+      const home = cacheHome(actor);
+      expect(box(actor, home, ["--config", plain, "--", "/bin/true"]).startStored).not.toBeNull();
+      expect(box(actor, home, ["--config", plain, "--", "/bin/true"]).startHit).toBe(true);
     });
 
     test("a cache folder or file anyone else could have written is not used, and the box is planned anew", () => {

@@ -10,7 +10,10 @@
 //   (d) one error root: every error class extends NsrunError (ffi/error.ts);
 //   (e) one name for one thing: no two exported functions share a name, but core/tape/calls.ts's
 //       emitters, spelt as the syscalls that ffi/ wrappers also make; a kernel constant that
-//       ffi/flags.ts or ffi/errno.ts names is defined nowhere else.
+//       ffi/flags.ts or ffi/errno.ts names is defined nowhere else;
+//   (f) a box from its start record (cmd/main.ts -> core/host/startrecord.ts -> runplan.ts) loads,
+//       statically, no node:fs, node:path, node:os or node:util (about a millisecond), no package
+//       (valibot, citty, consola), no command-line parser and no planning stage.
 // Each check is a function run first on a sample that breaks the rule (it must find the break),
 // then on the real tree (it must find none).
 import { describe, expect, test } from "bun:test";
@@ -337,5 +340,59 @@ describe("a kernel constant has one definition", () => {
       for (const n of redefined(read(f), taken)) bad.push(`${f}: ${n}`);
     }
     expect(bad).toEqual([]);
+  });
+});
+
+// ---- (f) what a start record's box loads --------------------------------------------------------
+
+/** The specifiers `src` imports when it loads: import/export ... from and bare import, not type-only, import() or require(). */
+export function loadImportsOf(src: string): string[] {
+  const re = /(?:^|[\s;])(?:import|export)\s+(?!type\s)(?:[^'"`;]*?\s+from\s+)?["']([^"']+)["']/g;
+  return [...code(src).matchAll(re)].map((m) => m[1]);
+}
+
+/** Every file `from` loads with it (loadImportsOf, followed), and every bare specifier among them: ["file", ...] and ["node:fs", ...]. */
+function loadsWith(from: string[]): { files: string[]; bare: string[] } {
+  const seen = new Set<string>();
+  const bare = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const spec of loadImportsOf(read(file))) {
+      if (!spec.startsWith(".")) {
+        bare.add(spec);
+        continue;
+      }
+      const p = resolve(REPO, dirname(file), spec);
+      const hit = [p, `${p}.ts`].find((c) => c.endsWith(".ts") && existsSync(c));
+      if (hit) visit(relative(REPO, hit));
+    }
+  };
+  for (const f of from) visit(f);
+  return { files: [...seen].sort(), bare: [...bare].sort() };
+}
+
+/** What a box's start must not load: the slow modules and the stages only planning needs. */
+function heavy({ files, bare }: { files: string[]; bare: string[] }): string[] {
+  const slow = bare.filter((b) => b !== "bun:ffi" && b !== "bun");
+  const planning = files.filter((f) => /^core\/stages\/(plan|config|boxconfig|hostfacts|mounts|compile|userns|hostpath|network|cgroup)\.ts$/.test(f) || f.startsWith("cmd/"));
+  return [...slow, ...planning];
+}
+
+describe("a box from its start record loads nothing slow", () => {
+  test("positive control: the loads are read (a type-only import and import() are not), and the runner of a planned box does load node:fs and planning", () => {
+    expect(loadImportsOf(`import a from "./a";\nimport type { B } from "./b";\nexport { c } from "./c";\nexport type { D } from "./d";\nconst e = await import("./e");\nconst f = require("./f");\nimport "./g";`)).toEqual(["./a", "./c", "./g"]);
+    const planned = heavy(loadsWith(["core/host/run.ts"]));
+    expect(planned).toContain("node:fs");
+    expect(planned).toContain("core/stages/hostfacts.ts");
+  });
+
+  test("core/host/startrecord.ts and core/host/runplan.ts (what it loads next) load no node: module, package, parser or planning stage", () => {
+    expect(heavy(loadsWith(["core/host/startrecord.ts", "core/host/runplan.ts"]))).toEqual([]);
+  });
+
+  test("cmd/main.ts loads nothing before it tries the start record but what it needs to find the line's words", () => {
+    expect(loadsWith(["cmd/main.ts"]).files).toEqual(["cmd/main.ts"]);
+    expect(read("cmd/main.ts")).toMatch(/import\("\.\.\/core\/host\/startrecord"\)[\s\S]*import\("\.\/run"\)/);
   });
 });

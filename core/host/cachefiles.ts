@@ -4,9 +4,12 @@
 // checked on the opened fd (owner the caller, no access for group or others, a regular file with one
 // link). Files are written under a temporary name and renamed into place. Any doubt means "no entry";
 // the reason goes to the tracer (--trace).
-import { fstatSync, lstatSync, mkdirSync, readdirSync, readSync, statSync, writeSync } from "node:fs";
+//
+// Reading goes through ffi/ alone (no node:fs, about a millisecond to load): a cached box's start
+// reads here (core/host/startrecord.ts).
 import * as F from "../../ffi/flags";
-import { close as closeFd, openat, openat2, renameat, unlinkat } from "../../ffi/fs";
+import { AT_SYMLINK_NOFOLLOW, close as closeFd, type FileStat, listDir, openat, openat2, renameat, S_IFDIR, S_IFMT, statAt, unlinkat, writeAll } from "../../ffi/fs";
+import { readAt } from "../../ffi/io";
 import type { Tracer } from "../pipeline";
 
 
@@ -28,36 +31,63 @@ let buildId: string | null | undefined;
 export function build(): string | null {
   if (buildId !== undefined) return buildId;
   if (!Bun.main.startsWith("/$bunfs/")) return (buildId = null);
-  const s = statSync("/proc/self/exe", { bigint: true });
+  const s = statAt(F.AT_FDCWD, "/proc/self/exe", 0);
   return (buildId = [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(":"));
 }
 
 export const sha256 = (data: string | Uint8Array): string => new Bun.CryptoHasher("sha256").update(data).digest("hex");
 
+/** A JSON cache file's bytes: the SHA-256 of the JSON in hex, a newline, then the JSON. */
+export function sealedJson(value: unknown): Uint8Array {
+  const body = JSON.stringify(value);
+  return new TextEncoder().encode(`${sha256(body)}\n${body}`);
+}
+
+/** What a JSON cache file holds, or null when its sum does not match (corrupt, truncated) or it is no JSON. */
+export function unsealJson(bytes: Uint8Array): unknown {
+  const text = new TextDecoder().decode(bytes);
+  const nl = text.indexOf("\n");
+  if (nl !== 64 || sha256(text.slice(nl + 1)) !== text.slice(0, nl)) return null;
+  try {
+    return JSON.parse(text.slice(nl + 1));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The key of an entry that belongs to one command line: a SHA-256 of the entry's format, nsrun's
+ * build, the command line (after `run`), the cwd, and the caller's ids and groups.
+ */
+export function commandLineKey(format: string, args: string[], cwd: string): string {
+  const ids = [process.getuid?.(), process.getgid?.(), process.geteuid?.(), process.getegid?.(), process.getgroups?.()];
+  return sha256(JSON.stringify([format, build(), process.arch, args, cwd, ids]));
+}
+
 /** The cache folder, opened without following a symlink and checked on the fd: null when it may not be used. */
-function openFolder(folder: string, create: boolean, trace: Tracer): number | null {
+function openFolder(folder: string, create: boolean, trace: Tracer, what: string): number | null {
   let fd: number;
   try {
-    if (create) mkdirSync(folder, { recursive: true, mode: 0o700 });
+    if (create) (require("node:fs") as typeof import("node:fs")).mkdirSync(folder, { recursive: true, mode: 0o700 });
     fd = openat2(F.AT_FDCWD, folder, F.O_PATH | F.O_DIRECTORY, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS);
   } catch (e) {
-    if (!create && (e as { errno?: number }).errno === 2) trace?.(`cache: miss: no cache folder ${JSON.stringify(folder)}`);
-    else trace?.(`cache: not used: ${(e as Error).message}`);
+    if (!create && (e as { errno?: number }).errno === 2) trace?.(`${what}: miss: no cache folder ${JSON.stringify(folder)}`);
+    else trace?.(`${what}: not used: ${(e as Error).message}`);
     return null;
   }
   const problem = ownProblem(fd, true);
   if (problem) {
     closeFd(fd);
-    trace?.(`cache: not used: the folder ${JSON.stringify(folder)} ${problem}`);
+    trace?.(`${what}: not used: the folder ${JSON.stringify(folder)} ${problem}`);
     return null;
   }
   return fd;
 }
 
 /** Why an opened cache folder or file may not be trusted, or null. */
-function ownProblem(fd: number, folder: boolean, s = fstatSync(fd)): string | null {
+function ownProblem(fd: number, folder: boolean, s = statAt(fd, "", F.AT_EMPTY_PATH, "cache")): string | null {
   const uid = process.geteuid?.() ?? 0;
-  if (folder ? !s.isDirectory() : !s.isFile()) return `is not a ${folder ? "folder" : "regular file"}`;
+  if ((s.mode & S_IFMT) !== (folder ? S_IFDIR : F.S_IFREG)) return `is not a ${folder ? "folder" : "regular file"}`;
   if (s.uid !== uid) return `is owned by uid ${s.uid}, not by you (${uid})`;
   if (s.mode & 0o077) return `has mode ${(s.mode & 0o7777).toString(8).padStart(4, "0")}: group or others have access (want ${folder ? "0700" : "0600"})`;
   if (!folder && s.nlink !== 1) return `has ${s.nlink} links`;
@@ -66,7 +96,7 @@ function ownProblem(fd: number, folder: boolean, s = fstatSync(fd)): string | nu
 
 /** A cache file's bytes, or null (missing, or not to be trusted: the tracer says why). `what` names it in the trace. */
 export function readCacheFile(folder: string, name: string, trace: Tracer, what = "cache"): Uint8Array | null {
-  const dir = openFolder(folder, false, trace);
+  const dir = openFolder(folder, false, trace, what);
   if (dir === null) return null;
   let fd = -1;
   try {
@@ -76,21 +106,14 @@ export function readCacheFile(folder: string, name: string, trace: Tracer, what 
       trace?.((e as { errno?: number }).errno === 2 ? `${what}: miss` : `${what}: not used: ${(e as Error).message}`);
       return null;
     }
-    const stat = fstatSync(fd);
+    const stat: FileStat = statAt(fd, "", F.AT_EMPTY_PATH, `${folder}/${name}`);
     const problem = ownProblem(fd, false, stat);
     if (problem) {
       trace?.(`${what}: not used: ${JSON.stringify(`${folder}/${name}`)} ${problem}`);
       return null;
     }
-    const size = stat.size;
-    const bytes = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, bytes, got, size - got, got);
-      if (n <= 0) break;
-      got += n;
-    }
-    return got === size ? bytes : bytes.subarray(0, got);
+    const bytes = new Uint8Array(stat.size);
+    return bytes.subarray(0, readAt(fd, bytes, 0));
   } finally {
     if (fd >= 0) closeFd(fd);
     closeFd(dir);
@@ -99,14 +122,13 @@ export function readCacheFile(folder: string, name: string, trace: Tracer, what 
 
 /** Write a cache file atomically (a private temporary file renamed into place), then keep at most `keep` files matching `kind`. */
 export function writeCacheFile(folder: string, name: string, bytes: Uint8Array, trace: Tracer, kind: RegExp, keep: number, what = "cache"): boolean {
-  const dir = openFolder(folder, true, trace);
+  const dir = openFolder(folder, true, trace, what);
   if (dir === null) return false;
   const tmp = `.${name}.${process.pid}.tmp`;
   let fd = -1;
   try {
     fd = openat(dir, tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600, `${folder}/${tmp}`);
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    writeAll(fd, bytes, `${folder}/${tmp}`);
     closeFd(fd);
     fd = -1;
     renameat(dir, tmp, dir, name, `${folder}/${name}`);
@@ -129,16 +151,16 @@ export function writeCacheFile(folder: string, name: string, bytes: Uint8Array, 
 
 /** At most `keep` files of one kind: beyond, the least recently written go. */
 function prune(dir: number, folder: string, kind: RegExp, keep: number): void {
-  const names = readdirSync(folder).filter((f) => kind.test(f));
+  const names = listDir(dir, folder).filter((f) => kind.test(f));
   if (names.length <= keep) return;
   const age = (f: string) => {
     try {
-      return lstatSync(`${folder}/${f}`).mtimeMs;
+      return statAt(dir, f, AT_SYMLINK_NOFOLLOW).mtimeNs;
     } catch {
-      return 0;
+      return 0n;
     }
   };
-  const oldest = names.map((f) => [age(f), f] as const).sort((a, b) => a[0] - b[0]);
+  const oldest = names.map((f) => [age(f), f] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   for (const [, f] of oldest.slice(0, names.length - keep)) {
     try {
       unlinkat(dir, f, false);

@@ -13,34 +13,34 @@
 // so what comes from here is only ever what the same inputs gave before.
 //
 // An entry decides what a box runs as the caller: it lives beside the tape cache's, in the same
-// private folder, under the same checks (core/host/cachefiles.ts). A file is "config-KEY": the
-// SHA-256 of the rest in hex, a newline, then JSON; a sum that does not match is a corrupt file.
-import { readFileSync } from "node:fs";
+// private folder, under the same checks (core/host/cachefiles.ts). A file is "config-KEY", a sealed
+// JSON file (cachefiles.ts sealedJson): a sum that does not match is a corrupt file.
 import type { AssemblyRead, Assembled } from "../stages/boxconfig";
-import { realpathOrNull } from "../stages/hostpath";
+import { firstChanged, inputName, type Observed } from "./inputs";
 import type { Tracer } from "../pipeline";
-import { build, cacheFolder, readCacheFile, sha256, writeCacheFile } from "./cachefiles";
+import { build, cacheFolder, commandLineKey, readCacheFile, sealedJson, sha256, unsealJson, writeCacheFile } from "./cachefiles";
 
 /** Bump when the entry's layout or what a key covers changes. */
-const FORMAT = "nsrun-config-cache 1";
+const FORMAT = "nsrun-config-cache 2";
 const WHAT = "cache: config";
 /** Config entries kept (each a kilobyte or two). */
 const KEEP = 200;
 
-type StoredRead = { kind: "file"; path: string; sha256: string } | { kind: "realpath"; path: string; result: string | null } | { kind: "env"; name: string; value: string | null };
-
 interface Entry {
   format: string;
   key: string;
-  reads: StoredRead[];
+  reads: Observed[];
   assembled: Assembled;
 }
 
 export interface ConfigCache {
-  /** The config these inputs gave before, when everything it read is unchanged; else null. */
-  get(): Assembled | null;
-  /** Keep what assembly gave and read (nothing is kept when it read something the cache cannot check). */
-  put(reads: AssemblyRead[], assembled: Assembled): void;
+  /** The config these inputs gave before, and what it read, when everything it read is unchanged; else null. */
+  get(): { assembled: Assembled; reads: Observed[] } | null;
+  /**
+   * Keep what assembly gave and read; returns what it read as kept, or null when it read something
+   * the cache cannot check (and nothing is kept).
+   */
+  put(reads: AssemblyRead[], assembled: Assembled): Observed[] | null;
 }
 
 /** The cache for one command line; null when there is none (run from source, or no cache folder). */
@@ -48,8 +48,7 @@ export function configCache(args: string[], cwd: string, trace: Tracer): ConfigC
   const id = build();
   const folder = id === null ? null : cacheFolder();
   if (id === null || folder === null) return null;
-  const ids = [process.getuid?.(), process.getgid?.(), process.geteuid?.(), process.getegid?.(), process.getgroups?.()];
-  const key = sha256(JSON.stringify([FORMAT, id, process.arch, args, cwd, ids]));
+  const key = commandLineKey(FORMAT, args, cwd);
   const name = `config-${key}`;
   const path = `${folder}/${name}`;
   return {
@@ -61,20 +60,25 @@ export function configCache(args: string[], cwd: string, trace: Tracer): ConfigC
         trace?.(`${WHAT}: not used: ${JSON.stringify(path)} is corrupt or truncated`);
         return null;
       }
-      const changed = entry.reads.find((r) => !unchanged(r));
+      const changed = firstChanged(entry.reads);
       if (changed) {
-        trace?.(`${WHAT}: miss: ${changed.kind === "env" ? `$${changed.name}` : JSON.stringify(changed.path)} changed`);
+        trace?.(`${WHAT}: miss: ${inputName(changed)} changed`);
         return null;
       }
       trace?.(`${WHAT}: hit ${path}`);
-      return entry.assembled;
+      return { assembled: entry.assembled, reads: entry.reads };
     },
     put(reads, assembled) {
       const other = reads.find((r) => r.kind === "other");
-      if (other?.kind === "other") return void trace?.(`${WHAT}: not stored: assembly read ${other.what}`);
-      const stored = reads.map((r): StoredRead => (r.kind === "file" ? { kind: "file", path: r.path, sha256: sha256(r.text) } : (r as StoredRead)));
-      const body = JSON.stringify({ format: FORMAT, key, reads: stored, assembled } satisfies Entry);
-      writeCacheFile(folder, name, new TextEncoder().encode(`${sha256(body)}\n${body}`), trace, /^config-[0-9a-f]{64}$/, KEEP, WHAT);
+      if (other?.kind === "other") {
+        trace?.(`${WHAT}: not stored: assembly read ${other.what}`);
+        return null;
+      }
+      const stored = reads.flatMap((r): Observed[] =>
+        r.kind === "file" ? [[{ kind: "file", path: r.path }, sha256(r.text)]] : r.kind === "env" ? [[{ kind: "env", name: r.name }, r.value]] : r.kind === "realpath" ? [[{ kind: "realpath", path: r.path }, r.result]] : [],
+      );
+      writeCacheFile(folder, name, sealedJson({ format: FORMAT, key, reads: stored, assembled } satisfies Entry), trace, /^config-[0-9a-f]{64}$/, KEEP, WHAT);
+      return stored;
     },
   };
 }
@@ -90,24 +94,7 @@ export function recordingEnv(record: (read: AssemblyRead) => void): Record<strin
   });
 }
 
-function unchanged(r: StoredRead): boolean {
-  if (r.kind === "realpath") return realpathOrNull(r.path) === r.result;
-  if (r.kind === "env") return (process.env[r.name] ?? null) === r.value;
-  try {
-    return sha256(readFileSync(r.path, "utf8")) === r.sha256;
-  } catch {
-    return false;
-  }
-}
-
 function decode(bytes: Uint8Array, key: string): Entry | null {
-  const text = new TextDecoder().decode(bytes);
-  const nl = text.indexOf("\n");
-  if (nl !== 64 || sha256(text.slice(nl + 1)) !== text.slice(0, nl)) return null;
-  try {
-    const entry = JSON.parse(text.slice(nl + 1)) as Entry;
-    return entry.format === FORMAT && entry.key === key && Array.isArray(entry.reads) ? entry : null;
-  } catch {
-    return null;
-  }
+  const entry = unsealJson(bytes) as Entry | null;
+  return entry?.format === FORMAT && entry.key === key && Array.isArray(entry.reads) ? entry : null;
 }

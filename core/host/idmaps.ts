@@ -1,8 +1,8 @@
 // The host's part of the user namespace stage: writing the box's id maps from outside, while its
 // first process waits at the sync point (core/stages/userns.ts decides the ranges and who writes them).
-import { readFileSync, writeFileSync } from "node:fs";
 import { StageError } from "../errors";
-import { close, outputFile, readOutput } from "../../ffi/io";
+import { close, outputFile, readOutput, readText, writeText } from "../../ffi/io";
+import type { SyscallError } from "../../ffi/libc";
 import type { IdMapPlan, IdRange } from "../stages/userns";
 
 /** --trace's host lines (nsrun[host]); null when not tracing. */
@@ -25,10 +25,11 @@ export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrac
       const text = ranges.map((r) => `${r.inside} ${r.outside} ${r.count}`).join("\n");
       const t0 = performance.now();
       try {
-        writeFileSync(path, text);
+        writeText(path, text);
       } catch (e) {
-        trace?.(`${at}: write ${JSON.stringify(path)} ${JSON.stringify(oneLine(text))} = ${(e as NodeJS.ErrnoException).code ?? e}`);
-        throw new StageError("user namespace", `write the id maps: write ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+        const code = (e as SyscallError).errnoName ?? e;
+        trace?.(`${at}: write ${JSON.stringify(path)} ${JSON.stringify(oneLine(text))} = ${code}`);
+        throw new StageError("user namespace", `write the id maps: write ${JSON.stringify(path)}: ${code}`);
       }
       trace?.(`${at}: write ${JSON.stringify(path)} ${JSON.stringify(oneLine(text))} = 0  ${(performance.now() - t0).toFixed(3)}ms`);
     }
@@ -65,9 +66,9 @@ export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrac
   if (!trace) return;
   for (const file of ["uid_map", "gid_map"]) {
     try {
-      trace(`${at}: /proc/${pid}/${file} now reads ${JSON.stringify(oneLine(readFileSync(`/proc/${pid}/${file}`, "utf8")))}`);
+      trace(`${at}: /proc/${pid}/${file} now reads ${JSON.stringify(oneLine(readText(`/proc/${pid}/${file}`)))}`);
     } catch (e) {
-      trace(`${at}: /proc/${pid}/${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      trace(`${at}: /proc/${pid}/${file}: ${(e as SyscallError).errnoName ?? e}`);
     }
   }
 }

@@ -2,10 +2,8 @@
 // process through the executor, and follow the report pipe until the box's command has started or
 // setup has failed. The event loop stays free the whole time (the pipe is read asynchronously), so a
 // signal to nsrun is handled at every moment, also while setup hangs.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { sealedStub } from "../../ffi/executor/load";
-import { close as closeFd, pipe, receiveFd, socketPair } from "../../ffi/io";
+import { close as closeFd, pipe, readText, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import { CAPABILITIES } from "../stages/capabilities";
 import type { ChildFds } from "../stages/compile";
@@ -17,7 +15,7 @@ import type { BoxPlan } from "../stages/plan";
 import type { RunnableTape } from "../tape/frozen";
 import type { Tape } from "../tape/tape";
 import { writeIdMaps } from "./idmaps";
-import { type Helper, startNetwork } from "./nat";
+import type { Helper } from "./nat";
 
 export type { Tracer } from "../pipeline";
 
@@ -55,7 +53,7 @@ let lastCap: number | null = null;
 export function lastCapability(): number {
   if (lastCap === null) {
     try {
-      lastCap = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
+      lastCap = Number(readText("/proc/sys/kernel/cap_last_cap"));
     } catch {
       lastCap = CAPABILITIES.length - 1;
     }
@@ -102,6 +100,7 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
         if (idMap) await writeIdMaps(idMap, pid, trace.host);
       },
       [SYNC.NETWORK]: async (pid: number) => {
+        const { startNetwork } = await import("./nat");
         helpers.push(await startNetwork(plan.network, pid, plan.idMap !== null, trace.host));
       },
     },
@@ -128,14 +127,15 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
 /** plan.files into a private folder of nsrun's (a box binds them read-only), or null when there are none. */
 function writeFiles(list: BoxPlan["files"]): { paths: Map<string, string>; remove(): void } | null {
   if (!list.length) return null;
-  // node:os (for tmpdir) loads only for a box with generated files.
-  const dir = mkdtempSync(join((require("node:os") as typeof import("node:os")).tmpdir(), "nsrun-files-"));
+  // node:fs and node:os load only for a box with generated files (a "nat" box): about a millisecond.
+  const { chmodSync, mkdtempSync, rmSync, writeFileSync } = require("node:fs") as typeof import("node:fs");
+  const dir = mkdtempSync(`${(require("node:os") as typeof import("node:os")).tmpdir()}/nsrun-files-`);
   // A root box with a user namespace binds these as its own root, a host uid with no rights on
   // root's files: it may search the folder (whose random name it is told) and read the files.
   chmodSync(dir, 0o711);
   const paths = new Map<string, string>();
   list.forEach((f, i) => {
-    const path = join(dir, `${i}-${f.target.split("/").pop()}`);
+    const path = `${dir}/${i}-${f.target.split("/").pop()}`;
     writeFileSync(path, f.content, { mode: 0o644 });
     paths.set(f.target, path);
   });

@@ -6,7 +6,6 @@
 import { errnoName } from "../../ffi/errno";
 import { execveFd } from "../../ffi/executor/load";
 import { strerror } from "../../ffi/libc";
-import { cleanupSteps } from "../stages/cgroup";
 import type { ErrorReport } from "../errors";
 import { EXIT_NSRUN_FAILED } from "../errors";
 import type { BoxPlan } from "../stages/plan";
@@ -23,10 +22,10 @@ export function supervisorArgs(plan: BoxPlan, pid: number, pending: number[], tr
   for (const sig of FORWARDED_SIGNALS) if (terminal === null || sig !== "SIGWINCH") argv.push("-f", String(SIGNAL_NUMBERS[sig]));
   for (const sig of pending) argv.push("-p", String(sig));
   if (plan.cgroup) {
-    const steps = cleanupSteps(plan.cgroup);
-    for (const dir of steps.kill) argv.push("-K", dir);
-    for (const [file, value] of steps.writes) argv.push("-w", file, value);
-    for (const dir of steps.rmdirs) argv.push("-r", dir);
+    // The clean-up, as data: kill what is left in the box's cgroups (innermost first), undo, remove.
+    for (const dir of [...plan.cgroup.boxDirs].reverse()) argv.push("-K", dir);
+    for (const [file, value] of plan.cgroup.undo) argv.push("-w", file, value);
+    for (const dir of [...plan.cgroup.dirs].reverse()) argv.push("-r", dir);
     if (plan.cgroup.oomFile) argv.push("-o", plan.cgroup.oomFile, outOfMemoryMessage(plan.cgroup.memoryText));
   }
   for (const helper of helpers) argv.push("-x", String(helper.pid));

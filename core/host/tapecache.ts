@@ -19,7 +19,8 @@
 // short or corrupt file, a key that does not match) means planning as if there were no cache; the
 // reason shows under --trace.
 import { readFileSync, statSync } from "node:fs";
-import { build, cacheFolder, readCacheFile, sha256, writeCacheFile } from "./cachefiles";
+import { build, cacheFolder, sha256 } from "./cachefiles";
+import { type Entry, fdsText, loadEntry, type Read, storeEntry } from "./tapefile";
 import type { ChildFds } from "../stages/compile";
 import type { LoadedConfig } from "../stages/config";
 import type { BoxPlan, Caller, HostFacts, PlanOptions } from "../stages/plan";
@@ -31,8 +32,6 @@ export { cacheFolder };
 
 /** Bump when the entry's layout or what a key covers changes. */
 const FORMAT = "nsrun-tape-cache 2";
-const MAGIC = 0x3254534e; // "NST2"
-const HEAD = 32;
 
 export interface CacheInputs {
   loaded: LoadedConfig;
@@ -52,17 +51,12 @@ export interface BoxCache {
   plan(make: () => BoxPlan, fresh: (cached: BoxPlan) => BoxPlan): BoxPlan;
   /** The cached tape when it was compiled for these fds; otherwise `compile()`'s, frozen and stored. */
   tape(fds: ChildFds, compile: () => Promise<Tape>): Promise<RunnableTape>;
+  /** After tape(): the entry's file as it now is (its name, key and hash), or null when the box has none. */
+  onDisk(): { name: string; key: string; sum: string } | null;
+  /** What planning read lazily (the rootfs's files, installed programs), with what each gave. */
+  reads(): Read[];
 }
 
-type Read = [fn: "rootfsFile" | "installed", arg: string, result: string | boolean | null];
-
-interface Entry {
-  key: string;
-  plan: BoxPlan;
-  fds: string;
-  reads: Read[];
-  tape: FrozenTape;
-}
 
 /** Entries already read or written by this process (a long-lived one runs many boxes: core/api.ts). */
 const memory = new Map<string, Entry>();
@@ -104,7 +98,8 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
   if (build() !== null && folder === null) trace?.("cache: no folder (neither XDG_CACHE_HOME nor HOME is set): this process's memory only");
   const name = key.slice(0, 64);
   const shown = folder ? `${folder}/${name}` : "(memory)";
-  let entry = memory.get(key) ?? (folder ? load(folder, name, key, trace) : null);
+  let entry = memory.get(key) ?? (folder ? loadEntry(folder, name, key, trace) : null);
+  if (entry) memory.set(key, entry);
   if (entry) {
     const changed = entry.reads.find(([fn, arg, result]) => (fn === "rootfsFile" ? rootfsFile?.(arg) : installed?.(arg)) !== result);
     if (changed) {
@@ -113,6 +108,7 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
     }
   }
   let planned: BoxPlan | null = null;
+  let disk: { name: string; key: string; sum: string } | null = null;
   return {
     hit: entry !== null,
     plan(make, fresh) {
@@ -124,8 +120,11 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
       return planned;
     },
     async tape(fds, compile) {
-      const fdsText = JSON.stringify(fds, (k, v) => (v instanceof Map ? [...v] : v));
-      if (entry && entry.fds === fdsText) return entry.tape;
+      const text = fdsText(fds);
+      if (entry && entry.fds === text) {
+        if (folder && entry.sum) disk = { name, key, sum: entry.sum };
+        return entry.tape;
+      }
       if (entry) trace?.("cache: the box's fds differ from the cached tape's: compiled anew");
       const tape = FrozenTape.of(await compile(), inputs.trace);
       const plan = entry?.plan ?? planned;
@@ -134,11 +133,13 @@ export function boxCache(inputs: CacheInputs, enabled: boolean, trace: Tracer): 
         trace?.("cache: not stored: the box has files nsrun generates (a \"nat\" box's /etc/resolv.conf and /etc/hosts)");
         return tape;
       }
-      const stored: Entry = { key, plan, fds: fdsText, reads: entry?.reads ?? reads, tape };
+      const stored: Entry = { key, plan, fds: text, reads: entry?.reads ?? reads, tape };
       memory.set(key, stored);
-      if (folder) store(folder, name, stored, trace);
+      if (folder && storeEntry(folder, name, stored, trace) && stored.sum) disk = { name, key, sum: stored.sum };
       return tape;
     },
+    onDisk: () => disk,
+    reads: () => entry?.reads ?? reads,
   };
 }
 
@@ -172,75 +173,3 @@ function keyOf({ loaded, facts, caller, options, trace }: CacheInputs): string {
   return sha256(material);
 }
 
-/** Entries kept: beyond, the least recently written go (a box's entry is about 100 KB). */
-const KEEP = 200;
-
-function load(folder: string, name: string, key: string, trace: Tracer): Entry | null {
-  const bytes = readCacheFile(folder, name, trace);
-  if (bytes === null) return null;
-  const entry = decode(bytes, key);
-  if (!entry) trace?.(`cache: not used: ${JSON.stringify(`${folder}/${name}`)} is corrupt or truncated`);
-  else memory.set(key, entry);
-  return entry;
-}
-
-function store(folder: string, name: string, entry: Entry, trace: Tracer): void {
-  writeCacheFile(folder, name, encode(entry), trace, /^[0-9a-f]{64}$/, KEEP);
-}
-
-/**
- * The file: a 32-byte head (magic u32, head JSON length u32, relocation count u32, image length u32,
- * op descriptions' length u32, reserved u32, a 64-bit hash of the rest u64), the head JSON (key, plan,
- * fds, reads, the tape's flags), the relocations (u32 each), the tape's image, and the op
- * descriptions (JSON, decoded only for an error or --trace).
- */
-function encode(e: Entry): Uint8Array {
-  const { image, relocs, trace, cloneFlags, cgroupFd, launch } = e.tape.parts;
-  const meta = e.tape.metaText();
-  const head = new TextEncoder().encode(JSON.stringify({ key: e.key, plan: e.plan, fds: e.fds, reads: e.reads, trace, cloneFlags, cgroupFd, launch }));
-  const metaBytes = new TextEncoder().encode(meta);
-  const headLen = (head.length + 3) & ~3;
-  const out = new Uint8Array(HEAD + headLen + relocs.length * 4 + image.length + metaBytes.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, MAGIC, true);
-  view.setUint32(4, head.length, true);
-  view.setUint32(8, relocs.length, true);
-  view.setUint32(12, image.length, true);
-  view.setUint32(16, metaBytes.length, true);
-  out.set(head, HEAD);
-  let at = HEAD + headLen;
-  out.set(new Uint8Array(relocs.buffer, relocs.byteOffset, relocs.byteLength), at);
-  out.set(image, (at += relocs.length * 4));
-  out.set(metaBytes, at + image.length);
-  view.setBigUint64(24, BigInt(Bun.hash(out.subarray(HEAD))), true);
-  return out;
-}
-
-function decode(bytes: Uint8Array, key: string): Entry | null {
-  if (bytes.length < HEAD) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== MAGIC) return null;
-  const headBytes = view.getUint32(4, true);
-  const nrelocs = view.getUint32(8, true);
-  const imageLen = view.getUint32(12, true);
-  const metaLen = view.getUint32(16, true);
-  const headLen = (headBytes + 3) & ~3;
-  if (bytes.length !== HEAD + headLen + nrelocs * 4 + imageLen + metaLen) return null;
-  if (view.getBigUint64(24, true) !== BigInt(Bun.hash(bytes.subarray(HEAD)))) return null;
-  try {
-    const h = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD, HEAD + headBytes)));
-    if (h.key !== key) return null;
-    // Views, not copies: the buffer is this entry's own, and the image is copied into the tape's
-    // memory when it runs. (HEAD and headLen are multiples of 4, so the relocations are aligned.)
-    const relocs = new Uint32Array(bytes.buffer, bytes.byteOffset + HEAD + headLen, nrelocs);
-    const imageAt = HEAD + headLen + nrelocs * 4;
-    const image = bytes.subarray(imageAt, imageAt + imageLen);
-    // Every relocation must point at an 8-byte slot inside the image.
-    for (const at of relocs) if (at + 8 > image.length) return null;
-    const metaAt = imageAt + imageLen;
-    const tape = new FrozenTape({ image, relocs, trace: h.trace, cloneFlags: h.cloneFlags, cgroupFd: h.cgroupFd, launch: h.launch, meta: () => new TextDecoder().decode(bytes.subarray(metaAt)) });
-    return { key, plan: h.plan, fds: h.fds, reads: h.reads, tape };
-  } catch {
-    return null;
-  }
-}

@@ -12,13 +12,12 @@
 //              stub runs the tape from a memfd of its own ("nsrun tape FD"): non-dumpable, with an
 //              empty environment and nothing of nsrun's memory. For OCI create and exec, whose
 //              process shares namespaces with processes of the container.
-import { readSync } from "node:fs";
 import { ERRNO, errnoName } from "../../ffi/errno";
 import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor/load";
 import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
-import { close, readable, readSome, waitReadable, writeAll } from "../../ffi/io";
+import { close, readable, readAt, readSome, waitReadable, writeAll } from "../../ffi/io";
 import { strerror } from "../../ffi/libc";
 import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
@@ -181,7 +180,7 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
   // sealed launch's first process left that stack when it exec'd the stub.
   if (!stopped || sealedFile >= 0) executor.release(memory.bytes);
   if (sealedFile >= 0) {
-    readSync(sealedFile, bytes!, 0, bytes!.length, 0); // the stub's progress and results
+    readAt(sealedFile, bytes!, 0); // the stub's progress and results
     close(sealedFile);
   }
   const view = new DataView(bytes!.buffer, bytes!.byteOffset);

@@ -1,5 +1,6 @@
 // Which command lines are OCI runtime calls (runc's interface) rather than nsrun's own. Kept apart
-// and free of imports so cmd/main.ts can ask cheaply before loading anything. The rules:
+// and free of imports so cmd/main.ts can ask cheaply before loading anything (node:fs, about a
+// millisecond, loads only for the one line that must look at ./config.json). The rules:
 //
 //  1. A global OCI flag before the command (--root, --log, --log-format, --debug, --systemd-cgroup,
 //     --rootless, --criu): OCI. podman (conmon) and containerd always pass --root.
@@ -10,9 +11,6 @@
 //     has no --config/-c, no `--`, exactly one other word, and ./config.json is a runtime-spec
 //     config (it has "ociVersion"). `nsrun run` with no words, with a command after `--`, or with
 //     two or more words stays the box command.
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-
 export const GLOBAL_VALUE_FLAGS = ["--root", "--log", "--log-format", "--criu", "--rootless"];
 export const GLOBAL_BOOL_FLAGS = ["--debug", "--systemd-cgroup"];
 export const OCI_COMMANDS = ["create", "start", "state", "kill", "delete", "list", "ps", "exec", "features", "spec", "pause", "resume", "update"];
@@ -56,7 +54,8 @@ export function isOciCommandLine(argv: string[], cwd: string = process.cwd(), ow
   if (args.some((a) => a === "--config" || a === "-c" || a.startsWith("--config="))) return false;
   const words = args.filter((a) => !a.startsWith("-"));
   if (words.length !== 1 || args.length !== 1) return false;
-  const config = join(cwd, "config.json");
+  const config = `${cwd === "/" ? "" : cwd}/config.json`;
+  const { existsSync, readFileSync } = require("node:fs") as typeof import("node:fs");
   try {
     return existsSync(config) && readFileSync(config, "utf8").includes('"ociVersion"');
   } catch {

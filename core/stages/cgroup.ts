@@ -363,11 +363,6 @@ export function closeCgroupJoin(join: { dir: number | null; procs: number[] }): 
   for (const fd of [join.dir, ...join.procs]) if (fd !== null) closeSync(fd);
 }
 
-/** The supervisor's clean-up, as data: kill what is left in the box's cgroups, undo, remove. */
-export function cleanupSteps(plan: CgroupPlan): { kill: string[]; writes: Array<[string, string]>; rmdirs: string[] } {
-  return { kill: [...plan.boxDirs].reverse(), writes: plan.undo, rmdirs: [...plan.dirs].reverse() };
-}
-
 /** True when the kernel's OOM killer killed a process of the box. */
 export function oomKilled(plan: CgroupPlan): boolean {
   if (!plan.oomFile) return false;

@@ -10,7 +10,8 @@ import { canonicalHostPath, HostPathError, readInRootfs } from "./hostpath";
 import type { SourceFact } from "./mounts";
 import { installed } from "./network";
 import { parseSize } from "./sizes";
-import { idMapped, parseIdMap, readSubordinateIds, type SubordinateIds } from "./userns";
+import { idMapped, parseIdMap, readSubordinateIds, SUBID_HELPERS, type SubordinateIds } from "./userns";
+import type { Input } from "../host/inputs";
 
 /** What planning needs to know about the host; gathered by inspectHost, the one impure step. */
 export interface HostFacts {
@@ -131,3 +132,66 @@ function readProfile(seccomp: string, dir: string, file: string): string | undef
   }
 }
 
+
+/**
+ * The files inspectHost and the tape cache's key (core/host/tapecache.ts keyOf) read whatever the
+ * config: the kernel (release, this boot, the last capability), nsrun's own user namespace, and
+ * the users' subordinate ids (readSubordinateIds).
+ */
+const HOST_FILES = [
+  "/proc/sys/kernel/osrelease",
+  "/proc/sys/kernel/random/boot_id",
+  "/proc/sys/kernel/cap_last_cap",
+  "/proc/sys/kernel/overflowuid",
+  "/proc/self/uid_map",
+  "/proc/self/gid_map",
+  "/proc/self/setgroups",
+  "/etc/passwd",
+  "/etc/subuid",
+  "/etc/subgid",
+];
+
+/**
+ * Every host input inspectHost and the tape cache's key read for this config: what a start record
+ * checks again (core/host/startrecord.ts). Listed from the config alone, so that they are observed
+ * before inspectHost reads them (an input that changes in between then fails the check next time,
+ * never the other way round). Beside inspectHost on purpose: a new read there is a new line here.
+ * What planning reads lazily (the rootfs's files) comes from the tape cache's list instead.
+ */
+export function planningInputs(loaded: LoadedConfig): Input[] {
+  const { config, dir } = loaded;
+  const inputs: Input[] = HOST_FILES.map((path) => ({ kind: "file", path }));
+  for (const path of SUBID_HELPERS) inputs.push({ kind: "executable", path });
+  // The rootfs, the layer and bind sources by identity (unlisted() refuses a path with a symlink).
+  for (const [, given] of resolvedPaths(loaded)) inputs.push({ kind: "node", path: resolve(dir, given) });
+  if (config.security.seccomp !== "default" && config.security.seccomp !== "unconfined") inputs.push({ kind: "file", path: resolve(dir, config.security.seccomp) });
+  // The planning options: the caller's terminal, and TERM (the box's, when it gets a terminal).
+  inputs.push({ kind: "terminal" }, { kind: "env", name: "TERM" });
+  return inputs;
+}
+
+/**
+ * Why planningInputs cannot stand for what planning read, or null: a cgroup (named for each box),
+ * a program looked for (`reads`, the tape cache's list of lazy reads), a path planning reached
+ * through a symlink (canonicalHostPath followed it: its identity alone does not say where it leads).
+ */
+export function unlisted(loaded: LoadedConfig, facts: HostFacts, reads: Array<[fn: string, arg: string, result: unknown]>): string | null {
+  if (facts.cgroups) return "the box has a cgroup (named for its nsrun: planned for each box)";
+  const installed = reads.find(([fn]) => fn === "installed");
+  if (installed) return `planning looked for ${installed[1]}`;
+  const resolved = [facts.rootfs, ...(loaded.config.layer !== undefined ? [facts.layer] : []), ...facts.sources.filter((f) => f !== null).map((f) => f.path)];
+  const paths = resolvedPaths(loaded);
+  if (paths.length !== resolved.length) return "a path planning resolved is not listed";
+  for (const [i, [key, given]] of paths.entries()) if (resolve(loaded.dir, given) !== resolved[i]) return `${key} is reached through a symlink`;
+  return null;
+}
+
+/** The host paths inspectHost resolves, in its order: [config key, path as given]. */
+function resolvedPaths({ config }: LoadedConfig): Array<[key: string, given: string]> {
+  const paths: Array<[string, string]> = [["rootfs", config.rootfs]];
+  if (config.layer !== undefined) paths.push(["layer", config.layer]);
+  config.mounts.forEach((m, i) => {
+    if (m.type === "bind" && m.source) paths.push([`mounts[${i}].source`, m.source]);
+  });
+  return paths;
+}

@@ -7,23 +7,15 @@
 // write, to make nsrun mount the host's /etc or / instead: it is refused, with the path to give instead.
 // In a user namespace of the caller's own (rootless podman runs nsrun as uid 0 there) see
 // trustedOwner: the ids mapped there are the caller's, and root's files show as the overflow uid.
-import { lstatSync, readFileSync, readlinkSync, readSync, realpathSync } from "node:fs";
+import { lstatSync, readFileSync, readlinkSync } from "node:fs";
 import { closeNs, nsOwnerUid, openNs } from "../../ffi/nsfs";
-import { O_DIRECTORY, O_PATH, O_RDONLY, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../../ffi/flags";
-import { close as closeFd, openat2 } from "../../ffi/fs";
 import { posix } from "node:path";
 import { NsrunError } from "../../ffi/error";
 
 export class HostPathError extends NsrunError {}
 
 /** Where a path leads (every symlink followed), or null when it leads nowhere. */
-export function realpathOrNull(path: string): string | null {
-  try {
-    return realpathSync(path);
-  } catch {
-    return null;
-  }
-}
+export { realpathOrNull } from "../../ffi/fs";
 
 const MAX_LINKS = 40; // as the kernel's own limit (ELOOP)
 
@@ -60,22 +52,7 @@ export function canonicalHostPath(path: string): string {
  * resolved inside the rootfs (RESOLVE_IN_ROOT), so that a rootfs's symlink cannot make nsrun read a
  * file of the host's. null when it is missing or unreadable.
  */
-export function readInRootfs(rootfs: string, path: string, limit = 65536): string | null {
-  let root = -1;
-  let fd = -1;
-  try {
-    root = openat2(-100, rootfs, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
-    fd = openat2(root, path, O_RDONLY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
-    const buf = Buffer.alloc(limit);
-    const n = readSync(fd, buf, 0, limit, 0);
-    return buf.subarray(0, n).toString("utf8");
-  } catch {
-    return null;
-  } finally {
-    if (fd >= 0) closeFd(fd);
-    if (root >= 0) closeFd(root);
-  }
-}
+export { readInRoot as readInRootfs } from "../../ffi/fs";
 
 interface UsernsFacts {
   /** nsrun runs in a user namespace that is not the initial one, and its own uid created it. */

@@ -76,6 +76,9 @@ export function passwdName(passwd: string, uid: number): string | null {
   return entry ? entry.split(":")[0] : null;
 }
 
+/** Where readSubordinateIds looks for newuidmap and newgidmap (shadow's uidmap package installs them in /usr/bin). */
+export const SUBID_HELPERS = ["newuidmap", "newgidmap"].flatMap((name) => ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map((dir) => `${dir}/${name}`));
+
 export function readSubordinateIds(uid: number, root = ""): SubordinateIds {
   const read = (p: string) => {
     try {
@@ -86,9 +89,9 @@ export function readSubordinateIds(uid: number, root = ""): SubordinateIds {
   };
   const user = { name: passwdName(read("/etc/passwd"), uid) ?? String(uid), uid };
   const installed = (name: string) =>
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].some((dir) => {
+    SUBID_HELPERS.filter((path) => path.endsWith(`/${name}`)).some((path) => {
       try {
-        accessSync(`${root}${dir}/${name}`, constants.X_OK);
+        accessSync(`${root}${path}`, constants.X_OK);
         return true;
       } catch {
         return false;

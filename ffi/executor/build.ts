@@ -2,11 +2,13 @@
 // embeds them):
 //   out/executor.so   the tape executor, loaded into nsrun with dlopen (ffi/executor/load.ts)
 //   out/stub.bin      the static stub that starts the box's command and supervises it
+//   out/programs.ts   both, as base64 text: what load.ts embeds (reading an embedded file would
+//                     load node:fs, about a millisecond of every box's start)
 // Both are freestanding: no libc, no dynamic loader, no undefined symbol (checked here).
 //
 //   bun ffi/executor/build.ts [--arch=x86_64|aarch64]   (a cross gcc, e.g. aarch64-linux-gnu-gcc, for arm64)
 import { spawnSync } from "bun";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SYSCALLS_ARM64 } from "../syscalls-arm64";
 import { protocolAsserts } from "./protocol";
@@ -67,6 +69,8 @@ writeFileSync(join(OUT, "protocol_check.h"), protocolAsserts());
 try {
   compile(["-fPIC", "-shared", "-Wl,--no-undefined", "executor.c"], "executor.so");
   compile(["-static", "-fno-pie", "-no-pie", "stub.c"], "stub.bin");
+  const base64 = (name: string) => JSON.stringify(readFileSync(join(OUT, name)).toString("base64"));
+  writeFileSync(join(OUT, "programs.ts"), `// Made by ffi/executor/build.ts from executor.so and stub.bin.\nexport const EXECUTOR = ${base64("executor.so")};\nexport const STUB = ${base64("stub.bin")};\n`);
 } catch (e) {
   console.error(`nsrun build: ${gcc()}: ${(e as Error).message}; install gcc (Debian/Ubuntu: apt-get install gcc)`);
   process.exit(1);

@@ -1,13 +1,11 @@
 // Loading nsrun's two C programs (ffi/executor/) and starting a box's first process.
 //
-// Both are embedded in the executable. The executor is written to an anonymous memory file and
+// Both are embedded in the executable, as base64 text (out/programs.ts, made by build.ts). The executor is written to an anonymous memory file and
 // dlopen(3)ed from /proc/self/fd/N: dlopen of the embedded path itself would make Bun extract it to
 // a file in the shared temporary folder and load it from there on later runs. The stub gets a fresh
 // memfd for each box, write-sealed, so no box can change what another box's command starts from.
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { readFileSync } from "node:fs";
-import executorPath from "./out/executor.so" with { type: "file" };
-import stubPath from "./out/stub.bin" with { type: "file" };
+import { EXECUTOR, STUB } from "./out/programs";
 import { ERRNO } from "../errno";
 import * as F from "../flags";
 import { check, cstr, errno, libc, SyscallError } from "../libc";
@@ -24,6 +22,9 @@ interface Executor {
   takeSignals(): number[];
 }
 
+// Uint8Array.fromBase64 (ES2026, in Bun's JavaScriptCore): Buffer's first use costs about 0.1 ms.
+const fromBase64 = (text: string): Uint8Array => (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(text);
+
 const maskOf = (signals: number[]) => signals.reduce((m, s) => m | (1n << BigInt(s - 1)), 0n);
 
 let executor: Executor | null = null;
@@ -31,7 +32,7 @@ let executor: Executor | null = null;
 /** The executor's functions, loaded once per process (about half a millisecond). */
 export function loadExecutor(): Executor {
   if (executor) return executor;
-  const fd = memfdWith("nsrun-executor", readFileSync(executorPath), F.MFD_CLOEXEC);
+  const fd = memfdWith("nsrun-executor", fromBase64(EXECUTOR), F.MFD_CLOEXEC);
   let lib: ReturnType<typeof open>;
   try {
     lib = open(`/proc/self/fd/${fd}`);
@@ -71,7 +72,7 @@ let stubBytes: Uint8Array | null = null;
 
 /** A new memfd holding the stub, sealed against writes and resizing; close-on-exec. */
 export function sealedStub(): number {
-  stubBytes ??= new Uint8Array(readFileSync(stubPath));
+  stubBytes ??= fromBase64(STUB);
   const fd = memfdWith("nsrun", stubBytes, F.MFD_CLOEXEC | F.MFD_ALLOW_SEALING | F.MFD_EXEC);
   check("fcntl", libc.fcntl(fd, F.F_ADD_SEALS, F.F_SEAL_SEAL | F.F_SEAL_SHRINK | F.F_SEAL_GROW | F.F_SEAL_WRITE), "fcntl(memfd, F_ADD_SEALS)");
   return fd;
@@ -112,7 +113,7 @@ export function tapeMemory(size: number): { bytes: Uint8Array; address: number }
 /** execveat(fd, "", argv, env, AT_EMPTY_PATH): replaces this process. Returns errno if it could not. */
 export function execveFd(fd: number, argv: string[], env: string[]): number {
   const keep = [...argv, ...env].map(cstr); // referenced until the call returns
-  const vector = (list: Buffer[]) => new BigUint64Array([...list.map((b) => BigInt(ptr(b))), 0n]);
+  const vector = (list: Uint8Array[]) => new BigUint64Array([...list.map((b) => BigInt(ptr(b))), 0n]);
   const args = vector(keep.slice(0, argv.length));
   const envp = vector(keep.slice(argv.length));
   libc.syscall(SYS.execveat, fd, ptr(cstr("")), ptr(args), ptr(envp), F.AT_EMPTY_PATH, 0);

@@ -98,6 +98,9 @@ type Early = EarlyFailure | null;
 /** Everything else of ffi/, loaded after the early steps. */
 async function loadFfi() {
   const libcMod = await import("../../ffi/libc");
+  // errno's table of names is made on first use (ffi/errno.ts): here, before an experiment takes the
+  // process's right to start threads (a process limit of 0), which the work may need (JIT threads).
+  libcMod.errnoName(1);
   const exp = await import("./experiments");
   const io = await import("../../ffi/io");
   const named = (f: Early) => (f ? libcMod.errnoName(f.errno) : "0");
