@@ -59,7 +59,7 @@ export const observeAll = (inputs: Input[]): Observed[] => inputs.map((input) =>
 
 /** The first input that gives something other than it did, or null when none does. */
 export function firstChanged(observed: Observed[]): Input | null {
-  for (const [input, value] of observed) if (observe(input) !== value) return input;
+  for (let i = 0; i < observed.length; i++) if (observe(observed[i][0]) !== observed[i][1]) return observed[i][0];
   return null;
 }
 

@@ -5,6 +5,7 @@
 import { sealedStub } from "../../ffi/executor/load";
 import { close as closeFd, pipe, readText, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
+import * as F from "../../ffi/flags";
 import { CAPABILITIES } from "../stages/capabilities";
 import type { ChildFds } from "../stages/compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
@@ -89,15 +90,24 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
 
   const idMap = plan.idMap;
   const helpers: Helper[] = [];
+  // When clone3 makes the user namespace (no process forked in between), the id maps are written
+  // from the moment the first process exists: newuidmap and newgidmap start while it runs up to its
+  // sync point, where it waits for them as before (about 0.3 ms of a rootless start).
+  const early = idMap && idMap.writer !== "self" && tape.cloneFlags & F.CLONE_NEWUSER && !tape.expects.pid;
+  let written: Promise<void> | null = null;
   const run = await launch(tape, {
     report,
     syncWrite: sync?.[1],
     trace: trace.executor,
-    onSpawn: opts.onSpawn,
+    onSpawn: (pid, over) => {
+      if (early) (written = writeIdMaps(idMap, pid, trace.host)).catch(() => {}); // awaited at the sync point
+      opts.onSpawn?.(pid, over);
+    },
     block: opts.block,
     sync: {
       [SYNC.ID_MAPS]: async (pid: number) => {
-        if (idMap) await writeIdMaps(idMap, pid, trace.host);
+        if (written) await written;
+        else if (idMap) await writeIdMaps(idMap, pid, trace.host);
       },
       [SYNC.NETWORK]: async (pid: number) => {
         const { startNetwork } = await import("./nat");
@@ -105,6 +115,8 @@ export async function startBox(plan: BoxPlan, opts: StartOptions = {}): Promise<
       },
     },
   });
+  // Helpers started early end before this does, also when the box never reached its sync point.
+  if (written) await (written as Promise<void>).catch(() => {});
   files?.remove(); // the box has them bound (or has failed)
   if (sync) for (const fd of sync) closeFd(fd);
   const master = terminal ? receiveFd(terminal[0]) : null;

@@ -98,7 +98,7 @@ function decode(bytes: Uint8Array, key: string): Entry | null {
     const imageAt = HEAD + headLen + nrelocs * 4;
     const image = bytes.subarray(imageAt, imageAt + imageLen);
     // Every relocation must point at an 8-byte slot inside the image.
-    for (const at of relocs) if (at + 8 > image.length) return null;
+    for (let i = 0; i < relocs.length; i++) if (relocs[i] + 8 > image.length) return null; // indexed: see frozen.ts encode
     const metaAt = imageAt + imageLen;
     const tape = new FrozenTape({ image, relocs, trace: h.trace, cloneFlags: h.cloneFlags, cgroupFd: h.cgroupFd, launch: h.launch, meta: () => new TextDecoder().decode(bytes.subarray(metaAt)) });
     return { key, plan: h.plan, fds: h.fds, reads: h.reads, tape, sum: sumOf(bytes) };

@@ -215,7 +215,7 @@ function expectedRecords(tape: RunnableTape, sealed: boolean): (r: Report) => st
   const syncs = new Set(tape.expects.syncs);
   let pids = 0;
   const show = (r: Report) => `{kind ${r.kind}, index ${r.index}, value ${r.value}}`;
-  const opIndex = (i: number) => i >= (sealed ? -1 : 0) && i <= tape.ops.length;
+  const opIndex = (i: number) => i >= (sealed ? -1 : 0) && i <= tape.opCount;
   return (r) => {
     switch (r.kind) {
       case REPORT.FAILED:

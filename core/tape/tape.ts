@@ -69,6 +69,9 @@ export const STACK_SIZE = 64 * 1024;
 
 export class Tape {
   readonly ops: TapeOp[] = [];
+  get opCount(): number {
+    return this.ops.length;
+  }
   /** Where each stage begins: [op index, stage], in order (a stage with no ops shares its index). */
   readonly stages: Array<[index: number, title: StageTitle]> = [];
   /** clone3(2) flags (CLONE_NEW*), a cgroup v2 directory to start in, and where reports go. */
