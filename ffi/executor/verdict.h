@@ -293,11 +293,14 @@ static struct timespec64 *verdict_timeout(struct verdict *v, struct timespec64 *
   return t;
 }
 
-/** Kill the box: its first process (with a PID namespace, that ends them all), and its tree in /proc. */
+/**
+ * Kill the box: its first process (with a PID namespace, that ends them all), and its tree in /proc.
+ * The tree is read first: once the first process is dead its children are the init's, and no
+ * longer found under it (a box without a PID namespace then kept all but its first process).
+ */
 static void kill_box(long box) {
-  int n, i;
+  int n = scan_tree(box), i;
   sys2(SYS_kill, box, SIGKILL);
-  n = scan_tree(box);
   for (i = 0; i < n; i++)
     if (scan_in[i]) sys2(SYS_kill, scan_pid[i], SIGKILL);
 }
