@@ -170,6 +170,7 @@ export const TCGETS = 0x5401;
 export const TIOCSCTTY = 0x540e;
 export const TIOCSTI = 0x5412;
 export const TIOCGWINSZ = 0x5413;
+export const FIONREAD = 0x541b;
 export const TIOCSWINSZ = 0x5414;
 export const TIOCLINUX = 0x541c;
 export const TIOCGPTPEER = 0x5441;

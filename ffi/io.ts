@@ -161,6 +161,13 @@ export function readable(fd: number): boolean {
   return pollIn([fd], 0)?.[0] ?? false;
 }
 
+/** True when a pipe's reader would see end of file now: readable, with no byte left (FIONREAD 0). */
+export function atEndOfFile(fd: number): boolean {
+  if (!readable(fd)) return false;
+  const n = new Int32Array(1);
+  return libc.ioctl(fd, F.FIONREAD, n) === 0 && n[0] === 0;
+}
+
 /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC): two connected Unix sockets. */
 export function socketPair(): [number, number] {
   const fds = new Int32Array(2);

@@ -17,7 +17,7 @@ import { loadExecutor, tapeFile, tapeMemory } from "../../ffi/executor/load";
 import { badTape, decodeReport, encodeReport, EXIT, HEADER, OP_BYTES, REPORT, REPORT_BYTES, type Report, RESULT_BYTES, RESULT_FIELD, SEALED_TAPE_ADDRESS } from "../../ffi/executor/protocol";
 import * as F from "../../ffi/flags";
 import { hintFor } from "../../ffi/hints";
-import { close, readable, readAt, readSome, waitReadable, writeAll } from "../../ffi/io";
+import { atEndOfFile, close, readable, readAt, readSome, waitReadable, writeAll } from "../../ffi/io";
 import { strerror } from "../../ffi/libc";
 import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
@@ -134,7 +134,9 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
   let forked: number | null = null;
   let failure: LaunchFailure | null = null;
   let stopped = false;
-  opts.onSpawn?.(pid, () => reportsRead || readable(reportRead));
+  // Setup is over once the pipe is at its end (the command's exec closed it), not while records
+  // wait in it: a sync point's record, read or not, means the process waits for nsrun.
+  opts.onSpawn?.(pid, () => reportsRead || atEndOfFile(reportRead));
   const expected = expectedRecords(tape, opts.sealedStub !== undefined);
   // A tape that forks stops at its sync points in the forked process, whose PID its parent reports.
   // The two write the pipe independently, so a sync point may come before that PID record (the
@@ -143,6 +145,9 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
   const answer = async (r: Report) => {
     try {
       await opts.sync?.[r.value as SyncId]?.(forked ?? pid);
+      // A signal that came while the handler ran (the event loop's turn, not ppoll's) is passed on
+      // now, while the process still waits at its sync point: setup is not over, so it ends the box.
+      if (opts.block && readable(opts.block.wake)) takeWake(opts.block);
     } catch (e) {
       // The process waits for an answer that will not come: end it (its end of the report pipe closes).
       const err = e as Error & { hint?: string };
@@ -251,18 +256,21 @@ function streamChunks(fd: number): ChunkSource {
   };
 }
 
+/** Drain the wake pipe, then call `handle`. */
+function takeWake(wake: { wake: number; handle: () => void }): void {
+  const drain = new Uint8Array(64);
+  while (readSome(wake.wake, drain) > 0);
+  wake.handle();
+}
+
 /** With the thread blocked in ppoll(2) on the pipe and `wake`'s (drained, then `handle` called). */
 function blockingChunks(fd: number, wake: { wake: number; handle: () => void }): ChunkSource {
   const buf = new Uint8Array(REPORT_BYTES * 64);
-  const drain = new Uint8Array(64);
   return {
     next: () => {
       for (;;) {
         const [data, woken] = waitReadable([fd, wake.wake]);
-        if (woken) {
-          while (readSome(wake.wake, drain) > 0);
-          wake.handle();
-        }
+        if (woken) takeWake(wake);
         if (!data) continue;
         const n = readSome(fd, buf);
         if (n === 0) return null;
