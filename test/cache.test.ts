@@ -27,6 +27,34 @@ const other = Number(spawnSync(["id", "-u", TEST_USER], { stdout: "pipe" }).stdo
  */
 const NO_RECORD = ["--log-level", "debug"];
 
+/** Ways to tamper with a cache file (a config cache entry, a start record), each with what --trace says of it. */
+function fileAttacks(stranger: number): Array<[what: string, attack: (file: string) => void, says: RegExp]> {
+  return [
+    ["a file another user owns", (f) => chownSync(f, stranger, stranger), /is owned by uid|EACCES/],
+    ["a group-writable file", (f) => chmodSync(f, 0o660), /has mode 0660/],
+    ["a world-writable file", (f) => chmodSync(f, 0o606), /has mode 0606/],
+    [
+      "a file that is a symlink",
+      (f) => {
+        renameSync(f, `${f}.real`);
+        symlinkSync(`${f}.real`, f);
+      },
+      /not used: openat2\(.*ELOOP/,
+    ],
+    ["a file with a second hard link", (f) => linkSync(f, `${f}-linked`), /has 2 links/],
+    [
+      "a corrupt file (one byte changed, its sum not)",
+      (f) => {
+        const b = readFileSync(f);
+        b[b.length - 20] ^= 0x01;
+        writeFileSync(f, b);
+      },
+      /is corrupt or truncated/,
+    ],
+    ["a truncated file", (f) => truncateSync(f, statSync(f).size - 10), /is corrupt or truncated/],
+  ];
+}
+
 let n = 0;
 /** A fresh cache home for one test (XDG_CACHE_HOME), owned by the actor. */
 function cacheHome(actor: Actor): string {
@@ -354,29 +382,7 @@ for (const actor of area.actors) {
         expect(body).toContain('"hostname":"forged"');
         return `${new Bun.CryptoHasher("sha256").update(body).digest("hex")}\n${body}`;
       };
-      const attacks: Array<[what: string, attack: (file: string) => void, says: RegExp]> = [
-        ["a file another user owns", (f) => chownSync(f, stranger, stranger), /is owned by uid|EACCES/],
-        ["a group-writable file", (f) => chmodSync(f, 0o660), /has mode 0660/],
-        ["a world-writable file", (f) => chmodSync(f, 0o606), /has mode 0606/],
-        [
-          "a file that is a symlink",
-          (f) => {
-            renameSync(f, `${f}.real`);
-            symlinkSync(`${f}.real`, f);
-          },
-          /not used: openat2\(.*ELOOP/,
-        ],
-        [
-          "a corrupt file (one byte changed, its sum not)",
-          (f) => {
-            const b = readFileSync(f);
-            b[b.length - 20] ^= 0x01;
-            writeFileSync(f, b);
-          },
-          /is corrupt or truncated/,
-        ],
-        ["a truncated file", (f) => truncateSync(f, statSync(f).size - 10), /is corrupt or truncated/],
-      ];
+      const attacks = fileAttacks(stranger);
       for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
         const c = honest();
         attack(c.file);
@@ -417,30 +423,7 @@ for (const actor of area.actors) {
         const text = JSON.stringify(record);
         return `${new Bun.CryptoHasher("sha256").update(text).digest("hex")}\n${text}`;
       };
-      const attacks: Array<[what: string, attack: (file: string) => void, says: RegExp]> = [
-        ["a file another user owns", (f) => chownSync(f, stranger, stranger), /is owned by uid|EACCES/],
-        ["a group-writable file", (f) => chmodSync(f, 0o660), /has mode 0660/],
-        ["a world-writable file", (f) => chmodSync(f, 0o606), /has mode 0606/],
-        [
-          "a file that is a symlink",
-          (f) => {
-            renameSync(f, `${f}.real`);
-            symlinkSync(`${f}.real`, f);
-          },
-          /not used: openat2\(.*ELOOP/,
-        ],
-        ["a file with a second hard link", (f) => linkSync(f, `${f}-linked`), /has 2 links/],
-        [
-          "a corrupt file (one byte changed, its sum not)",
-          (f) => {
-            const b = readFileSync(f);
-            b[b.length - 20] ^= 0x01;
-            writeFileSync(f, b);
-          },
-          /is corrupt or truncated/,
-        ],
-        ["a truncated file", (f) => truncateSync(f, statSync(f).size - 10), /is corrupt or truncated/],
-      ];
+      const attacks = fileAttacks(stranger);
       for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
         const c = honest();
         attack(c.file);
