@@ -43,7 +43,8 @@ interface StartRecord {
   inputs: Observed[];
   /** The tape cache's entry: its file's name, its full key, and its hash (an entry written since is another). */
   tape: { name: string; key: string; sum: string };
-  /** --trace: the tape was laid out for it. */
+  /** --trace, as the command line's parser read it: the tape was laid out for it. (cmd/main.ts only
+   * looks for the word, for its own lines before the record is read.) */
   trace: boolean;
 }
 
@@ -78,12 +79,12 @@ export async function startFromRecord(args: string[], cwd: string, traced: boole
   trace?.(`cache: hit ${file.folder}/${record.tape.name}`);
   const { runPlan } = await import("./runplan");
   await runPlan(entry.plan, {
-    trace: traced,
+    trace: record.trace,
     log: { debug: () => {} },
     report: null,
     // The tape embeds the host fds it was compiled for: other fds (another open file in this
     // process) compile it anew from the plan.
-    tape: async (fds, compile) => (fdsText(fds) === entry.fds ? entry.tape : FrozenTape.of(await compile(), traced)),
+    tape: async (fds, compile) => (fdsText(fds) === entry.fds ? entry.tape : FrozenTape.of(await compile(), record.trace)),
   });
 }
 
@@ -107,5 +108,7 @@ export function storeStartRecord(r: RecordInputs, trace: Tracer): void {
 
 function decode(bytes: Uint8Array, key: string): StartRecord | null {
   const r = unsealJson(bytes) as StartRecord | null;
-  return r?.format === FORMAT && r.key === key && Array.isArray(r.inputs) && typeof r.tape?.name === "string" && /^[0-9a-f]{64}$/.test(r.tape.name) ? r : null;
+  const tape = r?.tape;
+  const wellFormed = typeof tape?.name === "string" && /^[0-9a-f]{64}$/.test(tape.name) && typeof tape.key === "string" && typeof tape.sum === "string";
+  return r?.format === FORMAT && r.key === key && Array.isArray(r.inputs) && typeof r.trace === "boolean" && wellFormed ? r : null;
 }
