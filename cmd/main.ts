@@ -12,6 +12,17 @@ const internal = async (e: unknown) => {
 process.on("unhandledRejection", internal);
 process.on("uncaughtException", internal);
 try {
+  // A box started before from this very command line starts from its start record, when none of
+  // its inputs changed (core/host/startrecord.ts): before anything else loads. A record is kept
+  // only for a line the checks below found to be a box's, and they read nothing but the line,
+  // except for `run WORD`, which ./config.json can make OCI's: that one goes through them first.
+  // A line with --no-cache or --print-config never has one, and reads none. Returns when there is none.
+  const raw = argv[0] === "run" ? argv.slice(1) : argv;
+  const mayBeABox = argv[0] === "run" || argv.some((a) => a === "--config" || a === "-c" || a.startsWith("--config="));
+  const runWord = argv.length === 2 && argv[0] === "run" && !argv[1].startsWith("-");
+  if (mayBeABox && !runWord && !argv.includes("--no-cache") && !argv.includes("--print-config")) {
+    await (await import("../core/host/startrecord")).startFromRecord(raw, process.cwd(), argv.includes("--trace"));
+  }
   // OCI runtime calls (podman, containerd: `nsrun --root DIR create ...`) first: `run ID` inside a
   // bundle folder is theirs, and their global flags come before the command. The check reads no
   // file unless the line could be OCI's `run`.
@@ -21,12 +32,7 @@ try {
     const { runOci } = await import("./oci");
     await runOci(argv);
   } else if (startsABox(argv)) {
-    const raw = argv[0] === "run" ? argv.slice(1) : argv;
-    // A box started before from this very command line starts from its start record, when none of
-    // its inputs changed (core/host/startrecord.ts): before cmd/run.ts and what it loads. A line
-    // with --no-cache or --print-config never has one. Returns when there is none.
-    const own = ownArgs(argv);
-    if (!own.includes("--no-cache") && !own.includes("--print-config")) await (await import("../core/host/startrecord")).startFromRecord(raw, process.cwd(), own.includes("--trace"));
+    if (runWord && !argv.includes("--no-cache")) await (await import("../core/host/startrecord")).startFromRecord(raw, process.cwd(), false);
     const { runFromArgs } = await import("./run");
     await runFromArgs(raw);
   } else {

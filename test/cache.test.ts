@@ -473,6 +473,24 @@ for (const actor of area.actors) {
       expect(box(actor, home, ["--config", plain, "--", "/bin/true"]).startHit).toBe(true);
     });
 
+    test("`nsrun run WORD` from a start record is OCI's run once ./config.json is a runtime-spec config (control: the record is there)", () => {
+      const home = cacheHome(actor);
+      const dir = join(actor.area, `run-word-${n}`);
+      mkdirSync(dir, { recursive: true });
+      chownSync(dir, actor.uid, actor.gid);
+      const line = () => spawnSync(command(area.bin, actor, ["run", "true"]), { env: { PATH, XDG_CACHE_HOME: home }, cwd: dir, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      // The default box running `true`: a line that keeps a start record, then starts from it.
+      expect(line().exitCode).toBe(0);
+      expect(readdirSync(join(home, "nsrun")).some((f) => f.startsWith("start-"))).toBe(true);
+      expect(line().exitCode).toBe(0);
+      // Now the folder is a bundle: the same line is OCI's `run true`, which fails (root: nsrun refuses
+      // the bare config; the ordinary user: no state folder without XDG_RUNTIME_DIR), where the box ran.
+      writeFileSync(join(dir, "config.json"), '{"ociVersion": "1.0.2"}');
+      const oci = line();
+      expect(oci.exitCode).not.toBe(0);
+      expect(oci.stderr.toString()).toMatch(/config\.json|state folder/);
+    });
+
     test("a cache folder or file anyone else could have written is not used, and the box is planned anew", () => {
       const config = writeConfig(actor, "attack.toml", `rootfs = "../rootfs"\n`);
       const args = ["--config", config, "--", "/bin/echo", "planned"];
