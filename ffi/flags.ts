@@ -62,6 +62,8 @@ export const MNT_DETACH = 0x2;
 
 // <fcntl.h>
 export const AT_FDCWD = -100;
+// <unistd.h>: access(2)'s mode
+export const X_OK = 1;
 export const AT_EMPTY_PATH = 0x1000;
 export const AT_RECURSIVE = 0x8000;
 export const O_RDONLY = 0x0;

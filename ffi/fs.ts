@@ -12,6 +12,7 @@ import * as F from "./flags";
 import { check, cstr, errno, libc, nameFromBytes, q, SyscallError } from "./libc";
 import { hintFor } from "./hints";
 import { SYS } from "./syscalls";
+import { readAt } from "./io";
 
 const { i32, i64, u32, u64, ptr } = FFIType;
 
@@ -246,7 +247,7 @@ export function statAt(dirfd: number, path: string, flags: number, shown = path)
 
 /** access(2) with X_OK: whether this process may execute `path`. */
 export function executable(path: string): boolean {
-  return libc.syscall(SYS.faccessat, F.AT_FDCWD, cstr(path), 1 /* X_OK */) === 0;
+  return libc.syscall(SYS.faccessat, F.AT_FDCWD, cstr(path), F.X_OK) === 0;
 }
 
 /** Where `path` leads, every symlink followed (realpath(3): an O_PATH open, then its /proc/self/fd link), or null when it leads nowhere. */
@@ -325,5 +326,4 @@ function readCString(p: Pointer, offset: number): string {
   return nameFromBytes(Buffer.from(bytes));
 }
 
-import { readAt } from "./io";
 export { close, writeAll } from "./io";

@@ -1,6 +1,6 @@
 // `nsrun run`: the process the user started. It loads the config and plans (any error there exits
-// 125 before anything exists), makes the box's cgroup, starts the box (start.ts), and once the
-// box's command runs, becomes the supervisor (supervise.ts), keeping its PID.
+// 125 before anything exists), keeps a start record for a box that may have one, and runs the
+// plan (runplan.ts: the box's cgroup, its start, the hand-over to the supervisor).
 import { statSync } from "node:fs";
 import { isTerminal, windowSize } from "../../ffi/io";
 import type { Assembled } from "../stages/boxconfig";
@@ -71,20 +71,25 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
     opts.log.info(`network "nat" through ${helper.name}: ${helper.why}`);
   }
 
-  // Why this box's start could not be a start record's, once its plan is known (null: it can).
-  let unrecordable = warned ? "nsrun printed a warning for it" : helper ? "it has a network helper" : plan.cgroup ? "it has a cgroup" : null;
+  // The tape from the tape cache; once its entry is on disk, the start record that names it.
   const record = opts.startRecord;
-  const tape: StartOptions["tape"] = cache ? async (fds, compile) => {
-    const runnable = await cache.tape(fds, compile);
+  const whyNot = warned ? "nsrun printed a warning for it" : helper ? "it has a network helper" : plan.cgroup ? "it has a cgroup" : null;
+  const keepRecord = () => {
+    if (!cache || !record || !observed) return;
     const disk = cache.onDisk();
-    unrecordable ??= disk ? unlisted(loaded, facts, cache.reads()) : "the tape cache has no file for it";
-    if (record && observed && unrecordable) trace?.(`cache: start: not stored: ${unrecordable}`);
-    else if (record && observed && disk) {
-      const lazy = cache.reads().flatMap(([fn, path, result]): Observed[] => (fn === "rootfsFile" ? [[{ kind: "rootfs-file", root: facts.rootfs, path }, result as string | null]] : []));
-      storeStartRecord({ args: record.args, cwd: record.cwd, trace: opts.trace, inputs: [...record.assembly, ...observed, ...lazy], tape: disk }, trace);
-    }
-    return runnable;
-  } : undefined;
+    const why = whyNot ?? (disk ? unlisted(loaded, facts, cache.reads()) : "the tape cache has no file for it");
+    if (why || !disk) return void trace?.(`cache: start: not stored: ${why}`);
+    // What planning read in the rootfs, with what it gave then (the tape cache's lazy reads).
+    const lazy = cache.reads().flatMap(([fn, path, result]): Observed[] => (fn === "rootfsFile" ? [[{ kind: "rootfs-file", root: facts.rootfs, path }, result as string | null]] : []));
+    storeStartRecord({ args: record.args, cwd: record.cwd, trace: opts.trace, inputs: [...record.assembly, ...observed, ...lazy], tape: disk }, trace);
+  };
+  const tape: StartOptions["tape"] = cache
+    ? async (fds, compile) => {
+        const runnable = await cache.tape(fds, compile);
+        keepRecord();
+        return runnable;
+      }
+    : undefined;
   return runPlan(plan, { trace: opts.trace, log: opts.log, report: opts.report ?? null, tape });
 }
 

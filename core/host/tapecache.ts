@@ -57,7 +57,6 @@ export interface BoxCache {
   reads(): Read[];
 }
 
-
 /** Entries already read or written by this process (a long-lived one runs many boxes: core/api.ts). */
 const memory = new Map<string, Entry>();
 

@@ -1,9 +1,11 @@
 // Loading nsrun's two C programs (ffi/executor/) and starting a box's first process.
 //
-// Both are embedded in the executable, as base64 text (out/programs.ts, made by build.ts). The executor is written to an anonymous memory file and
-// dlopen(3)ed from /proc/self/fd/N: dlopen of the embedded path itself would make Bun extract it to
-// a file in the shared temporary folder and load it from there on later runs. The stub gets a fresh
-// memfd for each box, write-sealed, so no box can change what another box's command starts from.
+// Both are embedded in the executable as base64 text (out/programs.ts, made by build.ts), not as
+// files: reading one of Bun's embedded files would load node:fs. The executor is written to an
+// anonymous memory file and dlopen(3)ed from /proc/self/fd/N: dlopen of an embedded path itself
+// would make Bun extract it to a file in the shared temporary folder and load it from there on later
+// runs. The stub gets a fresh memfd for each box, write-sealed, so no box can change what another
+// box's command starts from.
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { EXECUTOR, STUB } from "./out/programs";
 import { ERRNO } from "../errno";
