@@ -10,7 +10,10 @@ import { isTerminal, readBytes, windowSize } from "../../ffi/io";
 import { sha256 } from "./cachefiles";
 
 export type Input =
-  /** A file's content, by its SHA-256 (null: unreadable). The SHA-256 of the bytes, which is that of the text read as UTF-8 (what assembly recorded) when the file is valid UTF-8. */
+  /**
+   * A file's content, by the SHA-256 of its bytes (null: unreadable): for a file in UTF-8 the same
+   * as the SHA-256 of its text, which is what assembly recorded.
+   */
   | { kind: "file"; path: string }
   | { kind: "env"; name: string }
   /** Where a path leads, every symlink followed. */

@@ -132,7 +132,6 @@ function readProfile(seccomp: string, dir: string, file: string): string | undef
   }
 }
 
-
 /**
  * The files inspectHost and the tape cache's key (core/host/tapecache.ts keyOf) read whatever the
  * config: the kernel (release, this boot, the last capability), nsrun's own user namespace, and
