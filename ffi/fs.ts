@@ -6,7 +6,7 @@
 // openat2(2) RESOLVE_IN_ROOT from an fd of the image root, and the last component is made with an
 // *at() call on that parent fd that does not follow a symlink there (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW,
 // linkat without AT_SYMLINK_FOLLOW). So a layer's `..` entries and its symlinks land inside the image.
-import { dlopen, FFIType, type Pointer, ptr as addressOf, read } from "bun:ffi";
+import { dlopen, FFIType, ptr as addressOf } from "bun:ffi";
 import { ERRNO } from "./errno";
 import * as F from "./flags";
 import { check, cstr, errno, libc, nameFromBytes, q, SyscallError } from "./libc";
@@ -32,10 +32,6 @@ const FS_CALLS = {
   lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64 },
   statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
   flock: { args: [i32, i32], returns: i32 },
-  fdopendir: { args: [i32], returns: ptr },
-  readdir: { args: [ptr], returns: ptr },
-  closedir: { args: [ptr], returns: i32 },
-  dup: { args: [i32], returns: i32 },
   write: { args: [i32, ptr, u64], returns: i64 },
 } as const;
 const bindFs = () => dlopen("libc.so.6", FS_CALLS).symbols;
@@ -292,38 +288,31 @@ export function flock(fd: number, op: number, shown: string): boolean {
   throw new SyscallError("flock", `flock(${q(shown)})`, code, hintFor("flock", code));
 }
 
-/** The names in the directory `dirfd` (without . and ..), read with fdopendir/readdir on a dup of it. */
+/**
+ * The names in the directory `dirfd` (without . and ..), read with getdents64(2) from an open file
+ * description of its own: "." opened O_RDONLY under `dirfd`, which also works when `dirfd` is an
+ * O_PATH fd (the cache folder's), where a dup would be unreadable (readdir(3) then reads as an empty
+ * folder) and a readable one's dup would share its offset. A failed read throws, never ends the list.
+ */
 export function listDir(dirfd: number, shown: string): string[] {
-  const copy = check("dup", fsLibc.dup(dirfd), `dup(${q(shown)})`);
-  const dir = fsLibc.fdopendir(copy);
-  if (!dir) {
-    const code = errno();
-    libc.close(copy);
-    throw new SyscallError("fdopendir", `fdopendir(${q(shown)})`, code);
-  }
+  const fd = check("openat", libc.openat(dirfd, cstr("."), F.O_RDONLY | F.O_DIRECTORY | F.O_CLOEXEC, 0), `openat(${q(shown)}, O_DIRECTORY)`);
+  const buf = new Uint8Array(32768);
+  const view = new DataView(buf.buffer);
   const names: string[] = [];
   try {
     for (;;) {
-      const ent = fsLibc.readdir(dir);
-      if (!ent) break;
-      // struct dirent (64-bit glibc): d_ino 8, d_off 8, d_reclen 2, d_type 1, then d_name.
-      const name = readCString(ent as Pointer, 19);
-      if (name !== "." && name !== "..") names.push(name);
+      const n = check("getdents64", libc.syscall(SYS.getdents64, fd, buf, buf.length), `getdents64(${q(shown)})`);
+      if (n === 0) return names;
+      // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, then d_name (NUL-terminated).
+      for (let at = 0; at < n; at += view.getUint16(at + 16, true)) {
+        const end = buf.indexOf(0, at + 19);
+        const name = nameFromBytes(buf.subarray(at + 19, end));
+        if (name !== "." && name !== "..") names.push(name);
+      }
     }
   } finally {
-    fsLibc.closedir(dir);
+    libc.close(fd);
   }
-  return names;
-}
-
-function readCString(p: Pointer, offset: number): string {
-  const bytes: number[] = [];
-  for (let i = offset; ; i++) {
-    const b = read.u8(p, i);
-    if (b === 0) break;
-    bytes.push(b);
-  }
-  return nameFromBytes(Buffer.from(bytes));
 }
 
 export { close, writeAll } from "./io";

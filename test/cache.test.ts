@@ -4,7 +4,7 @@
 // (a box from a tape nsrun did not trust still runs, planned anew).
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Actor, command, setupTestArea, TEST_USER, writeConfig } from "./helpers";
 import { compileBox } from "../core/stages/compile";
@@ -13,6 +13,9 @@ import { inspectHost, planBox, planBoxCgroup } from "../core/stages/plan";
 import { boxCache } from "../core/host/tapecache";
 import { FrozenTape } from "../core/tape/frozen";
 import { HEADER } from "../ffi/executor/protocol";
+import { writeCacheFile } from "../core/host/cachefiles";
+import { close as closeFd, listDir, openat2 } from "../ffi/fs";
+import { AT_FDCWD, O_DIRECTORY, O_PATH, O_RDONLY } from "../ffi/flags";
 
 const area = setupTestArea();
 afterAll(() => area.cleanup());
@@ -551,3 +554,39 @@ for (const actor of area.actors) {
     });
   });
 }
+
+describe("the cache folder stays bounded (core/host/cachefiles.ts writeCacheFile)", () => {
+  test("writing a file removes the least recently written of its kind beyond the limit, and nothing else", () => {
+    const folder = mkdtempSync("/tmp/nsrun-prune-"); // 0700, the caller's: a folder the cache may use
+    try {
+      const kind = /^start-\w$/;
+      for (const n of "abcde") expect(writeCacheFile(folder, `start-${n}`, new Uint8Array([1]), null, kind, 10)).toBe(true);
+      writeFileSync(join(folder, "config-x"), ""); // another kind: never this kind's to remove
+      // Ages set apart (writes within one clock tick share an mtime): a oldest, e newest.
+      "abcde".split("").forEach((n, i) => utimesSync(join(folder, `start-${n}`), 1_000_000 + i, 1_000_000 + i));
+      expect(readdirSync(folder).sort()).toEqual(["config-x", "start-a", "start-b", "start-c", "start-d", "start-e"]);
+      expect(writeCacheFile(folder, "start-f", new Uint8Array([1]), null, kind, 3)).toBe(true);
+      expect(readdirSync(folder).sort()).toEqual(["config-x", "start-d", "start-e", "start-f"]);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
+  test("listDir reads a folder opened O_PATH (as the cache opens its folder) as well as one opened for reading", () => {
+    const folder = mkdtempSync("/tmp/nsrun-list-");
+    try {
+      const names = Array.from({ length: 700 }, (_, i) => `file-${i}-${"x".repeat(40)}`); // more than one getdents64 buffer
+      for (const n of names) writeFileSync(join(folder, n), "");
+      for (const flags of [O_PATH | O_DIRECTORY, O_RDONLY | O_DIRECTORY]) {
+        const fd = openat2(AT_FDCWD, folder, flags, 0);
+        try {
+          expect(listDir(fd, folder).sort()).toEqual([...names].sort());
+        } finally {
+          closeFd(fd);
+        }
+      }
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});
