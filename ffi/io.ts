@@ -45,15 +45,19 @@ export function readAll(fd: number): Buffer {
 
 /** poll(2) for input on `fds` (timeout in ms, negative for none): which are readable, or null with errno set. */
 function pollIn(fds: number[], timeout: number): boolean[] | null {
+  // Loops, not forEach and map: a box's start calls none of JavaScriptCore's built-in array methods
+  // (each is compiled on its first call: core/pipeline.ts).
   const pfds = new Int32Array(fds.length * 2);
-  fds.forEach((fd, i) => {
-    pfds[i * 2] = fd;
+  for (let i = 0; i < fds.length; i++) {
+    pfds[i * 2] = fds[i];
     pfds[i * 2 + 1] = F.POLLIN;
-  });
+  }
   if (libc.poll(pfds, fds.length, timeout) < 0) return null;
   // struct pollfd is { int fd; short events; short revents; }: revents is the 4th 16-bit half.
   const revents = new Uint16Array(pfds.buffer);
-  return fds.map((_, i) => (revents[i * 4 + 3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0);
+  const ready: boolean[] = [];
+  for (let i = 0; i < fds.length; i++) ready.push((revents[i * 4 + 3] & (F.POLLIN | F.POLLERR | F.POLLHUP)) !== 0);
+  return ready;
 }
 
 /**

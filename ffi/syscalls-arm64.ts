@@ -5,7 +5,9 @@
 //     -D__ARCH_WANT_SYS_CLONE3 -D__ARCH_WANT_MEMFD_SECRET -
 // each __NR_name followed to its number, then extended to Linux 6.15 (the block at the end, as in
 // syscalls-x86_64.ts). ABI: numbers never change. arm64 has no open, poll, fork, ...: ppoll, openat.
-const TABLE = {
+// Built on first use: an object of some 460 names costs about 0.1 ms to make, and a start uses one
+// architecture's table alone.
+const table = () => ({
   io_setup: 0,
   io_destroy: 1,
   io_submit: 2,
@@ -331,7 +333,10 @@ const TABLE = {
   listxattrat: 465,
   removexattrat: 466,
   open_tree_attr: 467,
-} as const;
+}) as const;
+
+type Table = Readonly<Record<string, number>> & ReturnType<typeof table>;
+let built: Table | null = null;
 
 /** By name; a name the table lacks is undefined (seccomp profiles name calls of other kernels). */
-export const SYSCALLS_ARM64: Readonly<Record<string, number>> & typeof TABLE = TABLE;
+export const syscallsArm64 = (): Table => (built ??= table());

@@ -3,16 +3,16 @@
 // for the tape's architecture), the seccomp compiler, and the C executor and stub, whose
 // out/syscalls.h ffi/executor/build.ts writes from these tables. No number is written anywhere else
 // (test/layout.test.ts checks core/ and cmd/).
-import { SYSCALLS_ARM64 } from "./syscalls-arm64";
-import { SYSCALLS_X86_64 } from "./syscalls-x86_64";
+import { syscallsArm64 } from "./syscalls-arm64";
+import { syscallsX86_64 } from "./syscalls-x86_64";
 
 /** A syscall both architectures have. */
-export type SyscallName = keyof typeof SYSCALLS_X86_64 & keyof typeof SYSCALLS_ARM64;
+export type SyscallName = keyof ReturnType<typeof syscallsX86_64> & keyof ReturnType<typeof syscallsArm64>;
 
 /** The table for `arch` (process.arch). */
 export function syscallTable(arch: NodeJS.Architecture = process.arch): Readonly<Record<SyscallName, number>> & Readonly<Record<string, number>> {
-  if (arch === "arm64") return SYSCALLS_ARM64;
-  if (arch === "x64") return SYSCALLS_X86_64;
+  if (arch === "arm64") return syscallsArm64();
+  if (arch === "x64") return syscallsX86_64();
   throw new Error(`nsrun runs on x86-64 and arm64, not ${arch}`);
 }
 

@@ -10,8 +10,10 @@ import { emitRlimits, planRlimits, rlimitProblem } from "../core/stages/rlimits"
 import { type Action, AUDIT_ARCH_X86_64, actionValue, type CmpOp, compileProfile, DEFAULT_DENIED, defaultProfile, evaluate, type Insn, type Profile, RET } from "../core/stages/seccomp";
 import { ParseProfileError, parseProfile } from "../core/stages/seccomp-profile";
 import * as F from "../ffi/flags";
-import { SYSCALLS_X86_64 as NR } from "../ffi/syscalls-x86_64";
+import { syscallsX86_64 } from "../ffi/syscalls-x86_64";
 import { Tape } from "../core/tape/tape";
+
+const NR = syscallsX86_64();
 
 const EPERM = RET.errno(1);
 const CLONE_NEWUSER = 0x10000000n;

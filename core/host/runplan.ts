@@ -52,7 +52,9 @@ export async function runPlan(plan: BoxPlan, opts: RunPlanOptions): Promise<neve
   const pending: number[] = [];
   // The executor catches them (not Bun), so that the hand-over can take the ones not yet handled
   // without a turn of the event loop (watchSignals in ffi/executor/load.ts).
-  const forwarded = FORWARDED_SIGNALS.map((sig) => SIGNAL_NUMBERS[sig]);
+  // Loops here, not map and forEach: the start path calls no built-in array method (core/pipeline.ts).
+  const forwarded: number[] = [];
+  for (let i = 0; i < FORWARDED_SIGNALS.length; i++) forwarded.push(SIGNAL_NUMBERS[FORWARDED_SIGNALS[i]]);
   const signals = watchSignals(forwarded, (n) => {
     if (n === SIGNAL_NUMBERS.SIGWINCH || (box && setupOver())) return void pending.push(n);
     abortedBy ??= n;
@@ -141,7 +143,13 @@ function watchSignals(signals: number[], handle: (n: number) => void): { wake: n
   const executor = loadExecutor();
   const [read, write] = pipe(true, true);
   executor.watchSignals(signals, write);
-  return { wake: read, handle: () => executor.takeSignals().forEach(handle) };
+  return {
+    wake: read,
+    handle: () => {
+      const caught = executor.takeSignals();
+      for (let i = 0; i < caught.length; i++) handle(caught[i]);
+    },
+  };
 }
 
 function cgroupHint(version: 1 | 2): string {

@@ -106,9 +106,19 @@ export function storeStartRecord(r: RecordInputs, trace: Tracer): void {
   writeCacheFile(file.folder, file.name, sealedJson(record), trace, /^start-[0-9a-f]{64}$/, KEEP, WHAT);
 }
 
+/** A tape cache entry's name: 64 lowercase hex digits. Compared by hand: a regular expression's first use costs a start 0.07 ms. */
+function isHex64(s: string): boolean {
+  if (s.length !== 64) return false;
+  for (let i = 0; i < 64; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
 function decode(bytes: Uint8Array, key: string): StartRecord | null {
   const r = unsealJson(bytes) as StartRecord | null;
   const tape = r?.tape;
-  const wellFormed = typeof tape?.name === "string" && /^[0-9a-f]{64}$/.test(tape.name) && typeof tape.key === "string" && typeof tape.sum === "string";
+  const wellFormed = typeof tape?.name === "string" && isHex64(tape.name) && typeof tape.key === "string" && typeof tape.sum === "string";
   return r?.format === FORMAT && r.key === key && Array.isArray(r.inputs) && typeof r.trace === "boolean" && wellFormed ? r : null;
 }

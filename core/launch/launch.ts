@@ -192,8 +192,11 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
   const progress = Number(view.getBigInt64(HEADER.progress, true));
   if (opts.trace) printTrace(opts.trace, tape, bytes!, `${cloneText} = ${pid}  ${(performance.now() - t0).toFixed(3)}ms`);
   if (!failure) {
-    const bad = reports.find((r) => r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED || r.kind === REPORT.HOOK);
-    if (bad) failure = describeRecord(bad, tape, opts.describeHook);
+    // A loop, not find: the start path calls no built-in array method (core/pipeline.ts says why).
+    for (let i = 0; i < reports.length && !failure; i++) {
+      const r = reports[i];
+      if (r.kind === REPORT.FAILED || r.kind === REPORT.EXEC_FAILED || r.kind === REPORT.HOOK) failure = describeRecord(r, tape, opts.describeHook);
+    }
   }
   return { pid, pidfd, forked, reports, progress, failure };
 }

@@ -10,9 +10,9 @@
 import { spawnSync } from "bun";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SYSCALLS_ARM64 } from "../syscalls-arm64";
+import { syscallsArm64 } from "../syscalls-arm64";
 import { protocolAsserts } from "./protocol";
-import { SYSCALLS_X86_64 } from "../syscalls-x86_64";
+import { syscallsX86_64 } from "../syscalls-x86_64";
 
 const DIR = import.meta.dir;
 const OUT = join(DIR, "out");
@@ -56,9 +56,9 @@ function syscallsHeader(): string {
   const defines = (t: Readonly<Record<string, number>>) => Object.entries(t).map(([n, nr]) => `#define SYS_${n} ${nr}`).join("\n");
   return `// Written by ffi/executor/build.ts from ffi/syscalls-x86_64.ts and ffi/syscalls-arm64.ts: do not edit.
 #if defined(__x86_64__)
-${defines(SYSCALLS_X86_64)}
+${defines(syscallsX86_64())}
 #elif defined(__aarch64__)
-${defines(SYSCALLS_ARM64)}
+${defines(syscallsArm64())}
 #endif
 `;
 }
