@@ -3,8 +3,8 @@
 // for the tape's architecture), the seccomp compiler, and the C executor and stub, whose
 // out/syscalls.h ffi/executor/build.ts writes from these tables. No number is written anywhere else
 // (test/layout.test.ts checks core/ and cmd/).
-import { syscallsArm64 } from "./syscalls-arm64";
-import { syscallsX86_64 } from "./syscalls-x86_64";
+import { ffiCallsArm64, syscallsArm64 } from "./syscalls-arm64";
+import { ffiCallsX86_64, syscallsX86_64 } from "./syscalls-x86_64";
 
 /** A syscall both architectures have. */
 export type SyscallName = keyof ReturnType<typeof syscallsX86_64> & keyof ReturnType<typeof syscallsArm64>;
@@ -16,11 +16,16 @@ export function syscallTable(arch: NodeJS.Architecture = process.arch): Readonly
   throw new Error(`nsrun runs on x86-64 and arm64, not ${arch}`);
 }
 
-/** This machine's syscall numbers; on another architecture, any use throws. */
-export const SYS: Readonly<Record<SyscallName, number>> =
-  process.arch === "x64" || process.arch === "arm64"
-    ? syscallTable()
-    : (new Proxy({}, { get: () => syscallTable() }) as Record<SyscallName, number>);
+/** A call ffi/'s own wrappers make (the same names on both architectures). */
+export type FfiSyscall = keyof ReturnType<typeof ffiCallsX86_64> & keyof ReturnType<typeof ffiCallsArm64>;
+
+/** This machine's numbers of the calls ffi/ makes; on another architecture, any use throws. */
+export const SYS: Readonly<Record<FfiSyscall, number>> =
+  process.arch === "x64"
+    ? ffiCallsX86_64()
+    : process.arch === "arm64"
+      ? ffiCallsArm64()
+      : (new Proxy({}, { get: () => syscallTable() }) as Record<FfiSyscall, number>);
 
 const TAPE_SYSCALLS = [
   "read", "write", "close", "ppoll", "ioctl", "socket", "clone", "fcntl", "getcwd", "chdir", "fchdir", "setsid",

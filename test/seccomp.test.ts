@@ -10,7 +10,9 @@ import { emitRlimits, planRlimits, rlimitProblem } from "../core/stages/rlimits"
 import { type Action, AUDIT_ARCH_X86_64, actionValue, type CmpOp, compileProfile, DEFAULT_DENIED, defaultProfile, evaluate, type Insn, type Profile, RET } from "../core/stages/seccomp";
 import { ParseProfileError, parseProfile } from "../core/stages/seccomp-profile";
 import * as F from "../ffi/flags";
-import { syscallsX86_64 } from "../ffi/syscalls-x86_64";
+import { ffiCallsArm64, syscallsArm64 } from "../ffi/syscalls-arm64";
+import { ffiCallsX86_64, syscallsX86_64 } from "../ffi/syscalls-x86_64";
+import { SYS, syscallTable } from "../ffi/syscalls";
 import { Tape } from "../core/tape/tape";
 
 const NR = syscallsX86_64();
@@ -26,6 +28,18 @@ describe("the syscall table", () => {
     const known = { read: 0, write: 1, ioctl: 16, getpid: 39, socket: 41, clone: 56, execve: 59, ptrace: 101, mount: 165, exit_group: 231, openat: 257, unshare: 272, setns: 308, bpf: 321, open_tree: 428, clone3: 435, mount_setattr: 442 };
     for (const [name, n] of Object.entries(known)) expect([name, NR[name]]).toEqual([name, n]);
     expect(new Set(Object.values(NR)).size).toBe(Object.keys(NR).length);
+  });
+
+  test("ffi/'s own calls (SYS, made apart for a fast start) are each architecture's numbers, and in its whole table", () => {
+    for (const [arch, calls] of [["x64", ffiCallsX86_64()], ["arm64", ffiCallsArm64()]] as const) {
+      const whole = syscallTable(arch);
+      expect(Object.keys(calls).length).toBeGreaterThan(30);
+      for (const [name, n] of Object.entries(calls)) expect([arch, name, whole[name]]).toEqual([arch, name, n]);
+      expect(new Set(Object.values(whole)).size).toBe(Object.keys(whole).length); // no name twice, no number twice
+    }
+    expect(Object.keys(ffiCallsArm64()).sort()).toEqual(Object.keys(ffiCallsX86_64()).sort());
+    expect(SYS).toBe(process.arch === "arm64" ? ffiCallsArm64() : ffiCallsX86_64());
+    expect([SYS.read, SYS.openat2, syscallsArm64().openat2, syscallsArm64().read]).toEqual([0, 437, 437, 63]);
   });
 });
 

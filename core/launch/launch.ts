@@ -220,7 +220,9 @@ function cloneCall(t: RunnableTape): string {
 /** A test of each record against what this tape can send: null when it may, else what is wrong with it. */
 function expectedRecords(tape: RunnableTape, sealed: boolean): (r: Report) => string | null {
   const { pid, hooks, execFailed } = tape.expects;
-  const syncs = new Set(tape.expects.syncs);
+  // Looked up where it is, not copied into a new Set (a Set made from a list costs a start ~0.07 ms).
+  const syncs = tape.expects.syncs;
+  const stopsAt = (id: number) => ("has" in syncs ? syncs.has(id) : syncs.indexOf(id) >= 0);
   let pids = 0;
   const show = (r: Report) => `{kind ${r.kind}, index ${r.index}, value ${r.value}}`;
   const opIndex = (i: number) => i >= (sealed ? -1 : 0) && i <= tape.opCount;
@@ -229,7 +231,7 @@ function expectedRecords(tape: RunnableTape, sealed: boolean): (r: Report) => st
       case REPORT.FAILED:
         return opIndex(r.index) ? null : `a failure at op ${r.index}, which the tape does not have`;
       case REPORT.SYNC:
-        return syncs.has(r.value) && opIndex(r.index) ? null : `sync point ${syncName(r.value)}, which the tape does not stop at`;
+        return stopsAt(r.value) && opIndex(r.index) ? null : `sync point ${syncName(r.value)}, which the tape does not stop at`;
       case REPORT.EXEC_FAILED:
         return execFailed ? null : `an exec failure ${show(r)} from a tape that execs no command`;
       case REPORT.PID:

@@ -28,7 +28,7 @@ export interface LaunchInfo {
 export interface RunnableTape {
   readonly reportFd: number;
   readonly kept: readonly number[];
-  readonly expects: { readonly syncs: Iterable<number>; readonly pid: boolean; readonly hooks: boolean; readonly execFailed: boolean };
+  readonly expects: { readonly syncs: ReadonlySet<number> | readonly number[]; readonly pid: boolean; readonly hooks: boolean; readonly execFailed: boolean };
   readonly command: { args: string[]; paths: string[] } | null;
   readonly ops: ArrayLike<OpInfo> & { forEach(f: (op: OpInfo, i: number) => void): void };
   /** How many ops: ops.length, without decoding the descriptions of a frozen tape. */

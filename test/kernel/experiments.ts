@@ -3,7 +3,7 @@
 // exactly the symbols nsrun itself uses.
 import { dlopen, FFIType } from "bun:ffi";
 import { cstr, errno, errnoName, libc } from "../../ffi/libc";
-import { SYS } from "../../ffi/syscalls";
+import { syscallTable } from "../../ffi/syscalls";
 
 const { i32, ptr } = FFIType;
 
@@ -51,7 +51,7 @@ export function chroot(path: string): string {
  * caller's stack. Callers make sure a refusal is certain (see test/kernel/probe.ts) before calling.
  */
 export function rawCloneRefused(flags: number): string {
-  return outcome(libc.syscall(SYS.clone, flags, 0, 0, 0, 0));
+  return outcome(libc.syscall(syscallTable().clone, flags, 0, 0, 0, 0));
 }
 
 const RENAME_EXCHANGE = 2;
