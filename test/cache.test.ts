@@ -476,6 +476,25 @@ for (const actor of area.actors) {
       expect(box(actor, home, ["--config", plain, "--", "/bin/true"]).startHit).toBe(true);
     });
 
+    test("a box started from its record with a file the caller left open: fd closed in the box, tape compiled anew once, then cached for those fds", () => {
+      const home = cacheHome(actor);
+      const config = writeConfig(actor, "record-fds.toml", `rootfs = "../rootfs"\n`);
+      const probe = ["--config", config, "--", "/bin/sh", "-c", "[ -e /proc/self/fd/5 ] && echo fd5-open || echo fd5-closed"];
+      // fd 5 open in nsrun (a shell's redirection, then exec): nsrun's own fds then take other numbers.
+      const withFd5 = { prefix: ["/bin/sh", "-c", 'exec 5</dev/null; exec "$@"', "sh"] };
+      // Control: the probe sees an fd 5 the same way left open.
+      expect(spawnSync([...withFd5.prefix, "/bin/sh", "-c", "[ -e /proc/self/fd/5 ] && echo fd5-open"], { stdout: "pipe" }).stdout.toString()).toBe("fd5-open\n");
+      const plain = box(actor, home, probe);
+      expect([plain.code, plain.stdout, plain.startStored !== null]).toEqual([0, "fd5-closed\n", true]);
+      expect(box(actor, home, probe).startHit).toBe(true);
+      const first = box(actor, home, probe, withFd5);
+      expect([first.code, first.stdout, first.startHit]).toEqual([0, "fd5-closed\n", true]);
+      expect(first.cache).toContain("the box's fds differ from the cached tape's: compiled anew");
+      const again = box(actor, home, probe, withFd5);
+      expect([again.code, again.stdout, again.startHit, again.hit]).toEqual([0, "fd5-closed\n", true, true]);
+      expect(again.cache).not.toContain("the box's fds differ from the cached tape's: compiled anew");
+    });
+
     test("`nsrun run WORD` from a start record is OCI's run once ./config.json is a runtime-spec config (control: the record is there)", () => {
       const home = cacheHome(actor);
       const dir = join(actor.area, `run-word-${n}`);

@@ -28,7 +28,7 @@ import { type Tracer, tracerFor } from "../pipeline";
 import { FrozenTape } from "../tape/frozen";
 import { build, cacheFolder, commandLineKey, readCacheFile, sealedJson, unsealJson, writeCacheFile } from "./cachefiles";
 import { firstChanged, inputName, type Observed } from "./inputs";
-import { fdsText, loadEntry } from "./tapefile";
+import { type Entry, fdsText, loadEntry, storeEntry } from "./tapefile";
 
 /** Bump when the record's layout or what it covers changes. */
 const FORMAT = "nsrun-start-record 1";
@@ -82,9 +82,20 @@ export async function startFromRecord(args: string[], cwd: string, traced: boole
     trace: record.trace,
     log: { debug: () => {} },
     report: null,
-    // The tape embeds the host fds it was compiled for: other fds (another open file in this
-    // process) compile it anew from the plan.
-    tape: async (fds, compile) => (fdsText(fds) === entry.fds ? entry.tape : FrozenTape.of(await compile(), record.trace)),
+    // The tape embeds the host fds it was compiled for: other fds (a file the caller left open in
+    // this process took a number nsrun's own would have had) compile it anew from the plan, and the
+    // new tape takes the old one's place, with this record naming it, as the slow path would
+    // (core/host/tapecache.ts): the next start from the same line and fds starts from the cache.
+    tape: async (fds, compile) => {
+      const text = fdsText(fds);
+      if (text === entry.fds) return entry.tape;
+      trace?.("cache: the box's fds differ from the cached tape's: compiled anew");
+      const tape = FrozenTape.of(await compile(), record.trace);
+      const stored: Entry = { key: record.tape.key, plan: entry.plan, fds: text, reads: entry.reads, tape };
+      if (storeEntry(file.folder, record.tape.name, stored, trace) && stored.sum)
+        storeStartRecord({ args, cwd, trace: record.trace, inputs: record.inputs, tape: { ...record.tape, sum: stored.sum } }, trace);
+      return tape;
+    },
   });
 }
 
