@@ -6,7 +6,6 @@ import { sealedStub } from "../../ffi/executor/load";
 import { close as closeFd, pipe, readText, receiveFd, socketPair } from "../../ffi/io";
 import { exited } from "../../ffi/wait";
 import * as F from "../../ffi/flags";
-import { CAPABILITIES } from "../stages/capabilities";
 import type { ChildFds } from "../stages/compile";
 import { EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { launch, type LaunchFailure, type LaunchOptions } from "../launch/launch";
@@ -56,7 +55,9 @@ export function lastCapability(): number {
     try {
       lastCap = Number(readText("/proc/sys/kernel/cap_last_cap"));
     } catch {
-      lastCap = CAPABILITIES.length - 1;
+      // Loaded only here: capabilities.ts brings the tape's call builders, which a box started from
+      // a cached tape never loads.
+      lastCap = (require("../stages/capabilities") as typeof import("../stages/capabilities")).CAPABILITIES.length - 1;
     }
   }
   return lastCap;

@@ -22,9 +22,7 @@ import { strerror } from "../../ffi/libc";
 import { kill } from "../../ffi/proc";
 import { EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_NSRUN_FAILED, type ErrorReport } from "../errors";
 import { stageLine } from "../pipeline";
-import { execveat, fcntl } from "../tape/calls";
 import type { RunnableTape } from "../tape/frozen";
-import { Tape } from "../tape/tape";
 import { type SyncId, syncName } from "./sync";
 
 export type Tracer = ((line: string) => void) | null;
@@ -99,7 +97,8 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     if (tape.cloneFlags !== 0) throw new Error("launch: a sealed tape makes its namespaces itself (unshare/setns), after the stub has started");
     bytes = tape.encode((size) => ({ bytes: new Uint8Array(size), address: SEALED_TAPE_ADDRESS }), traced).bytes;
     sealedFile = tapeFile(bytes);
-    first = bootstrap(tape, opts.sealedStub, sealedFile);
+    // Loaded here alone: the tape's call builders are not part of a start from a cached tape.
+    first = (await import("./bootstrap")).bootstrap(tape, opts.sealedStub, sealedFile);
   }
   const memory = first.encode(tapeMemory, first === tape && traced);
   if (first === tape) bytes = memory.bytes;
@@ -199,17 +198,6 @@ export async function launch(tape: RunnableTape, opts: LaunchOptions): Promise<L
     }
   }
   return { pid, pidfd, forked, reports, progress, failure };
-}
-
-/** A sealed launch's first tape: keep the fds the real tape needs across the execve, then exec the stub with it. */
-function bootstrap(tape: RunnableTape, stub: number, file: number): Tape {
-  const t = new Tape();
-  t.reportFd = tape.reportFd;
-  t.cgroupFd = tape.cgroupFd;
-  t.stage("namespaces", "start the stub, which runs the tape sealed");
-  for (const fd of [...tape.kept, file]) if (fd >= 3 && fd !== stub) fcntl(t, fd, F.F_SETFD, 0, "F_SETFD, 0");
-  execveat(t, stub, ["nsrun", "tape", String(file)], []);
-  return t;
 }
 
 function cloneCall(t: RunnableTape): string {

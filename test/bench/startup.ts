@@ -212,11 +212,13 @@ if (!isRoot || asUser) {
 }
 if (isRoot) table("What a cgroup with limits adds (root, memory + pids + cpu)", hyperfine([["nsrun, no limits", nsrunCmd], ["nsrun, [limits]", `${bin} run --config ${limited} -- /bin/true`]]));
 
-const parallel = (cmd: string) => `sh -c 'for i in $(seq ${PARALLEL}); do ${cmd.replaceAll("'", "'\\''")} & done; wait'`;
+// `prefix` runs the whole batch (setpriv, once, for the rootless rows): the user switch is the
+// harness's, not the box's, and runc's row, as root, has none.
+const parallel = (cmd: string, prefix = "") => `${prefix}sh -c 'for i in $(seq ${PARALLEL}); do ${cmd.replaceAll("'", "'\\''")} & done; wait'`;
 const nsrunAtOnce = `${PARALLEL} × nsrun at once${asUser ? " (rootless)" : ""}`;
 const runcAtOnce = `${PARALLEL} × runc at once (root)`;
-const par: Array<[string, string]> = [[nsrunAtOnce, parallel(`${asUser}${nsrunCmd}`)]];
-if (has("bwrap") && works("bwrap", bwrap)) par.push([`${PARALLEL} × bwrap at once`, parallel(`${asUser}${bwrap}`)]);
+const par: Array<[string, string]> = [[nsrunAtOnce, parallel(nsrunCmd, asUser)]];
+if (has("bwrap") && works("bwrap", bwrap)) par.push([`${PARALLEL} × bwrap at once${asUser ? " (rootless)" : ""}`, parallel(bwrap, asUser)]);
 if (isRoot && has("runc")) {
   const b = join(work, "runc-root");
   if (existsSync(b)) par.push([runcAtOnce, `sh -c 'cd ${b}; for i in $(seq ${PARALLEL}); do runc run nsrun-par-$$-$i >/dev/null & done; wait'`]);
