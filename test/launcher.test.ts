@@ -128,8 +128,9 @@ const forEachActor = (name: string, fn: (a: Actor) => Promise<void>, timeout = 1
 
 describe("nothing a container can see is ever nsrun", () => {
   forEachActor("during nsrun exec: no exe of nsrun's, none of the caller's environment, no mem or fd of a process before its command (control: a sibling's all four)", async (a) => {
-    // The container: a sibling that holds fd 3 open (the control), and the probe.
-    const b = bundle(a, ["sh", "-c", "sleep 1000 3>/tmp/held & /procrace /tmp/stop NSRUN_PROBE_SECRET 60 /tmp/ready > /tmp/log; exec sleep 1000"]);
+    // The container: a sibling that holds fd 3 open (the control), and the probe, started once the
+    // sibling has that fd (on a busy machine its shell may not have run its redirection yet).
+    const b = bundle(a, ["sh", "-c", "sleep 1000 3>/tmp/held & while [ ! -e /proc/$!/fd/3 ]; do :; done; /procrace /tmp/stop NSRUN_PROBE_SECRET 60 /tmp/ready > /tmp/log; exec sleep 1000"]);
     expect(oci(a, ["create", "--bundle", b, RACE]).code).toBe(0);
     expect(oci(a, ["start", RACE]).code).toBe(0);
     expect(await waitFor(() => oci(a, ["exec", RACE, "test", "-e", "/tmp/ready"]).code === 0, 10_000)).toBe(true);
