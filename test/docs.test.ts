@@ -75,7 +75,9 @@ describe("nsrun --trace", () => {
     `prints the == N. title marker of every stage, exactly in STAGES order, from the process the doc names${missing ? ` (skipped: ${missing})` : ""}`,
     () => {
       // The default box: it needs no rootfs, only the host's /bin/true, and it goes through every stage.
-      const r = spawnSync([DIST, "run", "--trace", "--", "/bin/true"], {
+      // --no-cache: planned each time (a start record would skip the first stages) and nothing kept
+      // in the caller's cache folder.
+      const r = spawnSync([DIST, "run", "--no-cache", "--trace", "--", "/bin/true"], {
         cwd: "/",
         stdout: "pipe",
         stderr: "pipe",
