@@ -5,10 +5,10 @@
 //     -D__ARCH_WANT_SYS_CLONE3 -D__ARCH_WANT_MEMFD_SECRET -
 // each __NR_name followed to its number, then extended to Linux 6.15 (the block at the end, as in
 // syscalls-x86_64.ts). ABI: numbers never change. arm64 has no open, poll, fork, ...: ppoll, openat.
-// Two objects: the calls ffi/'s own wrappers make (ffi/syscalls.ts SYS), and the rest, made on
-// first use. A box's start needs only the first: an object of some 460 names costs about 0.15 ms to
-// make, one of 35 about 0.02.
-const FFI_CALLS = {
+// Two objects, joined in ffi/syscalls.ts: the calls ffi/'s own wrappers make (SYS), and the rest,
+// made on first use. A box's start needs only the first: an object of some 460 names costs about
+// 0.15 ms to make, one of 35 about 0.02.
+export const FFI_CALLS_ARM64 = {
   fcntl: 25,
   ioctl: 29,
   mkdirat: 34,
@@ -46,7 +46,7 @@ const FFI_CALLS = {
   mount_setattr: 442,
 } as const;
 
-const others = () => ({
+export const otherSyscallsArm64 = () => ({
   io_setup: 0,
   io_destroy: 1,
   io_submit: 2,
@@ -338,12 +338,3 @@ const others = () => ({
   removexattrat: 466,
   open_tree_attr: 467,
 }) as const;
-
-type Table = Readonly<Record<string, number>> & typeof FFI_CALLS & ReturnType<typeof others>;
-let built: Table | null = null;
-
-/** The calls ffi/'s wrappers make, by name. */
-export const ffiCallsArm64 = (): typeof FFI_CALLS => FFI_CALLS;
-
-/** By name; a name the table lacks is undefined (seccomp profiles name calls of other kernels). */
-export const syscallsArm64 = (): Table => (built ??= Object.assign({}, FFI_CALLS, others()));

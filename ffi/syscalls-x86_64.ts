@@ -2,10 +2,10 @@
 // then extended by hand to Linux 6.15 (the block at the end):
 //   grep '#define __NR_' /usr/include/x86_64-linux-gnu/asm/unistd_64.h
 // Used to compile seccomp profiles, which name syscalls. ABI: numbers never change.
-// Two objects: the calls ffi/'s own wrappers make (ffi/syscalls.ts SYS), and the rest, made on
-// first use. A box's start needs only the first: an object of some 460 names costs about 0.15 ms to
-// make, one of 35 about 0.02.
-const FFI_CALLS = {
+// Two objects, joined in ffi/syscalls.ts: the calls ffi/'s own wrappers make (SYS), and the rest,
+// made on first use. A box's start needs only the first: an object of some 460 names costs about
+// 0.15 ms to make, one of 35 about 0.02.
+export const FFI_CALLS_X86_64 = {
   read: 0,
   write: 1,
   close: 3,
@@ -43,7 +43,7 @@ const FFI_CALLS = {
   mount_setattr: 442,
 } as const;
 
-const others = () => ({
+export const otherSyscallsX86_64 = () => ({
   open: 2,
   stat: 4,
   fstat: 5,
@@ -390,12 +390,3 @@ const others = () => ({
   removexattrat: 466,
   open_tree_attr: 467,
 }) as const;
-
-type Table = Readonly<Record<string, number>> & typeof FFI_CALLS & ReturnType<typeof others>;
-let built: Table | null = null;
-
-/** The calls ffi/'s wrappers make, by name. */
-export const ffiCallsX86_64 = (): typeof FFI_CALLS => FFI_CALLS;
-
-/** By name; a name the table lacks is undefined (seccomp profiles name calls of other kernels). */
-export const syscallsX86_64 = (): Table => (built ??= Object.assign({}, FFI_CALLS, others()));

@@ -3,28 +3,37 @@
 // for the tape's architecture), the seccomp compiler, and the C executor and stub, whose
 // out/syscalls.h ffi/executor/build.ts writes from these tables. No number is written anywhere else
 // (test/layout.test.ts checks core/ and cmd/).
-import { ffiCallsArm64, syscallsArm64 } from "./syscalls-arm64";
-import { ffiCallsX86_64, syscallsX86_64 } from "./syscalls-x86_64";
+import { FFI_CALLS_ARM64, otherSyscallsArm64 } from "./syscalls-arm64";
+import { FFI_CALLS_X86_64, otherSyscallsX86_64 } from "./syscalls-x86_64";
+
+type Whole<Calls, Others> = Readonly<Record<string, number>> & Calls & Others;
+type WholeX86_64 = Whole<typeof FFI_CALLS_X86_64, ReturnType<typeof otherSyscallsX86_64>>;
+type WholeArm64 = Whole<typeof FFI_CALLS_ARM64, ReturnType<typeof otherSyscallsArm64>>;
 
 /** A syscall both architectures have. */
-export type SyscallName = keyof ReturnType<typeof syscallsX86_64> & keyof ReturnType<typeof syscallsArm64>;
+export type SyscallName = keyof WholeX86_64 & keyof WholeArm64;
 
-/** The table for `arch` (process.arch). */
+const whole: { x64?: WholeX86_64; arm64?: WholeArm64 } = {};
+
+/**
+ * The whole table for `arch` (process.arch), made on first use. By name; a name the table lacks
+ * is undefined (seccomp profiles name calls of other kernels).
+ */
 export function syscallTable(arch: NodeJS.Architecture = process.arch): Readonly<Record<SyscallName, number>> & Readonly<Record<string, number>> {
-  if (arch === "arm64") return syscallsArm64();
-  if (arch === "x64") return syscallsX86_64();
+  if (arch === "arm64") return (whole.arm64 ??= Object.assign({}, FFI_CALLS_ARM64, otherSyscallsArm64()));
+  if (arch === "x64") return (whole.x64 ??= Object.assign({}, FFI_CALLS_X86_64, otherSyscallsX86_64()));
   throw new Error(`nsrun runs on x86-64 and arm64, not ${arch}`);
 }
 
 /** A call ffi/'s own wrappers make (the same names on both architectures). */
-export type FfiSyscall = keyof ReturnType<typeof ffiCallsX86_64> & keyof ReturnType<typeof ffiCallsArm64>;
+export type FfiSyscall = keyof typeof FFI_CALLS_X86_64 & keyof typeof FFI_CALLS_ARM64;
 
 /** This machine's numbers of the calls ffi/ makes; on another architecture, any use throws. */
 export const SYS: Readonly<Record<FfiSyscall, number>> =
   process.arch === "x64"
-    ? ffiCallsX86_64()
+    ? FFI_CALLS_X86_64
     : process.arch === "arm64"
-      ? ffiCallsArm64()
+      ? FFI_CALLS_ARM64
       : (new Proxy({}, { get: () => syscallTable() }) as Record<FfiSyscall, number>);
 
 const TAPE_SYSCALLS = [

@@ -39,8 +39,6 @@ export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrac
     // Both at once: each is a setuid program's start (about 1.5 ms), and the two maps are independent.
     // Bun.spawn, not a helper tape as pasta gets (core/host/nat.ts): measured, a tape's first encoding
     // in a process and the wait for each exec cost more (1.7 ms more on a rootless start).
-    // Loops, not map and flatMap: a rootless start calls no built-in array method (each is compiled
-    // on its first call, about 0.1 ms: core/pipeline.ts).
     const uid = runHelper("newuidmap", plan.uidMap, "/etc/subuid", pid, at, trace);
     const gid = runHelper("newgidmap", plan.gidMap, "/etc/subgid", pid, at, trace);
     // The first failure, in the order uid then gid; wait for both either way (no helper outlives this).
@@ -65,6 +63,8 @@ export async function writeIdMaps(plan: IdMapPlan, pid: number, trace: IdMapTrac
  * that nothing handles yet.
  */
 async function runHelper(helper: string, ranges: IdRange[], file: string, pid: number, at: string, trace: IdMapTrace): Promise<StageError | null> {
+  // A loop, not flatMap: a rootless start calls no built-in array method (each is compiled on its
+  // first call, about 0.1 ms: core/pipeline.ts).
   const args = [helper, String(pid)];
   for (let i = 0; i < ranges.length; i++) args.push(String(ranges[i].inside), String(ranges[i].outside), String(ranges[i].count));
   const t0 = performance.now();

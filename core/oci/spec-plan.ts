@@ -15,7 +15,7 @@ import type { RlimitPlan } from "../stages/rlimits";
 import { compileProfile, type Insn } from "../stages/seccomp";
 import { ParseProfileError, parseProfile } from "../stages/seccomp-profile";
 import * as F from "../../ffi/flags";
-import { syscallsX86_64 } from "../../ffi/syscalls-x86_64";
+import { syscallTable } from "../../ffi/syscalls";
 import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../stages/userns";
 import type { OciCaller } from "./caller";
 import { type CgroupV1Layout, type OciCgroupHost, OciPlanError, planCgroupV1Mount, planOciCgroup } from "./resources";
@@ -506,7 +506,7 @@ function planSeccomp(spec: Spec, bounding: number[], fail: Fail): Insn[] | null 
   // Profiles name syscalls of every architecture (bdflush, ...); libseccomp skips those this one
   // lacks, and so does nsrun: its table is x86-64's complete list (to 465, Linux 6.13), so a name
   // missing there has no syscall here to allow or deny.
-  const syscalls = (s.syscalls ?? []).map((r) => ({ ...r, names: r.names.filter((n) => n in syscallsX86_64()) })).filter((r) => r.names.length);
+  const syscalls = (s.syscalls ?? []).map((r) => ({ ...r, names: r.names.filter((n) => n in syscallTable("x64")) })).filter((r) => r.names.length);
   try {
     return compileProfile(parseProfile(JSON.stringify({ ...s, syscalls }), bounding.map((c) => CAPABILITIES[c])));
   } catch (e) {

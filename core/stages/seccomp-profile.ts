@@ -2,7 +2,7 @@
 // default.json) into a Profile. Rules for other architectures, or that docker would include only
 // for capabilities the box does not have, are skipped as docker skips them.
 import { ERRNO } from "../../ffi/errno";
-import { syscallsX86_64 } from "../../ffi/syscalls-x86_64";
+import { syscallTable } from "../../ffi/syscalls";
 import type { Action, ArgCondition, CmpOp, Profile, Rule } from "./seccomp";
 import { NsrunError } from "../../ffi/error";
 
@@ -98,7 +98,7 @@ export function parseProfile(text: string, caps: string[]): Profile {
     const names = r.names ?? (r.name !== undefined ? [r.name] : undefined);
     if (!Array.isArray(names) || !names.length) throw new ParseProfileError(`${where}.names`, "expected a non-empty list of syscall names");
     const nrs = names.map((n, j) => {
-      const nr = typeof n === "string" ? syscallsX86_64()[n] : undefined;
+      const nr = typeof n === "string" ? syscallTable("x64")[n] : undefined;
       if (nr === undefined) throw new ParseProfileError(`${where}.names[${j}]`, `unknown syscall ${JSON.stringify(n)}`);
       return nr;
     });

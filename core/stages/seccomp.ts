@@ -8,7 +8,7 @@ import { ERRNO } from "../../ffi/errno";
 import * as F from "../../ffi/flags";
 import { seccompFilter } from "../tape/calls";
 import type { Tape } from "../tape/tape";
-import { syscallsX86_64 } from "../../ffi/syscalls-x86_64";
+import { syscallTable } from "../../ffi/syscalls";
 
 export type Action =
   | { kind: "allow" }
@@ -108,7 +108,7 @@ export const DEFAULT_DENIED = [
 const eperm: Action = { kind: "errno", errno: ERRNO.EPERM };
 
 function nr(name: string): number {
-  const n = syscallsX86_64()[name];
+  const n = syscallTable("x64")[name];
   if (n === undefined) throw new Error(`unknown syscall ${name}`);
   return n;
 }

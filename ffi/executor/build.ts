@@ -10,9 +10,8 @@
 import { spawnSync } from "bun";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { syscallsArm64 } from "../syscalls-arm64";
 import { protocolAsserts } from "./protocol";
-import { syscallsX86_64 } from "../syscalls-x86_64";
+import { syscallTable } from "../syscalls";
 
 const DIR = import.meta.dir;
 const OUT = join(DIR, "out");
@@ -56,9 +55,9 @@ function syscallsHeader(): string {
   const defines = (t: Readonly<Record<string, number>>) => Object.entries(t).map(([n, nr]) => `#define SYS_${n} ${nr}`).join("\n");
   return `// Written by ffi/executor/build.ts from ffi/syscalls-x86_64.ts and ffi/syscalls-arm64.ts: do not edit.
 #if defined(__x86_64__)
-${defines(syscallsX86_64())}
+${defines(syscallTable("x64"))}
 #elif defined(__aarch64__)
-${defines(syscallsArm64())}
+${defines(syscallTable("arm64"))}
 #endif
 `;
 }
