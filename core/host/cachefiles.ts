@@ -43,25 +43,36 @@ export function sealedJson(value: unknown): Uint8Array {
   return new TextEncoder().encode(`${sha256(body)}\n${body}`);
 }
 
-/** What a JSON cache file holds, or null when its sum does not match (corrupt, truncated) or it is no JSON. */
-export function unsealJson(bytes: Uint8Array): unknown {
+/**
+ * What a JSON cache file of one command line holds: null when its sum does not match (corrupt,
+ * truncated), it is no JSON, or it names another format or key (a file of another layout, or
+ * renamed from another line's).
+ */
+export function unsealFor(bytes: Uint8Array, format: string, key: string): { format: string; key: string } | null {
   const text = new TextDecoder().decode(bytes);
   const nl = text.indexOf("\n");
   if (nl !== 64 || sha256(text.slice(nl + 1)) !== text.slice(0, nl)) return null;
+  let value: { format?: unknown; key?: unknown } | null;
   try {
-    return JSON.parse(text.slice(nl + 1));
+    value = JSON.parse(text.slice(nl + 1));
   } catch {
     return null;
   }
+  return value?.format === format && value.key === key ? (value as { format: string; key: string }) : null;
 }
 
 /**
- * The key of an entry that belongs to one command line: a SHA-256 of the entry's format, nsrun's
+ * Where the cache file of one command line lives ("PREFIX-KEY" in the cache folder), null without
+ * one (run from source, or no cache folder). The key is a SHA-256 of the file's format, nsrun's
  * build, the command line (after `run`), the cwd, and the caller's ids and groups.
  */
-export function commandLineKey(format: string, args: string[], cwd: string): string {
+export function commandLineFile(prefix: string, format: string, args: string[], cwd: string): { folder: string; name: string; key: string } | null {
+  const id = build();
+  const folder = id === null ? null : cacheFolder();
+  if (id === null || folder === null) return null;
   const ids = [process.getuid?.(), process.getgid?.(), process.geteuid?.(), process.getegid?.(), process.getgroups?.()];
-  return sha256(JSON.stringify([format, build(), process.arch, args, cwd, ids]));
+  const key = sha256(JSON.stringify([format, id, process.arch, args, cwd, ids]));
+  return { folder, name: `${prefix}-${key}`, key };
 }
 
 /** The cache folder, opened without following a symlink and checked on the fd: null when it may not be used. */

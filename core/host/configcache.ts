@@ -18,7 +18,7 @@
 import type { AssemblyRead, Assembled } from "../stages/boxconfig";
 import { firstChanged, inputName, type Observed } from "./inputs";
 import type { Tracer } from "../pipeline";
-import { build, cacheFolder, commandLineKey, readCacheFile, sealedJson, sha256, unsealJson, writeCacheFile } from "./cachefiles";
+import { commandLineFile, readCacheFile, sealedJson, sha256, unsealFor, writeCacheFile } from "./cachefiles";
 
 /** Bump when the entry's layout or what a key covers changes. */
 const FORMAT = "nsrun-config-cache 2";
@@ -45,11 +45,9 @@ export interface ConfigCache {
 
 /** The cache for one command line; null when there is none (run from source, or no cache folder). */
 export function configCache(args: string[], cwd: string, trace: Tracer): ConfigCache | null {
-  const id = build();
-  const folder = id === null ? null : cacheFolder();
-  if (id === null || folder === null) return null;
-  const key = commandLineKey(FORMAT, args, cwd);
-  const name = `config-${key}`;
+  const file = commandLineFile("config", FORMAT, args, cwd);
+  if (file === null) return null;
+  const { folder, name, key } = file;
   const path = `${folder}/${name}`;
   return {
     get() {
@@ -95,6 +93,6 @@ export function recordingEnv(record: (read: AssemblyRead) => void): Record<strin
 }
 
 function decode(bytes: Uint8Array, key: string): Entry | null {
-  const entry = unsealJson(bytes) as Entry | null;
-  return entry?.format === FORMAT && entry.key === key && Array.isArray(entry.reads) ? entry : null;
+  const entry = unsealFor(bytes, FORMAT, key) as Entry | null;
+  return entry && Array.isArray(entry.reads) ? entry : null;
 }

@@ -6,7 +6,7 @@
 // parser, the schema nor a planning stage (test/layout.test.ts checks).
 //
 // A record belongs to one command line: its key is the config cache's (core/host/cachefiles.ts
-// commandLineKey: the command line, the cwd, the caller's ids and groups, nsrun's build). It holds
+// commandLineFile: the command line, the cwd, the caller's ids and groups, nsrun's build). It holds
 // every input assembly and planning read, with what each gave (core/host/inputs.ts): the config
 // cache's reads (config and env files, environment variables, resolved paths), and the host inputs
 // inspectHost and the tape cache's key read (core/stages/hostfacts.ts planningInputs: the kernel,
@@ -26,7 +26,7 @@
 // "start-KEY", a sealed JSON file (cachefiles.ts sealedJson).
 import { type Tracer, tracerFor } from "../pipeline";
 import { FrozenTape } from "../tape/frozen";
-import { build, cacheFolder, commandLineKey, readCacheFile, sealedJson, unsealJson, writeCacheFile } from "./cachefiles";
+import { commandLineFile, readCacheFile, sealedJson, unsealFor, writeCacheFile } from "./cachefiles";
 import { firstChanged, inputName, type Observed } from "./inputs";
 import { type Entry, fdsText, loadEntry, storeEntry } from "./tapefile";
 
@@ -48,14 +48,6 @@ interface StartRecord {
   trace: boolean;
 }
 
-/** Where one command line's record lives; null without one (run from source, or no cache folder). */
-function recordFile(args: string[], cwd: string): { folder: string; name: string; key: string } | null {
-  const folder = build() === null ? null : cacheFolder();
-  if (folder === null) return null;
-  const key = commandLineKey(FORMAT, args, cwd);
-  return { folder, name: `start-${key}`, key };
-}
-
 /**
  * Start the box from this command line's record when it has one and every input gives what it gave.
  * Never returns then (nsrun becomes the box's supervisor); returns when there is no usable record,
@@ -63,7 +55,7 @@ function recordFile(args: string[], cwd: string): { folder: string; name: string
  */
 export async function startFromRecord(args: string[], cwd: string, traced: boolean): Promise<void> {
   const trace = tracerFor("host", traced);
-  const file = recordFile(args, cwd);
+  const file = commandLineFile("start", FORMAT, args, cwd);
   if (!file) return;
   const shown = `${file.folder}/${file.name}`;
   const bytes = readCacheFile(file.folder, file.name, trace, WHAT);
@@ -111,7 +103,7 @@ export interface RecordInputs {
 
 /** Keep a record for this command line. */
 export function storeStartRecord(r: RecordInputs, trace: Tracer): void {
-  const file = recordFile(r.args, r.cwd);
+  const file = commandLineFile("start", FORMAT, r.args, r.cwd);
   if (!file) return;
   const record: StartRecord = { format: FORMAT, key: file.key, inputs: r.inputs, tape: r.tape, trace: r.trace };
   writeCacheFile(file.folder, file.name, sealedJson(record), trace, /^start-[0-9a-f]{64}$/, KEEP, WHAT);
@@ -128,8 +120,8 @@ function isHex64(s: string): boolean {
 }
 
 function decode(bytes: Uint8Array, key: string): StartRecord | null {
-  const r = unsealJson(bytes) as StartRecord | null;
+  const r = unsealFor(bytes, FORMAT, key) as StartRecord | null;
   const tape = r?.tape;
   const wellFormed = typeof tape?.name === "string" && isHex64(tape.name) && typeof tape.key === "string" && typeof tape.sum === "string";
-  return r?.format === FORMAT && r.key === key && Array.isArray(r.inputs) && typeof r.trace === "boolean" && wellFormed ? r : null;
+  return r && Array.isArray(r.inputs) && typeof r.trace === "boolean" && wellFormed ? r : null;
 }
