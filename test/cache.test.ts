@@ -58,6 +58,39 @@ function fileAttacks(stranger: number): Array<[what: string, attack: (file: stri
   ];
 }
 
+/** A sealed cache file's JSON (core/host/cachefiles.ts sealedJson: its SHA-256, a newline, the JSON). */
+const sealedBody = (file: string) => readFileSync(file, "utf8").split("\n")[1];
+
+/**
+ * The attacks on one kind of sealed cache file (config entries, start records): each of fileAttacks
+ * on an honest file means it is not used (the box says "honest") and --trace says why. What the
+ * checks are for: a forged file, sealed right, the caller's own and mode 0600, is used (the cache
+ * trusts only what the caller could have written); another user's copy of it is not.
+ */
+function attackSealedFiles<C extends { home: string; file: string }>(
+  actor: Actor,
+  o: { run: (home: string) => Run; used: (r: Run) => boolean; lines: (r: Run) => string[]; honest: () => C; forged: (c: C) => string },
+): void {
+  const stranger = actor.uid === 0 ? other : 0;
+  for (const [what, attack, says] of fileAttacks(stranger).filter(([what]) => asRoot || !what.includes("another user"))) {
+    const c = o.honest();
+    attack(c.file);
+    const r = o.run(c.home);
+    expect({ what, used: o.used(r), code: r.code, stdout: r.stdout }).toEqual({ what, used: false, code: 0, stdout: "honest\n" });
+    expect({ what, said: o.lines(r).some((l) => says.test(l)) }).toEqual({ what, said: true });
+  }
+  const sealed = (body: string) => `${new Bun.CryptoHasher("sha256").update(body).digest("hex")}\n${body}`;
+  const c = o.honest();
+  writeFileSync(c.file, sealed(o.forged(c)));
+  expect(o.run(c.home).stdout).toBe("forged\n");
+  if (asRoot) {
+    const d = o.honest();
+    writeFileSync(d.file, sealed(o.forged(d)));
+    chownSync(d.file, stranger, stranger);
+    expect(o.run(d.home).stdout).toBe("honest\n");
+  }
+}
+
 let n = 0;
 /** A fresh cache home for one test (XDG_CACHE_HOME), owned by the actor. */
 function cacheHome(actor: Actor): string {
@@ -370,80 +403,67 @@ for (const actor of area.actors) {
     test("a config cache file anyone else could have written, or a corrupt one, is not used: the config is assembled anew", () => {
       const config = writeConfig(actor, "config-attack.toml", `rootfs = "../rootfs"\nhostname = "honest"\n`);
       const args = [...NO_RECORD, "--config", config, "--", "/bin/hostname"];
-      const stranger = actor.uid === 0 ? other : 0;
-      const honest = () => {
-        const home = cacheHome(actor);
-        const r = box(actor, home, args);
-        expect(r.configStored).not.toBeNull();
-        expect(box(actor, home, args).configHit).toBe(true); // positive control: the honest entry is used
-        return { home, file: r.configStored as string };
-      };
-      /** An entry that would give another box: the same file with another hostname, its sum made right. */
-      const forged = (file: string) => {
-        const text = readFileSync(file, "utf8");
-        const body = text.slice(text.indexOf("\n") + 1).replace('"hostname":"honest"', '"hostname":"forged"');
-        expect(body).toContain('"hostname":"forged"');
-        return `${new Bun.CryptoHasher("sha256").update(body).digest("hex")}\n${body}`;
-      };
-      const attacks = fileAttacks(stranger);
-      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
-        const c = honest();
-        attack(c.file);
-        const r = box(actor, c.home, args);
-        expect({ what, hit: r.configHit, code: r.code, stdout: r.stdout }).toEqual({ what, hit: false, code: 0, stdout: "honest\n" });
-        expect({ what, said: r.config.some((l) => says.test(l)) }).toEqual({ what, said: true });
-      }
-      // What the checks are for: a forged entry the caller's own, mode 0600, is used (the cache trusts
-      // only what the caller could have written); another user's copy of it is not.
-      const c = honest();
-      writeFileSync(c.file, forged(c.file));
-      expect(box(actor, c.home, args).stdout).toBe("forged\n");
-      if (asRoot) {
-        const d = honest();
-        writeFileSync(d.file, forged(d.file));
-        chownSync(d.file, stranger, stranger);
-        expect(box(actor, d.home, args).stdout).toBe("honest\n");
-      }
+      attackSealedFiles(actor, {
+        run: (home) => box(actor, home, args),
+        used: (r) => r.configHit,
+        lines: (r) => r.config,
+        honest: () => {
+          const home = cacheHome(actor);
+          const r = box(actor, home, args);
+          expect(r.configStored).not.toBeNull();
+          expect(box(actor, home, args).configHit).toBe(true); // positive control: the honest entry is used
+          return { home, file: r.configStored as string };
+        },
+        // An entry that would give another box: the same file with another hostname.
+        forged: (c) => {
+          const body = sealedBody(c.file).replace('"hostname":"honest"', '"hostname":"forged"');
+          expect(body).toContain('"hostname":"forged"');
+          return body;
+        },
+      });
     });
 
     test("a start record anyone else could have written, or a corrupt one, is not used: the box starts the slow way", () => {
       const config = writeConfig(actor, "record-attack.toml", `rootfs = "../rootfs"\n`);
       const args = ["--config", config, "--", "/bin/echo", "honest"];
-      const stranger = actor.uid === 0 ? other : 0;
-      const honest = () => {
+      attackSealedFiles(actor, {
+        run: (home) => box(actor, home, args),
+        used: (r) => r.startHit,
+        lines: (r) => r.start,
+        honest: () => {
+          const home = cacheHome(actor);
+          const r = box(actor, home, args);
+          expect(r.startStored).not.toBeNull();
+          expect(box(actor, home, args).startHit).toBe(true); // positive control: the honest record is used
+          // Another line's record: its tape cache entry is what a forged record would name.
+          const elsewhere = box(actor, home, ["--config", config, "--", "/bin/echo", "forged"]);
+          return { home, file: r.startStored as string, other: elsewhere.startStored as string };
+        },
+        // The honest record naming the other line's tape cache entry: it would start that box.
+        forged: (c) => JSON.stringify({ ...JSON.parse(sealedBody(c.file)), tape: JSON.parse(sealedBody(c.other)).tape }),
+      });
+    });
+
+    test("a start record or config entry of another command line, renamed to this line's, is not used", () => {
+      const config = writeConfig(actor, "record-rename.toml", `rootfs = "../rootfs"\nhostname = "line-b"\n`);
+      const configA = writeConfig(actor, "record-rename-a.toml", `rootfs = "../rootfs"\nhostname = "line-a"\n`);
+      for (const [kind, stored, used, lines, extra] of [
+        ["start record", (r: Run) => r.startStored, (r: Run) => r.startHit, (r: Run) => r.start, []],
+        ["config entry", (r: Run) => r.configStored, (r: Run) => r.configHit, (r: Run) => r.config, NO_RECORD],
+      ] as const) {
         const home = cacheHome(actor);
-        const r = box(actor, home, args);
-        expect(r.startStored).not.toBeNull();
-        expect(box(actor, home, args).startHit).toBe(true); // positive control: the honest record is used
-        // Another line's record: its tape cache entry is what a forged record would name.
-        const elsewhere = box(actor, home, ["--config", config, "--", "/bin/echo", "forged"]);
-        return { home, file: r.startStored as string, other: elsewhere.startStored as string };
-      };
-      /** The honest record naming the other line's tape cache entry, its sum made right: it would start that box. */
-      const forged = (file: string, otherFile: string) => {
-        const body = (f: string) => JSON.parse(readFileSync(f, "utf8").split("\n")[1]);
-        const record = { ...body(file), tape: body(otherFile).tape };
-        const text = JSON.stringify(record);
-        return `${new Bun.CryptoHasher("sha256").update(text).digest("hex")}\n${text}`;
-      };
-      const attacks = fileAttacks(stranger);
-      for (const [what, attack, says] of attacks.filter(([what]) => asRoot || !what.includes("another user"))) {
-        const c = honest();
-        attack(c.file);
-        const r = box(actor, c.home, args);
-        expect({ what, start: r.startHit, code: r.code, stdout: r.stdout }).toEqual({ what, start: false, code: 0, stdout: "honest\n" });
-        expect({ what, said: r.start.some((l) => says.test(l)) }).toEqual({ what, said: true });
-      }
-      // What the checks are for: a forged record the caller's own, mode 0600, is used (a record is
-      // trusted as what the caller could have written); another user's copy of it is not.
-      const c = honest();
-      writeFileSync(c.file, forged(c.file, c.other));
-      expect(box(actor, c.home, args).stdout).toBe("forged\n");
-      if (asRoot) {
-        const d = honest();
-        writeFileSync(d.file, forged(d.file, d.other));
-        chownSync(d.file, stranger, stranger);
-        expect(box(actor, d.home, args).stdout).toBe("honest\n");
+        const lineA = [...extra, "--config", configA, "--", "/bin/hostname"];
+        const lineB = [...extra, "--config", config, "--", "/bin/hostname"];
+        const a = stored(box(actor, home, lineA));
+        const b = stored(box(actor, home, lineB));
+        expect({ kind, a: a !== null, b: b !== null }).toEqual({ kind, a: true, b: true });
+        expect({ kind, used: used(box(actor, home, lineB)) }).toEqual({ kind, used: true }); // positive control
+        // The caller's own intact file, mode 0600, one link: only the key inside it says it is line A's.
+        copyFileSync(a as string, b as string);
+        if (asRoot) chownSync(b as string, actor.uid, actor.gid);
+        const r = box(actor, home, lineB);
+        expect({ kind, used: used(r), code: r.code, stdout: r.stdout }).toEqual({ kind, used: false, code: 0, stdout: "line-b\n" });
+        expect({ kind, said: lines(r).some((l) => /is corrupt or truncated/.test(l)) }).toEqual({ kind, said: true });
       }
     });
 
