@@ -260,16 +260,20 @@ export function realpathOrNull(path: string): string | null {
 }
 
 /**
- * A small file as a process chrooted at `root` (a symlink-free host path) would read it: opened
- * with RESOLVE_IN_ROOT, so its symlinks and `..` stay inside. At most `limit` bytes; null when it is
- * missing or unreadable.
+ * A small regular file as a process chrooted at `root` (a symlink-free host path) would read it:
+ * opened with RESOLVE_IN_ROOT, so its symlinks and `..` stay inside. At most `limit` bytes; null
+ * when it is missing, unreadable or not a regular file. The rootfs is hostile: O_NONBLOCK so that a
+ * FIFO planted at the name opens without waiting for a writer (it would hang nsrun), O_NOCTTY so
+ * that a terminal cannot become nsrun's; then anything but a regular file is refused (as
+ * core/stages/userdb.ts readDb does).
  */
 export function readInRoot(root: string, path: string, limit = 65536): string | null {
   let rootFd = -1;
   let fd = -1;
   try {
     rootFd = openat2(F.AT_FDCWD, root, F.O_PATH | F.O_DIRECTORY | F.O_CLOEXEC, F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS);
-    fd = openat2(rootFd, path, F.O_RDONLY | F.O_CLOEXEC, F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS);
+    fd = openat2(rootFd, path, F.O_RDONLY | F.O_NONBLOCK | F.O_NOCTTY | F.O_CLOEXEC, F.RESOLVE_IN_ROOT | F.RESOLVE_NO_MAGICLINKS);
+    if ((statAt(fd, "", F.AT_EMPTY_PATH, path).mode & S_IFMT) !== F.S_IFREG) return null;
     const buf = new Uint8Array(limit);
     return new TextDecoder().decode(buf.subarray(0, readAt(fd, buf, 0)));
   } catch {

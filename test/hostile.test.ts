@@ -52,6 +52,20 @@ describe.each(area.actors)("a hostile rootfs ($name)", (a) => {
     expect(r.stderr).toContain("ENOTDIR");
   });
 
+  test("whose /etc/passwd is a FIFO starts the box, nsrun never waiting for a writer (control: a regular one gives the box its HOME)", () => {
+    const control = spoiled(a, "passwd-home", (r) => writeFileSync(join(r, "etc/passwd"), "root:x:0:0:root:/home-from-passwd:/bin/sh\n"));
+    expect(sh(a, control, 'echo "$HOME"').stdout).toBe("/home-from-passwd\n");
+    const fifo = spoiled(a, "passwd-fifo", (r) => {
+      rmSync(join(r, "etc/passwd"));
+      expect(Bun.spawnSync(["mkfifo", join(r, "etc/passwd")]).exitCode).toBe(0);
+    });
+    // Twice: planning reads it, and a start from the start record reads it again (its inputs).
+    for (const start of ["first", "second"]) {
+      const r = nsrun(a, ["run", "--config", fifo, "--", "/bin/sh", "-c", 'echo "$HOME"'], { timeoutMs: 20_000 });
+      expect({ start, code: r.code, stdout: r.stdout }).toEqual({ start, code: 0, stdout: "/root\n" });
+    }
+  });
+
   test("a masked path that cannot be applied where the box's procfs is stops the box (control: unmasked, it is readable)", () => {
     // /proc/self is a symlink inside procfs: a mask through it cannot be resolved without following it.
     const cfg = writeConfig(a, "mask-through-link.toml", 'rootfs = "../rootfs"\n[security]\nmasked_paths = ["/proc/self/status"]\n');
