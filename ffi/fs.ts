@@ -30,7 +30,6 @@ const FS_CALLS = {
   mknodat: { args: [i32, ptr, u32, u64], returns: i32 },
   fsetxattr: { args: [i32, ptr, ptr, u64, i32], returns: i32 },
   lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64 },
-  statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
   flock: { args: [i32, i32], returns: i32 },
   write: { args: [i32, ptr, u64], returns: i64 },
 } as const;
@@ -45,7 +44,6 @@ export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const AT_REMOVEDIR = 0x200;
 export const STATX_TYPE = 0x1;
 export const STATX_MODE = 0x2;
-export const STATX_INO = 0x100;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
@@ -185,8 +183,9 @@ export function lgetxattr(path: string, name: string): Buffer | null {
 
 /** The file type bits (S_IFMT) of `name` under `dirfd` without following a symlink, or null when it does not exist. */
 export function typeAt(dirfd: number, name: string, shown = name): number | null {
+  // Only the type: image extraction asks this of every entry, so no FileStat is made (statAt).
   const buf = Buffer.alloc(256);
-  const ret = fsLibc.statx(dirfd, cstr(name), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buf);
+  const ret = libc.syscall(SYS.statx, dirfd, cstr(name), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE, buf);
   if (ret < 0) {
     if (errno() === ERRNO.ENOENT) return null;
     fail("statx", `statx(${q(shown)}, AT_SYMLINK_NOFOLLOW)`);
@@ -201,9 +200,7 @@ export function mkfifo(path: string, mode = 0o600): void {
 
 /** Inode number of an fd (AT_EMPTY_PATH), to tell whether a path still names the file an fd holds. */
 export function inodeOf(fd: number, shown: string): bigint {
-  const buf = Buffer.alloc(256);
-  check("statx", fsLibc.statx(fd, cstr(""), F.AT_EMPTY_PATH, STATX_INO, buf), `statx(${q(shown)}, AT_EMPTY_PATH)`);
-  return buf.readBigUInt64LE(32);
+  return statAt(fd, "", F.AT_EMPTY_PATH, shown).ino;
 }
 
 /** What statx(2) says of a file: the fields nsrun's caches check. */
