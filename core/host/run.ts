@@ -2,7 +2,6 @@
 // 125 before anything exists), keeps a start record for a box that may have one, and runs the
 // plan (runplan.ts: the box's cgroup, its start, the hand-over to the supervisor).
 import { statSync } from "node:fs";
-import { isTerminal, windowSize } from "../../ffi/io";
 import type { Assembled } from "../stages/boxconfig";
 import { stageLine, tracerFor } from "../pipeline";
 import { inspectHost, planBoxCgroup, planningInputs, unlisted } from "../stages/hostfacts";
@@ -10,7 +9,7 @@ import { boxCache } from "./tapecache";
 import { unmappedRootfsHint } from "../stages/userns";
 import type { ReportTarget } from "./report";
 import { runPlan } from "./runplan";
-import { type Observed, observeAll } from "./inputs";
+import { type Observed, observeAll, terminalSize } from "./inputs";
 import type { StartOptions } from "./start";
 import { storeStartRecord } from "./startrecord";
 
@@ -42,7 +41,8 @@ export async function runBoxCommand(opts: RunOptions): Promise<never> {
   const observed = opts.startRecord && opts.cache ? observeAll(planningInputs(loaded)) : null;
   const facts = inspectHost(loaded);
   const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
-  const size = isTerminal(0) && isTerminal(1) ? windowSize(0) : null;
+  // The same call the start record observes its "terminal" input with (core/host/inputs.ts).
+  const size = terminalSize();
   const options = { cwdFallback: isDefault, terminal: { size, asked: opts.terminal, term: process.env.TERM } };
   const cache = boxCache({ loaded, facts, caller, options, trace: opts.trace }, opts.cache, trace);
   // plan.ts and the planning stages load only when the cache has no plan for this box.
