@@ -282,7 +282,8 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     try {
       const dotdot = writeConfig(actor, "dotdot.toml", 'rootfs = "../rootfs"\n[[mounts]]\ntype = "tmpfs"\ntarget = "/dotdot/tmp2"\n');
       const r = sh(actor, "grep -c ' /tmp2 ' /proc/mounts", dotdot);
-      expect(r.stdout.trim()).toBe("1");
+      // Code and stderr too: a failure then says why (CI once saw an empty stdout here, and nothing else).
+      expect([r.code, r.stdout.trim(), r.stderr]).toEqual([0, "1", ""]);
       expect(existsSync(join(rootfs, "tmp2"))).toBe(true); // created in the rootfs, not above it
       const escape = writeConfig(actor, "escape.toml", 'rootfs = "../rootfs"\n[[mounts]]\ntype = "tmpfs"\ntarget = "/escape/t"\n');
       const e = sh(actor, "true", escape);
