@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "bun";
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hintFor } from "../ffi/hints";
-import { editBundle } from "../fixtures/oci/bundle";
+import { editBundle, type Spec } from "../fixtures/oci/bundle";
 import { type Actor, command, setupTestArea, waitFor } from "./helpers";
 import { runcPath, runtimes } from "./runtimes";
 
@@ -275,6 +275,41 @@ describe("namespaces joined by path", () => {
       rmSync(`/tmp/nsrun-joined-${process.pid}`, { force: true });
     }
   }, "root");
+});
+
+describe("namespace paths from a hostile config.json", () => {
+  // config.json decides what nsrun opens to join: a FIFO there would hang a blocking open(2) until a
+  // writer came (runc's does), a regular file or another kind's namespace would only fail later, at
+  // setns(2), as EINVAL. nsrun opens without blocking and keeps only a namespace
+  // file of the kind the entry names; anything else is refused at once, naming the key.
+  forEachActor("a FIFO, a regular file, a directory, or another kind's namespace as linux.namespaces[].path: exit 125 naming the key, nothing left (control: the right kind passes)", (a) => {
+    const fifo = join(a.area, "ns-fifo");
+    const file = join(a.area, "ns-file");
+    spawnSync(["mkfifo", fifo]);
+    writeFileSync(file, "");
+    spawnSync(["chown", `${a.uid}:${a.gid}`, fifo, file]);
+    const utsAt = (path: string) => (s: Spec) => {
+      s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "uts");
+      s.linux.namespaces.push({ type: "uts", path });
+      delete s.hostname; // (a joined uts namespace that is nsrun's own may not get one)
+      s.process.args = ["true"];
+    };
+    for (const [path, what] of [[fifo, "is not a namespace file"], [file, "is not a namespace file"], [a.area, "is not a namespace file"], ["/proc/self/ns/net", "is a net namespace, not a uts one"]]) {
+      const b = bundle(a, utsAt(path));
+      const index = (JSON.parse(readFileSync(join(b, "config.json"), "utf8")).linux.namespaces as Array<{ type: string }>).findIndex((n) => n.type === "uts");
+      const r = nsrun(a, ["run", "--bundle", b, "n-badns"], { timeoutMs: 20_000 });
+      expect([r.code, r.stderr]).toEqual([125, expect.stringContaining(`linux.namespaces[${index}].path: ${JSON.stringify(path)} ${what}`)]);
+      expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);
+      expect(nsrun(a, ["list", "-q"]).stdout).toBe("");
+    }
+    // Control: a uts namespace file passes this check. Root joins it; the ordinary user's bundle has
+    // a new user namespace, which nsrun does not combine with joined ones: that is the error then.
+    const b = bundle(a, utsAt("/proc/self/ns/uts"));
+    const r = nsrun(a, ["run", "--bundle", b, "n-goodns"], { timeoutMs: 20_000 });
+    if (a.name === "root") expect([r.code, r.stderr]).toEqual([0, ""]);
+    else expect([r.code, r.stderr]).toEqual([125, expect.stringContaining("joining namespaces by path together with a new user namespace is not supported")]);
+    expect(nsrun(a, ["list", "-q"]).stdout).toBe("");
+  });
 });
 
 describe("podman with nsrun", () => {

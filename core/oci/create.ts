@@ -25,6 +25,8 @@ import { SYNC } from "../launch/sync";
 import { syncWithHost } from "../tape/calls";
 import { fillHookStdin, HookError, pidInContainer, runHooks } from "./hooks";
 import { idmapBinds } from "./idmap";
+import { openToJoin } from "./joinns";
+import { OciPlanError } from "./resources";
 import { type OciCaller, planOci } from "./spec-plan";
 import { loadSpec } from "./spec";
 import { claimContainer, type Container, isHostRoot, OCI_VERSION, processStartTime, publicState, type SavedState } from "./state";
@@ -134,7 +136,16 @@ export async function createContainer(opts: CreateOptions): Promise<Created> {
     opened.push(syncRead, syncWrite);
     const console = opts.consoleSocket ? connectUnix(opts.consoleSocket) : undefined;
     if (console !== undefined) opened.push(console);
-    const join = plan.join.map((j) => ({ kind: j.kind, fd: open(j.path, constants.O_RDONLY) }));
+    // Opened again, not reused from planning: the fd checked here is the one setns(2) gets.
+    const join = plan.join.map((j) => {
+      try {
+        const fd = openToJoin(j);
+        opened.push(fd);
+        return { kind: j.kind, fd };
+      } catch (e) {
+        throw e instanceof OciPlanError ? new Error(`${e.key}: ${e.message}`) : e;
+      }
+    });
     const preserved = Array.from({ length: opts.preserveFds }, (_, i) => 3 + i);
     // The container's cgroups, one per hierarchy (core/oci/resources.ts): one that cannot be made
     // or opened to join is an error naming it; nothing is left of the others.

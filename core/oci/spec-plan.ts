@@ -18,6 +18,8 @@ import * as F from "../../ffi/flags";
 import { syscallTable } from "../../ffi/syscalls";
 import { type IdMapPlan, type IdRange, idMapped, parseIdMap, readSubordinateIds } from "../stages/userns";
 import type { OciCaller } from "./caller";
+import { type JoinedNamespace, openToJoin } from "./joinns";
+import { closeNs } from "../../ffi/nsfs";
 import { type CgroupV1Layout, type OciCgroupHost, OciPlanError, planCgroupV1Mount, planOciCgroup } from "./resources";
 import type { HookName, Spec, SpecHook, SpecMount } from "./spec";
 
@@ -26,7 +28,7 @@ export type { CapabilitySets } from "../stages/capabilities";
 export interface OciPlan {
   box: BoxPlan;
   /** Existing namespaces to join, by path (linux.namespaces[].path). */
-  join: Array<{ kind: NamespaceKind; path: string }>;
+  join: JoinedNamespace[];
   /** [file below /proc/sys, value], written from inside before pivot_root. */
   sysctl: Array<[file: string, value: string]>;
   oomScoreAdj: number | null;
@@ -71,8 +73,15 @@ export function planOci(spec: Spec, file: string, bundle: string, id: string, ca
     if (seen.has(kind)) fail(`linux.namespaces[${i}]`, `"${ns.type}" is listed twice`);
     seen.add(kind);
     if (ns.path === undefined || ns.path === "") return void (wanted[kind] = true);
-    if (!existsSync(ns.path)) fail(`linux.namespaces[${i}].path`, `${JSON.stringify(ns.path)} does not exist`);
-    join.push({ kind, path: ns.path });
+    const joining = { kind, path: ns.path, key: `linux.namespaces[${i}].path` };
+    // Checked now, for an error before anything is made; create.ts checks the fd it joins again.
+    try {
+      closeNs(openToJoin(joining));
+    } catch (e) {
+      if (e instanceof OciPlanError) fail(e.key, e.message);
+      throw e;
+    }
+    join.push(joining);
   });
   const joined = (kind: NamespaceKind) => join.find((j) => j.kind === kind);
   const joinKey = (kind: NamespaceKind) => `linux.namespaces[${(linux.namespaces ?? []).findIndex((n) => NS_KIND[n.type] === kind)}].path`;
