@@ -156,9 +156,20 @@ export function processesWith(marker: string): number[] {
   return pids;
 }
 
-/** The host's mount table, as this (host) process sees it. */
+/**
+ * Where other container engines keep mounts of their own: podman's storage and network namespaces,
+ * containerd's. The podman and containerd tests start them, and their cleanup (conmon's exit
+ * command, the storage driver letting its home go) runs on after those tests end, so these come
+ * and go while later tests run. nsrun mounts nothing there.
+ */
+const OTHER_ENGINES = /^\S+ \S+ \S+ \S+ (\/var\/lib\/containers|\/run\/containers|\/run\/netns|\/var\/lib\/containerd|\/run\/containerd|\/run\/user\/\d+\/(containers|netns))(\/|\s)/;
+
+/** The host's mount table, as this (host) process sees it, without other engines' mounts (OTHER_ENGINES). */
 export function hostMounts(): string {
-  return readFileSync("/proc/self/mountinfo", "utf8");
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((line) => !OTHER_ENGINES.test(line))
+    .join("\n");
 }
 
 export async function waitFor(check: () => boolean, ms = 5000): Promise<boolean> {
