@@ -4,6 +4,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ERRNO } from "../ffi/errno";
+import * as F from "../ffi/flags";
+import { readInRoot } from "../ffi/fs";
+import { cstr, errno, libc } from "../ffi/libc";
+import { SYS } from "../ffi/syscalls";
 import { type Actor, command, hostMounts, run, setupTestArea, start, writeConfig } from "./helpers";
 
 const area = setupTestArea();
@@ -171,6 +176,60 @@ describe.each(area.actors)("resolve-then-mount races ($name)", (a) => {
     expect(seen.escaped).toEqual([]);
     expect(seen.bindInside + seen.rootInside).toBeGreaterThan(0);
     expect(hostEtcThroughPath).toBe(true);
+  }, 120_000);
+});
+
+describe.each(area.actors)("a host whose mounts keep changing ($name)", (a) => {
+  test("a box whose paths walk \"..\" in its rootfs starts, every time, during a mount storm any user can make (control: a plain openat2 of such a path then fails with EAGAIN)", async () => {
+    // openat2(2) scoped to a root fails with EAGAIN when a mount or rename anywhere on the host
+    // races its walk of "..": the kernel's mount and rename seqcounts are global. Here 40 mount
+    // targets and /etc/passwd resolve through a symlink of ".."s, while an ordinary user's mount
+    // namespace mounts and unmounts a tmpfs without pause. nsrun tries such an openat2 again, in the
+    // box's tape and on the host (protocol.h NSRUN_OP_RETRY_EAGAIN); without that, nearly every one
+    // of these boxes fails with EAGAIN (exit 125).
+    const targets = Array.from({ length: 40 }, (_, i) => `/up/t${i}`);
+    const cfg = spoiled(
+      a,
+      "dotdot-storm",
+      (r) => {
+        // A long walk of ".." (1,300 of them) widens the window a mount can race: about one walk in 40.
+        symlinkSync(`${"../".repeat(1300)}..`, join(r, "up"));
+        writeFileSync(join(r, "etc/passwd.real"), "root:x:0:0:root:/home-through-dotdot:/bin/sh\n");
+        rmSync(join(r, "etc/passwd"));
+        symlinkSync("/up/etc/passwd.real", join(r, "etc/passwd")); // read by planning, on the host
+      },
+      targets.map((t) => `[[mounts]]\ntype = "tmpfs"\ntarget = "${t}"\n`).join(""),
+    );
+    const mnt = join(a.area, "storm-mnt");
+    mkdirSync(mnt, { recursive: true });
+    const storm = Bun.spawn(command("unshare", a, ["-Urm", "--fork", "--kill-child", "sh", "-c", `while :; do mount -t tmpfs storm ${mnt}; umount ${mnt}; done`]), { stdout: "ignore", stderr: "ignore" });
+    const results: string[] = [];
+    let eagain = 0;
+    try {
+      // The control: the storm is on, and the same kind of walk without a second try sees it.
+      const rootfd = libc.openat(F.AT_FDCWD, cstr(join(a.area, "rootfs-dotdot-storm")), F.O_PATH | F.O_DIRECTORY | F.O_CLOEXEC, 0);
+      expect(rootfd).toBeGreaterThanOrEqual(0);
+      const how = new BigUint64Array([BigInt(F.O_PATH | F.O_CLOEXEC), 0n, BigInt(F.RESOLVE_IN_ROOT)]);
+      const path = cstr("/up/etc/passwd");
+      for (let i = 0; i < 2_000_000 && eagain === 0; i++) {
+        const fd = libc.syscall(SYS.openat2, rootfd, path, how, 24);
+        if (fd >= 0) libc.close(fd);
+        else if (errno() === ERRNO.EAGAIN) eagain++;
+      }
+      libc.close(rootfd);
+      // nsrun's own read of the rootfs on the host (planning's /etc/passwd): every one succeeds.
+      const reads = Array.from({ length: 2000 }, () => readInRoot(join(a.area, "rootfs-dotdot-storm"), "/etc/passwd"));
+      expect(reads.filter((r) => r !== "root:x:0:0:root:/home-through-dotdot:/bin/sh\n").length).toBe(0);
+      for (let i = 0; i < 20; i++) {
+        const r = sh(a, cfg, 'grep -c " /t[0-9]* tmpfs " /proc/mounts; echo "$HOME"');
+        results.push(`${r.code} ${r.stdout.trim().replace("\n", " ")} ${r.stderr.trim()}`);
+      }
+    } finally {
+      storm.kill("SIGKILL");
+      await storm.exited;
+    }
+    expect(eagain).toBe(1);
+    expect(results).toEqual(Array(20).fill("0 40 /home-through-dotdot "));
   }, 120_000);
 });
 

@@ -35,14 +35,18 @@ export function openat(t: Tape, dir: Fd, path: string, flags: number, mode: numb
   t.sys("openat", [dir, t.str(path), flags | F.O_CLOEXEC, mode], () => `openat(${fdText(dir)}, ${q(path)}, ${names(flags | F.O_CLOEXEC, F.O_FLAGS)}${mode ? `, 0${mode.toString(8)}` : ""})`, opts);
 }
 
-/** openat2(2): resolve `path` below `dir` with RESOLVE_* rules; O_CLOEXEC always. */
+/**
+ * openat2(2): resolve `path` below `dir` with RESOLVE_* rules; O_CLOEXEC always. Scoped to a root
+ * (RESOLVE_IN_ROOT, RESOLVE_BENEATH), EAGAIN runs it again: a mount or rename anywhere on the host
+ * raced its walk of "..", which on a busy host happens (see protocol.h NSRUN_OP_RETRY_EAGAIN).
+ */
 export function openat2(t: Tape, dir: Fd, path: string, flags: number, resolve: number, opts: Opts = {}): void {
   const how = t.bytes(u64s([flags | F.O_CLOEXEC, 0, resolve]), "how");
   t.sys(
     "openat2",
     [dir, t.str(path), how, 24],
     () => `openat2(${fdText(dir)}, ${q(path)}, {${names(flags | F.O_CLOEXEC, F.O_FLAGS)}, ${names(resolve, F.RESOLVE_FLAGS)}})`,
-    opts,
+    { ...opts, retryEagain: (resolve & (F.RESOLVE_IN_ROOT | F.RESOLVE_BENEATH)) !== 0 },
   );
 }
 

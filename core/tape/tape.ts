@@ -3,7 +3,7 @@
 // assembler: it collects ops with symbolic operands (registers, strings, labels), prints them as a
 // listing (what golden tests compare and --trace shows), and encodes them into the binary layout of
 // ffi/executor/protocol.h. It decides nothing about boxes; core/stages/compile.ts does.
-import { CMP, type Cmp, HEADER, OP, OP_BYTES, OP_FIELD, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
+import { CMP, type Cmp, HEADER, OP, OP_BYTES, OP_FIELD, OP_RETRY_EAGAIN, REGISTERS, RESULT_BYTES, TAPE_MAGIC, TAPE_VERSION } from "../../ffi/executor/protocol";
 import { nameBytes } from "../../ffi/names";
 import { syscallNumbers, type TapeSyscall } from "../../ffi/syscalls";
 import type { StageTitle } from "../pipeline";
@@ -52,6 +52,8 @@ export interface TapeOp {
   dst: Reg | null;
   /** Errnos that do not end the tape; the result register then holds -errno. */
   ok: number[];
+  /** EAGAIN runs the syscall again (protocol.h NSRUN_OP_RETRY_EAGAIN). */
+  retryEagain: boolean;
   step: Step;
 }
 
@@ -223,8 +225,8 @@ export class Tape {
   // ---- ops --------------------------------------------------------------------------------
 
   /** One syscall. `text` is how it prints; `dst` keeps its result; `ok` lists errnos that are not failures. */
-  sys(name: TapeSyscall, args: Arg[], text: () => string, opts: { dst?: Reg; ok?: number[] } = {}): number {
-    return this.push(this.nr[name], name, args, text, opts.dst ?? null, opts.ok ?? []);
+  sys(name: TapeSyscall, args: Arg[], text: () => string, opts: { dst?: Reg; ok?: number[]; retryEagain?: boolean } = {}): number {
+    return this.push(this.nr[name], name, args, text, opts.dst ?? null, opts.ok ?? [], opts.retryEagain === true);
   }
 
   label(name: string): Label {
@@ -278,7 +280,7 @@ export class Tape {
     this.push(OP.FAIL, "fail", [errno], () => text, null, []);
   }
 
-  private push(code: number, name: string, args: Arg[], show: () => string, dst: Reg | null, ok: number[]): number {
+  private push(code: number, name: string, args: Arg[], show: () => string, dst: Reg | null, ok: number[], retryEagain = false): number {
     if (args.length > 6) throw new Error(`tape: ${name} has more than 6 arguments`);
     for (const e of ok) if (e <= 0 || e >= 64) throw new Error(`tape: errno ${e} cannot be tolerated`);
     const step = this.step;
@@ -291,6 +293,7 @@ export class Tape {
       args,
       dst,
       ok,
+      retryEagain,
       step,
     });
     return this.ops.length - 1;
@@ -305,7 +308,8 @@ export class Tape {
     this.ops.forEach((op, i) => {
       for (; next < this.stages.length && this.stages[next][0] <= i; next++) out.push(`== ${this.stages[next][1]}`);
       const ok = op.ok.length ? `  [ok ${op.ok.map(errnoName).join(",")}]` : "";
-      out.push(`${String(i).padStart(4)}  ${op.text}${op.dst ? ` -> ${op.dst.name}` : ""}${ok}`);
+      const retry = op.retryEagain ? "  [again on EAGAIN]" : "";
+      out.push(`${String(i).padStart(4)}  ${op.text}${op.dst ? ` -> ${op.dst.name}` : ""}${ok}${retry}`);
     });
     return `${out.join("\n")}\n`;
   }
@@ -368,7 +372,7 @@ export class Tape {
         else v = BigInt(a);
         i64(o + OP_FIELD.a + 8 * k, v);
       });
-      view.setUint16(o + OP_FIELD.regmask, regmask, true);
+      view.setUint16(o + OP_FIELD.regmask, op.retryEagain ? regmask | OP_RETRY_EAGAIN : regmask, true);
       u64(o + OP_FIELD.okmask, okmask);
     });
 

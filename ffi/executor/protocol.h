@@ -31,6 +31,14 @@ struct nsrun_op {
   long long a[6];
 };
 
+// Bit 15 of `regmask` names no register: a syscall op with RETRY_EAGAIN that fails with EAGAIN runs
+// again, at most EAGAIN_TRIES times in all. openat2(2) with RESOLVE_IN_ROOT or RESOLVE_BENEATH fails
+// so when a mount or a rename anywhere on the host raced its walk of a ".." (the kernel cannot then
+// be sure the walk stayed inside), and its man page says to try again: on a busy host (other boxes,
+// podman) that is a matter of time, not an attack that a retry would let through.
+#define NSRUN_OP_RETRY_EAGAIN 0x8000
+#define NSRUN_EAGAIN_TRIES 64
+
 // Control instructions (negative codes). Only these are not syscalls.
 #define NSRUN_OP_JUMP -1    // go to op a0
 #define NSRUN_OP_JUMP_IF -2 // if (a0 CMP a2) go to op a3; CMP is a1, below

@@ -33,6 +33,13 @@ export const OP_BYTES = 64;
 export const RESULT_FIELD = { ret: 0, startNs: 8, endNs: 16 } as const;
 export const RESULT_BYTES = 24;
 
+/**
+ * Bit 15 of an op's regmask: a syscall failing with EAGAIN runs again, EAGAIN_TRIES times in all
+ * (openat2(2) scoped to a root, whose walk of ".." a mount or rename anywhere on the host raced).
+ */
+export const OP_RETRY_EAGAIN = 0x8000;
+export const EAGAIN_TRIES = 64;
+
 /** Control instructions: the only ops that are not syscalls. */
 export const OP = {
   JUMP: -1,
@@ -121,7 +128,7 @@ export function protocolAsserts(): string {
   struct("nsrun_op", OP_FIELD, OP_BYTES);
   struct("nsrun_result", RESULT_FIELD, RESULT_BYTES);
   struct("nsrun_report", REPORT_FIELD, REPORT_BYTES);
-  const values: Record<string, number> = { TAPE_MAGIC, TAPE_VERSION, REGISTERS };
+  const values: Record<string, number> = { TAPE_MAGIC, TAPE_VERSION, REGISTERS, OP_RETRY_EAGAIN, EAGAIN_TRIES };
   for (const [prefix, table] of [["OP", OP], ["CMP", CMP], ["REPORT", REPORT], ["EXIT", EXIT], ["BAD", BAD]] as const) {
     for (const [name, v] of Object.entries(table)) values[`${prefix}_${name}`] = v;
   }

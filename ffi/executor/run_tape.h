@@ -13,6 +13,9 @@
 
 #define CLOCK_MONOTONIC 1
 #define EINVAL 22
+#ifndef EAGAIN
+#define EAGAIN 11
+#endif
 
 #ifndef NSRUN_TAPE_EXEC
 // Only the stub runs NSRUN_OP_EXEC (it never returns on success): elsewhere it fails.
@@ -75,7 +78,7 @@ static long check_tape(const struct nsrun_op *ops, unsigned long long nops, unsi
     int target = o->code == NSRUN_OP_JUMP ? 0 : o->code == NSRUN_OP_JUMP_IF ? 3 : -1;
     *at = i;
     if (o->dst < -1 || o->dst >= NSRUN_REGISTERS) return NSRUN_BAD_REGISTER;
-    if (o->regmask >> 6) return NSRUN_BAD_REGISTER;
+    if ((o->regmask & ~NSRUN_OP_RETRY_EAGAIN) >> 6) return NSRUN_BAD_REGISTER;
     for (k = 0; k < 6; k++)
       if ((o->regmask >> k) & 1 && (o->a[k] < 0 || o->a[k] >= NSRUN_REGISTERS)) return NSRUN_BAD_REGISTER;
     if (o->code < NSRUN_OP_EXEC) return NSRUN_BAD_OP; // the lowest control code
@@ -113,7 +116,9 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
     t->progress = (long long)i;
     if (results) results[i].start_ns = now_ns();
     if (o->code >= 0) {
+      int tries = 1;
       r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
+      while (r == -EAGAIN && (o->regmask & NSRUN_OP_RETRY_EAGAIN) && tries++ < NSRUN_EAGAIN_TRIES) r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
     } else {
       switch (o->code) {
       case NSRUN_OP_JUMP: next = (unsigned long long)a[0]; break;
