@@ -282,7 +282,9 @@ describe.each(area.actors)("a box started by $name", (actor) => {
     try {
       const dotdot = writeConfig(actor, "dotdot.toml", 'rootfs = "../rootfs"\n[[mounts]]\ntype = "tmpfs"\ntarget = "/dotdot/tmp2"\n');
       const r = sh(actor, "grep -c ' /tmp2 ' /proc/mounts", dotdot);
-      // Code and stderr too: a failure then says why (CI once saw an empty stdout here, and nothing else).
+      // Code and stderr too, so that a failure says why. (CI once saw an empty stdout here: the walk of
+      // "dotdot" failed with EAGAIN, a mount elsewhere on the host racing it; such walks are now
+      // retried: test/hostile.test.ts, "a host whose mounts keep changing".)
       expect([r.code, r.stdout.trim(), r.stderr]).toEqual([0, "1", ""]);
       expect(existsSync(join(rootfs, "tmp2"))).toBe(true); // created in the rootfs, not above it
       const escape = writeConfig(actor, "escape.toml", 'rootfs = "../rootfs"\n[[mounts]]\ntype = "tmpfs"\ntarget = "/escape/t"\n');
