@@ -184,14 +184,14 @@ describe("owners to give later (an ordinary user's import with subordinate ids)"
     ]);
     expect(t.listing()).toBe(
       [
-        '   0  openat2(5, "usr/bin/x", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry',
+        '   0  openat2(5, "usr/bin/x", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry  [again on EAGAIN]',
         '   1  fchownat(entry, "", 1000, 1000, AT_EMPTY_PATH)',
         "   2  fdpath(entry)",
         '   3  fchmodat(AT_FDCWD, "/proc/self/fd/entry", 04755)',
         "   4  fdpath(entry)",
         '   5  setxattr("/proc/self/fd/entry", "security.capability", [20 bytes], 20, 0)',
         "   6  close(entry)",
-        '   7  openat2(5, ".", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry',
+        '   7  openat2(5, ".", {O_NOFOLLOW|O_CLOEXEC|O_PATH, RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}) -> entry  [again on EAGAIN]',
         '   8  fchownat(entry, "", 0, 50, AT_EMPTY_PATH)',
         "   9  close(entry)",
         "  10  exit_group(0)",
