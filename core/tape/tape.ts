@@ -224,7 +224,7 @@ export class Tape {
 
   // ---- ops --------------------------------------------------------------------------------
 
-  /** One syscall. `text` is how it prints; `dst` keeps its result; `ok` lists errnos that are not failures. */
+  /** One syscall. `text` is how it prints; `dst` keeps its result; `ok` lists errnos that are not failures; `retryEagain` makes it run again on EAGAIN. */
   sys(name: TapeSyscall, args: Arg[], text: () => string, opts: { dst?: Reg; ok?: number[]; retryEagain?: boolean } = {}): number {
     return this.push(this.nr[name], name, args, text, opts.dst ?? null, opts.ok ?? [], opts.retryEagain === true);
   }
