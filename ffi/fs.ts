@@ -68,11 +68,13 @@ export function openat2(dirfd: number, path: string, flags: number, resolve: num
   // struct open_how: flags, mode, resolve (u64 each).
   const how = new BigUint64Array([BigInt(flags | F.O_CLOEXEC), BigInt(mode), BigInt(resolve)]);
   const p = cstr(path);
-  let ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
   // Scoped to a root, EAGAIN: a mount or rename anywhere on the host raced the walk of "..". Again,
   // as the tape's openat2 does (protocol.h NSRUN_OP_RETRY_EAGAIN).
   const scoped = (resolve & (F.RESOLVE_IN_ROOT | F.RESOLVE_BENEATH)) !== 0;
-  for (let tries = 1; ret < 0 && scoped && tries < EAGAIN_TRIES && errno() === ERRNO.EAGAIN; tries++) ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
+  let ret: number;
+  let tries = 0;
+  do ret = libc.syscall(SYS.openat2, dirfd, ptrOf(p), ptrOf(how), 24, 0, 0);
+  while (ret < 0 && scoped && ++tries < EAGAIN_TRIES && errno() === ERRNO.EAGAIN);
   return check("openat2", ret, `openat2(${q(shown)})`);
 }
 

@@ -116,9 +116,9 @@ __attribute__((noreturn)) static void run_tape(void *arg) {
     t->progress = (long long)i;
     if (results) results[i].start_ns = now_ns();
     if (o->code >= 0) {
-      int tries = 1;
-      r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
-      while (r == -EAGAIN && (o->regmask & NSRUN_OP_RETRY_EAGAIN) && tries++ < NSRUN_EAGAIN_TRIES) r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
+      int tries = 0;
+      do r = sys6(o->code, a[0], a[1], a[2], a[3], a[4], a[5]);
+      while (r == -EAGAIN && (o->regmask & NSRUN_OP_RETRY_EAGAIN) && ++tries < NSRUN_EAGAIN_TRIES);
     } else {
       switch (o->code) {
       case NSRUN_OP_JUMP: next = (unsigned long long)a[0]; break;
